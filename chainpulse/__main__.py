@@ -1,0 +1,3 @@
+from chainpulse.cli import main
+
+main()

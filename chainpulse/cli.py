@@ -1,0 +1,27 @@
+"""The `chainpulse` console script.
+
+`serve` runs on eventlet, whose monkey patching must happen before click, web3, ssl or
+redis are imported; so this entry module patches first and imports the commands after.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["serve"]:
+        import warnings
+
+        warnings.filterwarnings("ignore", message=".*[Ee]ventlet.*", category=DeprecationWarning)
+        import eventlet
+
+        eventlet.monkey_patch()
+    from chainpulse.commands import cli
+
+    cli.main(args=args, prog_name="chainpulse")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The command line (contract: DESIGN.md, Command line). Each command is thin: it reads
+the settings once, calls one domain function and turns errors into one-line messages.
+
+Exit codes: 0 success, 1 work that failed (e.g. blocks that failed for good),
+2 bad input or an unreachable dependency.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from indexer.config import Settings
+from indexer.errors import ChainpulseError, RetryableError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(f"chainpulse: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly_errors(func: F) -> F:
+    """Turn chainpulse's errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ChainpulseError, RetryableError) as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ChainpulseError as exc:
+        fail(str(exc))
+        raise  # unreachable
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """chainpulse: an EVM indexer with realtime Socket.IO push."""
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Alembic revision.")
+@friendly_errors
+def db_upgrade(revision: str) -> None:
+    """Apply the migrations (run once per release)."""
+    from indexer.schema import upgrade
+
+    s = settings()
+    upgrade(s.database_url, revision)
+    click.echo(f"database at {_masked(s.database_url)} is at revision {revision}")
+
+
+@cli.command()
+@click.argument("start", metavar="FROM", type=str)
+@click.argument("end", metavar="TO", type=str)
+@click.option("--wait", is_flag=True, help="Show progress and wait until every block is done.")
+@click.option("--force", is_flag=True, help="Re-index blocks that are already stored.")
+@friendly_errors
+def backfill(start: str, end: str, wait: bool, force: bool) -> None:
+    """Enqueue blocks FROM..TO (inclusive) on the `blocks` queue."""
+    from workers.backfill import run_backfill
+
+    code = run_backfill(settings(), start, end, wait=wait, force=force)
+    sys.exit(code)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@friendly_errors
+def status(as_json: bool) -> None:
+    """Node head, highest indexed block, lag, missing ranges, failures and queue depth."""
+    from workers.status import collect_status, render_status
+
+    report = collect_status(settings())
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(render_status(report))
+
+
+@cli.command()
+@friendly_errors
+def serve() -> None:
+    """Run the realtime Socket.IO server (eventlet) on PORT."""
+    from realtime.server import run
+
+    run(settings())
+
+
+@cli.command()
+@friendly_errors
+def follow() -> None:
+    """Follow the chain head: enqueue new blocks in order and repair reorgs."""
+    from workers.follower import run
+
+    run(settings())
+
+
+@cli.command()
+@click.option("--sub", required=True, help="The token's subject (user id).")
+@click.option(
+    "--ttl",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Lifetime in seconds.",
+)
+@friendly_errors
+def token(sub: str, ttl: int) -> None:
+    """Issue a development JWT signed with JWT_SECRET."""
+    from realtime.auth import issue_token
+
+    click.echo(issue_token(settings(), sub, ttl))
+
+
+@cli.command()
+@friendly_errors
+def dev() -> None:
+    """The whole stack on embedded defaults: anvil, Redis, worker, follower and server."""
+    from chainpulse.dev import run
+
+    run()
+
+
+def _masked(url: str) -> str:
+    from indexer.config import mask_url
+
+    return mask_url(url)

@@ -1,0 +1,332 @@
+"""Local stand-ins for production services: a throwaway `redis-server`, an anvil node,
+and chain activity (transfers, deployments, logs, reverts).
+
+`chainpulse dev`, the tests and the benchmarks all start their services through here,
+so that each starts the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import requests
+from eth_utils import keccak
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A contract that logs `Ping(bytes)` with its calldata, and reverts when called with none.
+PINGER_TOPIC = "0x" + keccak(text="Ping(bytes)").hex()
+_RUNTIME = (
+    "363d3d37"  # calldatacopy(0, 0, calldatasize)   (3d = returndatasize = 0 before any call)
+    "3615602e57"  # if iszero(calldatasize) jump to the revert at 0x2e
+    "7f"
+    + PINGER_TOPIC[2:]  # push the topic
+    + "363d"
+    "a1"
+    "00"  # log1(0, calldatasize, topic); stop
+    "5b"
+    "3d3d"
+    "fd"  # jumpdest; revert(0, 0)
+)
+PINGER_INIT = (
+    "0x60"
+    + f"{len(_RUNTIME) // 2:02x}"
+    + "600c60003960"
+    + f"{len(_RUNTIME) // 2:02x}"
+    + "6000f3"
+    + _RUNTIME
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll `predicate` until it is true; raise TimeoutError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+class RedisServer:
+    """A `redis-server` with no persistence on a free loopback port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (make deps installs it)")
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = tempfile.mkdtemp(prefix="chainpulse-redis-")
+        self._binary = binary
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        args = [
+            self._binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._dir,
+            "--maxclients",
+            "20000",
+        ]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: port_open(self.port), 10, f"redis-server on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def anvil_binary() -> str:
+    local = ROOT / "node_modules" / ".bin" / "anvil"
+    if local.exists():
+        return str(local)
+    found = shutil.which("anvil")
+    if found is None:
+        raise RuntimeError("anvil is not installed: run `npm ci` (make deps does)")
+    return found
+
+
+class Anvil:
+    """A Foundry anvil node on a free loopback port.
+
+    `block_time` None means automine (a block per transaction, or per `mine()`).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        chain_id: int = 31337,
+        block_time: float | None = None,
+        automine: bool = True,
+        load_state: str | None = None,
+        dump_state: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.chain_id = chain_id
+        self._args = [
+            anvil_binary(),
+            "--port",
+            str(self.port),
+            "--host",
+            "127.0.0.1",
+            "--chain-id",
+            str(chain_id),
+            "--silent",
+            *extra_args,
+        ]
+        if block_time is not None:
+            self._args += ["--block-time", str(block_time)]
+        elif not automine:
+            self._args += ["--no-mining"]
+        if load_state:
+            self._args += ["--load-state", load_state]
+        if dump_state:
+            self._args += ["--dump-state", dump_state]
+        self.process: subprocess.Popen[bytes] | None = None
+        self._session = requests.Session()
+        self._ids = itertools.count(1)
+
+    def start(self) -> Anvil:
+        self.process = subprocess.Popen(
+            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        wait_until(self._answers, 30, f"anvil on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            err = self.process.stderr.read().decode() if self.process.stderr else ""
+            raise RuntimeError(f"anvil exited: {err.strip()}")
+        return self.call("eth_chainId") is not None
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGCONT)  # in case it was paused
+            self.process.send_signal(signal.SIGINT)  # anvil dumps state on SIGINT
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def pause(self) -> None:
+        """Freeze the node (SIGSTOP): connections hang as with an unresponsive provider."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def __enter__(self) -> Anvil:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # JSON-RPC -------------------------------------------------------------------------
+
+    def call(self, method: str, *params: Any) -> Any:
+        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        reply = self._session.post(self.url, json=body, timeout=30).json()
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        body = [
+            {"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)}
+            for i, (m, p) in enumerate(calls)
+        ]
+        replies = sorted(
+            self._session.post(self.url, json=body, timeout=120).json(), key=lambda r: r["id"]
+        )
+        errors = [r["error"] for r in replies if "error" in r]
+        if errors:
+            raise RuntimeError(f"batch: {errors[0]}")
+        return [r["result"] for r in replies]
+
+    def head(self) -> int:
+        return int(self.call("eth_blockNumber"), 16)
+
+    def block(self, number: int | str, full: bool = False) -> dict[str, Any]:
+        tag = hex(number) if isinstance(number, int) else number
+        return dict(self.call("eth_getBlockByNumber", tag, full))
+
+    def mine(self, blocks: int = 1) -> None:
+        self.call("anvil_mine", hex(blocks))
+
+    def accounts(self) -> list[str]:
+        return [a.lower() for a in self.call("eth_accounts")]
+
+
+class Activity:
+    """Chain activity on an anvil node: transfers, deployments, logs and reverts."""
+
+    def __init__(self, anvil: Anvil) -> None:
+        self.anvil = anvil
+        self.accounts = anvil.accounts()
+        self.pinger: str | None = None
+        self._rounds = itertools.count()
+
+    def deploy_pinger(self) -> str:
+        tx = self.anvil.call(
+            "eth_sendTransaction",
+            {"from": self.accounts[0], "data": PINGER_INIT, "gas": hex(200_000)},
+        )
+        self._mine_if_pending()
+        receipt = self.anvil.call("eth_getTransactionReceipt", tx)
+        self.pinger = str(receipt["contractAddress"]).lower()
+        return self.pinger
+
+    def _mine_if_pending(self) -> None:
+        pending = self.anvil.call("eth_getBlockByNumber", "pending", False)
+        if pending and pending.get("transactions"):
+            self.anvil.mine()
+
+    def transactions(
+        self, count: int, log_share: float = 0.5, reverts: int = 0, deploys: int = 0
+    ) -> list[tuple[str, Sequence[Any]]]:
+        """`count` eth_sendTransaction calls: about `log_share` of them emit a log."""
+        pinger = self.pinger or self.deploy_pinger()
+        calls: list[tuple[str, Sequence[Any]]] = []
+        n = next(self._rounds)
+        for i in range(count):
+            sender = self.accounts[(n + i) % len(self.accounts)]
+            tx: dict[str, str]
+            if i < deploys:
+                tx = {"from": sender, "data": PINGER_INIT, "gas": hex(200_000)}
+            elif i < deploys + reverts:
+                tx = {"from": sender, "to": pinger, "gas": hex(60_000)}
+            elif int((i + 1) * log_share) > int(i * log_share):
+                payload = f"{n:016x}{i:016x}"
+                tx = {"from": sender, "to": pinger, "data": "0x" + payload, "gas": hex(60_000)}
+            else:
+                to = self.accounts[(n + i + 1) % len(self.accounts)]
+                tx = {"from": sender, "to": to, "value": hex(10**15 + i), "gas": hex(21_000)}
+            calls.append(("eth_sendTransaction", [tx]))
+        return calls
+
+    def block(
+        self, count: int = 5, log_share: float = 0.5, reverts: int = 1, deploys: int = 1
+    ) -> int:
+        """Send `count` transactions and mine them into one block; returns its number."""
+        self.anvil.call("evm_setAutomine", False)
+        try:
+            self.anvil.batch(self.transactions(count, log_share, reverts, deploys))
+            self.anvil.mine()
+        finally:
+            self.anvil.call("evm_setAutomine", True)
+        return self.anvil.head()
+
+
+@contextlib.contextmanager
+def services(
+    redis: bool = True, anvil: bool = True
+) -> Iterator[tuple[RedisServer | None, Anvil | None]]:
+    """Start a throwaway Redis and anvil for the duration of the block."""
+    with contextlib.ExitStack() as stack:
+        r = stack.enter_context(RedisServer()) if redis else None
+        a = stack.enter_context(Anvil()) if anvil else None
+        yield r, a
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))

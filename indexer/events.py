@@ -1,0 +1,107 @@
+"""Events on the Redis stream `chainpulse:events` (contract: DESIGN.md, Event bus).
+
+Each stream entry has the fields `type`, `id` and `data` (JSON). A repeated entry
+carries the same `id`, so consumers can drop it. Events are named in the past tense.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, TypeAlias
+
+BlockSource = Literal["head", "backfill"]
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    number: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class BlockIndexed:
+    blockNumber: int
+    blockHash: str
+    parentHash: str
+    blockTimestamp: int  # chain time, seconds
+    transactions: int
+    source: BlockSource
+
+    type = "block.indexed"
+
+    @property
+    def id(self) -> str:
+        return f"{self.type}:{self.blockNumber}:{self.blockHash}"
+
+
+@dataclass(frozen=True)
+class BlockReorged:
+    depth: int  # number of removed blocks
+    commonAncestor: BlockRef
+    removed: list[BlockRef] = field(default_factory=list)
+    added: list[BlockRef] = field(default_factory=list)
+
+    type = "block.reorged"
+
+    @property
+    def id(self) -> str:
+        tip = self.removed[-1].hash if self.removed else self.commonAncestor.hash
+        new = self.added[-1].hash if self.added else ""
+        return f"{self.type}:{self.commonAncestor.number}:{tip}:{new}"
+
+
+@dataclass(frozen=True)
+class PriceUpdated:
+    token: str
+    price: str  # exact decimal string
+    blockNumber: int | None  # null for manual prices
+    blockTimestamp: int | None
+    source: str
+    publishedAt: int  # milliseconds since the epoch
+
+    type = "price.updated"
+
+    @property
+    def id(self) -> str:
+        where = self.blockNumber if self.blockNumber is not None else f"manual:{self.publishedAt}"
+        return f"{self.type}:{self.token}:{where}:{self.price}"
+
+
+Event: TypeAlias = BlockIndexed | BlockReorged | PriceUpdated
+
+_TYPES: dict[str, type[Event]] = {
+    BlockIndexed.type: BlockIndexed,
+    BlockReorged.type: BlockReorged,
+    PriceUpdated.type: PriceUpdated,
+}
+
+
+def to_fields(event: Event) -> dict[str, str]:
+    """The stream entry for `event`: `type`, `id` and JSON `data`."""
+    return {
+        "type": event.type,
+        "id": event.id,
+        "data": json.dumps(asdict(event), separators=(",", ":")),
+    }
+
+
+def from_fields(fields: dict[str, str] | dict[bytes, bytes]) -> Event:
+    """Parse a stream entry; raises ValueError on an unknown type or a malformed entry."""
+    decoded = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in fields.items()
+    }
+    kind = decoded.get("type")
+    cls = _TYPES.get(kind or "")
+    if cls is None:
+        raise ValueError(f"unknown event type {kind!r}")
+    data: dict[str, Any] = json.loads(decoded["data"])
+    if cls is BlockReorged:
+        return BlockReorged(
+            depth=int(data["depth"]),
+            commonAncestor=BlockRef(**data["commonAncestor"]),
+            removed=[BlockRef(**ref) for ref in data.get("removed", [])],
+            added=[BlockRef(**ref) for ref in data.get("added", [])],
+        )
+    return cls(**data)

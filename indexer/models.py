@@ -1,0 +1,179 @@
+"""The database schema (contract: DESIGN.md, Database).
+
+The main tables hold the canonical chain only. Hashes and addresses are lowercase
+`0x` hex. uint256 values are exact: NUMERIC(78,0) on PostgreSQL, TEXT on SQLite,
+whose NUMERIC affinity would turn 2**256-1 into a float.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+
+class Uint256(TypeDecorator[int]):
+    """An exact unsigned 256-bit integer: NUMERIC(78,0) on PostgreSQL, TEXT elsewhere."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(78, 0))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "postgresql":
+            return Decimal(value)
+        return str(int(value))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """An exact decimal of any scale: NUMERIC on PostgreSQL, TEXT elsewhere."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(asdecimal=True))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "postgresql":
+            return Decimal(value)
+        return format(Decimal(value), "f")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+HASH = String(66)
+ADDRESS = String(42)
+
+metadata = MetaData()
+
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("number", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", HASH, nullable=False, unique=True),
+    Column("parent_hash", HASH, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),  # block time, seconds
+    Column("tx_count", Integer, nullable=False),
+    Column("gas_used", BigInteger, nullable=False),
+    Column("gas_limit", BigInteger, nullable=False),
+    Column("base_fee_per_gas", Uint256, nullable=True),
+    Column("miner", ADDRESS, nullable=False),
+    Column("indexed_at", DateTime(timezone=True), nullable=False),
+)
+
+transactions = Table(
+    "transactions",
+    metadata,
+    Column("hash", HASH, primary_key=True),
+    Column("block_number", BigInteger, nullable=False, index=True),
+    Column("transaction_index", Integer, nullable=False),
+    Column("from_address", ADDRESS, nullable=False, index=True),
+    Column("to_address", ADDRESS, nullable=True, index=True),
+    Column("value", Uint256, nullable=False),
+    Column("gas", BigInteger, nullable=False),
+    Column("gas_price", Uint256, nullable=True),
+    Column("nonce", BigInteger, nullable=False),
+    Column("status", SmallInteger, nullable=True),  # receipt: 1 success, 0 reverted
+    Column("gas_used", BigInteger, nullable=True),  # receipt
+    Column("contract_address", ADDRESS, nullable=True),  # receipt: deployments only
+)
+
+logs = Table(
+    "logs",
+    metadata,
+    Column("block_number", BigInteger, primary_key=True, autoincrement=False),
+    Column("log_index", Integer, primary_key=True, autoincrement=False),
+    Column("transaction_hash", HASH, nullable=False),
+    Column("address", ADDRESS, nullable=False),
+    Column("topic0", HASH, nullable=True),
+    Column("topic1", HASH, nullable=True),
+    Column("topic2", HASH, nullable=True),
+    Column("topic3", HASH, nullable=True),
+    Column("data", Text, nullable=False),
+    Index("ix_logs_address_topic0", "address", "topic0"),
+)
+
+prices = Table(
+    "prices",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("token", String(32), nullable=False),
+    Column("price", ExactDecimal, nullable=False),
+    Column("block_number", BigInteger, nullable=True),  # null for manual prices
+    Column("log_index", Integer, nullable=True),
+    Column("source", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_prices_token_id", "token", "id"),
+    Index("ix_prices_block_number", "block_number"),
+)
+
+reorgs = Table(
+    "reorgs",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("depth", Integer, nullable=False),
+    Column("ancestor_number", BigInteger, nullable=False),
+    Column("ancestor_hash", HASH, nullable=False),
+    Column("old_hashes", Text, nullable=False),  # JSON list of {number, hash}
+    Column("new_hashes", Text, nullable=False),  # JSON list of {number, hash}
+)
+
+# Key/value facts about this database, e.g. the chain id it indexes.
+meta = Table(
+    "chainpulse_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Events written in the same transaction as the change they describe; a relay
+# appends them to the Redis stream and deletes them (at-least-once delivery).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("event_id", String(200), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Blocks whose job failed for good; cleared when the block is indexed.
+failures = Table(
+    "failures",
+    metadata,
+    Column("number", BigInteger, primary_key=True, autoincrement=False),
+    Column("error", Text, nullable=False),
+    Column("failed_at", DateTime(timezone=True), nullable=False),
+)

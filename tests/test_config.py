@@ -1,0 +1,54 @@
+import pytest
+
+from indexer.config import Settings, mask_url
+from indexer.errors import ConfigError
+
+
+def test_defaults_follow_the_contract() -> None:
+    s = Settings.from_env({}, dotenv=False)
+    assert s.rpc_urls == ("http://127.0.0.1:8545",)
+    assert s.database_url == "sqlite:///chainpulse.db"
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.port == 3000
+    assert s.cors_origins == ("*",)
+    assert s.require_auth is False
+    assert s.confirmations == 0
+    assert s.start_block is None
+
+
+def test_lists_and_types_are_parsed() -> None:
+    s = Settings.from_env(
+        {
+            "ETH_RPC_URL": "http://a:1, http://b:2",
+            "REQUIRE_AUTH": "true",
+            "PORT": "4000",
+            "POLL_INTERVAL": "0.1",
+        },
+        dotenv=False,
+    )
+    assert s.rpc_urls == ("http://a:1", "http://b:2")
+    assert s.require_auth is True
+    assert s.port == 4000
+    assert s.poll_interval == 0.1
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PORT": "abc"}, "PORT must be a whole number"),
+        ({"CONFIRMATIONS": "-1"}, "CONFIRMATIONS must be at least 0"),
+        ({"REQUIRE_AUTH": "maybe"}, "REQUIRE_AUTH must be true or false"),
+        ({"POLL_INTERVAL": "0"}, "POLL_INTERVAL must be positive"),
+        ({"ETH_RPC_URL": " , "}, "ETH_RPC_URL is set but lists nothing"),
+        ({"RETRY_BACKOFF_MAX": "90"}, "RETRY_BACKOFF_MAX must stay below VISIBILITY_TIMEOUT"),
+    ],
+)
+def test_bad_values_fail_loudly(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env, dotenv=False)
+
+
+def test_mask_url_hides_passwords_only() -> None:
+    assert mask_url("postgresql://u:secret@db:5432/x") == "postgresql://u:***@db:5432/x"
+    assert mask_url("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert mask_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
