@@ -95,6 +95,8 @@ def status(as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
     else:
         click.echo(render_status(report))
+    if report["errors"]:
+        sys.exit(2)
 
 
 @cli.command()

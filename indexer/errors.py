@@ -37,6 +37,10 @@ class DatabaseBusy(RetryableError):
 class RpcError(FatalError):
     """The node answered with a JSON-RPC error that retrying will not change."""
 
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 class BlockNotFound(RetryableError):
     """The node does not (yet) have the block: it may be ahead of a lagging replica."""

@@ -164,6 +164,7 @@ outbox = Table(
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     Column("event_id", String(200), nullable=False),
+    Column("delivery_id", String(32), nullable=False),  # random; makes re-delivery idempotent
     Column("type", String(32), nullable=False),
     Column("data", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),

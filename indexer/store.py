@@ -1,0 +1,263 @@
+"""Writing indexed blocks, and the facts `chainpulse status` reads back.
+
+Invariants kept here:
+- A block, its transactions and its logs are written in one transaction, together
+  with the outbox entry that announces them (so the announcement cannot be lost).
+- Block commits are serialised (PostgreSQL advisory lock, SQLite's write lock), and each
+  checks that the stored block below links to it by hash: a mismatch is a reorg and is
+  refused here, never stored over.
+- Writing a block that is already stored with the same hash changes nothing unless
+  forced; a different hash at the same height replaces the old block's rows.
+- A transaction hash is unique: when a reorg moves a transaction into another block,
+  its row moves with it (upsert), so deleting the orphan's rows cannot lose it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from indexer import models as m
+from indexer.blocks import BlockData
+from indexer.config import mask_url
+from indexer.db import make_engine, write_options
+from indexer.errors import ChainMismatch, DatabaseBusy, RetryableError
+from indexer.events import BlockIndexed, BlockSource, Event
+
+COMMIT_LOCK_KEY = 0x636861696E70  # PostgreSQL advisory lock id for block commits
+
+
+class LinkMismatch(RetryableError):
+    """A stored neighbour does not link by hash to the block being written: a reorg.
+
+    `number` is the height of the block being written.
+    """
+
+    def __init__(self, number: int, detail: str) -> None:
+        super().__init__(f"block {number} does not link to the stored chain: {detail}")
+        self.number = number
+
+
+class Store:
+    def __init__(self, url: str, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+        self.dialect = self.engine.dialect.name
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn connection-level database failures into DatabaseBusy (retryable)."""
+        try:
+            yield
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise DatabaseBusy(f"database at {mask_url(self.url)} failed: {reason}") from exc
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction holding the block-commit lock."""
+        with self.errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(**write_options())
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": COMMIT_LOCK_KEY}
+                    )
+                yield conn
+
+    # Chain identity -------------------------------------------------------------------
+
+    def bind_chain(self, chain_id: int) -> None:
+        """Record the chain id on first use; refuse a node on another chain after that."""
+        with self.writing() as conn:
+            stored = conn.execute(
+                sa.select(m.meta.c.value).where(m.meta.c.key == "chain_id")
+            ).scalar_one_or_none()
+            if stored is None:
+                conn.execute(m.meta.insert().values(key="chain_id", value=str(chain_id)))
+            elif int(stored) != chain_id:
+                raise ChainMismatch(
+                    f"the database at {mask_url(self.url)} indexes chain {stored}, "
+                    f"but the node serves chain {chain_id}"
+                )
+
+    # Writes ----------------------------------------------------------------------------
+
+    def save_blocks(
+        self, datas: Sequence[BlockData], source: BlockSource, force: bool = False
+    ) -> list[BlockIndexed]:
+        """Store `datas` (ascending heights) in one transaction; returns the events written.
+
+        Blocks already stored with the same hash are skipped unless `force`. Raises
+        LinkMismatch, writing nothing, when a block does not link to a stored neighbour.
+        """
+        written: list[BlockIndexed] = []
+        numbers = [d.number for d in datas]
+        with self.writing() as conn:
+            lo, hi = min(numbers), max(numbers)
+            rows = conn.execute(
+                sa.select(m.blocks.c.number, m.blocks.c.hash, m.blocks.c.parent_hash).where(
+                    m.blocks.c.number.between(lo - 1, hi + 1)
+                )
+            ).all()
+            stored = {int(n): str(h) for n, h, _ in rows}
+            parents = {int(n): str(p) for n, _, p in rows}
+            for data in datas:
+                n = data.number
+                if stored.get(n) == data.hash and not force:
+                    continue
+                below = stored.get(n - 1)
+                if below is not None and below != data.parent_hash:
+                    raise LinkMismatch(n, f"parent {data.parent_hash}, stored {n - 1} is {below}")
+                above = parents.get(n + 1)
+                if above is not None and above != data.hash and n + 1 not in numbers:
+                    raise LinkMismatch(n, f"hash {data.hash}, stored {n + 1} links to {above}")
+                if n in stored:
+                    self._delete_heights(conn, [n])
+                self._insert(conn, data)
+                stored[n] = data.hash
+                parents[n] = data.parent_hash
+                event = BlockIndexed(
+                    blockNumber=n,
+                    blockHash=data.hash,
+                    parentHash=data.parent_hash,
+                    blockTimestamp=int(data.block["timestamp"]),
+                    transactions=len(data.transactions),
+                    source=source,
+                )
+                self.add_to_outbox(conn, event)
+                written.append(event)
+            conn.execute(m.failures.delete().where(m.failures.c.number.in_(numbers)))
+        return written
+
+    def _insert(self, conn: Connection, data: BlockData) -> None:
+        conn.execute(m.blocks.insert(), [data.block])
+        if data.transactions:
+            insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            stmt = insert(m.transactions)
+            columns = {c.name: stmt.excluded[c.name] for c in m.transactions.c if c.name != "hash"}
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["hash"], set_=columns), data.transactions
+            )
+        if data.logs:
+            conn.execute(m.logs.insert(), data.logs)
+
+    def _delete_heights(self, conn: Connection, numbers: Sequence[int]) -> None:
+        """Remove the blocks at `numbers` and every row derived from them."""
+        conn.execute(m.logs.delete().where(m.logs.c.block_number.in_(numbers)))
+        conn.execute(m.transactions.delete().where(m.transactions.c.block_number.in_(numbers)))
+        conn.execute(m.prices.delete().where(m.prices.c.block_number.in_(numbers)))
+        conn.execute(m.blocks.delete().where(m.blocks.c.number.in_(numbers)))
+
+    def add_to_outbox(self, conn: Connection, event: Event) -> None:
+        conn.execute(
+            m.outbox.insert().values(
+                event_id=event.id,
+                delivery_id=uuid.uuid4().hex,
+                type=event.type,
+                data=json.dumps(asdict(event), separators=(",", ":")),
+                created_at=datetime.now(UTC),
+            )
+        )
+
+    def record_failure(self, numbers: Sequence[int], error: str) -> None:
+        """Remember blocks whose job failed for good (shown by `chainpulse status`)."""
+        now = datetime.now(UTC)
+        with self.writing() as conn:
+            conn.execute(m.failures.delete().where(m.failures.c.number.in_(list(numbers))))
+            conn.execute(
+                m.failures.insert(),
+                [{"number": n, "error": error[:2000], "failed_at": now} for n in numbers],
+            )
+
+    # Outbox -----------------------------------------------------------------------------
+
+    def pending_outbox(self, limit: int = 500) -> list[dict[str, Any]]:
+        with self.errors(), self.engine.connect() as conn:
+            rows = conn.execute(sa.select(m.outbox).order_by(m.outbox.c.id).limit(limit)).mappings()
+            return [dict(r) for r in rows]
+
+    def delete_outbox(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with self.errors(), self.engine.begin() as conn:
+            conn.execute(m.outbox.delete().where(m.outbox.c.id.in_(list(ids))))
+
+    # Reads --------------------------------------------------------------------------------
+
+    def stored_hashes(self, lo: int, hi: int) -> dict[int, str]:
+        with self.errors(), self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(m.blocks.c.number, m.blocks.c.hash).where(
+                    m.blocks.c.number.between(lo, hi)
+                )
+            )
+            return {int(n): str(h) for n, h in rows}
+
+    def missing(self, lo: int, hi: int) -> list[int]:
+        """Heights in [lo, hi] with no stored block, ascending."""
+        present = self.stored_hashes(lo, hi)
+        return [n for n in range(lo, hi + 1) if n not in present]
+
+    def count_done(self, lo: int, hi: int, since: datetime) -> tuple[int, int]:
+        """(blocks indexed at or after `since`, blocks failed at or after `since`) in [lo, hi]."""
+        with self.errors(), self.engine.connect() as conn:
+            done = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(m.blocks)
+                .where(m.blocks.c.number.between(lo, hi), m.blocks.c.indexed_at >= since)
+            ).scalar_one()
+            failed = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(m.failures)
+                .where(m.failures.c.number.between(lo, hi), m.failures.c.failed_at >= since)
+            ).scalar_one()
+        return int(done), int(failed)
+
+    def failures(self, lo: int | None = None, hi: int | None = None) -> list[dict[str, Any]]:
+        with self.errors(), self.engine.connect() as conn:
+            q = sa.select(m.failures).order_by(m.failures.c.number)
+            if lo is not None and hi is not None:
+                q = q.where(m.failures.c.number.between(lo, hi))
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def summary(self) -> dict[str, Any]:
+        """Lowest and highest stored block, count, gaps between them, outbox backlog."""
+        with self.errors(), self.engine.connect() as conn:
+            lo, hi, count = conn.execute(
+                sa.select(
+                    sa.func.min(m.blocks.c.number), sa.func.max(m.blocks.c.number), sa.func.count()
+                )
+            ).one()
+            following = sa.func.lead(m.blocks.c.number).over(order_by=m.blocks.c.number)
+            inner = sa.select(m.blocks.c.number.label("n"), following.label("nxt")).subquery()
+            gaps = conn.execute(
+                sa.select(inner.c.n + 1, inner.c.nxt - 1)
+                .where(inner.c.nxt > inner.c.n + 1)
+                .order_by(inner.c.n)
+                .limit(100)
+            ).all()
+            outbox = conn.execute(sa.select(sa.func.count()).select_from(m.outbox)).scalar_one()
+            chain = conn.execute(
+                sa.select(m.meta.c.value).where(m.meta.c.key == "chain_id")
+            ).scalar_one_or_none()
+        return {
+            "lowest": lo,
+            "highest": hi,
+            "count": int(count),
+            "gaps": [[int(a), int(b)] for a, b in gaps],
+            "outbox": int(outbox),
+            "chainId": int(chain) if chain is not None else None,
+        }

@@ -1,0 +1,40 @@
+"""The Celery application: the `blocks` queue on the Redis broker.
+
+Delivery settings follow from "a worker killed mid-job loses nothing": jobs are
+acknowledged after they finish (`acks_late`), re-queued when the worker process dies
+(`reject_on_worker_lost`), prefetched one at a time, and redelivered by the Redis
+transport after `VISIBILITY_TIMEOUT` seconds when a whole worker vanishes. Retry
+countdowns stay below that timeout (checked in Settings).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from indexer.config import Settings
+
+QUEUE = "blocks"
+
+
+def make_app(settings: Settings) -> Celery:
+    app = Celery("chainpulse", broker=settings.redis_url, include=["workers.tasks"])
+    app.conf.update(
+        task_default_queue=QUEUE,
+        task_routes={"chainpulse.*": {"queue": QUEUE}},
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_connection_timeout=5,
+        worker_hijack_root_logger=False,
+    )
+    app.conf.chainpulse_settings = settings
+    return app
+
+
+app = make_app(Settings.from_env())

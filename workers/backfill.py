@@ -1,0 +1,163 @@
+"""`chainpulse backfill FROM TO [--wait] [--force]`: enqueue jobs, then watch them finish.
+
+Without --force only heights that are not stored yet are enqueued. Jobs cover up to
+BACKFILL_BATCH consecutive heights each (one round trip and one transaction per job).
+With --wait, a progress line shows blocks/s and an ETA; the command exits 0 when every
+block is indexed and 1, naming them, when some failed for good. If no worker consumes
+the `blocks` queue it says so within seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
+
+import redis
+
+from indexer.config import Settings, mask_url
+from indexer.errors import BadRange, ConfigError, DatabaseBusy
+from indexer.ranges import chunks, describe, parse_range
+from indexer.rpc import Node
+from indexer.store import Store
+from workers.app import QUEUE, app
+
+NO_WORKER_TIMEOUT_S = 60.0
+POLL_S = 0.5
+
+
+def check_redis(url: str) -> None:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
+    except redis.RedisError as exc:
+        raise DatabaseBusy(f"Redis at {mask_url(url)} is unreachable: {exc}") from None
+
+
+def check_schema(store: Store) -> None:
+    import sqlalchemy as sa
+
+    with store.errors():
+        if not sa.inspect(store.engine).has_table("blocks"):
+            raise ConfigError(
+                f"the database at {mask_url(store.url)} has no schema: run `chainpulse db upgrade`"
+            )
+
+
+def run_backfill(
+    settings: Settings, start: str, end: str, wait: bool, force: bool, out: TextIO = sys.stderr
+) -> int:
+    first, last = parse_range(start, end)
+    head = Node(settings.rpc_urls, settings.rpc_timeout).head()
+    if last > head:
+        raise BadRange(f"TO ({last}) is beyond the node's head ({head})")
+    store = Store(settings.database_url)
+    try:
+        check_schema(store)
+        check_redis(settings.redis_url)
+        numbers = list(range(first, last + 1)) if force else store.missing(first, last)
+        started = datetime.now(UTC) - timedelta(seconds=1)
+        jobs = chunks(numbers, settings.backfill_batch)
+        from workers.tasks import index_blocks
+
+        for lo, hi in jobs:
+            index_blocks.apply_async(args=(lo, hi, "backfill", force), queue=QUEUE)
+        skipped = (last - first + 1) - len(numbers)
+        print(
+            f"enqueued {len(numbers)} blocks in {len(jobs)} jobs"
+            + (f" ({skipped} already indexed)" if skipped else ""),
+            file=out,
+        )
+        if not wait or not numbers:
+            return 0
+        return Progress(store, first, last, numbers, started, force, out).watch()
+    finally:
+        store.dispose()
+
+
+@dataclass
+class Progress:
+    store: Store
+    first: int
+    last: int
+    numbers: list[int]
+    started: datetime
+    force: bool
+    out: TextIO
+
+    def watch(self) -> int:
+        total = len(self.numbers)
+        already = (self.last - self.first + 1) - total
+        t0 = time.monotonic()
+        next_worker_check = t0
+        no_worker_since: float | None = None
+        done = failed = 0
+        tty = self.out.isatty()
+        last_print = 0.0
+        while done + failed < total:
+            now = time.monotonic()
+            if now >= next_worker_check:
+                next_worker_check = now + 2.5
+                if workers_on_queue():
+                    no_worker_since = None
+                elif no_worker_since is None:
+                    no_worker_since = now  # a worker may be starting; say so on the next check
+                else:
+                    print(
+                        f"\nno worker is consuming the '{QUEUE}' queue; start one with: "
+                        f"celery -A workers worker -Q {QUEUE}",
+                        file=self.out,
+                    )
+                    if now - no_worker_since > NO_WORKER_TIMEOUT_S:
+                        print(
+                            f"gave up after {NO_WORKER_TIMEOUT_S:.0f} s; the jobs stay queued",
+                            file=self.out,
+                        )
+                        return 1
+            if self.force:
+                done, failed = self.store.count_done(self.first, self.last, self.started)
+            else:
+                present = self.store.stored_hashes(self.first, self.last)
+                done = len(present) - already
+                failed = len(self.store.failures(self.first, self.last))
+            elapsed = max(time.monotonic() - t0, 1e-6)
+            if tty or time.monotonic() - last_print >= 5 or done + failed >= total:
+                self.render(done, failed, total, elapsed, tty)
+                last_print = time.monotonic()
+            if done + failed < total:
+                time.sleep(POLL_S)
+        if tty:
+            print(file=self.out)
+        elapsed = time.monotonic() - t0
+        if failed:
+            failures = self.store.failures(self.first, self.last)
+            print(
+                f"{failed} blocks failed: {describe(f['number'] for f in failures)}", file=self.out
+            )
+            print(f"first error: {failures[0]['error']}", file=self.out)
+            return 1
+        print(
+            f"indexed {done} blocks in {elapsed:.1f} s ({done / max(elapsed, 1e-6):.1f} blocks/s)",
+            file=self.out,
+        )
+        return 0
+
+    def render(self, done: int, failed: int, total: int, elapsed: float, tty: bool) -> None:
+        rate = done / elapsed
+        left = total - done - failed
+        eta = f"{int(left / rate) // 60}:{int(left / rate) % 60:02d}" if rate > 0 else "--:--"
+        width = 30
+        filled = int(width * (done + failed) / total)
+        bar = "#" * filled + "-" * (width - filled)
+        line = (
+            f"[{bar}] {done + failed}/{total} blocks {100 * (done + failed) // total}% "
+            f"| {rate:.1f} blocks/s | ETA {eta}" + (f" | failed {failed}" if failed else "")
+        )
+        print(("\r" + line) if tty else line, end="" if tty else "\n", file=self.out, flush=True)
+
+
+def workers_on_queue(timeout: float = 1.5) -> bool:
+    """True when at least one live worker consumes the `blocks` queue."""
+    replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    return any(q.get("name") == QUEUE for queues in replies.values() for q in queues)
