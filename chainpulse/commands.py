@@ -135,12 +135,13 @@ def token(sub: str, ttl: int) -> None:
 
 
 @cli.command()
+@click.option("--fresh", is_flag=True, help="Forget the local chain and database in .dev/ first.")
 @friendly_errors
-def dev() -> None:
+def dev(fresh: bool) -> None:
     """The whole stack on embedded defaults: anvil, Redis, worker, follower and server."""
     from chainpulse.dev import run
 
-    run()
+    run(fresh=fresh)
 
 
 def _masked(url: str) -> str:
