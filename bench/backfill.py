@@ -1,0 +1,269 @@
+"""Backfill benchmark (issue 2, "Speed"): chainpulse's end-to-end backfill against the
+raw fetch limit of the same node, in the same run.
+
+    .venv/bin/python bench/backfill.py              # 2000 blocks x 50 txs (make bench)
+    .venv/bin/python bench/backfill.py --quick      # 100 blocks x 20 txs, about a minute
+
+Phases, each bounded by a timeout, all on loopback:
+  fixture  build the chain on anvil once, saved under bench/.fixtures/ (anvil state dump)
+  (a)      raw JSON-RPC batches: a sweep of batch sizes x connections on a sample, then
+           the best configuration over the whole range
+  (a')     web3.py with its default decoding, on a sample, for reference
+  (b)      `chainpulse backfill FROM TO --wait` with real Celery workers, on PostgreSQL
+           and then on SQLite; rows counted against the fixture
+Then one table with blocks/s, transactions/s, (b)/(a) and the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from backfill_cpu import Groups, delta, describe
+from backfill_fetch import FetchResult, raw_fetch, sweep, web3_fetch
+from backfill_fixture import Spec, load_or_build, start_node
+from backfill_pipeline import PipelineResult, run_pipeline
+
+from chainpulse.devnet import port_open
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ETL_PASSES = (88.0, 74.0)  # blocks/s, recorded in issue 2: blocks+txs pass, receipts+logs pass
+ETL_TOGETHER = 1 / sum(1 / x for x in ETL_PASSES)  # about 40 blocks/s
+TARGET_RATIO = 0.70
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--blocks", type=int, default=None, help="fixture blocks (default 2000)")
+    p.add_argument("--txs", type=int, default=None, help="transactions per block (default 50)")
+    p.add_argument("--quick", action="store_true", help="100 blocks x 20 txs, small sweep")
+    p.add_argument(
+        "--concurrency", type=int, default=2, help="Celery prefork processes (default 2)"
+    )
+    p.add_argument(
+        "--databases",
+        default="postgresql,sqlite",
+        help="comma-separated, in order: postgresql, sqlite (default both)",
+    )
+    p.add_argument("--skip-pipeline", action="store_true", help="only the fixture, (a) and (a')")
+    p.add_argument("--skip-web3", action="store_true", help="skip (a')")
+    p.add_argument("--batches", default="1,5,10,25", help="raw sweep: blocks per batch")
+    p.add_argument("--connections", default="1,2,4,8", help="raw sweep: connections")
+    p.add_argument("--sweep-blocks", type=int, default=300, help="raw sweep sample (blocks)")
+    p.add_argument("--web3-blocks", type=int, default=300, help="(a') sample (blocks)")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the pipeline's processes (e.g. BACKFILL_BATCH=20)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=None, help="seconds per phase (default: scaled)"
+    )
+    p.add_argument("--profile", type=Path, default=None, help="py-spy record workers into DIR")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the fixture even if saved")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.blocks = args.blocks or 100
+        args.txs = args.txs or 20
+        args.sweep_blocks = min(args.sweep_blocks, 100)
+        args.web3_blocks = min(args.web3_blocks, 50)
+        if args.batches == "1,5,10,25":
+            args.batches = "1,10"
+        if args.connections == "1,2,4,8":
+            args.connections = "1,4"
+    args.blocks = args.blocks or 2000
+    args.txs = args.txs or 50
+    if args.blocks < 1 or args.txs < 1:
+        p.error("--blocks and --txs must be at least 1")
+    for kind in args.databases.split(","):
+        if kind not in ("postgresql", "sqlite"):
+            p.error(f"unknown database {kind!r} (postgresql, sqlite)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    timeout = args.timeout or max(300.0, args.blocks * args.txs * 0.01)
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    spec = Spec(args.blocks, args.txs)
+    started = time.monotonic()
+
+    if args.rebuild:
+        from backfill_fixture import FIXTURES, anvil_version
+
+        for path in FIXTURES.glob(f"{spec.key(anvil_version())}.*"):
+            path.unlink()
+    fixture = load_or_build(spec)
+    results: list[FetchResult | PipelineResult] = []
+    errors: dict[str, str] = {}
+    cpu: dict[str, str] = {}
+
+    node = start_node(fixture)
+    try:
+        assert node.process is not None
+        anvil_pid = node.process.pid
+        first, last = fixture.first, fixture.last
+
+        batches = [int(x) for x in args.batches.split(",")]
+        connections = [int(x) for x in args.connections.split(",")]
+        sample_last = min(last, first + args.sweep_blocks - 1)
+        print(f"(a) raw sweep on blocks {first}..{sample_last}:")
+        swept = sweep(node.url, first, sample_last, batches, connections, timeout)
+        best = max(swept, key=lambda r: r.blocks_per_s)
+        b, c = _config_of(best)
+        groups = Groups(trees={"anvil": anvil_pid})
+        before = groups.sample()
+        raw = raw_fetch(node.url, first, last, b, c, timeout)
+        cpu["raw"] = describe(delta(before, groups.sample()))
+        results.append(raw)
+        print(f"(a) raw, {raw.config}: {raw.blocks_per_s:.1f} blocks/s; {cpu['raw']}")
+
+        if not args.skip_web3:
+            w3_last = min(last, first + args.web3_blocks - 1)
+            before = groups.sample()
+            w3 = web3_fetch(node.url, first, w3_last, timeout)
+            cpu["web3"] = describe(delta(before, groups.sample()))
+            results.append(w3)
+            print(f"(a') web3 on {w3.blocks} blocks: {w3.blocks_per_s:.1f} blocks/s; {cpu['web3']}")
+
+        if not args.skip_pipeline:
+            for kind in args.databases.split(","):
+                if kind == "postgresql" and not port_open(5432):
+                    errors[kind] = "no PostgreSQL answers on 127.0.0.1:5432"
+                    print(f"(b) {kind}: skipped: {errors[kind]}")
+                    continue
+                print(f"(b) {kind}: backfill {first}..{last}, prefork x{args.concurrency} ...")
+                try:
+                    result = run_pipeline(
+                        kind,
+                        fixture,
+                        node.url,
+                        anvil_pid,
+                        args.concurrency,
+                        timeout,
+                        extra_env,
+                        args.profile,
+                    )
+                except Exception as exc:  # report it in the table and go on
+                    errors[kind] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                    print(f"(b) {kind}: FAILED: {exc}")
+                    continue
+                results.append(result)
+                cpu[kind] = result.cpu
+                print(
+                    f"(b) {kind}: {result.blocks_per_s:.1f} blocks/s, rows verified; {result.cpu}"
+                )
+    finally:
+        node.stop()
+
+    print()
+    print(table(results, errors, args, fixture.build_seconds, fixture.built_now))
+    _save(args, fixture.to_json(), results, errors, cpu)
+    print(f"\ntotal {time.monotonic() - started:.0f} s")
+    return 1 if errors else 0
+
+
+def _config_of(result: FetchResult) -> tuple[int, int]:
+    words = result.config.split()
+    return int(words[1]), int(words[3])
+
+
+def table(
+    results: list[FetchResult | PipelineResult],
+    errors: dict[str, str],
+    args: argparse.Namespace,
+    build_seconds: float,
+    built_now: bool,
+) -> str:
+    raw = next((r for r in results if r.label == "raw"), None)
+    names = {
+        "raw": "(a)  raw JSON-RPC batches",
+        "web3": "(a') web3.py default decoding",
+        "postgresql": "(b)  chainpulse -> PostgreSQL",
+        "sqlite": "(b)  chainpulse -> SQLite",
+    }
+    lines = [
+        f"backfill benchmark: {args.blocks} blocks x {args.txs} txs "
+        f"(fixture {'built now' if built_now else 'loaded'}; build took {build_seconds:.0f} s)",
+        f"{'phase':32s} {'blocks':>6s} {'seconds':>8s} {'blocks/s':>9s} {'txs/s':>8s} "
+        f"{'(b)/(a)':>8s}  configuration",
+    ]
+    for r in results:
+        ratio = ""
+        if isinstance(r, PipelineResult) and raw is not None:
+            ratio = f"{r.blocks_per_s / raw.blocks_per_s:8.2f}"
+        lines.append(
+            f"{names[r.label]:32s} {r.blocks:6d} {r.seconds:8.1f} {r.blocks_per_s:9.1f} "
+            f"{r.txs_per_s:8.0f} {ratio:>8s}  {r.config}"
+        )
+    for kind, error in errors.items():
+        lines.append(f"{names[kind]:32s} {'failed':>6s}  {error}")
+    lines.append(
+        f"{'ethereum-etl (recorded, not run)':32s} {'':6s} {'':8s} {ETL_TOGETHER:9.1f} "
+        f"{'':8s} {'':8s}  two passes: {ETL_PASSES[0]:.0f} + {ETL_PASSES[1]:.0f} blocks/s"
+    )
+    lines.append("targets:")
+    pg = next((r for r in results if r.label == "postgresql"), None)
+    lite = next((r for r in results if r.label == "sqlite"), None)
+    if pg is not None and raw is not None:
+        ratio = pg.blocks_per_s / raw.blocks_per_s
+        lines.append(
+            f"  (b) PostgreSQL >= {TARGET_RATIO:.0%} of (a):   {ratio:6.0%}  "
+            + ("PASS" if ratio >= TARGET_RATIO else "FAIL")
+        )
+    else:
+        lines.append(f"  (b) PostgreSQL >= {TARGET_RATIO:.0%} of (a):   not measured")
+    for name, r in (("PostgreSQL", pg), ("SQLite", lite)):
+        if r is None:
+            lines.append(f"  (b) {name} > {ETL_TOGETHER:.0f} blocks/s (ethereum-etl): not measured")
+            continue
+        lines.append(
+            f"  (b) {name} > {ETL_TOGETHER:.0f} blocks/s (ethereum-etl): "
+            f"{r.blocks_per_s:6.1f}  " + ("PASS" if r.blocks_per_s > ETL_TOGETHER else "FAIL")
+        )
+    return "\n".join(lines)
+
+
+def _save(
+    args: argparse.Namespace,
+    fixture: dict[str, Any],
+    results: list[FetchResult | PipelineResult],
+    errors: dict[str, str],
+    cpu: dict[str, str],
+) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    record = {
+        "when": stamp,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "fixture": fixture,
+        "results": [
+            {
+                "label": r.label,
+                "config": r.config,
+                "blocks": r.blocks,
+                "transactions": r.transactions,
+                "logs": r.logs,
+                "seconds": round(r.seconds, 3),
+                "blocks_per_s": round(r.blocks_per_s, 2),
+                "txs_per_s": round(r.txs_per_s, 1),
+            }
+            for r in results
+        ],
+        "errors": errors,
+        "cpu": cpu,
+    }
+    path = RESULTS / f"backfill-{stamp}.json"
+    path.write_text(json.dumps(record, indent=1))
+    print(f"results saved to {path.relative_to(RESULTS.parent.parent)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

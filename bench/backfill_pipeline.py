@@ -1,0 +1,333 @@
+"""(b) chainpulse's end-to-end backfill, through its command-line contract only.
+
+A throwaway redis-server and a fresh database (a PostgreSQL database created for the
+run and dropped after, or a temp SQLite file); `chainpulse db upgrade`; a real
+`celery -A workers worker -Q blocks` (prefork); then `chainpulse backfill FROM TO
+--wait`, timed from launch to exit 0. Rows are counted afterwards against the fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from backfill_cpu import Groups, delta, describe
+from backfill_fixture import Fixture
+
+from chainpulse.devnet import RedisServer, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@dataclass
+class PipelineResult:
+    label: str
+    config: str
+    blocks: int
+    transactions: int
+    logs: int
+    seconds: float
+    cpu: str = ""
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def blocks_per_s(self) -> float:
+        return self.blocks / self.seconds if self.seconds else 0.0
+
+    @property
+    def txs_per_s(self) -> float:
+        return self.transactions / self.seconds if self.seconds else 0.0
+
+
+@contextlib.contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    """A fresh, empty database URL for `kind` ('postgresql' or 'sqlite'), removed after."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'bench.db'}"
+        return
+    name = f"chainpulse_bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _run(args: list[str], env: dict[str, str], timeout: float, log: Path) -> None:
+    with log.open("ab") as out:
+        done = subprocess.run(
+            args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:3])} exited {done.returncode}:\n{_tail(log)}")
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace").replace("\r", "\n")
+    except OSError:
+        return ""
+    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
+    """Stop a process started with start_new_session=True, and its children."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def _worker_children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    raw = f.read()
+            except OSError:
+                continue
+            if int(raw[raw.rindex(")") + 2 :].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def run_pipeline(
+    kind: str,
+    fixture: Fixture,
+    rpc_url: str,
+    anvil_pid: int,
+    concurrency: int,
+    timeout: float,
+    extra_env: dict[str, str] | None = None,
+    profile_dir: Path | None = None,
+    log: object = print,
+) -> PipelineResult:
+    """Backfill the fixture range into a fresh `kind` database; time and verify it."""
+    say = log if callable(log) else print
+    workdir = Path(tempfile.mkdtemp(prefix=f"chainpulse-bench-{kind}-"))
+    logs = workdir / "logs"
+    logs.mkdir()
+    worker: subprocess.Popen[bytes] | None = None
+    spies: list[subprocess.Popen[bytes]] = []
+    try:
+        with RedisServer() as redis_server, database(kind, workdir) as db_url:
+            env = {
+                **os.environ,
+                "DATABASE_URL": db_url,
+                "REDIS_URL": redis_server.url,
+                "ETH_RPC_URL": rpc_url,
+                **(extra_env or {}),
+            }
+            _run([str(BIN / "chainpulse"), "db", "upgrade"], env, 120, logs / "upgrade.log")
+            worker_log = logs / "worker.log"
+            with worker_log.open("ab") as out:
+                worker = subprocess.Popen(
+                    [
+                        str(BIN / "celery"),
+                        "-A",
+                        "workers",
+                        "worker",
+                        "-Q",
+                        "blocks",
+                        "-P",
+                        "prefork",
+                        "--concurrency",
+                        str(concurrency),
+                        "--loglevel",
+                        "INFO",
+                        "-n",
+                        f"bench-{uuid.uuid4().hex[:8]}@%h",
+                    ],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+
+            def ready() -> bool:
+                assert worker is not None
+                if worker.poll() is not None:
+                    raise RuntimeError(f"the worker exited:\n{_tail(worker_log)}")
+                return " ready." in worker_log.read_text(errors="replace")
+
+            wait_until(ready, 60, "the Celery worker start")
+            if profile_dir is not None:
+                spies = _start_py_spy(worker.pid, profile_dir, kind, timeout)
+            groups = Groups(
+                trees={"anvil": anvil_pid, "workers": worker.pid, "redis": redis_server.process.pid}
+                if redis_server.process
+                else {"anvil": anvil_pid, "workers": worker.pid},
+                names={"postgres": "postgres"} if kind == "postgresql" else {},
+            )
+            before = groups.sample()
+            seconds, cli_cpu = _timed_backfill(fixture, env, timeout, logs / "backfill.log")
+            after = groups.sample()
+            for spy in spies:
+                with contextlib.suppress(ProcessLookupError):
+                    spy.send_signal(signal.SIGINT)
+            _stop_group(worker)
+            rows = _count_rows(db_url, fixture)
+            _check(rows, fixture, kind)
+            cpu = describe(delta(before, after), {"backfill cli": cli_cpu})
+            return PipelineResult(
+                kind,
+                f"celery prefork x{concurrency}",
+                rows["blocks"],
+                rows["transactions"],
+                rows["logs"],
+                seconds,
+                cpu,
+                rows,
+            )
+    except BaseException:
+        for name in ("upgrade.log", "worker.log", "backfill.log"):
+            if (logs / name).exists():
+                say(f"--- {kind} {name} (last lines) ---\n{_tail(logs / name)}")
+        raise
+    finally:
+        for spy in spies:
+            if spy.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    spy.send_signal(signal.SIGINT)
+                try:
+                    spy.wait(30)
+                except subprocess.TimeoutExpired:
+                    spy.kill()
+        if worker is not None:
+            _stop_group(worker)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _timed_backfill(
+    fixture: Fixture, env: dict[str, str], timeout: float, log: Path
+) -> tuple[float, float]:
+    """Seconds from launching `chainpulse backfill FROM TO --wait` to its exit 0, and its
+    own CPU seconds."""
+    args = [str(BIN / "chainpulse"), "backfill", str(fixture.first), str(fixture.last), "--wait"]
+    with log.open("ab") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        deadline = started + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                seconds = time.monotonic() - started
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise TimeoutError(f"chainpulse backfill did not finish within {timeout:.0f} s")
+            time.sleep(0.02)
+    if proc.returncode != 0:
+        raise RuntimeError(f"chainpulse backfill exited {proc.returncode}:\n{_tail(log)}")
+    return seconds, usage.ru_utime + usage.ru_stime
+
+
+def _count_rows(db_url: str, fixture: Fixture) -> dict[str, int]:
+    engine = sa.create_engine(db_url)
+    lo, hi = fixture.first, fixture.last
+    try:
+        with engine.connect() as conn:
+
+            def one(sql: str) -> int:
+                return int(conn.execute(sa.text(sql), {"lo": lo, "hi": hi}).scalar() or 0)
+
+            return {
+                "blocks": one("SELECT count(*) FROM blocks WHERE number BETWEEN :lo AND :hi"),
+                "tx_count": one(
+                    "SELECT sum(tx_count) FROM blocks WHERE number BETWEEN :lo AND :hi"
+                ),
+                "transactions": one(
+                    "SELECT count(*) FROM transactions WHERE block_number BETWEEN :lo AND :hi"
+                ),
+                "logs": one("SELECT count(*) FROM logs WHERE block_number BETWEEN :lo AND :hi"),
+                "reverted": one(
+                    "SELECT count(*) FROM transactions WHERE status = 0"
+                    " AND block_number BETWEEN :lo AND :hi"
+                ),
+                "deployments": one(
+                    "SELECT count(*) FROM transactions WHERE contract_address IS NOT NULL"
+                    " AND block_number BETWEEN :lo AND :hi"
+                ),
+            }
+    finally:
+        engine.dispose()
+
+
+def _check(rows: dict[str, int], fixture: Fixture, kind: str) -> None:
+    expected = {
+        "blocks": fixture.last - fixture.first + 1,
+        "tx_count": fixture.transactions,
+        "transactions": fixture.transactions,
+        "logs": fixture.logs,
+        "reverted": fixture.reverted,
+        "deployments": fixture.deployments,
+    }
+    wrong = {k: (rows.get(k), v) for k, v in expected.items() if rows.get(k) != v}
+    if wrong:
+        detail = ", ".join(
+            f"{k}: {got} stored, {want} expected" for k, (got, want) in wrong.items()
+        )
+        raise RuntimeError(f"{kind}: rows do not match the fixture: {detail}")
+
+
+def _start_py_spy(
+    worker_pid: int, out_dir: Path, kind: str, timeout: float
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy record on each prefork child (raw collapsed stacks), until SIGINT."""
+    spy = BIN / "py-spy"
+    if not spy.exists():
+        found = shutil.which("py-spy")
+        if found is None:
+            raise RuntimeError("--profile needs py-spy (.venv/bin/pip install py-spy)")
+        spy = Path(found)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for pid in _worker_children(worker_pid):
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(spy),
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "--duration",
+                    str(int(timeout) + 60),
+                    "--output",
+                    str(out_dir / f"{kind}-worker-{pid}.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    time.sleep(1.0)  # let py-spy attach before the clock starts
+    return procs
