@@ -114,6 +114,8 @@ class Store:
             ).all()
             stored = {int(n): str(h) for n, h, _ in rows}
             parents = {int(n): str(p) for n, _, p in rows}
+            existing = set(stored)
+            todo: list[BlockData] = []
             for data in datas:
                 n = data.number
                 if stored.get(n) == data.hash and not force:
@@ -124,35 +126,41 @@ class Store:
                 above = parents.get(n + 1)
                 if above is not None and above != data.hash and n + 1 not in numbers:
                     raise LinkMismatch(n, f"hash {data.hash}, stored {n + 1} links to {above}")
-                if n in stored:
-                    self._delete_heights(conn, [n])
-                self._insert(conn, data)
                 stored[n] = data.hash
                 parents[n] = data.parent_hash
-                event = BlockIndexed(
-                    blockNumber=n,
-                    blockHash=data.hash,
-                    parentHash=data.parent_hash,
-                    blockTimestamp=int(data.block["timestamp"]),
-                    transactions=len(data.transactions),
-                    source=source,
+                todo.append(data)
+                written.append(
+                    BlockIndexed(
+                        blockNumber=n,
+                        blockHash=data.hash,
+                        parentHash=data.parent_hash,
+                        blockTimestamp=int(data.block["timestamp"]),
+                        transactions=len(data.transactions),
+                        source=source,
+                    )
                 )
-                self.add_to_outbox(conn, event)
-                written.append(event)
+            replaced = [d.number for d in todo if d.number in existing]
+            if replaced:
+                self._delete_heights(conn, replaced)
+            self._insert(conn, todo)
+            self.add_to_outbox(conn, *written)
             conn.execute(m.failures.delete().where(m.failures.c.number.in_(numbers)))
         return written
 
-    def _insert(self, conn: Connection, data: BlockData) -> None:
-        conn.execute(m.blocks.insert(), [data.block])
-        if data.transactions:
+    def _insert(self, conn: Connection, datas: Sequence[BlockData]) -> None:
+        """Bulk-insert blocks, upsert their transactions by hash, insert their logs."""
+        if not datas:
+            return
+        conn.execute(m.blocks.insert(), [d.block for d in datas])
+        txs = [tx for d in datas for tx in d.transactions]
+        if txs:
             insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
             stmt = insert(m.transactions)
             columns = {c.name: stmt.excluded[c.name] for c in m.transactions.c if c.name != "hash"}
-            conn.execute(
-                stmt.on_conflict_do_update(index_elements=["hash"], set_=columns), data.transactions
-            )
-        if data.logs:
-            conn.execute(m.logs.insert(), data.logs)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["hash"], set_=columns), txs)
+        logs = [log for d in datas for log in d.logs]
+        if logs:
+            conn.execute(m.logs.insert(), logs)
 
     def _delete_heights(self, conn: Connection, numbers: Sequence[int]) -> None:
         """Remove the blocks at `numbers` and every row derived from them."""
@@ -161,15 +169,23 @@ class Store:
         conn.execute(m.prices.delete().where(m.prices.c.block_number.in_(numbers)))
         conn.execute(m.blocks.delete().where(m.blocks.c.number.in_(numbers)))
 
-    def add_to_outbox(self, conn: Connection, event: Event) -> None:
+    def add_to_outbox(self, conn: Connection, *events: Event) -> None:
+        """Queue `events` for the stream, inside the caller's transaction."""
+        if not events:
+            return
+        now = datetime.now(UTC)
         conn.execute(
-            m.outbox.insert().values(
-                event_id=event.id,
-                delivery_id=uuid.uuid4().hex,
-                type=event.type,
-                data=json.dumps(asdict(event), separators=(",", ":")),
-                created_at=datetime.now(UTC),
-            )
+            m.outbox.insert(),
+            [
+                {
+                    "event_id": event.id,
+                    "delivery_id": uuid.uuid4().hex,
+                    "type": event.type,
+                    "data": json.dumps(asdict(event), separators=(",", ":")),
+                    "created_at": now,
+                }
+                for event in events
+            ],
         )
 
     def record_failure(self, numbers: Sequence[int], error: str) -> None:
