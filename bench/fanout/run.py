@@ -166,7 +166,8 @@ class ClientProc:
         )
         self.replies: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seq = 0
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -204,6 +205,10 @@ class ClientProc:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.reader.join(5)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(Exception):
+                pipe.close()  # type: ignore[union-attr]
         self.stderr.close()
 
 
@@ -320,6 +325,9 @@ class Publisher:
 
     def __init__(self, url: str) -> None:
         self.redis = redis.Redis.from_url(url, decode_responses=True)
+
+    def close(self) -> None:
+        self.redis.close()
 
     def tick(self, prices: bool) -> dict[str, float]:
         """Append the next block (and one price per room from it); returns key -> publish ms."""
@@ -626,10 +634,11 @@ def run_server(
             res["error"] = f"did not start: {exc}"
             break
         pool = ClientPool(min(args.client_procs, max(1, n // 100)), workdir)
+        pub = Publisher(redis_url)
         try:
-            ctx = Ctx(args, pool, Publisher(redis_url), server, deadline)
+            ctx = Ctx(args, pool, pub, server, deadline)
             measure_n(ctx, n, res, sizes)
-            if n == args.rate_n and args.scale:
+            if n == args.rate_n and args.scale and args.search:
                 pool.stop()
                 server.stop()
                 res["scale"] = scale_phase(args, kind, redis_url, workdir, deadline, n, res)
@@ -639,6 +648,7 @@ def run_server(
         finally:
             pool.stop()
             server.stop()
+            pub.close()
     return out
 
 
@@ -676,15 +686,15 @@ def measure_n(ctx: Ctx, n: int, res: dict[str, Any], sizes: list[int]) -> None:
     if not mix["lossless"] or mix["dropped"]:
         ctx.pool.wait_quiet(2.0, 30)
     res["rss_after_mix_kb"] = rss_kb(server.pids)
-    if n == args.rate_n and ctx.left() > 60:
+    if args.search and n == args.rate_n and ctx.left() > 60:
         log(f"  {server.name}: broadcast rate search at N={n}")
-        best, tried = rate_search(ctx, RATE_STEPS, False, args.rate_duration)
+        best, tried = rate_search(ctx, args.rate_steps, False, args.rate_duration)
         res["max_rate"] = best
         res["rate_steps"] = tried
-    if n == sizes[-1] and ctx.left() > 60:
+    if args.search and n == sizes[-1] and ctx.left() > 60:
         log(f"  {server.name}: load-mix rate search at N={n}")
         if mix["lossless"] and (mix["latency_ms"]["p99"] or 0) <= args.max_p99:
-            best, tried = rate_search(ctx, MIX_STEPS_UP[1:], True, args.mix_duration)
+            best, tried = rate_search(ctx, args.mix_steps, True, args.mix_duration)
             res["max_mix_rate"] = best or 1.0
         else:
             best, tried = rate_search(ctx, MIX_STEPS_DOWN, True, args.mix_duration)
@@ -708,15 +718,16 @@ def scale_phase(
     log(f"{kind}: two processes, N={n}")
     server = start_server(kind, 2, redis_url, workdir, args.chainpulse_env)
     pool = ClientPool(min(args.client_procs, max(1, n // 100)), workdir)
+    pub = Publisher(redis_url)
     try:
-        ctx = Ctx(args, pool, Publisher(redis_url), server, deadline)
+        ctx = Ctx(args, pool, pub, server, deadline)
         conn = pool.connect(
             server.urls, n, args.connect_concurrency, args.connect_timeout, args.deflate
         )
         if not conn["connected"] or not warm_up(ctx):
             return {"error": "clients did not connect or receive"}
         first = single.get("max_rate")
-        steps = [r for r in RATE_STEPS if first is None or r >= first]
+        steps = [r for r in args.rate_steps if first is None or r >= first]
         best, tried = rate_search(ctx, steps, False, args.rate_duration)
         one = single.get("max_rate")
         return {
@@ -730,6 +741,7 @@ def scale_phase(
     finally:
         pool.stop()
         server.stop()
+        pub.close()
 
 
 # Table ---------------------------------------------------------------------------------
@@ -900,6 +912,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--no-scale", dest="scale", action="store_false", help="skip the two-process phase"
     )
+    ap.add_argument(
+        "--no-search", dest="search", action="store_false", help="skip the rate searches"
+    )
     ap.add_argument("--budget", type=float, default=840.0, help="seconds for the whole run")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for chainpulse serve")
     ap.add_argument("--json", help="write all results to this file")
@@ -908,12 +923,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.n = "200"
         args.rate_n = 200
-        args.broadcasts = 3
-        args.mix_duration = 2.0
-        args.rate_duration = 1.5
+        args.broadcasts = 2
+        args.mix_duration = 1.5
+        args.rate_duration = 1.0
         args.drain = 3.0
         args.client_procs = 1
         args.budget = min(args.budget, 150.0)
+        args.rate_steps = [5.0, 20.0, 80.0, 320.0]
+        args.mix_steps = [2.0, 4.0]
+    else:
+        args.rate_steps = [float(r) for r in RATE_STEPS]
+        args.mix_steps = MIX_STEPS_UP[1:]
     args.n = [int(x) for x in str(args.n).split(",") if x.strip()]
     if args.rate_n not in args.n:
         args.rate_n = min(args.n)
@@ -949,8 +969,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - started
     text = table(results, args)
+    flags = " ".join(sys.argv[1:] if argv is None else argv) or "(defaults)"
     print(
-        f"\nbench/fanout: {' '.join(sys.argv[1:]) or '(defaults)'}; {elapsed:.0f} s; "
+        f"\nbench/fanout: {flags}; {elapsed:.0f} s; "
         f"{os.cpu_count()} CPUs; clients offer deflate: {args.deflate}"
     )
     print(text)
