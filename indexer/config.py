@@ -73,6 +73,8 @@ class Settings:
     resume_window: int = 1_000  # blocks a reconnecting client may catch up on
     push_window: int = 64  # blocks behind the head that are still pushed as new-block
     compression: bool = False  # per-message deflate on WebSocket frames
+    block_gap_timeout: float = 10.0  # seconds a missing block may hold back later new-blocks
+    canary_interval: float = 5.0  # seconds between pub/sub canary messages (python-socketio #1581)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, dotenv: bool = True) -> Settings:
@@ -115,6 +117,8 @@ _FLOAT = {
     "RATE_WINDOW": "rate_window",
     "PING_INTERVAL": "ping_interval",
     "PING_TIMEOUT": "ping_timeout",
+    "BLOCK_GAP_TIMEOUT": "block_gap_timeout",
+    "PUBSUB_CANARY_INTERVAL": "canary_interval",
 }
 _STR = {
     "ETH_WS_URL": "ws_url",

@@ -1,0 +1,61 @@
+"""Channel names a client may subscribe to (contract: DESIGN.md, Socket.IO).
+
+`price:<TOKEN>`: TOKEN is 1 to 32 of `A-Z a-z 0-9 . _ -`, case-sensitive.
+`user:<sub>`: a JWT subject, joinable only by the holder of a token for that subject.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from realtime.protocol import INVALID_CHANNEL, INVALID_PAYLOAD
+
+MAX_CHANNEL_LENGTH = 160
+MAX_SUBJECT_LENGTH = 128
+_TOKEN = re.compile(r"[A-Za-z0-9._-]{1,32}")
+_SUBJECT = re.compile(r"[^\x00-\x1f\x7f]{1,%d}" % MAX_SUBJECT_LENGTH)  # noqa: UP031
+
+
+class ChannelError(ValueError):
+    """The payload or the channel name is not acceptable; str() is the client message."""
+
+
+@dataclass(frozen=True)
+class Channel:
+    kind: Literal["price", "user"]
+    key: str  # the token or the subject
+
+    @property
+    def room(self) -> str:
+        return f"{self.kind}:{self.key}"
+
+
+def price_room(token: str) -> str:
+    return f"price:{token}"
+
+
+def user_room(subject: str) -> str:
+    return f"user:{subject}"
+
+
+def valid_subject(subject: Any) -> bool:
+    return isinstance(subject, str) and _SUBJECT.fullmatch(subject) is not None
+
+
+def parse_channel(payload: Any) -> Channel:
+    """The channel named by a `subscribe`/`unsubscribe` payload `{channel}`."""
+    if not isinstance(payload, dict):
+        raise ChannelError(f"{INVALID_PAYLOAD}: expected an object {{channel}}")
+    name = payload.get("channel")
+    if not isinstance(name, str) or not name:
+        raise ChannelError(f"{INVALID_CHANNEL}: channel is missing")
+    if len(name) > MAX_CHANNEL_LENGTH:
+        raise ChannelError(f"{INVALID_CHANNEL}: longer than {MAX_CHANNEL_LENGTH} characters")
+    kind, sep, key = name.partition(":")
+    if sep and kind == "price" and _TOKEN.fullmatch(key):
+        return Channel("price", key)
+    if sep and kind == "user" and valid_subject(key):
+        return Channel("user", key)
+    raise ChannelError(f"{INVALID_CHANNEL}: expected price:<TOKEN> or user:<sub>")

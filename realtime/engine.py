@@ -1,0 +1,84 @@
+"""socketio.Server with the gateway's checks in front of every inbound packet.
+
+Before any handler runs: the inbound size cap (`exception` "Message too large"),
+binary packets refused, malformed packets answered instead of killing the
+connection, and the per-connection rate limit ("Rate limit exceeded", the client
+stays connected). Each refusal is an `exception` event plus, when the client asked
+for an ack, `{success: false, error}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+
+from realtime import protocol
+from realtime.transport import EngineServer, encode_ack, encode_event
+
+log = logging.getLogger(__name__)
+
+
+class GatewayServer(socketio.Server):
+    max_message_bytes = 65_536
+    allow: Callable[[str], bool] = staticmethod(lambda sid: True)
+    after_connect: Callable[[str], None] = staticmethod(lambda sid: None)
+    count_refusal: Callable[[str], None] = staticmethod(lambda reason: None)
+
+    def _engineio_server_class(self) -> type[EngineServer]:
+        return EngineServer
+
+    def refuse(self, eio_sid: str, message: str, reason: str, ack_id: int | None = None) -> None:
+        """Answer one client: an `exception` event, and an ack error if it asked for one."""
+        self.count_refusal(reason)
+        ns = protocol.NAMESPACE
+        self.eio.send_packet(eio_sid, encode_event(ns, "exception", protocol.exception(message)))
+        if ack_id is not None:
+            self.eio.send_packet(eio_sid, encode_ack(ns, ack_id, protocol.refused(message)))
+
+    def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if isinstance(data, bytes | bytearray):
+            if eio_sid not in self._binary_packet:
+                self.refuse(eio_sid, protocol.BINARY_REFUSED, "binary")
+                return
+        elif isinstance(data, str):
+            if len(data) > self.max_message_bytes // 4 and (
+                len(data.encode("utf-8", "surrogatepass")) > self.max_message_bytes
+            ):
+                self.refuse(eio_sid, protocol.MESSAGE_TOO_LARGE, "too large")
+                return
+            if data[:1] in ("5", "6"):
+                self.refuse(eio_sid, protocol.BINARY_REFUSED, "binary")
+                return
+        try:
+            super()._handle_eio_message(eio_sid, data)
+        except (ValueError, TypeError, KeyError, IndexError):
+            self.refuse(eio_sid, protocol.MALFORMED, "malformed")
+
+    def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        super()._handle_connect(eio_sid, namespace, data)
+        ns = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, ns)
+        if ns == protocol.NAMESPACE and sid is not None and self.manager.is_connected(sid, ns):
+            self.after_connect(sid)
+
+    def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
+        ns = namespace or "/"
+        ack_id = id if isinstance(id, int) else None
+        if ns != protocol.NAMESPACE:
+            return
+        sid = self.manager.sid_from_eio_sid(eio_sid, ns)
+        if sid is None or not self.manager.is_connected(sid, ns):
+            return
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            self.refuse(eio_sid, protocol.MALFORMED, "malformed", ack_id)
+            return
+        if data[0] in self.reserved_events:
+            self.refuse(eio_sid, f"{protocol.UNKNOWN_EVENT}: {data[0]}", "unknown event", ack_id)
+            return
+        if not self.allow(sid):
+            self.refuse(eio_sid, protocol.RATE_LIMITED, "rate limit", ack_id)
+            return
+        super()._handle_event(eio_sid, namespace, id, data)

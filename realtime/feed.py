@@ -1,0 +1,243 @@
+"""From stream events to pushes: the `new-block` sequence, reorgs, prices, and the
+catch-up of reconnecting clients (resume).
+
+Every live client is in the private room `~live` (not a channel anyone can
+subscribe to); a resuming client joins it only once it has caught up, so it sees
+each height once and none is missing. Pushes run on the stream reader's green
+thread and never yield while fanning out; a catch-up joins `~live` in a step that
+does not yield either, after it has replayed what was pushed while it read the
+database (kept in `ring`). Broadcasts are encoded once per push and sent to this
+process's clients only, the `ignore_queue=True` equivalent: every process reads the
+stream itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from indexer import queries
+from indexer.config import Settings
+from indexer.events import BlockIndexed, BlockRef, BlockReorged, Event, PriceUpdated
+from realtime import protocol
+from realtime.db import Database
+from realtime.engine import GatewayServer
+from realtime.metrics import Metrics
+from realtime.sequencer import BlockSequencer
+from realtime.transport import encode_event
+
+log = logging.getLogger(__name__)
+
+LIVE = "~live"
+NS = protocol.NAMESPACE
+
+
+class Feed:
+    def __init__(
+        self,
+        sio: GatewayServer,
+        settings: Settings,
+        db: Database | None,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sio = sio
+        self.db = db
+        self.metrics = metrics
+        self.clock = clock
+        self.push_window = settings.push_window
+        self.resume_window = settings.resume_window
+        self.sequencer = BlockSequencer(
+            window=settings.push_window, gap_timeout=settings.block_gap_timeout
+        )
+        self.ring: deque[tuple[int, str, Any]] = deque(maxlen=max(256, 4 * settings.push_window))
+        self.ring_seq = 0  # sequence number of the last pushed all-client message
+        self.prices: dict[str, PriceUpdated] = {}
+        self.waiting: dict[int, list[str]] = {}  # lastBlock ahead of us -> sids
+
+    # stream side --------------------------------------------------------------------
+
+    def start_at(self, height: int | None) -> None:
+        """Heights up to `height` (the database head at start-up) count as pushed."""
+        if height is not None:
+            self.sequencer.last = height
+            self.sequencer.highest = height
+
+    def handle(self, event: Event) -> None:
+        now = self.clock()
+        if isinstance(event, BlockIndexed):
+            self._push(self.sequencer.block(event, now))
+        elif isinstance(event, BlockReorged):
+            self._push(self.sequencer.reorg(event, now))
+        elif isinstance(event, PriceUpdated):
+            self.push_price(event)
+
+    def tick(self) -> None:
+        skipped = self.sequencer.skipped
+        self._push(self.sequencer.tick(self.clock()))
+        if self.sequencer.skipped != skipped:
+            self.metrics.blocks_skipped.inc(self.sequencer.skipped - skipped)
+            log.warning("gave up on %d missing height(s)", self.sequencer.skipped - skipped)
+
+    def _push(self, actions: list[BlockIndexed | BlockReorged]) -> None:
+        for action in actions:
+            if isinstance(action, BlockIndexed):
+                pkt = encode_event(NS, "new-block", protocol.new_block(action))
+                self._remember("new-block", pkt)
+                self.fanout(LIVE, pkt, "new-block")
+                self._release_waiting(action.blockNumber)
+            else:
+                pkt = encode_event(NS, "reorg", protocol.reorg(action))
+                self._remember("reorg", pkt)
+                self.fanout(LIVE, pkt, "reorg")
+                self._forget_prices_after(action.commonAncestor.number)
+                for height in [h for h in self.waiting if h > action.commonAncestor.number]:
+                    for sid in self.waiting.pop(height):
+                        self.send(sid, pkt, "reorg")
+                        self.join_live(sid)
+
+    def push_price(self, event: PriceUpdated) -> None:
+        highest = self.sequencer.highest
+        if (
+            event.blockNumber is not None
+            and highest is not None
+            and event.blockNumber < highest - self.push_window
+        ):
+            return  # a backfilled price is history, not an update
+        self.prices[event.token] = event
+        pkt = encode_event(NS, "price-update", protocol.price_update(event))
+        self.fanout(f"price:{event.token}", pkt, "price-update")
+
+    def _forget_prices_after(self, height: int) -> None:
+        for token in [
+            t
+            for t, p in self.prices.items()
+            if p.blockNumber is not None and p.blockNumber > height
+        ]:
+            del self.prices[token]  # the database has the price the reorg brought back
+
+    def _remember(self, event: str, pkt: Any) -> None:
+        self.ring_seq += 1
+        self.ring.append((self.ring_seq, event, pkt))
+
+    def _since(self, seq: int) -> list[tuple[int, str, Any]] | None:
+        """Messages pushed after `seq`, or None when some were already evicted."""
+        if self.ring_seq == seq:
+            return []
+        if not self.ring or self.ring[0][0] > seq + 1:
+            return None
+        return [entry for entry in self.ring if entry[0] > seq]
+
+    def _release_waiting(self, height: int) -> None:
+        if self.waiting:
+            for h in [h for h in self.waiting if h <= height]:
+                for sid in self.waiting.pop(h):
+                    self.join_live(sid)
+
+    # client side --------------------------------------------------------------------
+
+    def fanout(self, room: str, pkt: Any, event: str) -> int:
+        members = self.sio.manager.rooms.get(NS, {}).get(room)
+        if not members:
+            return 0
+        targets = list(members.values())
+        send = self.sio.eio.send_packet
+        for eio_sid in targets:
+            send(eio_sid, pkt)
+        self.metrics.pushed.labels(event).inc(len(targets))
+        return len(targets)
+
+    def send(self, sid: str, pkt: Any, event: str) -> None:
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NS)
+        if eio_sid is not None:
+            self.sio.eio.send_packet(eio_sid, pkt)
+            self.metrics.pushed.labels(event).inc()
+
+    def emit(self, sid: str, event: str, data: Any) -> None:
+        self.send(sid, encode_event(NS, event, data), event)
+
+    def join_live(self, sid: str) -> None:
+        if self.sio.manager.is_connected(sid, NS):
+            self.sio.manager.basic_enter_room(sid, NS, LIVE)
+
+    def forget(self, sid: str) -> None:
+        for height in [h for h, sids in self.waiting.items() if sid in sids]:
+            self.waiting[height].remove(sid)
+            if not self.waiting[height]:
+                del self.waiting[height]
+
+    def resume(self, sid: str, last_block: int, last_hash: str | None) -> None:
+        """Catch `sid` up from `last_block`, then make it live; runs in its own green
+        thread. Order: (a `reorg` if `last_hash` is no longer canonical), the missed
+        `new-block`s from the database, what was pushed meanwhile, then live."""
+        try:
+            self._resume(sid, last_block, last_hash)
+        except Exception:
+            log.exception("resume of %s failed", sid)
+            self.emit(sid, "exception", protocol.exception(protocol.RESUME_FAILED))
+            self.join_live(sid)
+
+    def _resume(self, sid: str, last_block: int, last_hash: str | None) -> None:
+        start = last_block
+        if last_hash is not None and self.db is not None:
+            start = self._reorg_first(sid, last_block, last_hash)
+        for _attempt in range(8):
+            if not self.sio.manager.is_connected(sid, NS):
+                return
+            frontier, seq = self.sequencer.last, self.ring_seq
+            if frontier is None or start == frontier:
+                self.join_live(sid)
+                return
+            if start > frontier:
+                if start - frontier > self.push_window:
+                    self.join_live(sid)  # a height we have no reason to wait for
+                else:
+                    self.waiting.setdefault(start, []).append(sid)
+                return
+            if frontier - start > self.resume_window:
+                self.emit(sid, "exception", protocol.exception(protocol.RESUME_WINDOW_EXCEEDED))
+                self.join_live(sid)
+                return
+            rows = self.db.read(queries.blocks_between, start, frontier) if self.db else []
+            if not self.sio.manager.is_connected(sid, NS):
+                return
+            for row in rows:
+                self.emit(sid, "new-block", protocol.new_block_from_row(row))
+            start = frontier
+            missed = self._since(seq)
+            if missed is None:
+                continue  # more was pushed than the ring holds: read again from `start`
+            for _seq, event, pkt in missed:
+                self.send(sid, pkt, event)
+            self.join_live(sid)
+            return
+        self.join_live(sid)
+
+    def _reorg_first(self, sid: str, last_block: int, last_hash: str) -> int:
+        assert self.db is not None
+        row = self.db.read(queries.block_by_number, last_block)
+        if row is None or row.hash == last_hash.lower():
+            return last_block
+        found = self.db.read(queries.reorg_removing, last_block, last_hash)
+        if found is not None:
+            event = BlockReorged(
+                depth=found.depth,
+                commonAncestor=BlockRef(found.ancestor_number, found.ancestor_hash),
+                removed=[BlockRef(int(r["number"]), str(r["hash"])) for r in found.removed],
+                added=[BlockRef(int(r["number"]), str(r["hash"])) for r in found.added],
+            )
+        else:
+            # No record of the reorg: the client's block at `last_block` is gone, and we
+            # cannot tell how deep its fork went; assume depth 1.
+            parent = self.db.read(queries.block_by_number, last_block - 1)
+            event = BlockReorged(
+                depth=1,
+                commonAncestor=BlockRef(last_block - 1, parent.hash if parent else row.parent_hash),
+                removed=[BlockRef(last_block, last_hash)],
+                added=[BlockRef(last_block, row.hash)],
+            )
+        self.emit(sid, "reorg", protocol.reorg(event))
+        return event.commonAncestor.number

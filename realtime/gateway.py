@@ -1,0 +1,264 @@
+"""The `/realtime` namespace handlers (contract: DESIGN.md, Socket.IO).
+
+Handlers are thin: validate, call the feed or the bus, answer. Per connection the
+server keeps one small `ClientState` (subject, auth error, price channels, expiry).
+
+Token expiry while connected: at `exp` the client leaves `user:<sub>`, gets
+`exception` "Token expired", and its guarded actions answer "Invalid token" from then
+on; public feeds continue. With REQUIRE_AUTH=true the client is disconnected instead
+(it must reconnect with a fresh token).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from indexer import queries
+from indexer.config import Settings
+from realtime import protocol
+from realtime.auth import InvalidToken, TokenValidator
+from realtime.bus import Bus, BusUnavailable
+from realtime.channels import ChannelError, parse_channel, user_room, valid_subject
+from realtime.db import Database
+from realtime.engine import GatewayServer
+from realtime.feed import Feed
+from realtime.metrics import Metrics
+from realtime.ratelimit import SlidingWindowLimiter
+
+log = logging.getLogger(__name__)
+
+NS = protocol.NAMESPACE
+MAX_PRIVATE_MESSAGE = 4_096  # characters
+
+
+class ClientState:
+    __slots__ = ("sub", "auth_error", "expires", "channels", "timer")
+
+    def __init__(self) -> None:
+        self.sub: str | None = None
+        self.auth_error: str | None = None
+        self.expires: float | None = None  # seconds since the epoch
+        self.channels: set[str] = set()
+        self.timer: Any = None
+
+
+Schedule = Callable[[float, Callable[[], None]], Any]  # returns an object with cancel()
+
+
+class Refused(Exception):
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Gateway:
+    def __init__(
+        self,
+        sio: GatewayServer,
+        settings: Settings,
+        feed: Feed,
+        db: Database | None,
+        bus: Bus | None,
+        metrics: Metrics,
+        schedule: Schedule,
+    ) -> None:
+        self.sio = sio
+        self.settings = settings
+        self.feed = feed
+        self.db = db
+        self.bus = bus
+        self.metrics = metrics
+        self.schedule = schedule
+        self.validator = TokenValidator(settings)
+        self.limiter = SlidingWindowLimiter(settings.rate_limit, settings.rate_window)
+        self.clients: dict[str, ClientState] = {}
+        self._resume: dict[str, tuple[Any, Any]] = {}
+        sio.allow = self.limiter.allow
+        sio.after_connect = self.after_connect
+        sio.count_refusal = metrics.refuse
+        sio.on("connect", self.on_connect, namespace=NS)
+        sio.on("disconnect", self.on_disconnect, namespace=NS)
+        sio.on("subscribe", self._guarded(self.on_subscribe), namespace=NS)
+        sio.on("unsubscribe", self._guarded(self.on_unsubscribe), namespace=NS)
+        sio.on("ping", self._guarded(self.on_ping), namespace=NS)
+        sio.on("private-message", self._guarded(self.on_private_message), namespace=NS)
+        sio.on("*", self.on_unknown, namespace=NS)
+
+    # connection lifecycle -----------------------------------------------------------
+
+    def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        auth = auth if isinstance(auth, dict) else {}
+        state = ClientState()
+        token = auth.get("token")
+        if token is None or token == "":
+            state.auth_error = protocol.UNAUTHORIZED
+        else:
+            try:
+                identity = self.validator.validate(token)
+            except InvalidToken as exc:
+                log.info("%s: invalid token: %s", sid, exc)
+                state.auth_error = protocol.INVALID_TOKEN
+            else:
+                state.sub, state.expires = identity.sub, identity.exp
+        if state.auth_error and self.settings.require_auth:
+            self.metrics.refuse("auth")
+            from socketio.exceptions import ConnectionRefusedError
+
+            raise ConnectionRefusedError(state.auth_error)
+        self.clients[sid] = state
+        if state.sub is not None:
+            self.sio.enter_room(sid, user_room(state.sub), namespace=NS)
+            if state.expires is not None:
+                delay = max(0.0, state.expires - time.time())
+                state.timer = self.schedule(delay, lambda: self._expire(sid, state))
+        if "lastBlock" in auth:
+            self._resume[sid] = (auth.get("lastBlock"), auth.get("lastBlockHash"))
+        return True
+
+    def after_connect(self, sid: str) -> None:
+        """Runs right after the CONNECT packet is queued, before anything can yield."""
+        self.metrics.connected.inc()
+        self.feed.emit(sid, "connected", {"clientId": sid, "serverTime": protocol.now_ms()})
+        request = self._resume.pop(sid, None)
+        if request is None:
+            self.feed.join_live(sid)
+            return
+        last_block, last_hash = request
+        if (
+            not isinstance(last_block, int)
+            or isinstance(last_block, bool)
+            or last_block < 0
+            or (last_hash is not None and not isinstance(last_hash, str))
+        ):
+            self.metrics.refuse("invalid resume")
+            message = f"{protocol.INVALID_PAYLOAD}: lastBlock must be a non-negative integer"
+            self.feed.emit(sid, "exception", protocol.exception(message))
+            self.feed.join_live(sid)
+            return
+        self.sio.start_background_task(self.feed.resume, sid, last_block, last_hash)
+
+    def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        state = self.clients.pop(sid, None)
+        if state is not None:
+            self.metrics.connected.dec()
+            if state.timer is not None:
+                state.timer.cancel()
+        self._resume.pop(sid, None)
+        self.limiter.forget(sid)
+        self.feed.forget(sid)
+
+    def _expire(self, sid: str, state: ClientState) -> None:
+        if self.clients.get(sid) is not state or state.sub is None:
+            return
+        self.sio.leave_room(sid, user_room(state.sub), namespace=NS)
+        state.sub, state.auth_error, state.timer = None, protocol.INVALID_TOKEN, None
+        self.feed.emit(sid, "exception", protocol.exception(protocol.TOKEN_EXPIRED))
+        if self.settings.require_auth:
+            self.sio.disconnect(sid, namespace=NS)
+
+    # events -------------------------------------------------------------------------
+
+    def _guarded(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Turn `Refused` into an `exception` event and an ack `{success: false}`."""
+
+        def run(sid: str, *args: Any) -> Any:
+            state = self.clients.get(sid)
+            if state is None:
+                return None
+            try:
+                return handler(sid, state, *args)
+            except Refused as refusal:
+                self.metrics.refuse(refusal.reason)
+                self.feed.emit(sid, "exception", protocol.exception(str(refusal)))
+                return protocol.refused(str(refusal))
+
+        return run
+
+    def _identity(self, state: ClientState) -> str:
+        if state.sub is not None and state.expires is not None and time.time() >= state.expires:
+            state.sub, state.auth_error = None, protocol.INVALID_TOKEN
+        if state.sub is None:
+            error = state.auth_error or protocol.UNAUTHORIZED
+            raise Refused(error, "unauthorized" if error == protocol.UNAUTHORIZED else "token")
+        return state.sub
+
+    def on_subscribe(self, sid: str, state: ClientState, data: Any = None) -> dict[str, Any]:
+        try:
+            channel = parse_channel(data)
+        except ChannelError as exc:
+            raise Refused(str(exc), "invalid channel") from None
+        if channel.kind == "user":
+            if self._identity(state) != channel.key:
+                raise Refused(protocol.FORBIDDEN, "forbidden")
+            self.sio.enter_room(sid, channel.room, namespace=NS)
+            return {"success": True, "channel": channel.room}
+        if channel.room not in state.channels and len(state.channels) >= self.settings.max_rooms:
+            raise Refused(
+                f"{protocol.TOO_MANY_ROOMS}: at most {self.settings.max_rooms}", "too many rooms"
+            )
+        snapshot = self.feed.prices.get(channel.key)
+        if snapshot is None and self.db is not None:
+            try:
+                row = self.db.read(queries.latest_price, channel.key)
+            except Exception as exc:  # noqa: BLE001 - a snapshot is best effort
+                log.warning("price snapshot for %s unavailable: %s", channel.key, exc)
+                row = None
+            if self.clients.get(sid) is not state:
+                return protocol.refused("disconnected")
+            # a live update that arrived during the read is newer than the row
+            snapshot = self.feed.prices.get(channel.key) or (
+                protocol.price_event_from_row(row) if row is not None else None
+            )
+        state.channels.add(channel.room)
+        self.sio.manager.basic_enter_room(sid, NS, channel.room)
+        if snapshot is not None:
+            self.feed.emit(sid, "price-update", protocol.price_update(snapshot, snapshot=True))
+        return {"success": True, "channel": channel.room}
+
+    def on_unsubscribe(self, sid: str, state: ClientState, data: Any = None) -> dict[str, Any]:
+        try:
+            channel = parse_channel(data)
+        except ChannelError as exc:
+            raise Refused(str(exc), "invalid channel") from None
+        state.channels.discard(channel.room)
+        self.sio.manager.basic_leave_room(sid, NS, channel.room)
+        return {"success": True}
+
+    def on_ping(self, sid: str, state: ClientState, *args: Any) -> None:
+        self.feed.emit(sid, "pong", {"timestamp": protocol.now_ms()})
+
+    def on_private_message(self, sid: str, state: ClientState, data: Any = None) -> dict[str, Any]:
+        sender = self._identity(state)
+        if not isinstance(data, dict) or not valid_subject(data.get("to")):
+            raise Refused(
+                f"{protocol.INVALID_PAYLOAD}: expected {{to, message}}", "invalid payload"
+            )
+        message = data.get("message")
+        if not isinstance(message, str) or len(message) > MAX_PRIVATE_MESSAGE:
+            raise Refused(
+                f"{protocol.INVALID_PAYLOAD}: message must be a string of at most "
+                f"{MAX_PRIVATE_MESSAGE} characters",
+                "invalid payload",
+            )
+        payload = {"from": sender, "message": message, "timestamp": protocol.now_ms()}
+        room = user_room(data["to"])
+        if self.bus is None:
+            self.sio.emit("private-message", payload, to=room, namespace=NS)
+        else:
+            try:
+                self.bus.publish_private("private-message", payload, room, NS)
+            except BusUnavailable as exc:
+                log.warning("private message not sent: %s", exc)
+                raise Refused(protocol.BUS_UNAVAILABLE, "bus unavailable") from None
+        return {"success": True}
+
+    def on_unknown(self, event: str, sid: str, *args: Any) -> dict[str, Any] | None:
+        if sid not in self.clients:
+            return None
+        message = f"{protocol.UNKNOWN_EVENT}: {event[:64]}"
+        self.metrics.refuse("unknown event")
+        self.feed.emit(sid, "exception", protocol.exception(message))
+        return protocol.refused(message)

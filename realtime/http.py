@@ -1,0 +1,206 @@
+"""HTTP on the Socket.IO port: health, readiness, metrics, the read API and the demo.
+
+`/healthz` answers while the process serves. `/readyz` is 200 only when Redis and the
+database answer and the pub/sub canary is heard (JSON body says which part failed).
+`/api/*` are rate limited per client address (the Socket.IO limits) and send the same
+CORS headers as the Socket.IO endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import redis
+
+from indexer import queries
+from indexer.config import Settings
+from realtime.bus import Bus
+from realtime.db import Database
+from realtime.demo import PAGE
+from realtime.metrics import Metrics
+from realtime.ratelimit import SlidingWindowLimiter
+from realtime.stream import StreamReader
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+CLIENT_JS = Path(__file__).resolve().parent.parent / "node_modules/socket.io-client/dist"
+MAX_LIMIT = 100
+
+
+class HttpApp:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        metrics: Metrics,
+        bus: Bus | None,
+        stream: StreamReader | None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.metrics = metrics
+        self.bus = bus
+        self.stream = stream
+        self.origins = settings.cors_origins
+        self.limiter = SlidingWindowLimiter(settings.rate_limit, settings.rate_window)
+        self._redis = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        self._last_prune = time.monotonic()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        cors = self._cors(environ.get("HTTP_ORIGIN"))
+        if method == "OPTIONS":
+            start_response("204 No Content", [*cors, ("Access-Control-Allow-Methods", "GET")])
+            return [b""]
+        if method not in ("GET", "HEAD"):
+            return self._json(start_response, 405, {"error": "method not allowed"}, cors)
+        try:
+            if path == "/healthz":
+                return self._json(start_response, 200, {"status": "ok"}, cors)
+            if path == "/readyz":
+                return self._ready(start_response, cors)
+            if path == "/metrics":
+                body = self.metrics.render()
+                return self._send(start_response, 200, body, "text/plain; version=0.0.4", cors)
+            if path == "/":
+                return self._send(
+                    start_response, 200, PAGE.encode(), "text/html; charset=utf-8", cors
+                )
+            if path == "/socket.io.min.js":
+                script = CLIENT_JS / "socket.io.min.js"
+                if not script.is_file():
+                    error = {"error": "socket.io-client is not installed here (run npm ci)"}
+                    return self._json(start_response, 404, error, cors)
+                body = script.read_bytes()
+                return self._send(start_response, 200, body, "application/javascript", cors)
+            if path.startswith("/api/"):
+                if not self._allow(environ):
+                    self.metrics.refuse("http rate limit")
+                    return self._json(start_response, 429, {"error": "Rate limit exceeded"}, cors)
+                return self._api(path, environ, start_response, cors)
+        except Exception:
+            log.exception("HTTP %s failed", path)
+            return self._json(start_response, 503, {"error": "unavailable"}, cors)
+        return self._json(start_response, 404, {"error": "not found"}, cors)
+
+    def _api(
+        self, path: str, environ: dict[str, Any], start_response: StartResponse, cors: list[Any]
+    ) -> Iterable[bytes]:
+        if path == "/api/blocks":
+            raw = parse_qs(environ.get("QUERY_STRING", "")).get("limit", ["20"])[0]
+            if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+                return self._json(
+                    start_response, 400, {"error": f"limit must be 1..{MAX_LIMIT}"}, cors
+                )
+            rows = self.db.read(queries.latest_blocks, int(raw))
+            return self._json(start_response, 200, [_block(r) for r in rows], cors)
+        if path.startswith("/api/blocks/"):
+            raw = path.removeprefix("/api/blocks/")
+            if not raw.isdigit() or len(raw) > 20:
+                return self._json(start_response, 400, {"error": "bad block number"}, cors)
+            row = self.db.read(queries.block_by_number, int(raw))
+            if row is None:
+                return self._json(start_response, 404, {"error": "block not found"}, cors)
+            return self._json(start_response, 200, _block(row), cors)
+        if path == "/api/prices":
+            prices = self.db.read(queries.latest_prices)
+            return self._json(start_response, 200, [_price(p) for p in prices], cors)
+        return self._json(start_response, 404, {"error": "not found"}, cors)
+
+    def _ready(self, start_response: StartResponse, cors: list[Any]) -> Iterable[bytes]:
+        checks: dict[str, str] = {}
+        try:
+            self._redis.ping()
+            checks["redis"] = "ok"
+        except redis.RedisError as exc:
+            checks["redis"] = f"unreachable: {exc}"
+        try:
+            self.db.read(queries.ping)
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any driver error means not ready
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        if self.bus is not None:
+            age = self.bus.canary_age()
+            self.metrics.pubsub_canary_age.set(age)
+            self.metrics.pubsub_healthy.set(1 if self.bus.healthy else 0)
+            checks["pubsub"] = "ok" if self.bus.healthy else f"silent for {age:.0f} s"
+        if self.stream is not None:
+            checks["stream"] = "ok" if self.stream.connected else "disconnected"
+        ready = all(value == "ok" for value in checks.values())
+        return self._json(start_response, 200 if ready else 503, checks, cors)
+
+    def _allow(self, environ: dict[str, Any]) -> bool:
+        now = time.monotonic()
+        if now - self._last_prune > self.settings.rate_window:
+            self.limiter.prune()
+            self._last_prune = now
+        return self.limiter.allow(environ.get("REMOTE_ADDR", "?"))
+
+    def _cors(self, origin: str | None) -> list[tuple[str, str]]:
+        if "*" in self.origins:
+            return [("Access-Control-Allow-Origin", "*")]
+        if origin and origin in self.origins:
+            return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        return []
+
+    def _json(
+        self, start_response: StartResponse, status: int, body: Any, cors: list[Any]
+    ) -> Iterable[bytes]:
+        return self._send(
+            start_response, status, json.dumps(body).encode(), "application/json", cors
+        )
+
+    def _send(
+        self,
+        start_response: StartResponse,
+        status: int,
+        body: bytes,
+        content_type: str,
+        cors: list[Any],
+    ) -> Iterable[bytes]:
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            429: "Too Many Requests",
+            503: "Service Unavailable",
+        }[status]
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), *cors]
+        start_response(f"{status} {reason}", headers)
+        return [body]
+
+
+def _block(row: queries.BlockRow) -> dict[str, Any]:
+    return {
+        "number": row.number,
+        "hash": row.hash,
+        "parentHash": row.parent_hash,
+        "transactions": row.tx_count,
+        "blockTimestamp": row.timestamp,
+        "gasUsed": row.gas_used,
+        "gasLimit": row.gas_limit,
+        "baseFeePerGas": None if row.base_fee_per_gas is None else str(row.base_fee_per_gas),
+        "miner": row.miner,
+    }
+
+
+def _price(row: queries.PriceRow) -> dict[str, Any]:
+    return {
+        "token": row.token,
+        "price": float(row.price),
+        "priceExact": format(row.price, "f"),
+        "blockNumber": row.block_number,
+        "source": row.source,
+        "timestamp": row.updated_at_ms,
+    }

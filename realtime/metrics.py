@@ -1,0 +1,63 @@
+"""Prometheus metrics of one server process, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connected = Gauge(
+            "chainpulse_realtime_connected_clients", "Clients connected to /realtime", registry=r
+        )
+        self.pushed = Counter(
+            "chainpulse_realtime_messages_pushed",
+            "Messages pushed to clients (one per recipient), by event",
+            ["event"],
+            registry=r,
+        )
+        self.refusals = Counter(
+            "chainpulse_realtime_refusals",
+            "Client messages or connections refused, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.stream_lag = Gauge(
+            "chainpulse_realtime_stream_lag_seconds",
+            "Age of the last stream entry handled when it was handled",
+            registry=r,
+        )
+        self.stream_entries = Counter(
+            "chainpulse_realtime_stream_entries",
+            "Stream entries read, by outcome (handled, duplicate, malformed)",
+            ["outcome"],
+            registry=r,
+        )
+        self.stream_connected = Gauge(
+            "chainpulse_realtime_stream_connected",
+            "1 while the stream reader reaches Redis",
+            registry=r,
+        )
+        self.blocks_skipped = Counter(
+            "chainpulse_realtime_blocks_skipped",
+            "Heights given up on by the new-block sequencer (gaps that never filled)",
+            registry=r,
+        )
+        self.pubsub_healthy = Gauge(
+            "chainpulse_realtime_pubsub_healthy",
+            "1 while this process hears its own pub/sub canary (python-socketio #1581)",
+            registry=r,
+        )
+        self.pubsub_canary_age = Gauge(
+            "chainpulse_realtime_pubsub_canary_age_seconds",
+            "Seconds since this process last heard its own pub/sub canary",
+            registry=r,
+        )
+
+    def refuse(self, reason: str) -> None:
+        self.refusals.labels(reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,99 @@
+"""The Socket.IO contract in one place (DESIGN.md, Socket.IO): namespace, event names,
+refusal messages and the payload builders.
+
+`timestamp` fields are milliseconds since the epoch at push time; `blockTimestamp` is
+the chain's seconds; `price` is a JSON number and `priceExact` the exact decimal string.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from decimal import Decimal
+from typing import Any
+
+from indexer.events import BlockIndexed, BlockReorged, PriceUpdated
+from indexer.queries import BlockRow, PriceRow
+
+NAMESPACE = "/realtime"
+
+# Refusal messages, as the reference gateway words them where it has one.
+UNAUTHORIZED = "Unauthorized"
+INVALID_TOKEN = "Invalid token"
+TOKEN_EXPIRED = "Token expired"
+FORBIDDEN = "Forbidden"
+RATE_LIMITED = "Rate limit exceeded"
+RESUME_WINDOW_EXCEEDED = "Resume window exceeded"
+RESUME_FAILED = "Resume unavailable"
+INVALID_PAYLOAD = "Invalid payload"
+INVALID_CHANNEL = "Invalid channel"
+TOO_MANY_ROOMS = "Too many subscriptions"
+MESSAGE_TOO_LARGE = "Message too large"
+BINARY_REFUSED = "Binary messages are not accepted"
+MALFORMED = "Malformed packet"
+UNKNOWN_EVENT = "Unknown event"
+SLOW_CONSUMER = "Slow consumer: outbound queue full"
+BUS_UNAVAILABLE = "Private messages are unavailable"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def exception(message: str) -> dict[str, Any]:
+    return {"status": "error", "message": message}
+
+
+def refused(message: str) -> dict[str, Any]:
+    return {"success": False, "error": message}
+
+
+def new_block(event: BlockIndexed) -> dict[str, Any]:
+    return {
+        "number": event.blockNumber,
+        "hash": event.blockHash,
+        "parentHash": event.parentHash,
+        "transactions": event.transactions,
+        "blockTimestamp": event.blockTimestamp,
+        "timestamp": now_ms(),
+    }
+
+
+def new_block_from_row(row: BlockRow) -> dict[str, Any]:
+    return {
+        "number": row.number,
+        "hash": row.hash,
+        "parentHash": row.parent_hash,
+        "transactions": row.tx_count,
+        "blockTimestamp": row.timestamp,
+        "timestamp": now_ms(),
+    }
+
+
+def reorg(event: BlockReorged) -> dict[str, Any]:
+    return asdict(event)
+
+
+def price_update(event: PriceUpdated, snapshot: bool = False) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "token": event.token,
+        "price": float(Decimal(event.price)),
+        "priceExact": event.price,
+        "blockNumber": event.blockNumber,
+        "source": event.source,
+        "timestamp": now_ms(),
+    }
+    if snapshot:
+        payload["snapshot"] = True
+    return payload
+
+
+def price_event_from_row(row: PriceRow) -> PriceUpdated:
+    return PriceUpdated(
+        token=row.token,
+        price=format(row.price, "f"),
+        blockNumber=row.block_number,
+        blockTimestamp=None,
+        source=row.source,
+        publishedAt=row.updated_at_ms,
+    )

@@ -1,0 +1,141 @@
+"""`chainpulse serve`: the eventlet Socket.IO server, its stream reader and its HTTP.
+
+The entry point (`chainpulse.cli`) has already monkey patched eventlet. Nothing here
+connects at import time: `build` wires the parts, `run` starts the background green
+threads and serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+from dataclasses import dataclass
+from typing import Any
+
+import socketio
+
+from indexer import queries
+from indexer.config import Settings
+from realtime import protocol
+from realtime.bus import Bus
+from realtime.db import Database
+from realtime.engine import GatewayServer
+from realtime.feed import Feed
+from realtime.gateway import Gateway, Schedule
+from realtime.http import HttpApp
+from realtime.metrics import Metrics
+from realtime.stream import StreamReader
+
+log = logging.getLogger("chainpulse.realtime")
+
+LISTEN_BACKLOG = 4_096  # the kernel caps it at net.core.somaxconn
+MAX_CONNECTIONS = 100_000  # eventlet.wsgi's max_size (its default is 1,024)
+
+
+@dataclass
+class Realtime:
+    settings: Settings
+    sio: GatewayServer
+    app: Any  # the WSGI application
+    gateway: Gateway
+    feed: Feed
+    db: Database
+    metrics: Metrics
+    bus: Bus | None
+    stream: StreamReader | None
+
+    def start_background(self) -> None:
+        """Start the stream reader and the pub/sub listener with its canary."""
+        if self.bus is not None:
+            self.sio.manager_initialized = True
+            self.bus.initialize()
+        if self.stream is not None:
+            self.sio.start_background_task(self.stream.run)
+
+
+def _eventlet_schedule(delay: float, callback: Any) -> Any:
+    from eventlet.hubs import get_hub
+
+    return get_hub().schedule_call_global(delay, callback)
+
+
+def _thread_schedule(delay: float, callback: Any) -> Any:
+    import threading
+
+    timer = threading.Timer(delay, callback)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def build(settings: Settings, async_mode: str = "eventlet", redis: bool = True) -> Realtime:
+    """Wire the server. `async_mode="threading"` with `redis=False` gives an in-process
+    server without Redis, for driving the handlers directly in tests."""
+    metrics = Metrics()
+    bus = Bus(settings.redis_url, canary_interval=settings.canary_interval) if redis else None
+    cors: Any = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
+    sio = GatewayServer(
+        async_mode=async_mode,
+        client_manager=bus,
+        cors_allowed_origins=cors,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        # frames above this are closed by eventlet (1009); the gateway's own, smaller cap
+        # (max_message_bytes) answers with an exception event instead
+        max_http_buffer_size=4 * settings.max_message_bytes,
+        http_compression=settings.compression,
+        logger=False,
+        engineio_logger=False,
+    )
+    sio.max_message_bytes = settings.max_message_bytes
+    sio.eio.outbound_queue_max = settings.outbound_queue_max
+    sio.eio.compression = settings.compression
+    sio.eio.count_refusal = metrics.refuse
+    db = Database(settings.database_url, offload=async_mode == "eventlet")
+    feed = Feed(sio, settings, db, metrics)
+    schedule: Schedule = _eventlet_schedule if async_mode == "eventlet" else _thread_schedule
+    gateway = Gateway(sio, settings, feed, db, bus, metrics, schedule)
+    stream = (
+        StreamReader(
+            settings.redis_url,
+            settings.stream_key,
+            handle=feed.handle,
+            tick=feed.tick,
+            metrics=metrics,
+            sleep=sio.sleep,
+        )
+        if redis
+        else None
+    )
+    http = HttpApp(settings, db, metrics, bus, stream)
+    app = socketio.WSGIApp(sio, http, socketio_path="socket.io")
+    return Realtime(settings, sio, app, gateway, feed, db, metrics, bus, stream)
+
+
+def _raise_open_files_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open files limit: %s", exc)
+
+
+def run(settings: Settings) -> None:
+    import eventlet
+    import eventlet.wsgi
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _raise_open_files_limit()
+    realtime = build(settings)
+    try:
+        realtime.feed.start_at(realtime.db.read(queries.latest_block_number))
+    except Exception as exc:  # noqa: BLE001 - an unreachable database must not stop pushes
+        log.warning("database unreachable at start-up (%s); pushing from the stream's end", exc)
+    realtime.start_background()
+    listener = eventlet.listen(("0.0.0.0", settings.port), backlog=LISTEN_BACKLOG)
+    log.info("serving %s on port %d", protocol.NAMESPACE, settings.port)
+    eventlet.wsgi.server(
+        listener, realtime.app, max_size=MAX_CONNECTIONS, log_output=False, debug=False
+    )

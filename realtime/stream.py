@@ -1,0 +1,113 @@
+"""The event stream reader: one green thread per server process.
+
+It reads `chainpulse:events` with XREAD from the last id it handled, starting at the
+end of the stream when the process starts (a restarted server's clients catch up from
+the database with `lastBlock`). When Redis goes away it reconnects and continues after
+the last id, so connected clients miss nothing that Redis still holds. Entries are
+delivered at least once by the producers; a repeated entry carries the same `id` field
+and is dropped here (the last `dedup_size` ids are remembered).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from indexer.events import Event, from_fields
+from realtime.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+BLOCK_MS = 1_000  # XREAD BLOCK; the socket timeout must stay above it (redis-py: 5 s)
+BATCH = 500
+
+
+class StreamReader:
+    def __init__(
+        self,
+        redis_url: str,
+        key: str,
+        handle: Callable[[Event], None],
+        tick: Callable[[], None],
+        metrics: Metrics,
+        sleep: Callable[[float], Any] = time.sleep,
+        dedup_size: int = 10_000,
+    ) -> None:
+        self.key = key
+        self.handle = handle
+        self.tick = tick
+        self.metrics = metrics
+        self.sleep = sleep
+        self.dedup_size = dedup_size
+        self.redis = redis.Redis.from_url(
+            redis_url, socket_timeout=BLOCK_MS / 1000 + 5, socket_connect_timeout=5
+        )
+        self.last_id: str | None = None
+        self.connected = False
+        self.running = True
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def run(self) -> None:
+        backoff = 0.1
+        while self.running:
+            try:
+                if self.last_id is None:
+                    self.last_id = self._end_of_stream()
+                reply: Any = self.redis.xread({self.key: self.last_id}, count=BATCH, block=BLOCK_MS)
+                self._set_connected(True)
+                backoff = 0.1
+                for _key, entries in reply or []:
+                    for entry_id, fields in entries:
+                        self.last_id = (
+                            entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                        )
+                        self._entry(self.last_id, fields)
+            except redis.RedisError as exc:
+                if self.connected:
+                    log.warning(
+                        "event stream unreachable (%s); retrying from %s", exc, self.last_id
+                    )
+                self._set_connected(False)
+                self.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            except Exception:
+                log.exception("event stream reader error")
+                self.sleep(backoff)
+            self.tick()
+
+    def _end_of_stream(self) -> str:
+        last = self.redis.xrevrange(self.key, count=1)
+        if not last:
+            return "0-0"
+        entry_id = last[0][0]
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    def _set_connected(self, value: bool) -> None:
+        self.connected = value
+        self.metrics.stream_connected.set(1 if value else 0)
+
+    def _entry(self, entry_id: str, fields: dict[Any, Any]) -> None:
+        event_id = fields.get(b"id") or fields.get("id")
+        key = event_id.decode() if isinstance(event_id, bytes) else str(event_id or entry_id)
+        if key in self._seen:
+            self.metrics.stream_entries.labels("duplicate").inc()
+            return
+        self._seen[key] = None
+        if len(self._seen) > self.dedup_size:
+            self._seen.popitem(last=False)
+        try:
+            event = from_fields(fields)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.metrics.stream_entries.labels("malformed").inc()
+            log.warning("dropping malformed stream entry %s: %s", entry_id, exc)
+            return
+        self.metrics.stream_entries.labels("handled").inc()
+        with contextlib.suppress(ValueError):
+            self.metrics.stream_lag.set(max(0.0, time.time() - int(entry_id.split("-")[0]) / 1000))
+        self.handle(event)

@@ -1,0 +1,169 @@
+"""Engine.IO transport tuned for fan-out: frames encoded once, heartbeats first,
+bounded per-client queues, no per-message deflate unless asked, and refusal of frames
+that are not Engine.IO text packets.
+
+- A broadcast is encoded once into a `Frame` (the Engine.IO text); the first WebSocket
+  that sends it packs the RFC 6455 frame and every other recipient reuses those bytes.
+- `HeartbeatFirstQueue` puts Engine.IO PING packets ahead of any backlog, so a client
+  behind on broadcasts is not dropped for a ping that waited in its own queue.
+- `EngineServer.send_packet` refuses to grow a client's queue past `outbound_queue_max`:
+  the backlog is discarded, the client gets `exception` "Slow consumer: outbound queue
+  full" and the transport is closed, so a slow client holds no server memory.
+- Inbound WebSocket frames above `max_http_buffer_size` are closed by eventlet with
+  code 1009 and a reason naming the limit; binary frames and text that is not an
+  Engine.IO packet are answered with an `exception` event and ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import engineio
+from engineio import packet as eio_packet
+
+from realtime import protocol
+
+log = logging.getLogger(__name__)
+
+_EIO_TYPES = frozenset("0123456")
+
+
+class Frame(str):
+    """Engine.IO packet text that remembers its WebSocket frame once packed."""
+
+    packed: bytes | None = None
+
+    def frame(self, ws: Any) -> bytes:
+        if self.packed is None:
+            self.packed = ws._pack_message(str(self))
+        return self.packed
+
+
+def encode_event(namespace: str, event: str, data: Any) -> eio_packet.Packet:
+    """One Engine.IO MESSAGE carrying a Socket.IO EVENT, encoded once for any number of
+    recipients. `data` must be JSON (no bytes): there is no binary scan."""
+    text = f"2{namespace},{json.dumps([event, data], separators=(',', ':'))}"
+    pkt = eio_packet.Packet(eio_packet.MESSAGE, data=text)
+    pkt.encode_cache = Frame("4" + text)
+    return pkt
+
+
+def encode_ack(namespace: str, ack_id: int, data: Any) -> eio_packet.Packet:
+    text = f"3{namespace},{ack_id}{json.dumps([data], separators=(',', ':'))}"
+    return eio_packet.Packet(eio_packet.MESSAGE, data=text)
+
+
+def _heartbeat_first_queue() -> Any:
+    from eventlet.queue import Queue
+
+    class HeartbeatFirstQueue(Queue):
+        def _put(self, item: Any) -> None:
+            if isinstance(item, eio_packet.Packet) and item.packet_type == eio_packet.PING:
+                self.queue.appendleft(item)
+                self._put_bookkeeping()
+            else:
+                super()._put(item)
+
+    return HeartbeatFirstQueue
+
+
+class _Connection:
+    """What engine.io's WebSocket handler talks to: eventlet's WebSocket, filtered."""
+
+    __slots__ = ("ws", "server")
+
+    def __init__(self, ws: Any, server: EngineServer) -> None:
+        self.ws = ws
+        self.server = server
+
+    @property
+    def socket(self) -> Any:
+        return self.ws.socket
+
+    def wait(self) -> Any:
+        data = self.ws.wait()
+        if data is None:
+            return None
+        if isinstance(data, bytes | bytearray):
+            return self._refuse(protocol.BINARY_REFUSED, "binary frame")
+        if not data or data[0] not in _EIO_TYPES:
+            return self._refuse(protocol.MALFORMED, "malformed frame")
+        return data
+
+    def _refuse(self, message: str, reason: str) -> str:
+        self.server.count_refusal(reason)
+        frame = encode_event(self.server.namespace, "exception", protocol.exception(message))
+        with contextlib.suppress(OSError):
+            self.ws.send(frame.encode())
+        return "6"  # an Engine.IO NOOP, which engine.io ignores
+
+    def send(self, message: Any) -> None:
+        if type(message) is Frame and not self.ws.extensions:
+            self.ws._send(message.frame(self.ws))
+        else:
+            self.ws.send(message)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def _websocket_class(base: Any) -> Any:
+    class FanoutWebSocketWSGI(base):
+        def __init__(self, handler: Callable[[Any], Any], server: EngineServer) -> None:
+            super().__init__(lambda ws: handler(_Connection(ws, server)), server)
+            self._compression = server.compression
+
+        def _negotiate_permessage_deflate(self, extensions: Any) -> Any:
+            if not self._compression:
+                return None
+            return super()._negotiate_permessage_deflate(extensions)
+
+    return FanoutWebSocketWSGI
+
+
+class EngineServer(engineio.Server):
+    """engineio.Server with bounded queues, heartbeats first and fan-out frames."""
+
+    outbound_queue_max = 1_000
+    compression = False
+    namespace = protocol.NAMESPACE
+    count_refusal: Callable[[str], None] = staticmethod(lambda reason: None)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.async_mode == "eventlet":
+            self._queue_class = _heartbeat_first_queue()
+            drivers: dict[str, Any] = dict(self._async)  # type: ignore[has-type]
+            drivers["websocket"] = _websocket_class(drivers["websocket"])
+            self._async = drivers
+        else:
+            self._queue_class = None
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> Any:
+        if self._queue_class is not None:
+            return self._queue_class(*args, **kwargs)
+        return super().create_queue(*args, **kwargs)
+
+    def send_packet(self, sid: str, pkt: Any) -> None:
+        sock = self.sockets.get(sid)
+        if sock is None or sock.closed:
+            return
+        if sock.queue.qsize() >= self.outbound_queue_max:
+            self.drop_slow(sock)
+            return
+        sock.send(pkt)
+
+    def drop_slow(self, sock: Any) -> None:
+        if sock.closing or sock.closed:
+            return
+        self.count_refusal("slow consumer")
+        log.warning("%s: outbound queue full, disconnecting a slow consumer", sock.sid)
+        sock.queue.queue.clear()  # free the backlog now
+        sock.queue.put(
+            encode_event(self.namespace, "exception", protocol.exception(protocol.SLOW_CONSUMER))
+        )
+        sock.close(wait=False, abort=False, reason="slow consumer")
