@@ -736,7 +736,13 @@ def scale_phase(
             "steps": tried,
             "deliveries_per_s": (best or 0) * conn["connected"],
             "ratio": (best / one) if best and one else None,
-            "loadgen_cpu_pct": tried[-2]["loadgen_cpu_pct"] if len(tried) > 1 else None,
+            "loadgen_cpu_pct": next(
+                (t["loadgen_cpu_pct"] for t in tried if t["block_rate"] == best),
+                tried[-1]["loadgen_cpu_pct"] if tried else None,
+            ),
+            "server_cpu_pct": next(
+                (t["server_cpu_pct"] for t in tried if t["block_rate"] == best), None
+            ),
         }
     finally:
         pool.stop()
@@ -929,8 +935,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.drain = 3.0
         args.client_procs = 1
         args.budget = min(args.budget, 150.0)
-        args.rate_steps = [5.0, 20.0, 80.0, 320.0]
-        args.mix_steps = [2.0, 4.0]
+        args.rate_steps = [10.0, 80.0, 320.0]
+        args.mix_steps = [3.0]
     else:
         args.rate_steps = [float(r) for r in RATE_STEPS]
         args.mix_steps = MIX_STEPS_UP[1:]
