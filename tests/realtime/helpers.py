@@ -1,0 +1,273 @@
+"""Realtime test helpers: a real `chainpulse serve` process, a recording Socket.IO
+client, stream appends and database rows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+import socketio
+import sqlalchemy as sa
+
+from chainpulse.devnet import ROOT, free_port, wait_until
+from indexer.events import BlockIndexed, BlockRef, BlockReorged, PriceUpdated, to_fields
+from indexer.models import blocks, metadata, prices, reorgs
+
+NS = "/realtime"
+SECRET = "test-secret-that-is-at-least-32-bytes-long"
+WAIT = 10.0  # seconds: a generous bound for functional waits, never a timing assertion
+
+
+def block_hash(number: int, fork: int = 0) -> str:
+    return f"0x{fork:02x}{number:062x}"
+
+
+def block_event(number: int, fork: int = 0, source: str = "head") -> BlockIndexed:
+    return BlockIndexed(
+        blockNumber=number,
+        blockHash=block_hash(number, fork),
+        parentHash=block_hash(number - 1, fork),
+        blockTimestamp=1_700_000_000 + number,
+        transactions=number % 7,
+        source=source,  # type: ignore[arg-type]
+    )
+
+
+def reorg_event(ancestor: int, depth: int, old_fork: int = 0, new_fork: int = 1) -> BlockReorged:
+    heights = range(ancestor + 1, ancestor + depth + 1)
+    return BlockReorged(
+        depth=depth,
+        commonAncestor=BlockRef(ancestor, block_hash(ancestor, old_fork)),
+        removed=[BlockRef(h, block_hash(h, old_fork)) for h in heights],
+        added=[BlockRef(h, block_hash(h, new_fork)) for h in heights],
+    )
+
+
+def price_event(token: str, price: str, number: int | None = None) -> PriceUpdated:
+    return PriceUpdated(
+        token=token,
+        price=price,
+        blockNumber=number,
+        blockTimestamp=None if number is None else 1_700_000_000 + number,
+        source="test",
+        publishedAt=int(time.time() * 1000),
+    )
+
+
+class Stream:
+    def __init__(self, redis_url: str, key: str = "chainpulse:events") -> None:
+        self.redis = redis.Redis.from_url(redis_url)
+        self.key = key
+
+    def append(self, *events: Any) -> None:
+        for event in events:
+            self.redis.xadd(self.key, to_fields(event))  # type: ignore[arg-type]
+
+
+def make_database(path: Path) -> str:
+    url = f"sqlite:///{path}"
+    metadata.create_all(sa.create_engine(url))
+    return url
+
+
+def insert_blocks(url: str, numbers: range | list[int], fork: int = 0) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "number": n,
+            "hash": block_hash(n, fork),
+            "parent_hash": block_hash(n - 1, fork),
+            "timestamp": 1_700_000_000 + n,
+            "tx_count": n % 7,
+            "gas_used": 21_000,
+            "gas_limit": 30_000_000,
+            "base_fee_per_gas": 10**9,
+            "miner": "0x" + "ab" * 20,
+            "indexed_at": now,
+        }
+        for n in numbers
+    ]
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(blocks.insert(), rows)
+
+
+def insert_price(url: str, token: str, price: str, number: int | None) -> None:
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(
+            prices.insert(),
+            {
+                "token": token,
+                "price": Decimal(price),
+                "block_number": number,
+                "log_index": 0 if number is not None else None,
+                "source": "db",
+                "updated_at": datetime.now(UTC),
+            },
+        )
+
+
+def insert_reorg(url: str, event: BlockReorged) -> None:
+    import json
+
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(
+            reorgs.insert(),
+            {
+                "detected_at": datetime.now(UTC),
+                "depth": event.depth,
+                "ancestor_number": event.commonAncestor.number,
+                "ancestor_hash": event.commonAncestor.hash,
+                "old_hashes": json.dumps([r.__dict__ for r in event.removed]),
+                "new_hashes": json.dumps([r.__dict__ for r in event.added]),
+            },
+        )
+
+
+class Server:
+    """`.venv/bin/chainpulse serve` on a free port."""
+
+    def __init__(self, redis_url: str, database_url: str, **env: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "JWT_SECRET": SECRET,
+            "PUBSUB_CANARY_INTERVAL": "0.5",
+            **{k: str(v) for k, v in env.items()},
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(database_url.removeprefix("sqlite:///")).with_suffix(
+            f".{self.port}.log"
+        )
+
+    def start(self, ready: bool = True) -> Server:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(ROOT / ".venv/bin/chainpulse"), "serve"],
+                env=self.env,
+                cwd=str(self.log_path.parent),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        check = self.ready if ready else self.alive
+        wait_until(check, 20, f"chainpulse serve on port {self.port}")
+        return self
+
+    def _get(self, path: str) -> requests.Response:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{self.log()}")
+        return requests.get(self.url + path, timeout=5)
+
+    def alive(self) -> bool:
+        return self._get("/healthz").status_code == 200
+
+    def ready(self) -> bool:
+        return self._get("/readyz").status_code == 200
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=10, **kwargs)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+class Client:
+    """A python-socketio client that records every event it receives, in order."""
+
+    EVENTS = (
+        "connected",
+        "new-block",
+        "price-update",
+        "reorg",
+        "pong",
+        "exception",
+        "private-message",
+    )
+
+    def __init__(
+        self,
+        server: Server,
+        auth: dict[str, Any] | None = None,
+        transports: list[str] | None = None,
+    ) -> None:
+        self.sio = socketio.Client(reconnection=False)
+        self.events: list[tuple[str, Any]] = []
+        self.lock = threading.Lock()
+        self.connect_error: Any = None
+        self.disconnect_reason: Any = None
+        for name in self.EVENTS:
+            self.sio.on(name, self._recorder(name), namespace=NS)
+        self.sio.on("connect_error", self._on_connect_error, namespace=NS)
+        self.sio.on("disconnect", self._on_disconnect, namespace=NS)
+        self.server = server
+        self.auth = auth
+        self.transports = transports or ["websocket"]
+
+    def _recorder(self, name: str) -> Callable[..., None]:
+        def record(data: Any = None) -> None:
+            with self.lock:
+                self.events.append((name, data))
+
+        return record
+
+    def _on_connect_error(self, data: Any) -> None:
+        self.connect_error = data
+
+    def _on_disconnect(self, reason: Any = None) -> None:
+        self.disconnect_reason = reason
+
+    def connect(self) -> Client:
+        self.sio.connect(
+            self.server.url,
+            namespaces=[NS],
+            transports=self.transports,
+            auth=self.auth,
+            wait_timeout=WAIT,
+        )
+        self.wait_for("connected")
+        return self
+
+    def of(self, name: str) -> list[Any]:
+        with self.lock:
+            return [data for event, data in self.events if event == name]
+
+    def names(self) -> list[str]:
+        with self.lock:
+            return [event for event, _ in self.events]
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = WAIT) -> list[Any]:
+        wait_until(lambda: len(self.of(name)) >= count, timeout, f"{count} {name} event(s)")
+        return self.of(name)
+
+    def call(self, event: str, data: Any = None) -> Any:
+        return self.sio.call(event, data, namespace=NS, timeout=WAIT)
+
+    def emit(self, event: str, data: Any = None) -> None:
+        self.sio.emit(event, data, namespace=NS)
+
+    def close(self) -> None:
+        if self.sio.connected:
+            self.sio.disconnect()

@@ -1,0 +1,177 @@
+"""The wire contract against a real `chainpulse serve`, real Redis and real clients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.realtime.helpers import (
+    Client,
+    Server,
+    Stream,
+    block_event,
+    block_hash,
+    insert_blocks,
+    insert_price,
+    price_event,
+    reorg_event,
+)
+
+StartServer = Callable[..., Server]
+Connect = Callable[..., Client]
+
+
+def numbers(client: Client) -> list[int]:
+    return [b["number"] for b in client.of("new-block")]
+
+
+def test_connected_then_ping_pong(start_server: StartServer, clients: Connect) -> None:
+    server = start_server()
+    client = clients(server)
+    connected = client.of("connected")[0]
+    assert set(connected) == {"clientId", "serverTime"}
+    assert connected["clientId"] == client.sio.get_sid("/realtime")
+    assert isinstance(connected["serverTime"], int)
+    client.emit("ping")
+    pong = client.wait_for("pong")[0]
+    assert set(pong) == {"timestamp"} and pong["timestamp"] >= connected["serverTime"]
+    assert client.names()[0] == "connected"
+
+
+def test_new_blocks_in_order_once_whatever_the_stream_order(
+    start_server: StartServer, clients: Connect, stream: Stream
+) -> None:
+    server = start_server()
+    client = clients(server)
+    stream.append(block_event(10))
+    client.wait_for("new-block")
+    stream.append(block_event(13), block_event(12), block_event(12), block_event(11))
+    stream.append(block_event(11), block_event(14))
+    client.wait_for("new-block", 5)
+    stream.append(block_event(15))
+    client.wait_for("new-block", 6)
+    assert numbers(client) == [10, 11, 12, 13, 14, 15]
+    first = client.of("new-block")[0]
+    assert set(first) == {
+        "number",
+        "hash",
+        "parentHash",
+        "transactions",
+        "blockTimestamp",
+        "timestamp",
+    }
+    assert first["hash"] == block_hash(10) and first["parentHash"] == block_hash(9)
+    assert first["blockTimestamp"] == 1_700_000_010 and first["transactions"] == 10 % 7
+
+
+def test_blocks_far_behind_the_head_are_not_pushed(
+    start_server: StartServer, clients: Connect, stream: Stream
+) -> None:
+    server = start_server(PUSH_WINDOW="8")
+    client = clients(server)
+    stream.append(block_event(100), block_event(91, source="backfill"), block_event(92))
+    stream.append(block_event(101))
+    client.wait_for("new-block", 2)
+    assert numbers(client) == [100, 101]
+
+
+def test_reorg_then_the_next_block_is_ancestor_plus_one(
+    start_server: StartServer, clients: Connect, stream: Stream
+) -> None:
+    server = start_server()
+    client = clients(server)
+    stream.append(*(block_event(n) for n in range(20, 24)))
+    client.wait_for("new-block", 4)
+    # the new fork's first block arrives before the reorg event (parallel workers)
+    stream.append(block_event(22, fork=1), reorg_event(21, 2), block_event(23, fork=1))
+    stream.append(block_event(24, fork=1))
+    client.wait_for("new-block", 7)
+    names = [n for n in client.names() if n in ("new-block", "reorg")]
+    assert names == ["new-block"] * 4 + ["reorg"] + ["new-block"] * 3
+    reorg = client.of("reorg")[0]
+    assert reorg["depth"] == 2 and reorg["commonAncestor"] == {
+        "number": 21,
+        "hash": block_hash(21),
+    }
+    assert [r["number"] for r in reorg["removed"]] == [22, 23]
+    after = client.of("new-block")[4:]
+    assert [b["number"] for b in after] == [22, 23, 24]
+    assert after[0]["hash"] == block_hash(22, fork=1)
+
+
+def test_a_gap_that_never_fills_is_given_up(
+    start_server: StartServer, clients: Connect, stream: Stream
+) -> None:
+    server = start_server(BLOCK_GAP_TIMEOUT="0.5")
+    client = clients(server)
+    stream.append(block_event(30), block_event(32), block_event(33))
+    client.wait_for("new-block", 3)
+    stream.append(block_event(31), block_event(34))
+    client.wait_for("new-block", 4)
+    assert numbers(client) == [30, 32, 33, 34]
+    assert "chainpulse_realtime_blocks_skipped_total 1.0" in server.get("/metrics").text
+
+
+def test_price_snapshot_on_subscribe_then_live_updates_to_the_room_only(
+    start_server: StartServer, clients: Connect, stream: Stream, db_url: str
+) -> None:
+    insert_price(db_url, "BTC", "65000.123456789012345678", 7)
+    server = start_server()
+    subscriber, other = clients(server), clients(server)
+    ack = subscriber.call("subscribe", {"channel": "price:BTC"})
+    assert ack == {"success": True, "channel": "price:BTC"}
+    snapshot = subscriber.wait_for("price-update")[0]
+    assert snapshot["snapshot"] is True
+    assert snapshot["priceExact"] == "65000.123456789012345678"
+    assert snapshot["price"] == 65000.123456789012345678
+    assert snapshot["token"] == "BTC" and snapshot["blockNumber"] == 7
+    stream.append(price_event("BTC", "65001.5", 8), price_event("ETH", "3000", 8))
+    stream.append(block_event(8))
+    live = subscriber.wait_for("price-update", 2)[1]
+    assert set(live) == {"token", "price", "priceExact", "blockNumber", "source", "timestamp"}
+    assert live["price"] == 65001.5 and live["priceExact"] == "65001.5"
+    other.wait_for("new-block")
+    subscriber.wait_for("new-block")
+    assert other.of("price-update") == []
+    assert len(subscriber.of("price-update")) == 2  # no ETH: not subscribed
+    assert subscriber.call("unsubscribe", {"channel": "price:BTC"}) == {"success": True}
+    stream.append(price_event("BTC", "1", 9), block_event(9))
+    subscriber.wait_for("new-block", 2)
+    assert len(subscriber.of("price-update")) == 2
+
+
+def test_http_endpoints(start_server: StartServer, db_url: str) -> None:
+    insert_blocks(db_url, range(1, 6))
+    insert_price(db_url, "ETH", "3000.5", 4)
+    insert_price(db_url, "ETH", "3001", 5)
+    insert_price(db_url, "DAI", "1", None)
+    server = start_server(CORS_ORIGIN="https://app.example")
+    assert server.get("/healthz").json() == {"status": "ok"}
+    ready = server.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"redis": "ok", "database": "ok", "pubsub": "ok", "stream": "ok"}
+    latest = server.get("/api/blocks?limit=2").json()
+    assert [b["number"] for b in latest] == [5, 4]
+    assert latest[0]["hash"] == block_hash(5) and latest[0]["baseFeePerGas"] == str(10**9)
+    assert server.get("/api/blocks/3").json()["parentHash"] == block_hash(2)
+    assert server.get("/api/blocks/99").status_code == 404
+    assert server.get("/api/blocks?limit=0").status_code == 400
+    assert server.get("/api/blocks/abc").status_code == 400
+    got = server.get("/api/prices", headers={"Origin": "https://app.example"})
+    assert got.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert [(p["token"], p["priceExact"]) for p in got.json()] == [("DAI", "1"), ("ETH", "3001")]
+    other = server.get("/api/prices", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    metrics = server.get("/metrics").text
+    for name in (
+        "chainpulse_realtime_connected_clients",
+        "chainpulse_realtime_messages_pushed_total",
+        "chainpulse_realtime_refusals_total",
+        "chainpulse_realtime_stream_lag_seconds",
+        "chainpulse_realtime_pubsub_healthy 1.0",
+    ):
+        assert name in metrics
+    page = server.get("/")
+    assert page.status_code == 200 and "/socket.io.min.js" in page.text
+    script = server.get("/socket.io.min.js")
+    assert script.status_code == 200 and "io" in script.text[:2000]
+    assert server.get("/nope").status_code == 404
