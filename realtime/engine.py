@@ -39,6 +39,9 @@ class GatewayServer(socketio.Server):
             self.eio.send_packet(eio_sid, encode_ack(ns, ack_id, protocol.refused(message)))
 
     def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        # Let the writers run between inbound messages: a client flooding the server
+        # must not starve its own (or anyone's) outbound queue into a slow-consumer drop.
+        self.sleep(0)
         if isinstance(data, bytes | bytearray):
             if eio_sid not in self._binary_packet:
                 self.refuse(eio_sid, protocol.BINARY_REFUSED, "binary")

@@ -212,6 +212,11 @@ class Gateway:
             snapshot = self.feed.prices.get(channel.key) or (
                 protocol.price_event_from_row(row) if row is not None else None
             )
+        if channel.room not in state.channels and len(state.channels) >= self.settings.max_rooms:
+            # checked again: other subscribes of this client may have joined during the read
+            raise Refused(
+                f"{protocol.TOO_MANY_ROOMS}: at most {self.settings.max_rooms}", "too many rooms"
+            )
         state.channels.add(channel.room)
         self.sio.manager.basic_enter_room(sid, NS, channel.room)
         if snapshot is not None:

@@ -271,3 +271,62 @@ class Client:
     def close(self) -> None:
         if self.sio.connected:
             self.sio.disconnect()
+
+
+class RawSocket:
+    """An Engine.IO WebSocket without a Socket.IO client: for frames no client sends."""
+
+    def __init__(self, server: Server, connect_namespace: bool = True) -> None:
+        import websocket
+
+        self.ws = websocket.create_connection(
+            f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket", timeout=WAIT
+        )
+        assert self.ws.recv().startswith("0{")
+        if connect_namespace:
+            self.ws.send(f"40{NS},")
+            self.recv_until(lambda text: text.startswith(f"40{NS},"))
+
+    def send(self, text: str) -> None:
+        self.ws.send(text)
+
+    def send_binary(self, data: bytes) -> None:
+        self.ws.send_binary(data)
+
+    def recv_until(self, predicate: Callable[[str], bool]) -> str:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            text = self.ws.recv()
+            if text == "2":
+                self.ws.send("3")  # answer the server's heartbeat
+                continue
+            if predicate(text):
+                return str(text)
+        raise TimeoutError("no matching frame")
+
+    def event(self, name: str) -> Any:
+        import json
+
+        prefix = f'42{NS},["{name}"'
+        text = self.recv_until(lambda t: t.startswith(prefix))
+        return json.loads(text[len(f"42{NS},") :])[1]
+
+    def close_frame(self) -> tuple[int, str]:
+        """Read until the server's close frame; returns (code, reason)."""
+        import websocket
+
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            opcode, frame = self.ws.recv_data_frame(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                data = frame.data
+                return int.from_bytes(data[:2], "big"), data[2:].decode(errors="replace")
+        raise TimeoutError("no close frame")
+
+    def close(self) -> None:
+        try:
+            self.ws.close(timeout=1)
+        except Exception:  # noqa: BLE001 - the server may have closed it already
+            pass
+        finally:
+            self.ws.shutdown()

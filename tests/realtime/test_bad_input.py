@@ -1,0 +1,203 @@
+"""Bad input gets a clear answer (exception event, ack error or a refused frame) and
+leaves the server and the other clients unaffected."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chainpulse.devnet import RedisServer, wait_until
+from tests.realtime.helpers import (
+    WAIT,
+    Client,
+    RawSocket,
+    Server,
+    Stream,
+    block_event,
+    make_database,
+)
+
+RATE_LIMIT = 40
+MAX_ROOMS = 5
+MAX_BYTES = 1024
+
+
+@pytest.fixture(scope="module")
+def server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    db = make_database(tmp_path_factory.mktemp("bad") / "chainpulse.db")
+    server = Server(
+        redis_server.url,
+        db,
+        RATE_LIMIT=RATE_LIMIT,
+        MAX_ROOMS=MAX_ROOMS,
+        MAX_MESSAGE_BYTES=MAX_BYTES,
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def connect(server: Server) -> Iterator[Callable[..., Client]]:
+    made: list[Client] = []
+
+    def make(**kwargs: Any) -> Client:
+        client = Client(server, **kwargs).connect()
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def still_served(client: Client) -> None:
+    before = len(client.of("pong"))
+    client.emit("ping")
+    client.wait_for("pong", before + 1)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "price:ETH",
+        5,
+        None,
+        ["price:ETH"],
+        {},
+        {"channel": 5},
+        {"channel": ""},
+        {"channel": "price:" + "A" * 33},
+        {"channel": "price:" + "x" * 500},
+        {"channel": "price:BAD TOKEN"},
+        {"channel": "price:"},
+        {"channel": "news:ETH"},
+        {"channel": "user:"},
+    ],
+)
+def test_bad_subscribe_payloads(connect: Callable[..., Client], payload: Any) -> None:
+    client = connect()
+    ack = client.call("subscribe", payload)
+    assert ack["success"] is False
+    assert ack["error"].startswith(("Invalid payload", "Invalid channel"))
+    exception = client.wait_for("exception")[0]
+    assert exception == {"status": "error", "message": ack["error"]}
+    still_served(client)
+
+
+def test_unknown_and_reserved_events(connect: Callable[..., Client]) -> None:
+    client = connect()
+    assert client.call("frobnicate", {"a": 1}) == {
+        "success": False,
+        "error": "Unknown event: frobnicate",
+    }
+    client.emit("disconnect", {"x": 1})  # a reserved name must not reach the handler
+    client.wait_for("exception", 2)
+    assert client.of("exception")[1]["message"] == "Unknown event: disconnect"
+    still_served(client)
+    assert client.sio.connected
+
+
+def test_payload_over_the_size_cap_gets_an_exception(connect: Callable[..., Client]) -> None:
+    client = connect()
+    client.emit("subscribe", {"channel": "price:ETH", "pad": "x" * (MAX_BYTES + 10)})
+    assert client.wait_for("exception")[0]["message"] == "Message too large"
+    still_served(client)
+
+
+def test_frame_far_over_the_cap_is_closed_with_a_reason(server: Server) -> None:
+    raw = RawSocket(server)
+    raw.send(f'42/realtime,["subscribe","{"x" * (5 * MAX_BYTES)}"]')
+    code, reason = raw.close_frame()
+    assert code == 1009 and "length limit" in reason
+    raw.close()
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (b"\x00\xff\xfe garbage", "Binary messages are not accepted"),
+        ("hello", "Malformed packet"),
+        ("", "Malformed packet"),
+        ('42/realtime,{"not":"a list"}', "Malformed packet"),
+        ("42/realtime,[unterminated", "Malformed packet"),
+        (
+            '451-/realtime,["subscribe",{"_placeholder":true,"num":0}]',
+            "Binary messages are not accepted",
+        ),
+        ("42/realtime,[5]", "Malformed packet"),
+    ],
+)
+def test_garbage_frames(
+    server: Server, connect: Callable[..., Client], frame: Any, message: str
+) -> None:
+    bystander = connect()
+    raw = RawSocket(server)
+    raw.event("connected")
+    if isinstance(frame, bytes):
+        raw.send_binary(frame)
+    else:
+        raw.send(frame)
+    assert raw.event("exception") == {"status": "error", "message": message}
+    raw.send('42/realtime,["ping"]')
+    assert "timestamp" in raw.event("pong")
+    raw.close()
+    still_served(bystander)
+
+
+def test_thousands_of_subscribes(
+    server: Server, connect: Callable[..., Client], redis_server: RedisServer
+) -> None:
+    flooder, bystander = connect(), connect()
+    acks: list[Any] = []
+    done = threading.Event()
+    total = 2000
+
+    def on_ack(answer: Any) -> None:
+        acks.append(answer)
+        if len(acks) == total:
+            done.set()
+
+    for i in range(total):
+        flooder.sio.emit(
+            "subscribe", {"channel": f"price:T{i}"}, namespace="/realtime", callback=on_ack
+        )
+    assert done.wait(WAIT * 2)
+    successes = [a for a in acks if a["success"]]
+    errors = [a["error"] for a in acks if not a["success"]]
+    assert len(successes) == MAX_ROOMS
+    assert errors.count("Rate limit exceeded") == total - RATE_LIMIT
+    assert errors.count(f"Too many subscriptions: at most {MAX_ROOMS}") == RATE_LIMIT - MAX_ROOMS
+    wait_until(lambda: len(flooder.of("exception")) == total - MAX_ROOMS, WAIT, "exceptions")
+    # the flooder is still connected and still gets broadcasts; the bystander is served
+    stream = Stream(redis_server.url)
+    stream.append(block_event(500))
+    flooder.wait_for("new-block")
+    bystander.wait_for("new-block")
+    still_served(bystander)
+    assert flooder.sio.connected
+    metrics = server.get("/metrics").text
+    assert 'chainpulse_realtime_refusals_total{reason="rate limit"}' in metrics
+
+
+def test_rate_limit_recovers_after_the_window(tmp_path: Path, redis_url: str) -> None:
+    server = Server(redis_url, make_database(tmp_path / "db.sqlite"), RATE_LIMIT=3, RATE_WINDOW=1)
+    server.start()
+    try:
+        client = Client(server).connect()
+        answers = [client.call("unsubscribe", {"channel": "price:ETH"}) for _ in range(4)]
+        assert answers[:3] == [{"success": True}] * 3
+        assert answers[3] == {"success": False, "error": "Rate limit exceeded"}
+        wait_until(
+            lambda: client.call("unsubscribe", {"channel": "price:ETH"}) == {"success": True},
+            WAIT,
+            "the window to slide",
+            interval=0.3,
+        )
+        assert client.sio.connected
+        client.close()
+    finally:
+        server.stop()
