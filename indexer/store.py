@@ -7,7 +7,9 @@ Invariants kept here:
   checks that the stored block below links to it by hash: a mismatch is a reorg and is
   refused here, never stored over.
 - Writing a block that is already stored with the same hash changes nothing unless
-  forced; a different hash at the same height replaces the old block's rows.
+  forced. A different hash at the same height is a reorg too: it is refused here
+  (LinkMismatch) and replaced through `indexer.reorg.repair`, which asks the node which
+  of the two is canonical, records the reorg and announces it before the new block.
 - A transaction hash is unique: when a reorg moves a transaction into another block,
   its row moves with it (upsert), so deleting the orphan's rows cannot lose it.
 """
@@ -101,50 +103,61 @@ class Store:
         """Store `datas` (ascending heights) in one transaction; returns the events written.
 
         Blocks already stored with the same hash are skipped unless `force`. Raises
-        LinkMismatch, writing nothing, when a block does not link to a stored neighbour.
+        LinkMismatch, writing nothing, when a block does not link to a stored neighbour
+        or another block is stored at its height (a reorg: see `indexer.reorg`).
         """
+        with self.writing() as conn:
+            return self.save_in(conn, datas, source, force)
+
+    def save_in(
+        self, conn: Connection, datas: Sequence[BlockData], source: BlockSource, force: bool = False
+    ) -> list[BlockIndexed]:
+        """`save_blocks` inside the caller's write transaction (see `writing`)."""
         written: list[BlockIndexed] = []
         numbers = [d.number for d in datas]
-        with self.writing() as conn:
-            lo, hi = min(numbers), max(numbers)
-            rows = conn.execute(
-                sa.select(m.blocks.c.number, m.blocks.c.hash, m.blocks.c.parent_hash).where(
-                    m.blocks.c.number.between(lo - 1, hi + 1)
+        if not numbers:
+            return written
+        lo, hi = min(numbers), max(numbers)
+        rows = conn.execute(
+            sa.select(m.blocks.c.number, m.blocks.c.hash, m.blocks.c.parent_hash).where(
+                m.blocks.c.number.between(lo - 1, hi + 1)
+            )
+        ).all()
+        stored = {int(n): str(h) for n, h, _ in rows}
+        parents = {int(n): str(p) for n, _, p in rows}
+        existing = set(stored)
+        todo: list[BlockData] = []
+        for data in datas:
+            n = data.number
+            if stored.get(n) == data.hash and not force:
+                continue
+            if n in existing and stored[n] != data.hash:
+                raise LinkMismatch(n, f"hash {data.hash}, stored {n} is {stored[n]}")
+            below = stored.get(n - 1)
+            if below is not None and below != data.parent_hash:
+                raise LinkMismatch(n, f"parent {data.parent_hash}, stored {n - 1} is {below}")
+            above = parents.get(n + 1)
+            if above is not None and above != data.hash and n + 1 not in numbers:
+                raise LinkMismatch(n, f"hash {data.hash}, stored {n + 1} links to {above}")
+            stored[n] = data.hash
+            parents[n] = data.parent_hash
+            todo.append(data)
+            written.append(
+                BlockIndexed(
+                    blockNumber=n,
+                    blockHash=data.hash,
+                    parentHash=data.parent_hash,
+                    blockTimestamp=int(data.block["timestamp"]),
+                    transactions=len(data.transactions),
+                    source=source,
                 )
-            ).all()
-            stored = {int(n): str(h) for n, h, _ in rows}
-            parents = {int(n): str(p) for n, _, p in rows}
-            existing = set(stored)
-            todo: list[BlockData] = []
-            for data in datas:
-                n = data.number
-                if stored.get(n) == data.hash and not force:
-                    continue
-                below = stored.get(n - 1)
-                if below is not None and below != data.parent_hash:
-                    raise LinkMismatch(n, f"parent {data.parent_hash}, stored {n - 1} is {below}")
-                above = parents.get(n + 1)
-                if above is not None and above != data.hash and n + 1 not in numbers:
-                    raise LinkMismatch(n, f"hash {data.hash}, stored {n + 1} links to {above}")
-                stored[n] = data.hash
-                parents[n] = data.parent_hash
-                todo.append(data)
-                written.append(
-                    BlockIndexed(
-                        blockNumber=n,
-                        blockHash=data.hash,
-                        parentHash=data.parent_hash,
-                        blockTimestamp=int(data.block["timestamp"]),
-                        transactions=len(data.transactions),
-                        source=source,
-                    )
-                )
-            replaced = [d.number for d in todo if d.number in existing]
-            if replaced:
-                self._delete_heights(conn, replaced)
-            self._insert(conn, todo)
-            self.add_to_outbox(conn, *written)
-            conn.execute(m.failures.delete().where(m.failures.c.number.in_(numbers)))
+            )
+        replaced = [d.number for d in todo if d.number in existing]
+        if replaced:
+            self._delete_heights(conn, replaced)
+        self._insert(conn, todo)
+        self.add_to_outbox(conn, *written)
+        conn.execute(m.failures.delete().where(m.failures.c.number.in_(numbers)))
         return written
 
     def _insert(self, conn: Connection, datas: Sequence[BlockData]) -> None:
@@ -152,12 +165,7 @@ class Store:
         if not datas:
             return
         conn.execute(m.blocks.insert(), [d.block for d in datas])
-        txs = [tx for d in datas for tx in d.transactions]
-        if txs:
-            insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-            stmt = insert(m.transactions)
-            columns = {c.name: stmt.excluded[c.name] for c in m.transactions.c if c.name != "hash"}
-            conn.execute(stmt.on_conflict_do_update(index_elements=["hash"], set_=columns), txs)
+        self.upsert_transactions(conn, datas)
         logs = [log for d in datas for log in d.logs]
         if logs:
             conn.execute(m.logs.insert(), logs)
@@ -168,6 +176,66 @@ class Store:
         conn.execute(m.transactions.delete().where(m.transactions.c.block_number.in_(numbers)))
         conn.execute(m.prices.delete().where(m.prices.c.block_number.in_(numbers)))
         conn.execute(m.blocks.delete().where(m.blocks.c.number.in_(numbers)))
+
+    def delete_heights(self, conn: Connection, numbers: Sequence[int]) -> None:
+        """Remove the blocks at `numbers` and everything derived from them (caller's tx)."""
+        if numbers:
+            self._delete_heights(conn, list(numbers))
+
+    def upsert_transactions(self, conn: Connection, datas: Sequence[BlockData]) -> None:
+        """Write `datas`' transaction rows again (a stale orphan may have taken them over)."""
+        txs = [tx for d in datas for tx in d.transactions]
+        if txs:
+            insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            stmt = insert(m.transactions)
+            columns = {c.name: stmt.excluded[c.name] for c in m.transactions.c if c.name != "hash"}
+            conn.execute(stmt.on_conflict_do_update(index_elements=["hash"], set_=columns), txs)
+
+    def incomplete_blocks(self, conn: Connection, lo: int, hi: int) -> list[int]:
+        """Stored heights in [lo, hi] with fewer transaction rows than their `tx_count`.
+
+        A transaction row belongs to one block; when an orphan that re-used a hash is
+        deleted, the canonical block that also holds it comes up short here.
+        """
+        counted = (
+            sa.select(m.transactions.c.block_number, sa.func.count().label("n"))
+            .where(m.transactions.c.block_number.between(lo, hi))
+            .group_by(m.transactions.c.block_number)
+            .subquery()
+        )
+        rows = conn.execute(
+            sa.select(m.blocks.c.number)
+            .select_from(m.blocks.outerjoin(counted, counted.c.block_number == m.blocks.c.number))
+            .where(
+                m.blocks.c.number.between(lo, hi),
+                sa.func.coalesce(counted.c.n, 0) < m.blocks.c.tx_count,
+            )
+            .order_by(m.blocks.c.number)
+        )
+        return [int(n) for (n,) in rows]
+
+    def top(self, conn: Connection | None = None) -> tuple[int, str] | None:
+        """The highest stored block as (number, hash), or None on an empty database."""
+        q = sa.select(m.blocks.c.number, m.blocks.c.hash).order_by(m.blocks.c.number.desc())
+        if conn is not None:
+            row = conn.execute(q.limit(1)).first()
+        else:
+            with self.errors(), self.engine.connect() as c:
+                row = c.execute(q.limit(1)).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def get_meta(self, key: str, conn: Connection | None = None) -> str | None:
+        q = sa.select(m.meta.c.value).where(m.meta.c.key == key)
+        if conn is not None:
+            return conn.execute(q).scalar_one_or_none()
+        with self.errors(), self.engine.connect() as c:
+            return c.execute(q).scalar_one_or_none()
+
+    def set_meta(self, conn: Connection, key: str, value: str | None) -> None:
+        """Set (or with None, remove) a `chainpulse_meta` entry inside the caller's tx."""
+        conn.execute(m.meta.delete().where(m.meta.c.key == key))
+        if value is not None:
+            conn.execute(m.meta.insert().values(key=key, value=value))
 
     def add_to_outbox(self, conn: Connection, *events: Event) -> None:
         """Queue `events` for the stream, inside the caller's transaction."""

@@ -32,6 +32,7 @@ def build(settings: Settings) -> Indexer:
         node=Node(settings.rpc_urls, settings.rpc_timeout),
         store=Store(settings.database_url),
         bus=EventBus.from_url(settings.redis_url, settings.stream_key, settings.stream_maxlen),
+        max_reorg_depth=settings.max_reorg_depth,
     )
 
 

@@ -1,0 +1,368 @@
+"""`chainpulse follow`: follow the chain head, enqueue its blocks in order, repair reorgs.
+
+One follower is active per deployment (`workers.lease`); others wait as standbys and
+take over when its lock expires. The active one:
+
+- learns of new heads from `newHeads` over `ETH_WS_URL` when set, and otherwise (or
+  while the socket is down or quiet) by polling every `POLL_INTERVAL` seconds;
+- follows `CONFIRMATIONS` blocks behind the head (the target), and enqueues every
+  height up to the target once, in order, with source `head`. A larger gap (after
+  downtime) goes out as `backfill` jobs of `BACKFILL_BATCH` heights, except the newest;
+- compares hashes, not heights: its cursor is the last height enqueued together with
+  the node's hash for it, so a reorg that keeps the height (or shortens the chain) is
+  seen when that hash changes, and `indexer.reorg.repair` runs;
+- every sweep (a few seconds) compares the stored tip with the node, re-enqueues
+  heights still missing below the cursor (lost jobs, failed blocks, a Redis that lost
+  its queue) and reads the node's `finalized` block, below which no repair may reach;
+- on an empty database starts at `START_BLOCK`, or the target at first start; the
+  start height is recorded, so a restart resumes from the cursor instead;
+- stops advancing (but stays the lock holder) while a too-deep reorg is recorded.
+
+Every action on the chain is fenced by the lease token: enqueueing through a Lua script
+that checks the lock (`workers.enqueue`), repairs through the database transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+import redis
+from celery import Celery
+
+from indexer.bus import BusUnavailable, EventBus
+from indexer.config import Settings, mask_url
+from indexer.errors import ChainpulseError, ReorgTooDeep, RetryableError, RpcError
+from indexer.ranges import chunks
+from indexer.reorg import Deposed, claim_fence, fence_floor, read_halt, repair
+from indexer.rpc import Node
+from indexer.store import Store
+from workers.app import QUEUE
+from workers.enqueue import Cursor, FencedQueue, Job, read_cursor
+from workers.heads import Header, HeadSubscription
+from workers.lease import Lease
+
+log = logging.getLogger(__name__)
+
+START_KEY = "follow_from"  # chainpulse_meta: the first height the follower indexes
+SWEEP_INTERVAL_S = 5.0
+SWEEP_SPAN = 2_000  # heights below the cursor that each sweep checks for gaps
+MAX_ENQUEUE = 5_000  # heights enqueued per round; a longer catch-up takes several rounds
+WS_QUIET_S = 3.0  # poll anyway when the socket sent nothing for this long
+BACKOFF_MAX_S = 5.0
+
+
+class Follower:
+    def __init__(
+        self,
+        settings: Settings,
+        node: Node,
+        store: Store,
+        client: redis.Redis,
+        app: Celery,
+        *,
+        sweep_interval: float = SWEEP_INTERVAL_S,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.node = node
+        self.store = store
+        self.client = client
+        self.lease = Lease(client, settings.follower_lock_ttl, owner)
+        self.queue = FencedQueue(app, client, self.lease)
+        self.bus = EventBus.from_url(
+            settings.redis_url, settings.stream_key, settings.stream_maxlen
+        )
+        self.sweep_interval = sweep_interval
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.halted: dict[str, Any] | None = None
+        self.start: int | None = None
+        self.cursor: Cursor | None = None
+        self.finalized: int | None = None
+        self._next_sweep = 0.0
+        self._missing_before: set[int] | None = None
+        self._heads: HeadSubscription | None = None
+        self._header: Header | None = None
+        self._header_lock = threading.Lock()
+
+    # Loop -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Follow until `stop` is set; as a standby until the lock is free."""
+        if self.settings.ws_url:
+            self._heads = HeadSubscription(
+                self.settings.ws_url, self._on_head, self.settings.rpc_timeout
+            ).start()
+        backoff = self.settings.poll_interval
+        try:
+            while not self.stop.is_set():
+                if not self.lease.valid():
+                    if self.lease.token is not None:
+                        self._stand_down("the lease expired")
+                    if not self._try_acquire():
+                        self.stop.wait(min(0.5, self.settings.follower_lock_ttl / 5))
+                        continue
+                try:
+                    self.step()
+                    backoff = self.settings.poll_interval
+                except Deposed as exc:
+                    self._stand_down(str(exc))
+                    continue
+                except ReorgTooDeep as exc:
+                    self.halted = {"reason": str(exc)}
+                    log.critical("follower halted: %s", exc)
+                except (RetryableError, redis.RedisError) as exc:
+                    log.warning("follower round failed, retrying in %.1f s: %s", backoff, exc)
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX_S)
+                    continue
+                self._wait()
+        finally:
+            if self._heads is not None:
+                self._heads.stop()
+            self.lease.release()
+
+    def _wait(self) -> None:
+        if self.stop.is_set():
+            return
+        timeout = self.settings.poll_interval
+        heads = self._heads
+        if heads is not None and heads.connected:
+            quiet = time.monotonic() - heads.last_message
+            timeout = max(timeout, WS_QUIET_S - quiet) if quiet < WS_QUIET_S else timeout
+        timeout = min(timeout, max(self._next_sweep - time.monotonic(), 0.0))
+        self.wake.wait(timeout)
+        self.wake.clear()
+
+    def _on_head(self, header: Header) -> None:
+        with self._header_lock:
+            self._header = header
+        self.wake.set()
+
+    def _try_acquire(self) -> bool:
+        try:
+            taken = self.lease.acquire(fence_floor(self.store))
+        except (ChainpulseError, redis.RedisError) as exc:
+            log.warning("cannot take the follower lock yet: %s", exc)
+            return False
+        if not taken:
+            return False
+        log.info("follower active with token %s", self.lease.token)
+        self.cursor = None
+        self.start = None
+        self.halted = None
+        self._missing_before = None
+        self._next_sweep = 0.0
+        return True
+
+    def _stand_down(self, why: str) -> None:
+        log.error("follower stands down: %s", why)
+        self.lease.release()
+        self.cursor = None
+
+    # One round ----------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """One round: read the head, detect reorgs, enqueue new heights, sweep if due."""
+        token = self.lease.token
+        if token is None or not self.lease.valid():
+            raise Deposed("the follower lease is not held")
+        if self.start is None:
+            self._resume(token)
+        if time.monotonic() >= self._next_sweep:
+            self._sweep(token)
+        if self.halted is not None:
+            return
+        head = self._head()
+        target = int(head["number"], 16) - self.settings.confirmations
+        assert self.start is not None
+        if target < self.start:
+            return
+        header = head if target == int(head["number"], 16) else self.node.block_header(target)
+        if header is None:
+            return  # a lagging replica; next round
+        self._advance(token, target, header["hash"].lower(), header["parentHash"].lower())
+
+    def _head(self) -> Header:
+        with self._header_lock:
+            header, self._header = self._header, None
+        heads = self._heads
+        if header is not None and heads is not None and heads.connected:
+            return header
+        polled = self.node.block_header("latest")
+        if polled is None:
+            raise RpcError("the node has no latest block")
+        return polled
+
+    def _advance(self, token: int, target: int, hash_: str, parent: str) -> None:
+        cursor = self.cursor
+        assert cursor is not None
+        if cursor.number == target and cursor.hash == hash_:
+            return
+        if not (cursor.number + 1 == target and cursor.hash == parent):
+            # Not a plain extension: did the block under the cursor change?
+            if cursor.number <= target and cursor.hash:
+                known = self.node.block_hashes([cursor.number])[cursor.number]
+            else:
+                known = None  # the chain got shorter than the cursor
+            if cursor.hash and known != cursor.hash:
+                log.warning(
+                    "block %d changed from %s to %s: reorg", cursor.number, cursor.hash, known
+                )
+                self._repair(token)
+                self.cursor = cursor = Cursor(min(cursor.number, target), "")
+        if cursor.number >= target:
+            self.queue.enqueue([], Cursor(target, hash_))
+            self.cursor = Cursor(target, hash_)
+            return
+        if target - cursor.number > MAX_ENQUEUE:
+            last = cursor.number + MAX_ENQUEUE  # a long catch-up: the rest next round
+            self.queue.enqueue(self._jobs(cursor.number + 1, last), Cursor(last, ""))
+            self.cursor = Cursor(last, "")
+            self.wake.set()
+            return
+        self.queue.enqueue(self._jobs(cursor.number + 1, target), Cursor(target, hash_))
+        self.cursor = Cursor(target, hash_)
+
+    def _jobs(self, first: int, last: int) -> list[Job]:
+        """Heights first..last as jobs: the newest BACKFILL_BATCH one by one as `head`,
+        anything older as `backfill` runs."""
+        tail = max(first, last - self.settings.backfill_batch + 1)
+        jobs = [
+            Job(a, b, "backfill")
+            for a, b in chunks(range(first, tail), self.settings.backfill_batch)
+        ]
+        return jobs + [Job(n, n, "head") for n in range(tail, last + 1)]
+
+    def _repair(self, token: int) -> None:
+        event = repair(
+            self.store,
+            self.node,
+            self.settings.max_reorg_depth,
+            finalized=self.finalized,
+            fence=token,
+            source="head",
+        )
+        if event is not None:
+            self._relay()
+
+    def _relay(self) -> None:
+        try:
+            self.bus.relay(self.store)
+        except BusUnavailable as exc:
+            log.warning("reorg events wait in the outbox: %s", exc)
+
+    # State -------------------------------------------------------------------------------
+
+    def _resume(self, token: int) -> None:
+        """Where to continue: the recorded start and the cursor (Redis, else the database)."""
+        stored_start = self.store.get_meta(START_KEY)
+        top = self.store.top()
+        if stored_start is None:
+            start = self.settings.start_block
+            if start is None:
+                lowest = self.store.summary()["lowest"]
+                if lowest is not None:
+                    start = int(lowest)
+                else:
+                    head = self.node.head()
+                    start = max(head - self.settings.confirmations, 0)
+            with self.store.writing() as conn:
+                claim_fence(self.store, conn, token)
+                if self.store.get_meta(START_KEY, conn) is None:
+                    self.store.set_meta(conn, START_KEY, str(start))
+            stored_start = self.store.get_meta(START_KEY)
+        assert stored_start is not None
+        self.start = int(stored_start)
+        cursor = read_cursor(self.client)
+        if top is not None and (cursor is None or cursor.number < top[0]):
+            cursor = Cursor(*top)
+        if cursor is None or cursor.number < self.start - 1:
+            cursor = Cursor(self.start - 1, "")
+        self.cursor = cursor
+        self.halted = read_halt(self.store)
+        log.info("following from %d; cursor at %d", self.start, cursor.number)
+
+    def _sweep(self, token: int) -> None:
+        self._next_sweep = time.monotonic() + self.sweep_interval
+        self.halted = read_halt(self.store)
+        if self.halted is not None:
+            log.critical("indexing is halted: %s", self.halted["reason"])
+            return
+        try:
+            final = self.node.block_header("finalized")
+            self.finalized = int(final["number"], 16) if final else None
+        except RpcError:
+            self.finalized = None  # the node has no finality notion
+        top = self.store.top()
+        if top is not None and self.node.block_hashes([top[0]])[top[0]] != top[1]:
+            log.warning("stored tip %d is no longer the node's block: reorg", top[0])
+            self._repair(token)
+        cursor = self.cursor
+        assert cursor is not None and self.start is not None
+        first_sweep = self._missing_before is None
+        lo = self.start if first_sweep else max(self.start, cursor.number - SWEEP_SPAN)
+        missing = set(self._missing(lo, cursor.number))
+        due = missing if first_sweep else missing & (self._missing_before or set())
+        if due and not first_sweep and self.client.llen(QUEUE) > 0:
+            due = set()  # jobs are still queued; look again next sweep
+        self._missing_before = missing
+        due = set(sorted(due)[:MAX_ENQUEUE])
+        if due:
+            log.info("re-enqueueing %d missing heights below the cursor", len(due))
+            jobs = [
+                Job(a, b, "backfill") for a, b in chunks(sorted(due), self.settings.backfill_batch)
+            ]
+            self.queue.enqueue(jobs, None)
+
+    def _missing(self, lo: int, hi: int) -> list[int]:
+        """Missing heights in [lo, hi]; over a long range, the first MAX_ENQUEUE of them."""
+        if hi < lo:
+            return []
+        if hi - lo <= 10 * SWEEP_SPAN:
+            return self.store.missing(lo, hi)
+        summary = self.store.summary()  # the first 100 gaps; later sweeps find the rest
+        lowest, highest = summary["lowest"], summary["highest"]
+        if lowest is None:
+            return list(range(lo, min(hi, lo + MAX_ENQUEUE - 1) + 1))
+        out = list(range(lo, min(lowest, lo + MAX_ENQUEUE)))
+        out += [n for a, b in summary["gaps"] for n in range(max(a, lo), min(b, hi) + 1)]
+        out += range(max(highest + 1, lo), min(hi, highest + MAX_ENQUEUE) + 1)
+        return out[:MAX_ENQUEUE]
+
+
+def run(settings: Settings) -> None:
+    """The `chainpulse follow` process: follow until SIGTERM or SIGINT."""
+    from workers.app import make_app
+    from workers.backfill import check_schema
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    node = Node(settings.rpc_urls, settings.rpc_timeout)
+    store = Store(settings.database_url)
+    check_schema(store)
+    store.bind_chain(node.chain_id())
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    follower = Follower(settings, node, store, client, make_app(settings))
+
+    def stop(*_: object) -> None:
+        follower.stop.set()
+        follower.wake.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info(
+        "following %s (redis %s), poll %.2f s%s",
+        node.describe(),
+        mask_url(settings.redis_url),
+        settings.poll_interval,
+        f", newHeads at {mask_url(settings.ws_url)}" if settings.ws_url else "",
+    )
+    try:
+        follower.run()
+    finally:
+        follower.queue.close()
+        store.dispose()
