@@ -1,5 +1,6 @@
 """`chainpulse status`: the node's head, the highest indexed block, the lag, missing
-ranges, failed blocks, the queue depth and the outbox backlog. A part that cannot be
+ranges, failed blocks, the queue depth and the outbox backlog, the active follower and
+whether indexing is halted by a reorg deeper than allowed. A part that cannot be
 reached is reported as an error next to the rest."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import redis
 from indexer.config import Settings, mask_url
 from indexer.errors import ChainpulseError
 from indexer.ranges import describe
+from indexer.reorg import read_halt
 from indexer.rpc import Node
 from indexer.store import Store
 from workers.app import QUEUE
@@ -35,14 +37,24 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             chainId=summary["chainId"],
             outbox=summary["outbox"],
             failed=[{"number": f["number"], "error": f["error"]} for f in failures],
+            halted=read_halt(store),
         )
     except ChainpulseError as exc:
         report.update(
-            indexed=None, lowest=None, blocks=None, gaps=[], chainId=None, outbox=None, failed=[]
+            indexed=None,
+            lowest=None,
+            blocks=None,
+            gaps=[],
+            chainId=None,
+            outbox=None,
+            failed=[],
+            halted=None,
         )
         report["errors"].append(str(exc))
     finally:
         store.dispose()
+    if report.get("halted"):
+        report["errors"].append(f"indexing is halted: {report['halted']['reason']}")
     head, indexed = report.get("head"), report.get("indexed")
     report["lag"] = head - indexed if head is not None and indexed is not None else None
     try:
@@ -50,10 +62,23 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             settings.redis_url, socket_connect_timeout=3, socket_timeout=3
         )
         report["queue"] = int(client.llen(QUEUE))
+        report["follower"] = _follower(client)
     except redis.RedisError as exc:
         report["queue"] = None
+        report["follower"] = None
         report["errors"].append(f"Redis at {mask_url(settings.redis_url)} is unreachable: {exc}")
     return report
+
+
+def _follower(client: redis.Redis) -> dict[str, Any] | None:
+    from workers.enqueue import read_cursor
+    from workers.lease import holder
+
+    lock = holder(client)
+    if lock is None:
+        return None
+    cursor = read_cursor(client)
+    return {**lock, "cursor": cursor.number if cursor else None}
 
 
 def render_status(report: dict[str, Any]) -> str:
@@ -72,8 +97,21 @@ def render_status(report: dict[str, Any]) -> str:
         f"failed       {describe(f['number'] for f in failed) if failed else 'none'}",
         f"queue depth  {show(report.get('queue'))}",
         f"outbox       {show(report.get('outbox'))} events waiting for Redis",
+        f"follower     {_show_follower(report.get('follower'))}",
     ]
+    halted = report.get("halted")
+    if halted:
+        lines.append(f"HALTED       since {halted.get('detectedAt')}; see README, Reorgs")
     if failed:
         lines.append(f"last error   {failed[-1]['error']}")
     lines += [f"error        {e}" for e in report["errors"]]
     return "\n".join(lines)
+
+
+def _show_follower(follower: dict[str, Any] | None) -> str:
+    if not follower:
+        return "none active"
+    return (
+        f"active (token {follower['token']}, owner {follower['owner']}, "
+        f"enqueued up to {follower['cursor'] if follower['cursor'] is not None else 'nothing yet'})"
+    )

@@ -99,6 +99,7 @@ class Stack:
     client: redis.Redis
     worker: Worker
     followers: list[Running] = field(default_factory=list)
+    start: int | None = None  # where the checks begin when no follower recorded it
 
     def follower(self, **changes: Any) -> Running:
         settings = self.settings.with_(**changes) if changes else self.settings
@@ -116,6 +117,9 @@ class Stack:
         self.followers.append(running)
         return running
 
+    def worker_app(self) -> Any:
+        return make_app(self.settings)
+
     def node_hashes(self, lo: int, hi: int) -> dict[int, str]:
         blocks = self.anvil.batch(
             [("eth_getBlockByNumber", (hex(n), False)) for n in range(lo, hi + 1)]
@@ -123,6 +127,8 @@ class Stack:
         return {int(b["number"], 16): b["hash"].lower() for b in blocks if b}
 
     def start_block(self) -> int | None:
+        if self.start is not None:
+            return self.start
         value = self.store.get_meta("follow_from")
         return None if value is None else int(value)
 

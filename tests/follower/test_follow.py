@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from chainpulse.devnet import Activity, wait_until
+import time
+
+from chainpulse.devnet import Activity, free_port, wait_until
 from tests.follower.conftest import Stack
 
 
@@ -25,3 +27,74 @@ def test_follows_the_head_and_repairs_a_same_height_reorg(stack: Stack) -> None:
     at = kinds.index(("block.reorged", None))
     assert kinds[at + 1 : at + 4] == [("block.indexed", head - 2 + i) for i in range(3)]
     assert old != stack.node_hashes(head - 2, head)
+
+
+def test_catches_up_after_the_node_froze_for_ten_seconds(stack: Stack) -> None:
+    activity = Activity(stack.anvil)
+    activity.block()
+    running = stack.follower()
+    wait_until(lambda: stack.start_block() is not None, 30, "the follower starting")
+    activity.block(count=3)
+    stack.anvil.mine(2)
+    token = running.follower.lease.token
+    stack.anvil.pause()
+    try:
+        time.sleep(10)  # node unreachable: calls time out, jobs retry
+    finally:
+        stack.anvil.resume()
+    for _ in range(3):
+        activity.block(count=3)
+    stack.wait_consistent()
+    assert running.follower.lease.token == token  # the lease survived the stall
+
+
+def test_a_reorg_deeper_than_allowed_halts_and_is_reported(stack: Stack) -> None:
+    from workers.status import collect_status, render_status
+
+    activity = Activity(stack.anvil)
+    activity.block()
+    stack.follower(max_reorg_depth=3)
+    wait_until(lambda: stack.start_block() is not None, 30, "the follower starting")
+    for _ in range(6):
+        activity.block(count=2)
+    stack.wait_consistent()
+    head = stack.anvil.head()
+    before = stack.store.stored_hashes(0, head)
+    stack.anvil.call("anvil_reorg", 5, [])
+    wait_until(lambda: stack.store.get_meta("halted") is not None, 30, "the halt recorded")
+    report = collect_status(stack.settings)
+    assert "deeper than allowed" in report["halted"]["reason"]
+    assert any("halted" in e for e in report["errors"])
+    assert "HALTED" in render_status(report)
+    cursor = stack.client.get("chainpulse:follower:cursor")
+    stack.anvil.mine(3)
+    time.sleep(3)  # give a runaway follower time to advance; it must not
+    assert stack.store.stored_hashes(0, head + 3) == before
+    assert stack.client.get("chainpulse:follower:cursor") == cursor
+    assert stack.reorgs() == []
+
+
+def test_new_heads_over_a_websocket(stack: Stack) -> None:
+    activity = Activity(stack.anvil)
+    activity.block()
+    running = stack.follower(ws_url=stack.anvil.ws_url, poll_interval=1.0)
+    wait_until(lambda: stack.start_block() is not None, 30, "the follower starting")
+    for _ in range(4):
+        activity.block(count=2)
+    stack.wait_consistent()
+    heads = running.follower._heads
+    assert heads is not None and heads.connected and heads.last_message > 0
+    stack.anvil.call("anvil_reorg", 2, [])
+    stack.wait_consistent()
+    assert len(stack.reorgs()) == 1
+
+
+def test_falls_back_to_polling_when_the_websocket_is_down(stack: Stack) -> None:
+    activity = Activity(stack.anvil)
+    activity.block()
+    running = stack.follower(ws_url=f"ws://127.0.0.1:{free_port()}")
+    wait_until(lambda: stack.start_block() is not None, 30, "the follower starting")
+    for _ in range(3):
+        activity.block(count=2)
+    stack.wait_consistent()
+    assert running.follower._heads is not None and not running.follower._heads.connected

@@ -1,0 +1,116 @@
+"""One active follower: the Redis lease, its fencing token, and a standby taking over."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis
+
+from chainpulse.devnet import Activity, Anvil, wait_until
+from indexer.config import Settings
+from indexer.reorg import Deposed, repair
+from indexer.rpc import Node
+from indexer.schema import upgrade
+from indexer.store import Store
+from tests.follower.conftest import ROOT, Stack, worker_env
+from workers.app import QUEUE, make_app
+from workers.enqueue import Cursor, FencedQueue, Job, read_cursor
+from workers.lease import LOCK_KEY, Lease, holder
+
+
+def test_a_deposed_follower_can_neither_enqueue_nor_repair(
+    sqlite_url: str, redis_url: str, anvil: Anvil
+) -> None:
+    upgrade(sqlite_url)
+    store = Store(sqlite_url)
+    node = Node((anvil.url,))
+    anvil.mine(3)
+    client = redis.Redis.from_url(redis_url)
+    app = make_app(Settings(redis_url=redis_url))
+    first = Lease(client, ttl=30)
+    assert first.acquire()
+    old = FencedQueue(app, client, first)
+    old.enqueue([Job(1, 1, "head")], Cursor(1, "0x01"))
+    assert client.llen(QUEUE) == 1
+    assert repair(store, node, 64, fence=first.token) is None  # records the token
+
+    client.delete(LOCK_KEY)  # the lock expired while the first follower stalled
+    second = Lease(client, ttl=30)
+    assert second.acquire()
+    assert second.token is not None and first.token is not None
+    assert second.token > first.token
+    assert repair(store, node, 64, fence=second.token) is None
+
+    with pytest.raises(Deposed):
+        old.enqueue([Job(2, 2, "head")], Cursor(2, "0x02"))
+    with pytest.raises(Deposed):
+        repair(store, node, 64, fence=first.token)
+    assert client.llen(QUEUE) == 1
+    assert read_cursor(client) == Cursor(1, "0x01")
+    assert not first.renew()
+    for lease in (first, second):
+        lease.release()
+    old.close()
+    client.close()
+    store.dispose()
+
+
+def test_tokens_stay_above_the_database_after_redis_lost_its_data(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    lease = Lease(client, ttl=30)
+    assert lease.acquire(floor=41)
+    assert lease.token == 42
+    lease.release()
+    client.close()
+
+
+def follow_process(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
+    env = worker_env(stack.settings)
+    env.update(POLL_INTERVAL="0.1", FOLLOWER_LOCK_TTL="2")
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "chainpulse"), "follow"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_a_standby_takes_over_after_kill_9(stack: Stack, tmp_path: Path) -> None:
+    activity = Activity(stack.anvil)
+    activity.block()
+    processes = [follow_process(stack, tmp_path / f"follower{i}.log") for i in range(2)]
+    try:
+        wait_until(lambda: holder(stack.client) is not None, 30, "a follower taking the lock")
+        activity.block()
+        stack.wait_consistent()
+        first = holder(stack.client)
+        assert first is not None
+        # Which process holds it? Kill -9 the one whose log says so.
+        active = next(
+            p
+            for i, p in enumerate(processes)
+            if f"token {first['token']}" in (tmp_path / f"follower{i}.log").read_text()
+        )
+        os.kill(active.pid, signal.SIGKILL)
+        active.wait()
+        for _ in range(3):
+            activity.block(count=3)
+        wait_until(
+            lambda: (h := holder(stack.client)) is not None and h["token"] > first["token"],
+            30,
+            "the standby taking over",
+        )
+        stack.wait_consistent()
+        activity.block()
+        stack.wait_consistent()
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(15)
