@@ -59,6 +59,7 @@ class StreamReader:
             try:
                 if self.last_id is None:
                     self.last_id = self._end_of_stream()
+                    self._set_connected(True)
                 reply: Any = self.redis.xread({self.key: self.last_id}, count=BATCH, block=BLOCK_MS)
                 self._set_connected(True)
                 backoff = 0.1

@@ -15,12 +15,12 @@ from typing import Any
 
 import redis
 import requests
-import socketio
 import sqlalchemy as sa
 
 from chainpulse.devnet import ROOT, free_port, wait_until
 from indexer.events import BlockIndexed, BlockRef, BlockReorged, PriceUpdated, to_fields
 from indexer.models import blocks, metadata, prices, reorgs
+from realtime.client import OrderedClient
 
 NS = "/realtime"
 SECRET = "test-secret-that-is-at-least-32-bytes-long"
@@ -213,7 +213,7 @@ class Client:
         auth: dict[str, Any] | None = None,
         transports: list[str] | None = None,
     ) -> None:
-        self.sio = socketio.Client(reconnection=False)
+        self.sio = OrderedClient(reconnection=False)
         self.events: list[tuple[str, Any]] = []
         self.lock = threading.Lock()
         self.connect_error: Any = None
