@@ -1,41 +1,37 @@
-"""Where the CPU goes during a phase: CPU seconds per process group, read from /proc.
+"""Where the CPU goes during a phase, and how much of the machine others are using.
 
-Groups are process trees (a root pid and its descendants) or process names, sampled
-at the start and the end of a phase; the machine's total busy time comes from
-/proc/stat. Processes that start and exit inside a phase are missed, so the named
-groups are a lower bound and "other" absorbs the rest.
+Groups are process trees (a root pid and its descendants, first match wins) or
+process names, sampled at the start and the end of a phase; the machine's busy time
+comes from /proc/stat. "others" is busy time that no group accounts for: on a shared
+machine, other people's processes (their CPU competes with the benchmark, so a phase
+with others above a few tenths of a core is noisy). Processes that start and exit
+inside a phase are missed by the groups and land in "others".
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: int) -> tuple[str, int, float] | None:
-    """(comm, ppid, cpu seconds) of a live process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-    rest = raw[raw.rindex(")") + 2 :].split()
-    # rest[0] is state; utime, stime are fields 14, 15 of stat (rest[11], rest[12])
-    return comm, int(rest[1]), (int(rest[11]) + int(rest[12])) / _TICK
-
-
 def _processes() -> dict[int, tuple[str, int, float]]:
+    """pid -> (comm, ppid, cpu seconds) for every live process."""
     out = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            info = _stat(int(entry))
-            if info is not None:
-                out[int(entry)] = info
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        rest = raw[raw.rindex(")") + 2 :].split()
+        # rest[0] is the state; utime and stime are stat fields 14 and 15
+        out[int(entry)] = (comm, int(rest[1]), (int(rest[11]) + int(rest[12])) / _TICK)
     return out
 
 
@@ -48,18 +44,42 @@ def busy_seconds() -> float:
 
 
 @dataclass
-class Groups:
-    """Process groups: trees rooted at pids, and processes matched by name."""
+class Sample:
+    wall: float
+    busy: float
+    groups: dict[str, float]  # trees: total cpu of the live tree
+    named: dict[str, dict[int, float]]  # names: pid -> cpu, so exits do not count negative
+    others: dict[int, tuple[str, float]]  # pid -> (comm, cpu) of ungrouped processes
 
+
+@dataclass
+class Usage:
+    """Average cores used between two samples."""
+
+    seconds: float
+    groups: dict[str, float]
+    others: float
+    machine: float
+    top_others: list[tuple[str, float]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        parts = [f"{k} {v:.2f}" for k, v in self.groups.items()]
+        top = ", ".join(f"{k} {v:.2f}" for k, v in self.top_others[:3] if v >= 0.02)
+        parts.append(f"others {self.others:.2f}" + (f" [{top}]" if top else ""))
+        return f"cores: {', '.join(parts)} (machine {self.machine:.2f} of {os.cpu_count()})"
+
+
+@dataclass
+class Groups:
     trees: dict[str, int] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
 
-    def sample(self) -> dict[str, float]:
+    def sample(self) -> Sample:
         procs = _processes()
         children: dict[int, list[int]] = {}
         for pid, (_, ppid, _) in procs.items():
             children.setdefault(ppid, []).append(pid)
-        out: dict[str, float] = {}
+        groups: dict[str, float] = {}
         seen: set[int] = set()
         for label, root in self.trees.items():
             total, stack = 0.0, [root]
@@ -70,28 +90,59 @@ class Groups:
                 seen.add(pid)
                 total += procs[pid][2]
                 stack.extend(children.get(pid, []))
-            out[label] = total
+            groups[label] = total
+        named: dict[str, dict[int, float]] = {}
         for label, name in self.names.items():
-            out[label] = sum(
-                cpu for pid, (comm, _, cpu) in procs.items() if comm == name and pid not in seen
-            )
-        out["(machine busy)"] = busy_seconds()
-        out["(wall)"] = time.monotonic()
-        return out
+            named[label] = {
+                pid: cpu
+                for pid, (comm, _, cpu) in procs.items()
+                if comm == name and pid not in seen
+            }
+            seen.update(named[label])
+        others = {pid: (comm, cpu) for pid, (comm, _, cpu) in procs.items() if pid not in seen}
+        return Sample(time.monotonic(), busy_seconds(), groups, named, others)
+
+    def usage(self, before: Sample, after: Sample | None = None, **extra: float) -> Usage:
+        """Cores per group between two samples; `extra` adds CPU seconds measured
+        elsewhere (e.g. a child's rusage) that the samples missed."""
+        after = after or self.sample()
+        seconds = max(after.wall - before.wall, 1e-9)
+        groups = {k: (v - before.groups.get(k, 0.0)) for k, v in after.groups.items()}
+        for label, pids in after.named.items():
+            was = before.named.get(label, {})
+            groups[label] = sum(cpu - was.get(pid, 0.0) for pid, cpu in pids.items())
+        groups.update(extra)
+        by_name: dict[str, float] = {}
+        for pid, (comm, cpu) in after.others.items():
+            was = before.others.get(pid)
+            used = cpu - was[1] if was and was[0] == comm else cpu
+            by_name[comm] = by_name.get(comm, 0.0) + used
+        busy = after.busy - before.busy
+        others = max(0.0, busy - sum(groups.values()))
+        top = sorted(((k, v / seconds) for k, v in by_name.items()), key=lambda kv: -kv[1])
+        return Usage(
+            seconds,
+            {k: v / seconds for k, v in groups.items()},
+            others / seconds,
+            busy / seconds,
+            top,
+        )
 
 
-def delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
-    return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-
-
-def describe(used: Mapping[str, float], extra: Mapping[str, float] | None = None) -> str:
-    """'anvil 1.20, workers 0.50, ...': cores used on average between the two samples."""
-    combined = {**used, **(extra or {})}
-    seconds = combined.pop("(wall)", 0.0)
-    busy = combined.pop("(machine busy)", 0.0)
-    known = sum(combined.values())
-    parts = [f"{k} {v / seconds:.2f}" for k, v in combined.items() if seconds > 0]
-    if busy and seconds > 0:
-        parts.append(f"other {max(0.0, busy - known) / seconds:.2f}")
-        parts.append(f"(machine {busy / seconds:.2f} of {os.cpu_count()})")
-    return "cores used: " + ", ".join(parts)
+def wait_for_quiet(max_wait: float, threshold: float, log: object = print) -> float:
+    """Wait (up to `max_wait` s) until processes outside this benchmark use less than
+    `threshold` cores over a second; returns what they used last."""
+    groups = Groups(trees={"bench": os.getpid()})
+    deadline = time.monotonic() + max_wait
+    said = False
+    while True:
+        before = groups.sample()
+        time.sleep(1.0)
+        others = groups.usage(before).others
+        if others < threshold or time.monotonic() >= deadline:
+            if said and callable(log):
+                log(f"  machine: others use {others:.2f} cores; going on")
+            return others
+        if not said and callable(log):
+            log(f"  machine busy: others use {others:.2f} cores; waiting up to {max_wait:.0f} s")
+            said = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,10 +19,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from backfill_cpu import Groups, delta, describe
+from backfill_cpu import Groups, Usage
 from backfill_fixture import Fixture
 
 from chainpulse.devnet import RedisServer, wait_until
@@ -39,8 +41,9 @@ class PipelineResult:
     transactions: int
     logs: int
     seconds: float
-    cpu: str = ""
+    usage: Usage | None = None
     rows: dict[str, int] = field(default_factory=dict)
+    timeline: str = ""
 
     @property
     def blocks_per_s(self) -> float:
@@ -177,22 +180,23 @@ def run_pipeline(
             wait_until(ready, 60, "the Celery worker start")
             if profile_dir is not None:
                 spies = _start_py_spy(worker.pid, profile_dir, kind, timeout)
-            groups = Groups(
-                trees={"anvil": anvil_pid, "workers": worker.pid, "redis": redis_server.process.pid}
-                if redis_server.process
-                else {"anvil": anvil_pid, "workers": worker.pid},
-                names={"postgres": "postgres"} if kind == "postgresql" else {},
-            )
+            trees = {"anvil": anvil_pid, "workers": worker.pid}
+            if redis_server.process is not None:
+                trees["redis"] = redis_server.process.pid
+            trees["bench"] = os.getpid()
+            names = {"postgres": "postgres"} if kind == "postgresql" else {}
+            groups = Groups(trees, names)
             before = groups.sample()
+            launched = time.time()
             seconds, cli_cpu = _timed_backfill(fixture, env, timeout, logs / "backfill.log")
-            after = groups.sample()
+            timeline = job_timeline(worker_log, launched, seconds, concurrency)
+            usage = groups.usage(before, **{"backfill cli": cli_cpu})
             for spy in spies:
                 with contextlib.suppress(ProcessLookupError):
                     spy.send_signal(signal.SIGINT)
             _stop_group(worker)
             rows = _count_rows(db_url, fixture)
             _check(rows, fixture, kind)
-            cpu = describe(delta(before, after), {"backfill cli": cli_cpu})
             return PipelineResult(
                 kind,
                 f"celery prefork x{concurrency}",
@@ -200,8 +204,9 @@ def run_pipeline(
                 rows["transactions"],
                 rows["logs"],
                 seconds,
-                cpu,
+                usage,
                 rows,
+                timeline,
             )
     except BaseException:
         for name in ("upgrade.log", "worker.log", "backfill.log"):
@@ -219,6 +224,10 @@ def run_pipeline(
                     spy.kill()
         if worker is not None:
             _stop_group(worker)
+        if profile_dir is not None and logs.exists():
+            profile_dir.mkdir(parents=True, exist_ok=True)
+            for path in logs.glob("*.log"):
+                shutil.copy(path, profile_dir / f"{kind}-{path.name}")
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -246,6 +255,44 @@ def _timed_backfill(
     if proc.returncode != 0:
         raise RuntimeError(f"chainpulse backfill exited {proc.returncode}:\n{_tail(log)}")
     return seconds, usage.ru_utime + usage.ru_stime
+
+
+_LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/[^\]]+\] (.*)$")
+_SUCCEEDED = re.compile(r"Task chainpulse\.\S+ succeeded in ([0-9.]+)s: (\d+)")
+
+
+def job_timeline(worker_log: Path, launched: float, seconds: float, concurrency: int) -> str:
+    """Split the backfill's wall time, from the worker's INFO log: CLI start-up until
+    the first job arrives, the jobs, and the tail until the CLI notices the end; and
+    how busy the worker processes were while jobs were flowing."""
+    received: list[float] = []
+    finished: list[float] = []
+    busy = 0.0
+    blocks = 0
+    for line in worker_log.read_text(errors="replace").splitlines():
+        m = _LOG_TIME.match(line)
+        if not m:
+            continue
+        when = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if " received" in m.group(2) and when >= launched - 1:
+            received.append(when)
+        done = _SUCCEEDED.search(m.group(2))
+        if done and when >= launched - 1:
+            finished.append(when)
+            busy += float(done.group(1))
+            blocks += int(done.group(2))
+    if not received or not finished:
+        return "no job lines in the worker log"
+    window = max(finished) - min(received)
+    head = min(received) - launched
+    tail = launched + seconds - max(finished)
+    occupancy = busy / (window * concurrency) if window > 0 else 0.0
+    return (
+        f"wall {seconds:.1f} s = cli start-up to first job {head:.1f} s + jobs {window:.1f} s "
+        f"+ tail {tail:.1f} s; {len(finished)} jobs, mean {busy / len(finished) * 1000:.0f} ms; "
+        f"worker processes busy {occupancy:.0%} of that window; "
+        f"{blocks / window if window > 0 else 0:.0f} blocks/s within it"
+    )
 
 
 def _count_rows(db_url: str, fixture: Fixture) -> dict[str, int]:
@@ -318,6 +365,8 @@ def _start_py_spy(
                     str(pid),
                     "--format",
                     "raw",
+                    "--idle",
+                    "--nonblocking",
                     "--rate",
                     "200",
                     "--duration",
