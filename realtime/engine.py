@@ -41,7 +41,8 @@ class GatewayServer(socketio.Server):
     def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         # Let the writers run between inbound messages: a client flooding the server
         # must not starve its own (or anyone's) outbound queue into a slow-consumer drop.
-        self.sleep(0)
+        if self.async_mode == "eventlet":
+            self.sleep(0)
         if isinstance(data, bytes | bytearray):
             if eio_sid not in self._binary_packet:
                 self.refuse(eio_sid, protocol.BINARY_REFUSED, "binary")

@@ -147,14 +147,14 @@ class Feed:
         send = self.sio.eio.send_packet
         for eio_sid in targets:
             send(eio_sid, pkt)
-        self.metrics.pushed.labels(event).inc(len(targets))
+        self.metrics.push(event, len(targets))
         return len(targets)
 
     def send(self, sid: str, pkt: Any, event: str) -> None:
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, NS)
         if eio_sid is not None:
             self.sio.eio.send_packet(eio_sid, pkt)
-            self.metrics.pushed.labels(event).inc()
+            self.metrics.push(event)
 
     def emit(self, sid: str, event: str, data: Any) -> None:
         self.send(sid, encode_event(NS, event, data), event)

@@ -76,6 +76,10 @@ class Gateway:
         self.limiter = SlidingWindowLimiter(settings.rate_limit, settings.rate_window)
         self.clients: dict[str, ClientState] = {}
         self._resume: dict[str, tuple[Any, Any]] = {}
+        metrics.track("clients", lambda: len(self.clients))
+        metrics.track("rate limiter", lambda: len(self.limiter))
+        metrics.track("environ", lambda: len(sio.environ))
+        metrics.track("engine.io sockets", lambda: len(sio.eio.sockets))
         sio.allow = self.limiter.allow
         sio.after_connect = self.after_connect
         sio.count_refusal = metrics.refuse

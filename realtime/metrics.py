@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._pushed: dict[str, Any] = {}
+        self._refused: dict[str, Any] = {}
         r = self.registry
         self.connected = Gauge(
             "chainpulse_realtime_connected_clients", "Clients connected to /realtime", registry=r
@@ -56,8 +61,27 @@ class Metrics:
             registry=r,
         )
 
+        self.tracked = Gauge(
+            "chainpulse_realtime_tracked_state",
+            "Entries of per-connection state held, by kind (must return to 0 when idle)",
+            ["kind"],
+            registry=r,
+        )
+
+    def track(self, kind: str, size: Callable[[], int]) -> None:
+        self.tracked.labels(kind).set_function(lambda: float(size()))
+
     def refuse(self, reason: str) -> None:
-        self.refusals.labels(reason).inc()
+        child = self._refused.get(reason)
+        if child is None:
+            child = self._refused[reason] = self.refusals.labels(reason)
+        child.inc()
+
+    def push(self, event: str, recipients: int = 1) -> None:
+        child = self._pushed.get(event)
+        if child is None:
+            child = self._pushed[event] = self.pushed.labels(event)
+        child.inc(recipients)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,221 @@
+"""Per-connection state is freed; slow consumers are dropped; the JavaScript client."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jwt
+import requests
+
+from chainpulse.devnet import ROOT, wait_until
+from indexer.config import Settings
+from indexer.events import PriceUpdated
+from realtime.server import build
+from tests.realtime.helpers import (
+    SECRET,
+    WAIT,
+    Client,
+    Server,
+    Stream,
+    block_event,
+    make_database,
+    price_event,
+)
+
+StartServer = Callable[..., Server]
+Connect = Callable[..., Client]
+NS = "/realtime"
+
+
+def test_state_does_not_grow_over_10000_connect_disconnect_cycles(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=make_database(tmp_path / "db.sqlite"), jwt_secret=SECRET, rate_limit=5
+    )
+    rt = build(settings, async_mode="threading", redis=False)
+    rt.sio.async_handlers = False
+    rt.feed.prices["ETH"] = PriceUpdated("ETH", "1", 1, 1, "test", 1)
+    token = jwt.encode({"sub": "u", "exp": int(time.time()) + 600}, SECRET, algorithm="HS256")
+    sio = rt.sio
+    for i in range(10_000):
+        eio_sid = f"eio{i}"
+        sio._handle_eio_connect(eio_sid, {"REMOTE_ADDR": "127.0.0.1"})
+        auth = {"token": token} if i % 100 == 0 else {"lastBlock": 5} if i % 7 == 0 else {}
+        sio._handle_eio_message(eio_sid, f"0{NS},{json.dumps(auth)}")
+        sio._handle_eio_message(eio_sid, f'2{NS},["subscribe",{{"channel":"price:ETH"}}]')
+        for _ in range(6):  # over the rate limit
+            sio._handle_eio_message(eio_sid, f'2{NS},["ping"]')
+        sio._handle_eio_disconnect(eio_sid, "transport close")
+    gateway = rt.gateway
+    assert gateway.clients == {}
+    assert len(gateway.limiter) == 0
+    assert gateway._resume == {} and rt.feed.waiting == {}
+    assert sio.environ == {}
+    assert not any(sio.manager.rooms.get(NS, {}).values())
+    assert rt.metrics.connected._value.get() == 0
+
+
+def test_real_sockets_leave_no_state_behind(start_server: StartServer) -> None:
+    server = start_server()
+    for _ in range(40):
+        client = Client(server).connect()
+        client.emit("ping")
+        client.close()
+
+    def idle() -> bool:
+        text = server.get("/metrics").text
+        return (
+            all(
+                f'chainpulse_realtime_tracked_state{{kind="{kind}"}} 0.0' in text
+                for kind in ("clients", "rate limiter", "environ", "engine.io sockets")
+            )
+            and "chainpulse_realtime_connected_clients 0.0" in text
+        )
+
+    wait_until(idle, WAIT * 2, "per-connection state to be freed")
+
+
+def test_slow_consumer_is_dropped_and_others_are_unaffected(
+    start_server: StartServer, clients: Connect, stream: Stream
+) -> None:
+    server = start_server(OUTBOUND_QUEUE_MAX="20")
+    fast = clients(server)
+    http = requests.Session()
+    base = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    opened = http.get(base, timeout=WAIT).text
+    sid = json.loads(opened[1:])["sid"]
+    assert http.post(f"{base}&sid={sid}", data=f"40{NS},", timeout=WAIT).text.lower() == "ok"
+    assert '"connected"' in http.get(f"{base}&sid={sid}", timeout=WAIT).text
+    # the polling client stops polling: its queue fills with new-blocks
+    stream.append(*(block_event(n) for n in range(1, 41)))
+    fast.wait_for("new-block", 40)
+    wait_until(
+        lambda: 'refusals_total{reason="slow consumer"} 1.0' in server.get("/metrics").text,
+        WAIT,
+        "the slow consumer to be dropped",
+    )
+    last = http.get(f"{base}&sid={sid}", timeout=WAIT)
+    if last.status_code == 200:  # unless the server already forgot the session
+        assert "Slow consumer: outbound queue full" in last.text
+        assert '"new-block"' not in last.text  # the backlog was discarded
+    assert [b["number"] for b in fast.of("new-block")] == list(range(1, 41))
+    http.close()
+
+
+NODE_CLIENT = r"""
+// Modelled on the reference's client example (socket.io-client, reconnection on).
+const { io } = require(process.argv[2]);
+const url = process.argv[3];
+const token = process.argv[4];
+const out = (event, data) => process.stdout.write(JSON.stringify({ event, data }) + "\n");
+
+class RealtimeClient {
+  connect(token) {
+    this.socket = io(url + "/realtime", {
+      auth: { token },
+      reconnection: true,
+      reconnectionAttempts: 5,
+      reconnectionDelay: 1000,
+    });
+    this.socket.on("connect", () => out("connect", this.socket.id));
+    this.socket.on("disconnect", (reason) => out("disconnect", reason));
+    this.socket.on("connect_error", (err) => out("connect_error", err.message));
+    this.socket.on("connected", (data) => out("connected", data));
+    this.socket.on("new-block", (data) => out("new-block", data));
+    this.socket.on("pong", (data) => out("pong", data));
+    this.socket.on("exception", (data) => out("exception", data));
+    this.socket.on("private-message", (data) => out("private-message", data));
+  }
+  subscribeToPrices(tokens) {
+    for (const token of tokens) {
+      this.socket.emit("subscribe", { channel: `price:${token}` }, (ack) => out("ack", ack));
+    }
+    this.socket.on("price-update", (data) => out("price-update", data));
+  }
+  disconnect() { this.socket.disconnect(); }
+}
+
+const client = new RealtimeClient();
+client.connect(token);
+client.socket.once("connected", () => {
+  client.subscribeToPrices(["ETH"]);
+  client.socket.emit("ping");
+  client.socket.emit("subscribe", "not an object");
+  client.socket.emit("private-message", { to: "alice", message: "from node" }, (ack) => out("pm-ack", ack));
+});
+process.stdin.on("data", () => { client.disconnect(); out("bye", null); process.exit(0); });
+"""
+
+
+def test_javascript_socket_io_client(
+    start_server: StartServer, clients: Connect, stream: Stream, tmp_path: Path
+) -> None:
+    server = start_server()
+    script = tmp_path / "client.js"
+    script.write_text(NODE_CLIENT)
+    alice_token = jwt.encode(
+        {"sub": "alice", "exp": int(time.time()) + 600}, SECRET, algorithm="HS256"
+    )
+    alice = clients(server, auth={"token": alice_token})
+    node_token = jwt.encode(
+        {"sub": "node", "exp": int(time.time()) + 600}, SECRET, algorithm="HS256"
+    )
+    proc = subprocess.Popen(
+        ["node", str(script), str(ROOT / "node_modules/socket.io-client"), server.url, node_token],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[dict] = queue.Queue()
+    seen: list[dict] = []
+    threading.Thread(
+        target=lambda: [lines.put(json.loads(line)) for line in proc.stdout or []], daemon=True
+    ).start()
+
+    def until(event: str) -> dict:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            for item in seen:
+                if item["event"] == event:
+                    seen.remove(item)
+                    return item["data"]
+            try:
+                seen.append(lines.get(timeout=0.1))
+            except queue.Empty:
+                pass
+        raise TimeoutError(f"node client: no {event}; saw {seen}")
+
+    try:
+        until("connect")
+        assert set(until("connected")) == {"clientId", "serverTime"}
+        assert until("ack") == {"success": True, "channel": "price:ETH"}
+        assert set(until("pong")) == {"timestamp"}
+        assert until("exception")["message"].startswith("Invalid payload")
+        assert until("pm-ack") == {"success": True}
+        assert alice.wait_for("private-message")[0] == {
+            **alice.of("private-message")[0],
+            "from": "node",
+            "message": "from node",
+        }
+        stream.append(block_event(7), price_event("ETH", "3000.25", 7))
+        block = until("new-block")
+        assert block["number"] == 7 and block["parentHash"] == "0x" + "00" + f"{6:062x}"
+        price = until("price-update")
+        assert price["price"] == 3000.25 and price["priceExact"] == "3000.25"
+        assert "snapshot" not in price
+        assert proc.stdin is not None
+        proc.stdin.write("done\n")
+        proc.stdin.flush()
+        until("bye")
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+        if proc.stdin:
+            proc.stdin.close()
