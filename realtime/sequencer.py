@@ -11,7 +11,8 @@ predecessor waits in a buffer. A gap that does not fill within `gap_timeout` sec
 given up: the sequence continues at the lowest waiting block. That jump is the only
 exception to "+1", and it is counted in `skipped`; a client sees it as a `parentHash`
 that does not match and can load the missing heights from `/api/blocks/<number>`.
-A missing block that arrives after it was given up is dropped, as any stale block is.
+A missing block that arrives after it was given up is dropped, as any stale block is,
+and so is a late `block.indexed` for a block that a reorg already removed.
 
 The first block seen sets the start when no `start` height is given (a fresh server
 pushes from where the stream is, and clients catch up from the database).
@@ -38,10 +39,13 @@ class BlockSequencer:
     _pushed: dict[int, str] = field(default_factory=dict)  # height -> hash, last `window`
     _early: dict[int, BlockIndexed] = field(default_factory=dict)  # same height, other hash
     _gap_since: float | None = None
+    _removed: dict[str, None] = field(default_factory=dict)  # hashes reorged out, bounded
 
     def block(self, event: BlockIndexed, now: float) -> list[Action]:
         """Take one `block.indexed`; returns the blocks now ready to push, in order."""
         n = event.blockNumber
+        if event.blockHash in self._removed:
+            return []  # a late event for a block a reorg already removed
         if self.highest is None or n > self.highest:
             self.highest = n
         if n < self.highest - self.window:
@@ -64,6 +68,10 @@ class BlockSequencer:
         """Take one `block.reorged`: the reorg itself, then any blocks now ready."""
         ancestor = event.commonAncestor.number
         removed = {ref.hash for ref in event.removed}
+        for block_hash in removed:
+            self._removed[block_hash] = None
+        while len(self._removed) > 4 * self.window:
+            del self._removed[next(iter(self._removed))]
         added = {ref.number: ref.hash for ref in event.added}
         self.last = ancestor
         self._pushed = {h: x for h, x in self._pushed.items() if h <= ancestor}

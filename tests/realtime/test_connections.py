@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import subprocess
@@ -146,7 +147,8 @@ client.socket.once("connected", () => {
   client.subscribeToPrices(["ETH"]);
   client.socket.emit("ping");
   client.socket.emit("subscribe", "not an object");
-  client.socket.emit("private-message", { to: "alice", message: "from node" }, (ack) => out("pm-ack", ack));
+  const note = { to: "alice", message: "from node" };
+  client.socket.emit("private-message", note, (ack) => out("pm-ack", ack));
 });
 process.stdin.on("data", () => { client.disconnect(); out("bye", null); process.exit(0); });
 """
@@ -184,10 +186,8 @@ def test_javascript_socket_io_client(
                 if item["event"] == event:
                     seen.remove(item)
                     return item["data"]
-            try:
+            with contextlib.suppress(queue.Empty):
                 seen.append(lines.get(timeout=0.1))
-            except queue.Empty:
-                pass
         raise TimeoutError(f"node client: no {event}; saw {seen}")
 
     try:
