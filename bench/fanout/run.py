@@ -417,6 +417,10 @@ def start_server(
             env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"
             env.update(extra_env)
             cmd = [str(ROOT / ".venv" / "bin" / "chainpulse"), "serve"]
+        elif kind == "chainpulse-gc":  # chainpulse serve, logging slow garbage collections
+            env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"
+            env.update(extra_env, MEMPROBE_GC="1", MEMPROBE_TRACE="0")
+            cmd = [str(ROOT / ".venv" / "bin" / "python"), str(HERE / "memprobe.py"), "serve"]
         elif kind.startswith("plain"):
             env["PLAIN_COMPRESSION"] = "0" if kind == "plain-nodeflate" else "1"
             cmd = [str(ROOT / ".venv" / "bin" / "python"), str(HERE / "plain_server.py")]
@@ -727,7 +731,9 @@ def scale_phase(
         if not conn["connected"] or not warm_up(ctx):
             return {"error": "clients did not connect or receive"}
         first = single.get("max_rate")
-        steps = [r for r in args.rate_steps if first is None or r >= first]
+        # from one step below the single process's best, so that a value is found
+        below = [r for r in args.rate_steps if first is not None and r < first]
+        steps = below[-1:] + [r for r in args.rate_steps if first is None or r >= first]
         best, tried = rate_search(ctx, steps, False, args.rate_duration)
         one = single.get("max_rate")
         return {
