@@ -131,8 +131,6 @@ class HttpApp:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         if self.bus is not None:
             age = self.bus.canary_age()
-            self.metrics.pubsub_canary_age.set(age)
-            self.metrics.pubsub_healthy.set(1 if self.bus.healthy else 0)
             checks["pubsub"] = "ok" if self.bus.healthy else f"silent for {age:.0f} s"
         if self.stream is not None:
             checks["stream"] = "ok" if self.stream.connected else "disconnected"

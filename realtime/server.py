@@ -91,6 +91,10 @@ def build(settings: Settings, async_mode: str = "eventlet", redis: bool = True) 
     sio.eio.outbound_queue_max = settings.outbound_queue_max
     sio.eio.compression = settings.compression
     sio.eio.count_refusal = metrics.refuse
+    if bus is not None:
+        bus_ = bus
+        metrics.pubsub_healthy.set_function(lambda: 1.0 if bus_.healthy else 0.0)
+        metrics.pubsub_canary_age.set_function(bus_.canary_age)
     db = Database(settings.database_url, offload=async_mode == "eventlet")
     feed = Feed(sio, settings, db, metrics)
     schedule: Schedule = _eventlet_schedule if async_mode == "eventlet" else _thread_schedule

@@ -85,3 +85,20 @@ def test_redis_restart_loses_nothing_for_connected_clients(
         bob.close()
     finally:
         server.stop()
+
+
+def test_a_silent_pubsub_listener_is_reported(own_redis: RedisServer, tmp_path: Path) -> None:
+    import redis
+
+    server = Server(own_redis.url, make_database(tmp_path / "db.sqlite")).start()
+    try:
+        assert "chainpulse_realtime_pubsub_healthy 1.0" in server.get("/metrics").text
+        # Redis still answers PING, but no PUBLISH gets through: the canary goes unheard
+        redis.Redis.from_url(own_redis.url).execute_command("CLIENT", "PAUSE", "4000", "WRITE")
+        wait_until(lambda: server.get("/readyz").status_code == 503, WAIT, "readyz to fail")
+        checks = server.get("/readyz").json()
+        assert checks["redis"] == "ok" and checks["pubsub"].startswith("silent for")
+        assert "chainpulse_realtime_pubsub_healthy 0.0" in server.get("/metrics").text
+        wait_until(lambda: server.get("/readyz").status_code == 200, WAIT, "the canary again")
+    finally:
+        server.stop()
