@@ -65,6 +65,21 @@ class Bus(socketio.RedisManager):
                 log.exception("canary publish failed")
             self.server.sleep(self.canary_interval)
 
+    def _redis_listen_with_retries(self) -> Any:
+        # The library backs off up to 60 s between attempts; after a Redis restart that
+        # leaves private messages undelivered long after Redis is back. Cap it at 5 s.
+        delay = 0.5
+        while True:
+            try:
+                self._redis_connect()
+                self.pubsub.subscribe(self.channel)
+                delay = 0.5
+                yield from self.pubsub.listen()
+            except Exception as exc:  # noqa: BLE001 - redis raises many types
+                log.warning("pub/sub listener lost Redis (%s); retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     def _listen(self) -> Any:
         marker = CANARY.encode()
         for message in super()._listen():

@@ -125,6 +125,10 @@ class Gateway:
     def after_connect(self, sid: str) -> None:
         """Runs right after the CONNECT packet is queued, before anything can yield."""
         self.metrics.connected.inc()
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NS)
+        environ = self.sio.environ.get(eio_sid)
+        if environ is not None:  # the WSGI environ is kilobytes; keep what we use
+            self.sio.environ[eio_sid] = {"REMOTE_ADDR": environ.get("REMOTE_ADDR")}
         self.feed.emit(sid, "connected", {"clientId": sid, "serverTime": protocol.now_ms()})
         request = self._resume.pop(sid, None)
         if request is None:

@@ -201,3 +201,26 @@ def test_rate_limit_recovers_after_the_window(tmp_path: Path, redis_url: str) ->
         client.close()
     finally:
         server.stop()
+
+
+def _offered_deflate(server: Server) -> dict[str, str]:
+    import websocket
+
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket",
+        header=["Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"],
+        timeout=WAIT,
+    )
+    headers = {k.lower(): v for k, v in (ws.getheaders() or {}).items()}
+    ws.shutdown()
+    return headers
+
+
+def test_no_per_message_deflate_by_default(server: Server, tmp_path: Path, redis_url: str) -> None:
+    assert "sec-websocket-extensions" not in _offered_deflate(server)
+    compressed = Server(redis_url, make_database(tmp_path / "c.db"), WS_COMPRESSION="true")
+    compressed.start(ready=False)
+    try:
+        assert "permessage-deflate" in _offered_deflate(compressed)["sec-websocket-extensions"]
+    finally:
+        compressed.stop()
