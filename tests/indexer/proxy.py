@@ -1,0 +1,83 @@
+"""A loopback HTTP proxy in front of a real node, for failure paths a node cannot stage.
+
+It forwards every request to the node, except that it can first answer a number of
+requests with a canned reply (e.g. HTTP 429). Used by the RPC and worker tests.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import requests
+
+
+class RpcProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.canned: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.forwarded = 0
+        self.answered_canned = 0
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def answer_next(
+        self, count: int, status: int = 429, body: bytes = b"Too Many Requests"
+    ) -> None:
+        """Answer the next `count` requests with `status` and `body` instead of forwarding."""
+        with self._lock:
+            self.canned.extend([(status, body)] * count)
+
+    def _next(self) -> tuple[int, bytes] | None:
+        with self._lock:
+            if self.canned:
+                self.answered_canned += 1
+                return self.canned.popleft()
+            self.forwarded += 1
+            return None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                with contextlib.suppress(OSError):
+                    body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                    canned = proxy._next()
+                    if canned is None:
+                        try:
+                            reply = requests.post(
+                                proxy.upstream,
+                                data=body,
+                                headers={"Content-Type": "application/json"},
+                                timeout=10,
+                            )
+                            canned = (reply.status_code, reply.content)
+                        except requests.RequestException:
+                            canned = (502, b"upstream failed")
+                    status, content = canned
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(content)))
+                    self.end_headers()
+                    self.wfile.write(content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def __enter__(self) -> RpcProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)

@@ -1,0 +1,156 @@
+"""At-least-once events: the outbox keeps what Redis missed, the relay appends it once."""
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from chainpulse.devnet import Activity, Anvil, RedisServer
+from indexer.bus import BusUnavailable, EventBus
+from indexer.config import STREAM_KEY
+from indexer.events import BlockIndexed, from_fields
+from indexer.pipeline import Indexer
+from tests.indexer.services import build_indexer, close_indexer
+
+
+@pytest.fixture
+def indexer(anvil: Anvil, migrated_url: str, redis_url: str) -> Iterator[Indexer]:
+    Activity(anvil).block(count=3)
+    anvil.mine(5)
+    built = build_indexer(anvil.url, migrated_url, redis_url)
+    yield built
+    close_indexer(built)
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield c
+    c.close()
+
+
+def entries(client: redis.Redis) -> list[dict[str, Any]]:
+    return [fields for _, fields in client.xrange(STREAM_KEY)]
+
+
+def test_entries_follow_the_contract(anvil: Anvil, indexer: Indexer, client: redis.Redis) -> None:
+    [event] = indexer.index(2, 2, "backfill")
+    [fields] = entries(client)
+    assert set(fields) == {"type", "id", "data"}
+    block = anvil.block(2)
+    assert fields["type"] == "block.indexed"
+    assert fields["id"] == f"block.indexed:2:{block['hash']}"
+    assert json.loads(fields["data"]) == {
+        "blockNumber": 2,
+        "blockHash": block["hash"],
+        "parentHash": block["parentHash"],
+        "blockTimestamp": int(block["timestamp"], 16),
+        "transactions": len(block["transactions"]),
+        "source": "backfill",
+    }
+    assert from_fields(fields) == event
+    assert indexer.store.pending_outbox() == []
+
+
+def test_commit_with_redis_down_keeps_the_event_in_the_outbox(
+    indexer: Indexer, redis_server: RedisServer, redis_url: str
+) -> None:
+    redis_server.stop()
+    try:
+        [event] = indexer.index(3, 3, "backfill")  # no error: the block counts as indexed
+        assert indexer.store.stored_hashes(3, 3) == {3: event.blockHash}
+        [pending] = indexer.store.pending_outbox()
+        assert pending["event_id"] == event.id
+        with pytest.raises(BusUnavailable, match="Redis at redis://127.0.0.1"):
+            indexer.bus.relay(indexer.store)
+        assert len(indexer.store.pending_outbox()) == 1
+    finally:
+        redis_server.start()
+
+    assert indexer.relay() == 1
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        [fields] = entries(client)
+        assert fields["id"] == event.id
+        assert from_fields(fields) == event
+        assert indexer.store.pending_outbox() == []
+        assert indexer.relay() == 0
+        assert len(entries(client)) == 1
+    finally:
+        client.close()
+
+
+def test_relay_that_died_before_deleting_does_not_duplicate(
+    indexer: Indexer, redis_server: RedisServer, client: redis.Redis
+) -> None:
+    redis_server.stop()
+    try:
+        events = indexer.index(1, 4, "backfill")
+    finally:
+        redis_server.start()
+    rows = indexer.store.pending_outbox()
+    assert [r["event_id"] for r in rows] == [e.id for e in events]
+    # A relay appends the first two rows, then its process dies before the delete.
+    for row in rows[:2]:
+        assert indexer.bus.append(row["type"], row["event_id"], row["data"], row["delivery_id"])
+
+    assert indexer.relay() == 4
+
+    assert [f["id"] for f in entries(client)] == [e.id for e in events]
+    assert indexer.store.pending_outbox() == []
+
+
+def test_two_relays_racing_append_each_event_once(
+    anvil: Anvil, indexer: Indexer, redis_server: RedisServer, redis_url: str, client: redis.Redis
+) -> None:
+    redis_server.stop()
+    try:
+        events = indexer.index(1, anvil.head(), "backfill")
+    finally:
+        redis_server.start()
+    assert len(indexer.store.pending_outbox()) == len(events) == anvil.head()
+
+    buses = [EventBus.from_url(redis_url, STREAM_KEY, 1000) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    errors: list[Exception] = []
+
+    def relay(bus: EventBus) -> None:
+        barrier.wait()
+        try:
+            bus.relay(indexer.store, batch=2)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=relay, args=(b,)) for b in buses]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        for b in buses:
+            b.client.close()
+    assert errors == []
+    ids = [f["id"] for f in entries(client)]
+    assert sorted(ids) == sorted(e.id for e in events)
+    assert indexer.store.pending_outbox() == []
+
+
+def test_stream_is_capped_near_its_maximum(redis_url: str, client: redis.Redis) -> None:
+    maxlen = 50
+    bus = EventBus.from_url(redis_url, STREAM_KEY, maxlen)
+    try:
+        for n in range(600):
+            event = BlockIndexed(n, f"0x{n:064x}", f"0x{n:064x}", 0, 0, "backfill")
+            assert bus.append(event.type, event.id, "{}", f"delivery-{n}")
+    finally:
+        bus.client.close()
+    # Trimming is approximate: Redis drops whole stream nodes of up to this many entries.
+    node_size = int(client.config_get("stream-node-max-entries")["stream-node-max-entries"])
+    length = client.xlen(STREAM_KEY)
+    assert maxlen <= length <= maxlen + node_size
+    last = client.xrevrange(STREAM_KEY, count=1)[0][1]
+    assert last["id"] == f"block.indexed:599:0x{599:064x}"

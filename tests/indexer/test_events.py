@@ -1,0 +1,81 @@
+"""Unit tests of the event schema: stream fields and their round trip (DESIGN.md, Event bus)."""
+
+import json
+
+import pytest
+
+from indexer.events import (
+    BlockIndexed,
+    BlockRef,
+    BlockReorged,
+    PriceUpdated,
+    from_fields,
+    to_fields,
+)
+
+INDEXED = BlockIndexed(
+    blockNumber=12,
+    blockHash="0x" + "ab" * 32,
+    parentHash="0x" + "cd" * 32,
+    blockTimestamp=1_700_000_000,
+    transactions=3,
+    source="backfill",
+)
+
+
+def test_block_indexed_fields_follow_the_contract() -> None:
+    fields = to_fields(INDEXED)
+    assert set(fields) == {"type", "id", "data"}
+    assert fields["type"] == "block.indexed"
+    assert fields["id"] == f"block.indexed:12:0x{'ab' * 32}"
+    assert json.loads(fields["data"]) == {
+        "blockNumber": 12,
+        "blockHash": "0x" + "ab" * 32,
+        "parentHash": "0x" + "cd" * 32,
+        "blockTimestamp": 1_700_000_000,
+        "transactions": 3,
+        "source": "backfill",
+    }
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        INDEXED,
+        BlockReorged(
+            depth=2,
+            commonAncestor=BlockRef(10, "0x" + "01" * 32),
+            removed=[BlockRef(11, "0x" + "02" * 32), BlockRef(12, "0x" + "03" * 32)],
+            added=[BlockRef(11, "0x" + "04" * 32), BlockRef(12, "0x" + "05" * 32)],
+        ),
+        PriceUpdated(
+            token="ETH",
+            price="115792089237316195423570985008687907853269984665640564039457.000000000001",
+            blockNumber=None,
+            blockTimestamp=None,
+            source="manual",
+            publishedAt=1_700_000_000_123,
+        ),
+    ],
+)
+def test_round_trip_through_stream_fields(
+    event: BlockIndexed | BlockReorged | PriceUpdated,
+) -> None:
+    fields = to_fields(event)
+    assert from_fields(fields) == event
+    as_bytes = {k.encode(): v.encode() for k, v in fields.items()}  # what redis-py returns
+    parsed = from_fields(as_bytes)
+    assert parsed == event
+    assert parsed.id == fields["id"]
+
+
+def test_same_block_gives_the_same_id_and_another_hash_another() -> None:
+    again = BlockIndexed(**{**INDEXED.__dict__, "source": "head"})
+    assert again.id == INDEXED.id
+    other = BlockIndexed(**{**INDEXED.__dict__, "blockHash": "0x" + "ef" * 32})
+    assert other.id != INDEXED.id
+
+
+def test_unknown_type_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown event type 'block.mined'"):
+        from_fields({"type": "block.mined", "id": "x", "data": "{}"})
