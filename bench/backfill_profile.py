@@ -1,10 +1,12 @@
 """Where a Celery worker's wall time goes: summaries of `py-spy record --format raw
 --idle` output (one collapsed stack per line, `frame;frame;... count`).
 
-Each sample is attributed to the innermost chainpulse frame (indexer/, workers/) and
-to the module of its innermost frame (socket.py = waiting on the network, psycopg's
-waiting = waiting on PostgreSQL, json = parsing...). Samples with no task frame are
-the prefork child waiting for its next job.
+Samples of the job-running (main) thread are wall time; a background thread counts
+only when it is not parked in threading's waits. Each sample is attributed to the
+innermost chainpulse frame (indexer/, workers/) and to the module of its innermost
+frame (socket = waiting on the network, psycopg's connection = waiting on PostgreSQL,
+json = parsing...). Main-thread samples with no task frame are the prefork child
+waiting for its next job.
 """
 
 from __future__ import annotations
@@ -43,8 +45,18 @@ def summarize(files: list[Path]) -> tuple[int, Counter[str], Counter[tuple[str, 
             if not stack or not count_text.isdigit():
                 continue
             count = int(count_text)
-            total += count
             frames = stack.split(";")
+            if not frames[0].startswith("<module>"):
+                # a background thread (the outbox relay): count only when it works
+                if _path(frames[-1]) == "threading.py":
+                    continue
+                inner = next((f for f in reversed(frames) if _path(f).startswith(OURS)), "")
+                label = f"(background thread) {_path(inner)}:{_func(inner)}"
+                ours[label] += count
+                pairs[(label, _leaf(frames[-1]))] += count
+                total += count
+                continue
+            total += count
             if not any(f.startswith(TASK_FRAME) for f in frames):
                 ours["(outside a job: waiting for the next one, celery)"] += count
                 continue
