@@ -43,6 +43,19 @@ def serve(kind: str) -> None:
         (out / f"done-{count[0]}").write_text("ok")
 
     signal.signal(signal.SIGUSR1, snap)
+    if os.environ.get("MEMPROBE_GC_THRESHOLD"):  # e.g. 50000,20,100: a remedy to try
+        import gc
+
+        gc.set_threshold(*(int(x) for x in os.environ["MEMPROBE_GC_THRESHOLD"].split(",")))
+    if os.environ.get("MEMPROBE_GC_FREEZE"):  # move what exists after start-up out of GC scans
+        import gc
+
+        def freeze_later() -> None:
+            eventlet.sleep(float(os.environ["MEMPROBE_GC_FREEZE"]))
+            gc.collect()
+            gc.freeze()
+
+        eventlet.spawn(freeze_later)
     if os.environ.get("MEMPROBE_GC"):
         import gc
         import time

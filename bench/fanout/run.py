@@ -30,6 +30,7 @@ import os
 import queue
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,13 @@ def cpu_seconds(pids: Iterable[int]) -> float:
                 fields = fh.read().rsplit(")", 1)[1].split()
                 total += (int(fields[11]) + int(fields[12])) / CLK_TCK
     return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes spent busy (user, nice, system, irq, softirq, steal)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
 
 
 def rss_kb(pids: Iterable[int]) -> int:
@@ -487,6 +495,7 @@ def load_phase(
     interval = 1.0 / block_rate
     published: dict[str, float] = {}
     s_cpu0, c_cpu0, t0 = cpu_seconds(server.pids), cpu_seconds(pool.pids), time.monotonic()
+    m_cpu0, d_cpu0 = machine_busy_seconds(), time.process_time()
     behind = 0.0
     for i in range(ticks):
         due = t0 + i * interval
@@ -508,6 +517,7 @@ def load_phase(
     wall = time.monotonic() - t0
     s_cpu = cpu_seconds(server.pids) - s_cpu0
     c_cpu = cpu_seconds(pool.pids) - c_cpu0
+    other = machine_busy_seconds() - m_cpu0 - s_cpu - c_cpu - (time.process_time() - d_cpu0)
     rep = pool.report(published)
     stats = pool.stats()
     hist: Hist = rep["hist"]
@@ -529,6 +539,7 @@ def load_phase(
         "server_cpu_us_per_msg": (s_cpu * 1e6 / rep["received"]) if rep["received"] else None,
         "loadgen_cpu_pct": 100 * c_cpu / wall,
         "server_cpu_pct": 100 * s_cpu / wall,
+        "other_cpu_pct": 100 * max(0.0, other) / wall,
         "publisher_behind_s": behind,
         "publish_s": publish_s,
         "wall_s": wall,
@@ -544,7 +555,7 @@ def load_phase(
         f"got {rep['received']}/{rep['expected']} lost {rep['lost']} dropped {dropped} "
         f"p50 {fmt_ms(result['latency_ms']['p50'])} p99 {fmt_ms(p99)} "
         f"max {fmt_ms(result['latency_ms']['max'])} server {result['server_cpu_pct']:.0f}% "
-        f"loadgen {result['loadgen_cpu_pct']:.0f}%"
+        f"loadgen {result['loadgen_cpu_pct']:.0f}% others {result['other_cpu_pct']:.0f}%"
     )
     return result
 
@@ -656,7 +667,47 @@ def run_server(
     return out
 
 
+def start_profile(
+    args: argparse.Namespace, server: Server, n: int
+) -> subprocess.Popen[bytes] | None:
+    """py-spy (collapsed stacks) on a Python server from now until `stop_profile`."""
+    if not args.py_spy or server.name == "node":
+        return None
+    out = Path(args.py_spy) / f"{server.name}-{n}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = str(ROOT / ".venv" / "bin" / "py-spy")
+    cmd = [spy, "record", "--pid", str(server.pids[0]), "--rate", "200", "--format", "raw"]
+    cmd += ["--output", str(out), "--nonblocking"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profile(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is None or spy.poll() is not None:
+        return
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait()
+
+
 def measure_n(ctx: Ctx, n: int, res: dict[str, Any], sizes: list[int]) -> None:
+    spies: list[subprocess.Popen[bytes] | None] = []
+    try:
+        _measure_n(ctx, n, res, sizes, spies)
+    finally:
+        for spy in spies:
+            stop_profile(spy)
+
+
+def _measure_n(
+    ctx: Ctx,
+    n: int,
+    res: dict[str, Any],
+    sizes: list[int],
+    spies: list[subprocess.Popen[bytes] | None],
+) -> None:
     args, pool, server = ctx.args, ctx.pool, ctx.server
     rss0 = rss_kb(server.pids)
     cpu0 = cpu_seconds(server.pids)
@@ -681,6 +732,7 @@ def measure_n(ctx: Ctx, n: int, res: dict[str, Any], sizes: list[int]) -> None:
     if not warm_up(ctx):
         res["error"] = "no broadcast reached the clients"
         return
+    spies.append(start_profile(args, server, n))
     res["broadcast"] = broadcast_latency(ctx, args.broadcasts)
     rss2 = rss_kb(server.pids)
     res["rss_after_traffic_kb"] = rss2
@@ -853,6 +905,12 @@ def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
                 per_n(n, ("mix", "loadgen_cpu_pct")),
                 "{:.0f}",
             ),
+            (
+                "mix 1/s: other processes' CPU (% of a core)",
+                f"{n:,}",
+                per_n(n, ("mix", "other_cpu_pct")),
+                "{:.0f}",
+            ),
         ]
     rn = args.rate_n
     rows += [
@@ -930,6 +988,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--budget", type=float, default=840.0, help="seconds for the whole run")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for chainpulse serve")
     ap.add_argument("--json", help="write all results to this file")
+    ap.add_argument("--py-spy", help="profile Python servers with py-spy into this directory")
     ap.add_argument("--keep-logs", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
     if args.quick:
