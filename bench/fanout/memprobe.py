@@ -43,6 +43,14 @@ def serve(kind: str) -> None:
         (out / f"done-{count[0]}").write_text("ok")
 
     signal.signal(signal.SIGUSR1, snap)
+    if os.environ.get("MEMPROBE_WSGI_BUF"):  # a remedy to try: smaller eventlet.wsgi buffers
+        import eventlet.wsgi
+
+        size = int(os.environ["MEMPROBE_WSGI_BUF"])
+        eventlet.wsgi.HttpProtocol.rbufsize = size
+        eventlet.wsgi.HttpProtocol.wbufsize = size
+    if os.environ.get("MEMPROBE_FAST_DISCONNECT"):  # a remedy to try: O(own rooms) disconnect
+        fast_disconnect()
     if os.environ.get("MEMPROBE_GC_THRESHOLD"):  # e.g. 50000,20,100: a remedy to try
         import gc
 
@@ -86,6 +94,50 @@ def serve(kind: str) -> None:
         from realtime.server import run
 
         run(Settings.from_env())
+
+
+def fast_disconnect() -> None:
+    """python-socketio's BaseManager.basic_disconnect copies and scans every room of the
+    namespace (one per client plus the channels) for each disconnect: O(N) each, O(N^2)
+    for a wave of disconnects. Keep a sid -> rooms index and leave only those rooms."""
+    from socketio import base_manager
+
+    cls = base_manager.BaseManager
+    enter, leave = cls.basic_enter_room, cls.basic_leave_room
+
+    def index(self: object) -> dict[tuple[str, str], set[object]]:
+        found: dict[tuple[str, str], set[object]] | None = self.__dict__.get("_sid_rooms")
+        if found is None:
+            found = self.__dict__["_sid_rooms"] = {}
+        return found
+
+    def basic_enter_room(self, sid, namespace, room, eio_sid=None):  # type: ignore[no-untyped-def]
+        enter(self, sid, namespace, room, eio_sid=eio_sid)
+        index(self).setdefault((namespace, sid), set()).add(room)
+
+    def basic_leave_room(self, sid, namespace, room):  # type: ignore[no-untyped-def]
+        leave(self, sid, namespace, room)
+        rooms = index(self).get((namespace, sid))
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del index(self)[(namespace, sid)]
+
+    def basic_disconnect(self, sid, namespace, **kwargs):  # type: ignore[no-untyped-def]
+        if namespace not in self.rooms:
+            return
+        for room in list(index(self).get((namespace, sid), ())):
+            basic_leave_room(self, sid, namespace, room)
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            if namespace in pending and sid in pending[namespace]:
+                pending[namespace].remove(sid)
+                if not pending[namespace]:
+                    del pending[namespace]
+
+    cls.basic_enter_room = basic_enter_room
+    cls.basic_leave_room = basic_leave_room
+    cls.basic_disconnect = basic_disconnect
 
 
 def compare(before: str, after: str, connections: int, by: str = "lineno") -> None:

@@ -429,6 +429,19 @@ def start_server(
             env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"
             env.update(extra_env, MEMPROBE_GC="1", MEMPROBE_TRACE="0")
             cmd = [str(ROOT / ".venv" / "bin" / "python"), str(HERE / "memprobe.py"), "serve"]
+        elif kind == "chainpulse-tuned":
+            # chainpulse serve with the remedies of bench/fanout/memprobe.py patched in:
+            # GC thresholds, small eventlet.wsgi buffers, O(own rooms) disconnects
+            env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"
+            env.update(
+                extra_env,
+                MEMPROBE_TRACE="0",
+                MEMPROBE_GC_THRESHOLD="50000,20,100",
+                MEMPROBE_GC_FREEZE="1",
+                MEMPROBE_WSGI_BUF="1024",
+                MEMPROBE_FAST_DISCONNECT="1",
+            )
+            cmd = [str(ROOT / ".venv" / "bin" / "python"), str(HERE / "memprobe.py"), "serve"]
         elif kind.startswith("plain"):
             env["PLAIN_COMPRESSION"] = "0" if kind == "plain-nodeflate" else "1"
             cmd = [str(ROOT / ".venv" / "bin" / "python"), str(HERE / "plain_server.py")]
@@ -609,10 +622,8 @@ def rate_search(
             break
         r = load_phase(ctx, rate, prices, duration, ctx.args.drain)
         tried.append({k: v for k, v in r.items() if k != "hist"})
-        if prices:
-            ok = bool(r["lossless"] and (r["latency_ms"]["p99"] or 0) <= ctx.args.max_p99)
-        else:
-            ok = bool(r["sustained"])
+        # the issue asks for the highest lossless mix rate, and a sustained broadcast rate
+        ok = bool(r["lossless"] if prices else r["sustained"])
         if not ok:
             ctx.pool.wait_quiet(2.0, 30)
             break
@@ -749,7 +760,7 @@ def _measure_n(
         res["rate_steps"] = tried
     if args.search and n == sizes[-1] and ctx.left() > 60:
         log(f"  {server.name}: load-mix rate search at N={n}")
-        if mix["lossless"] and (mix["latency_ms"]["p99"] or 0) <= args.max_p99:
+        if mix["lossless"]:
             best, tried = rate_search(ctx, args.mix_steps, True, args.mix_duration)
             res["max_mix_rate"] = best or 1.0
         else:
@@ -757,6 +768,10 @@ def _measure_n(
             res["max_mix_rate"] = best or 0.0
             res["max_mix_rate_note"] = "after a failed 1x step (connections may have dropped)"
         res["mix_steps"] = tried
+        at = [t for t in tried if t["block_rate"] == res["max_mix_rate"]]
+        res["max_mix_rate_p99"] = (
+            (at[0] if at else mix)["latency_ms"]["p99"] if res["max_mix_rate"] else None
+        )
 
 
 def scale_phase(
@@ -814,6 +829,7 @@ def scale_phase(
 def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     kinds = list(results)
     ref = "node" if "node" in kinds else None
+    # the highest lossless mix rate: no loss and no dropped connection (p99 reported beside)
     rows: list[tuple[str, str, Callable[[dict[str, Any]], float | None], str]] = []
 
     def per_n(n: int, path: tuple[str, ...]) -> Callable[[dict[str, Any]], float | None]:
@@ -931,7 +947,13 @@ def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
             f"{big:,}",
             per_n(big, ("max_mix_rate",)),
             "{:g}",
-        )
+        ),
+        (
+            "  p99 latency at that rate (ms)",
+            f"{big:,}",
+            per_n(big, ("max_mix_rate_p99",)),
+            "{:.0f}",
+        ),
     ]
 
     heads = ["figure", "N", *kinds]
