@@ -146,7 +146,10 @@ class Gateway:
             self.feed.emit(sid, "exception", protocol.exception(message))
             self.feed.join_live(sid)
             return
-        self.sio.start_background_task(self.feed.resume, sid, last_block, last_hash)
+        if self.sio.async_mode == "eventlet":
+            self.sio.start_background_task(self.feed.resume, sid, last_block, last_hash)
+        else:  # threading (in-process tests): no green-thread atomicity, so run it here
+            self.feed.resume(sid, last_block, last_hash)
 
     def on_disconnect(self, sid: str, reason: Any = None) -> None:
         state = self.clients.pop(sid, None)

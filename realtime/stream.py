@@ -69,6 +69,7 @@ class StreamReader:
                             entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                         )
                         self._entry(self.last_id, fields)
+                        self.sleep(0)  # let the writers drain between pushes
             except redis.RedisError as exc:
                 if self.connected:
                     log.warning(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -125,6 +126,12 @@ def _websocket_class(base: Any) -> Any:
     return FanoutWebSocketWSGI
 
 
+def _send_ping(sock: Any) -> None:
+    if not sock.closing and not sock.closed:
+        sock.last_ping = time.time()
+        sock.send(eio_packet.Packet(eio_packet.PING))
+
+
 class EngineServer(engineio.Server):
     """engineio.Server with bounded queues, heartbeats first and fan-out frames."""
 
@@ -142,6 +149,15 @@ class EngineServer(engineio.Server):
             self._async = drivers
         else:
             self._queue_class = None
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        # Engine.IO parks one green thread per client in `sleep(ping_interval)` between
+        # pings; a hub timer does the same job without a green thread (and its stack).
+        if self._queue_class is not None and getattr(target, "__name__", "") == "_send_ping":
+            from eventlet.hubs import get_hub
+
+            return get_hub().schedule_call_global(self.ping_interval, _send_ping, target.__self__)
+        return super().start_background_task(target, *args, **kwargs)
 
     def create_queue(self, *args: Any, **kwargs: Any) -> Any:
         if self._queue_class is not None:

@@ -290,6 +290,9 @@ class RawSocket:
     def send(self, text: str) -> None:
         self.ws.send(text)
 
+    def send_raw(self, data: bytes) -> None:
+        self.ws.sock.sendall(data)
+
     def send_binary(self, data: bytes) -> None:
         self.ws.send_binary(data)
 
@@ -317,8 +320,8 @@ class RawSocket:
 
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
-            opcode, frame = self.ws.recv_data_frame(control_frame=True)
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
+            frame = self.ws.recv_frame()  # raw: no automatic close reply
+            if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
                 data = frame.data
                 return int.from_bytes(data[:2], "big"), data[2:].decode(errors="replace")
         raise TimeoutError("no close frame")

@@ -22,6 +22,7 @@ from tests.realtime.helpers import (
     SECRET,
     WAIT,
     Client,
+    RawSocket,
     Server,
     Stream,
     block_event,
@@ -219,3 +220,22 @@ def test_javascript_socket_io_client(
             proc.stdout.close()
         if proc.stdin:
             proc.stdin.close()
+
+
+def test_heartbeat_keeps_live_clients_and_drops_dead_ones(
+    start_server: StartServer, clients: Connect, stream: Stream
+) -> None:
+    server = start_server(PING_INTERVAL="0.3", PING_TIMEOUT="0.5")
+    live = clients(server)
+    dead = RawSocket(server)  # never answers the server's pings
+    dead.event("connected")
+
+    def only_live_client() -> bool:
+        return "chainpulse_realtime_connected_clients 1.0" in server.get("/metrics").text
+
+    wait_until(only_live_client, WAIT, "the dead client to be dropped")
+    time.sleep(1.0)  # several ping cycles: the live client must survive them
+    stream.append(block_event(1))
+    live.wait_for("new-block")
+    assert live.sio.connected and only_live_client()
+    dead.close()
