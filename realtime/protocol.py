@@ -7,6 +7,7 @@ the chain's seconds; `price` is a JSON number and `priceExact` the exact decimal
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict
 from decimal import Decimal
@@ -77,7 +78,7 @@ def reorg(event: BlockReorged) -> dict[str, Any]:
 def price_update(event: PriceUpdated, snapshot: bool = False) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "token": event.token,
-        "price": float(Decimal(event.price)),
+        "price": _number(event.price),
         "priceExact": event.price,
         "blockNumber": event.blockNumber,
         "source": event.source,
@@ -86,6 +87,12 @@ def price_update(event: PriceUpdated, snapshot: bool = False) -> dict[str, Any]:
     if snapshot:
         payload["snapshot"] = True
     return payload
+
+
+def _number(exact: str) -> float | None:
+    """The price as a JSON number; None if a double cannot hold it (`priceExact` can)."""
+    value = float(Decimal(exact))
+    return value if math.isfinite(value) else None
 
 
 def price_event_from_row(row: PriceRow) -> PriceUpdated:

@@ -45,6 +45,9 @@ def test_new_blocks_in_order_once_whatever_the_stream_order(
     stream.append(block_event(10))
     client.wait_for("new-block")
     stream.append(block_event(13), block_event(12), block_event(12), block_event(11))
+    # malformed entries are counted and skipped
+    stream.redis.xadd(stream.key, {"type": "block.indexed", "id": "bad:1", "data": "{oops"})
+    stream.redis.xadd(stream.key, {"type": "block.exploded", "id": "bad:2", "data": "{}"})
     stream.append(block_event(11), block_event(14))
     client.wait_for("new-block", 5)
     stream.append(block_event(15))
@@ -61,6 +64,9 @@ def test_new_blocks_in_order_once_whatever_the_stream_order(
     }
     assert first["hash"] == block_hash(10) and first["parentHash"] == block_hash(9)
     assert first["blockTimestamp"] == 1_700_000_010 and first["transactions"] == 10 % 7
+    metrics = server.get("/metrics").text
+    assert 'chainpulse_realtime_stream_entries_total{outcome="malformed"} 2.0' in metrics
+    assert 'chainpulse_realtime_stream_entries_total{outcome="duplicate"} 2.0' in metrics
 
 
 def test_blocks_far_behind_the_head_are_not_pushed(

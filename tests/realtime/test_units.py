@@ -254,3 +254,15 @@ def test_queries_on_sqlite(tmp_path: Path) -> None:
         assert found is not None and found.ancestor_number == 4 and found.depth == 2
         assert queries.reorg_removing(conn, 6, block_hash(6, 0)) is None
         assert queries.reorg_removing(conn, 5, block_hash(6, 3)) is None
+
+
+def test_price_payload_keeps_the_exact_value() -> None:
+    from realtime.protocol import price_update
+    from tests.realtime.helpers import price_event
+
+    small = price_update(price_event("ETH", "0.000000000000000001", 5), snapshot=True)
+    assert small["price"] == 1e-18 and small["priceExact"] == "0.000000000000000001"
+    assert small["snapshot"] is True
+    huge = price_update(price_event("X", "1" + "0" * 400))
+    assert huge["price"] is None and huge["priceExact"] == "1" + "0" * 400
+    assert "snapshot" not in huge
