@@ -8,7 +8,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-from chainpulse.devnet import Anvil
+from chainpulse.devnet import Anvil, wait_until
 from indexer.config import Settings
 from indexer.pipeline import Indexer
 from workers.context import build
@@ -20,6 +20,10 @@ def stop_anvil(node: Anvil) -> None:
     node.stop()
     if process is not None and process.stderr is not None:
         process.stderr.close()
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def _descendants(pid: int) -> list[int]:
@@ -49,6 +53,7 @@ def frozen(node: Anvil) -> Iterator[None]:
     pids = _descendants(node.process.pid)
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
+    wait_until(lambda: all(_state(pid) == "T" for pid in pids), 10, "the node to stop")
     try:
         yield
     finally:
