@@ -252,6 +252,25 @@ def table(
         f"{'ethereum-etl (recorded, not run)':32s} {'':6s} {'':8s} {ETL_TOGETHER:9.1f} "
         f"{'':8s} {'':8s} {'':6s}  two passes: {ETL_PASSES[0]:.0f} + {ETL_PASSES[1]:.0f} blocks/s"
     )
+    lines.append(
+        "CPU per block (ms), from /proc; steadier than the rates on a shared machine. When "
+        "all cores are busy, cpu(a)/cpu(b) caps (b)/(a):"
+    )
+    raw_cpu = 0.0
+    for r in results:
+        if r.label in usages:
+            per = usages[r.label].ms_per(r.blocks)
+            per.pop("others", None)
+            per = {k: v for k, v in per.items() if v >= 0.05 and k != "bench"}
+            total = sum(per.values())
+            raw_cpu = total if r.label == "raw" else raw_cpu
+            detail = ", ".join(f"{k} {v:.1f}" for k, v in per.items())
+            cap = (
+                f"  -> cap {raw_cpu / total:.0%}"
+                if isinstance(r, PipelineResult) and raw_cpu and total
+                else ""
+            )
+            lines.append(f"  {names[r.label]:32s} {total:5.1f}  = {detail}{cap}")
     if args.repeat > 1:
         lines.append(f"(a) and (b): best of {args.repeat} runs each")
     lines.append(

@@ -62,6 +62,12 @@ class Usage:
     machine: float
     top_others: list[tuple[str, float]] = field(default_factory=list)
 
+    def ms_per(self, units: int) -> dict[str, float]:
+        """CPU milliseconds per unit of work (e.g. per block), by group and others."""
+        cpu = {k: v * self.seconds for k, v in self.groups.items()}
+        cpu["others"] = self.others * self.seconds
+        return {k: v * 1000 / units for k, v in cpu.items() if units}
+
     def describe(self) -> str:
         parts = [f"{k} {v:.2f}" for k, v in self.groups.items()]
         top = ", ".join(f"{k} {v:.2f}" for k, v in self.top_others[:3] if v >= 0.02)

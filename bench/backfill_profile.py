@@ -16,6 +16,18 @@ from pathlib import Path
 
 TASK_FRAME = "index_blocks (workers/tasks.py"
 OURS = ("indexer/", "workers/")
+# Innermost modules where a sample is blocked, not computing (network, database, pipes)
+WAITING = {
+    "socket",
+    "ssl",
+    "selectors",
+    "threading",
+    "psycopg/connection",
+    "psycopg/waiting",
+    "billiard/connection",
+    "redis/_parsers",
+    "redis/connection",
+}
 
 
 def _path(frame: str) -> str:
@@ -36,6 +48,7 @@ def _leaf(frame: str) -> str:
 
 
 def summarize(files: list[Path]) -> tuple[int, Counter[str], Counter[tuple[str, str]]]:
+    """(samples, samples per innermost chainpulse frame, per (frame, innermost module))."""
     total = 0
     ours: Counter[str] = Counter()
     pairs: Counter[tuple[str, str]] = Counter()
@@ -81,6 +94,18 @@ def summarize_profiles(directory: Path, top: int = 14) -> str:
             f"worker wall time on {kind} ({len(mine)} processes, {total} samples, "
             "share of samples; innermost chainpulse frame -> innermost module):"
         )
+        computing = sum(c for (_, leaf), c in pairs.items() if leaf not in WAITING)
+        lines.append(
+            f"  {computing / total:5.1%}  of it computing in a job (the rest waits on the node, "
+            "the database, Redis or the next job); computing by frame:"
+        )
+        by_frame: Counter[str] = Counter()
+        for (label, leaf), c in pairs.items():
+            if leaf not in WAITING:
+                by_frame[label] += c
+        for label, count in by_frame.most_common(6):
+            lines.append(f"         {count / total:5.1%}  {label}")
+        lines.append("  wall time by frame:")
         for label, count in ours.most_common(top):
             leaves = sorted(
                 ((leaf, c) for (lab, leaf), c in pairs.items() if lab == label),
