@@ -21,6 +21,8 @@ from typing import Any
 
 import socketio
 
+from realtime.rooms import IndexedRooms
+
 log = logging.getLogger(__name__)
 
 CANARY = "chainpulse-canary"
@@ -30,7 +32,7 @@ class BusUnavailable(Exception):
     """Redis did not accept the publish."""
 
 
-class Bus(socketio.RedisManager):
+class Bus(IndexedRooms, socketio.RedisManager):
     def __init__(self, url: str, canary_interval: float = 5.0) -> None:
         self.canary_interval = canary_interval
         super().__init__(

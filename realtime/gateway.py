@@ -80,6 +80,7 @@ class Gateway:
         metrics.track("rate limiter", lambda: len(self.limiter))
         metrics.track("environ", lambda: len(sio.environ))
         metrics.track("engine.io sockets", lambda: len(sio.eio.sockets))
+        metrics.track("room index", lambda: sio.manager.tracked_sids())
         sio.allow = self.limiter.allow
         sio.after_connect = self.after_connect
         sio.count_refusal = metrics.refuse

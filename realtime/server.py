@@ -7,6 +7,7 @@ threads and serves.
 
 from __future__ import annotations
 
+import gc
 import logging
 import resource
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from realtime.feed import Feed
 from realtime.gateway import Gateway, Schedule
 from realtime.http import HttpApp
 from realtime.metrics import Metrics
+from realtime.rooms import LocalManager
 from realtime.stream import StreamReader
 
 log = logging.getLogger("chainpulse.realtime")
@@ -74,9 +76,10 @@ def build(settings: Settings, async_mode: str = "eventlet", redis: bool = True) 
     metrics = Metrics()
     bus = Bus(settings.redis_url, canary_interval=settings.canary_interval) if redis else None
     cors: Any = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
+    manager: Any = bus if bus is not None else LocalManager()
     sio = GatewayServer(
         async_mode=async_mode,
-        client_manager=bus,
+        client_manager=manager,
         cors_allowed_origins=cors,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
@@ -139,7 +142,24 @@ def run(settings: Settings) -> None:
         log.warning("database unreachable at start-up (%s); pushing from the stream's end", exc)
     realtime.start_background()
     listener = eventlet.listen(("0.0.0.0", settings.port), backlog=LISTEN_BACKLOG)
+
+    class Protocol(eventlet.wsgi.HttpProtocol):
+        # per-connection HTTP buffers: a WebSocket holds them for its whole life, and
+        # after the upgrade eventlet reads and writes the raw socket
+        rbufsize = 1024
+        wbufsize = 1024
+
+    # Thousands of long-lived objects per client make full collections slow and
+    # frequent; collect young objects less often and leave start-up state out of it.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     log.info("serving %s on port %d", protocol.NAMESPACE, settings.port)
     eventlet.wsgi.server(
-        listener, realtime.app, max_size=MAX_CONNECTIONS, log_output=False, debug=False
+        listener,
+        realtime.app,
+        max_size=MAX_CONNECTIONS,
+        log_output=False,
+        debug=False,
+        protocol=Protocol,
     )

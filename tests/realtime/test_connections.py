@@ -59,6 +59,7 @@ def test_state_does_not_grow_over_10000_connect_disconnect_cycles(tmp_path: Path
     assert gateway._resume == {} and rt.feed.waiting == {}
     assert sio.environ == {}
     assert not any(sio.manager.rooms.get(NS, {}).values())
+    assert sio.manager.tracked_sids() == 0
     assert rt.metrics.connected._value.get() == 0
 
 
@@ -74,7 +75,13 @@ def test_real_sockets_leave_no_state_behind(start_server: StartServer) -> None:
         return (
             all(
                 f'chainpulse_realtime_tracked_state{{kind="{kind}"}} 0.0' in text
-                for kind in ("clients", "rate limiter", "environ", "engine.io sockets")
+                for kind in (
+                    "clients",
+                    "rate limiter",
+                    "environ",
+                    "engine.io sockets",
+                    "room index",
+                )
             )
             and "chainpulse_realtime_connected_clients 0.0" in text
         )

@@ -266,3 +266,30 @@ def test_price_payload_keeps_the_exact_value() -> None:
     huge = price_update(price_event("X", "1" + "0" * 400))
     assert huge["price"] is None and huge["priceExact"] == "1" + "0" * 400
     assert "snapshot" not in huge
+
+
+def test_room_index_follows_the_manager() -> None:
+    from types import SimpleNamespace
+
+    from realtime.rooms import LocalManager
+
+    manager = LocalManager()
+    ids = iter(f"sid{i}" for i in range(100))
+    manager.set_server(
+        SimpleNamespace(
+            packet_class=SimpleNamespace(json=None),
+            eio=SimpleNamespace(generate_id=lambda: next(ids)),
+        )
+    )  # type: ignore[arg-type]
+    a = manager.connect("eioA", "/realtime")
+    b = manager.connect("eioB", "/realtime")
+    manager.enter_room(a, "/realtime", "price:ETH")
+    manager.enter_room(b, "/realtime", "price:ETH")
+    manager.enter_room(a, "/realtime", "~live")
+    assert sorted(manager.get_rooms(a, "/realtime")) == sorted([a, "price:ETH", "~live"])
+    manager.leave_room(a, "/realtime", "~live")
+    manager.disconnect(a, "/realtime")
+    assert [sid for sid, _ in manager.get_participants("/realtime", "price:ETH")] == [b]
+    assert manager.get_rooms(a, "/realtime") == [] and manager.tracked_sids() == 1
+    manager.disconnect(b, "/realtime")
+    assert manager.rooms == {} and manager.tracked_sids() == 0
