@@ -200,6 +200,10 @@ def test_rate_limit_recovers_after_the_window(tmp_path: Path, redis_url: str) ->
         )
         assert client.sio.connected
         client.close()
+        # the HTTP read API has the same limit, per client address
+        codes = [server.get("/api/prices").status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        assert server.get("/healthz").status_code == 200  # probes are not limited
     finally:
         server.stop()
 

@@ -293,3 +293,17 @@ def test_room_index_follows_the_manager() -> None:
     assert manager.get_rooms(a, "/realtime") == [] and manager.tracked_sids() == 1
     manager.disconnect(b, "/realtime")
     assert manager.rooms == {} and manager.tracked_sids() == 0
+
+
+def test_realtime_settings_from_the_environment() -> None:
+    from indexer.config import Settings
+
+    settings = Settings.from_env(
+        {"BLOCK_GAP_TIMEOUT": "2.5", "PUBSUB_CANARY_INTERVAL": "1", "WS_COMPRESSION": "on"},
+        dotenv=False,
+    )
+    assert settings.block_gap_timeout == 2.5 and settings.canary_interval == 1.0
+    assert settings.compression is True
+    defaults = Settings.from_env({}, dotenv=False)
+    assert defaults.block_gap_timeout == 10.0 and defaults.canary_interval == 5.0
+    assert defaults.compression is False
