@@ -3,7 +3,8 @@
 Delivery settings follow from "a worker killed mid-job loses nothing": jobs are
 acknowledged after they finish (`acks_late`), re-queued when the worker process dies
 (`reject_on_worker_lost`), prefetched one at a time, and redelivered by the Redis
-transport after `VISIBILITY_TIMEOUT` seconds when a whole worker vanishes. Retry
+transport after `VISIBILITY_TIMEOUT` seconds when a whole worker vanishes (plus at most
+a quarter of it, or 10 s, until the next sweep). Retry
 countdowns stay below that timeout (checked in Settings).
 """
 
@@ -29,12 +30,23 @@ def make_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_send_task_events=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            # kombu looks for jobs of vanished workers every interval x throttle seconds,
+            # 10 x 10 by default: far longer than the timeout. Look often, and every time.
+            "unacked_restore_interval": restore_interval(settings.visibility_timeout),
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_timeout=5,
         worker_hijack_root_logger=False,
     )
     app.conf.chainpulse_settings = settings
     return app
+
+
+def restore_interval(visibility_timeout: int) -> int:
+    """Seconds between sweeps for unacknowledged jobs: a quarter of the timeout, 1 to 10."""
+    return max(1, min(10, visibility_timeout // 4))
 
 
 app = make_app(Settings.from_env())

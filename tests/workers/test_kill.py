@@ -1,0 +1,84 @@
+"""A worker killed with kill -9 mid-backfill loses nothing: its jobs are delivered again
+(acks_late, VISIBILITY_TIMEOUT) and every block ends up indexed once."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from chainpulse.devnet import Activity, RedisServer, wait_until
+from tests.workers.conftest import CHAINPULSE, stack
+
+VISIBILITY_TIMEOUT = 10  # longer than a worker takes to start, so a restart alone won't do
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_kill_9_mid_backfill_leaves_no_gap_and_no_duplicate(
+    kind: str, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    settings = {
+        "BACKFILL_BATCH": "2",
+        "VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+        "RETRY_BACKOFF_MAX": "2",
+    }
+    with stack(kind, tmp_path, redis_server, **settings) as s:
+        activity = Activity(s.anvil)
+        for _ in range(30):
+            activity.block(count=3, log_share=0.5, reverts=1, deploys=0)
+            s.anvil.mine(4)
+        head = s.anvil.head()
+        first = s.start_worker()
+        store = s.store()
+        client = s.redis()
+        with open(tmp_path / "backfill.err", "w+") as err:
+            backfill = subprocess.Popen(
+                [CHAINPULSE, "backfill", "1", str(head), "--wait"],
+                env=s.env(),
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+            try:
+                wait_until(
+                    lambda: head - len(store.missing(1, head)) >= 20,
+                    60,
+                    "the first 20 blocks stored",
+                    interval=0.02,
+                )
+                first.kill()
+                stored_at_kill = head - len(store.missing(1, head))
+                in_flight = client.hlen("unacked")
+                assert stored_at_kill < head, "the backfill finished before the kill"
+                assert in_flight > 0, "no job was in flight when the worker died"
+
+                s.start_worker()
+                try:
+                    code = backfill.wait(90)
+                except subprocess.TimeoutExpired:
+                    err.seek(0)
+                    raise AssertionError(
+                        f"backfill still waiting; missing {store.missing(1, head)}\n"
+                        f"{err.read()[-2000:]}\n{s.logs()}"
+                    ) from None
+                err.seek(0)
+                output = err.read()
+                assert code == 0, output + s.logs()
+                assert f"indexed {head} blocks" in output
+
+                assert store.missing(1, head) == []
+                assert s.rows_per_height(1, head) == s.node_rows_per_height(1, head)
+                ids = s.stream_ids()
+                assert set(ids) == s.node_ids(1, head)  # repeats allowed, with the same id
+                wait_until(
+                    lambda: client.hlen("unacked") == 0 and client.llen("blocks") == 0,
+                    30,
+                    "every job acknowledged",
+                )
+            finally:
+                if backfill.poll() is None:
+                    backfill.kill()
+                    backfill.wait()
+                store.dispose()
+                client.close()
