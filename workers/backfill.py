@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 import redis
 
@@ -120,7 +120,7 @@ class Progress:
             else:
                 present = self.store.stored_hashes(self.first, self.last)
                 done = len(present) - already
-                failed = len(self.store.failures(self.first, self.last))
+                failed = len(self.failures())
             elapsed = max(time.monotonic() - t0, 1e-6)
             if tty or time.monotonic() - last_print >= 5 or done + failed >= total:
                 self.render(done, failed, total, elapsed, tty)
@@ -131,7 +131,7 @@ class Progress:
             print(file=self.out)
         elapsed = time.monotonic() - t0
         if failed:
-            failures = self.store.failures(self.first, self.last)
+            failures = self.failures()
             print(
                 f"{failed} blocks failed: {describe(f['number'] for f in failures)}", file=self.out
             )
@@ -142,6 +142,17 @@ class Progress:
             file=self.out,
         )
         return 0
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Blocks in the range whose job failed for good during this run.
+
+        Older entries are an earlier run's: this run's jobs may still index those blocks.
+        """
+        return [
+            f
+            for f in self.store.failures(self.first, self.last)
+            if _aware(f["failed_at"]) >= self.started
+        ]
 
     def render(self, done: int, failed: int, total: int, elapsed: float, tty: bool) -> None:
         rate = done / elapsed
@@ -155,6 +166,11 @@ class Progress:
             f"| {rate:.1f} blocks/s | ETA {eta}" + (f" | failed {failed}" if failed else "")
         )
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=self.out, flush=True)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns stored UTC times without their zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def workers_on_queue(timeout: float = 1.5) -> bool:

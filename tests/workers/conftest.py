@@ -21,7 +21,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from chainpulse.devnet import Anvil, RedisServer, port_open, wait_until
+from chainpulse.devnet import Activity, Anvil, RedisServer, port_open, wait_until
 from indexer import models as m
 from indexer.config import STREAM_KEY, Settings
 from indexer.store import Store
@@ -162,6 +162,22 @@ class Stack:
     directory: Path
     settings: dict[str, str] = field(default_factory=dict)  # for the CLI and the workers
     workers: list[Worker] = field(default_factory=list)
+    _activity: Activity | None = None
+
+    def activity(self) -> Activity:
+        """Chain activity on this stack's anvil (one pinger contract for all of it)."""
+        if self._activity is None:
+            self._activity = Activity(self.anvil)
+            self._activity.deploy_pinger()
+        return self._activity
+
+    def new_blocks(self, count: int, txs: int = 3) -> tuple[int, int]:
+        """Mine `count` blocks of `txs` transactions; returns their first and last height."""
+        activity = self.activity()
+        first = self.anvil.head() + 1
+        for _ in range(count):
+            activity.block(count=txs, log_share=0.5, reverts=1, deploys=0)
+        return first, self.anvil.head()
 
     def env(self, **changes: str) -> dict[str, str]:
         values = {

@@ -1,0 +1,163 @@
+"""Failure paths with a real worker: a frozen node, failover, HTTP 429.
+
+The worker reaches the node through ETH_RPC_URL="<closed port>,<proxy>": the first
+endpoint refuses every connection, the second is a loopback proxy in front of anvil
+that can answer HTTP 429 first. The command line talks to anvil directly.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chainpulse.devnet import RedisServer, free_port, wait_until
+from tests.indexer.proxy import RpcProxy
+from tests.indexer.services import frozen
+from tests.workers.conftest import CHAINPULSE, Stack, Worker, stack
+
+
+@dataclass
+class Failing:
+    stack: Stack
+    proxy: RpcProxy
+    worker: Worker
+
+
+@pytest.fixture(scope="module")
+def failing(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
+) -> Iterator[Failing]:
+    directory = tmp_path_factory.mktemp("failures")
+    settings = {"TASK_MAX_RETRIES": "2", "RETRY_BACKOFF_MAX": "1", "ETH_RPC_TIMEOUT": "1"}
+    with stack("sqlite", directory, redis_server, **settings) as s, RpcProxy(s.anvil.url) as proxy:
+        closed = f"http://127.0.0.1:{free_port()}"
+        worker = s.start_worker(concurrency=1, ETH_RPC_URL=f"{closed},{proxy.url}")
+        yield Failing(s, proxy, worker)
+
+
+def catch_up(s: Stack) -> None:
+    head = s.anvil.head()
+    result = s.cli("backfill", "1", str(head), "--wait")
+    assert result.returncode == 0, result.stderr + s.logs()
+
+
+def test_worker_fails_over_past_an_unreachable_endpoint(failing: Failing) -> None:
+    s = failing.stack
+    first, last = s.new_blocks(3)
+    forwarded = failing.proxy.forwarded
+
+    result = s.cli("backfill", "1", str(last), "--wait")
+
+    assert result.returncode == 0, result.stderr + s.logs()
+    assert s.rows_per_height(1, last) == s.node_rows_per_height(1, last)
+    assert failing.proxy.forwarded > forwarded
+    assert "is unreachable (ConnectionError)); failing over" in s.logs()
+
+
+def test_http_429_is_retried_until_the_job_succeeds(failing: Failing) -> None:
+    s = failing.stack
+    catch_up(s)
+    first, last = s.new_blocks(2)
+    failing.proxy.answer_next(2)  # each of the first two attempts meets a 429
+
+    result = s.cli("backfill", str(first), str(last), "--wait")
+
+    assert result.returncode == 0, result.stderr + s.logs()
+    assert failing.proxy.answered_canned == 2 and not failing.proxy.canned
+    assert s.rows_per_height(first, last) == s.node_rows_per_height(first, last)
+    assert "answered HTTP 429 (rate limited)" in s.logs()
+    assert s.status()["failed"] == []
+
+
+class Backfill:
+    """`chainpulse backfill ... --wait` running in the background, its stderr in a file."""
+
+    def __init__(self, s: Stack, directory: Path, *args: str) -> None:
+        self.path = directory / f"backfill-{'-'.join(args)}.err"
+        with open(self.path, "w") as err:
+            self.process = subprocess.Popen(
+                [CHAINPULSE, "backfill", *args, "--wait"],
+                env=s.env(),
+                cwd=directory,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+
+    def output(self) -> str:
+        return self.path.read_text()
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        wait_until(lambda: text in self.output(), timeout, f"backfill printing {text!r}")
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def __enter__(self) -> Backfill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def test_frozen_node_fails_the_job_for_good_and_writes_nothing(
+    failing: Failing, tmp_path: Path
+) -> None:
+    s = failing.stack
+    worker = failing.worker
+    catch_up(s)
+    first, last = s.new_blocks(3)
+    worker.signal(signal.SIGSTOP)  # hold the job until the node is frozen
+    try:
+        with Backfill(s, tmp_path, str(first), str(last)) as backfill:
+            backfill.wait_for("enqueued 3 blocks")
+            with frozen(s.anvil):
+                worker.signal(signal.SIGCONT)
+                code = backfill.wait()
+    finally:
+        worker.signal(signal.SIGCONT)
+
+    output = backfill.output()
+    assert code == 1, output + s.logs()
+    assert f"3 blocks failed: {first}-{last}" in output
+    assert "first error: NodeUnavailable: node at" in output
+
+    report = s.status()
+    assert [f["number"] for f in report["failed"]] == [first, first + 1, last]
+    assert all("NodeUnavailable" in f["error"] for f in report["failed"])
+    assert report["indexed"] == first - 1 and report["lag"] == 3
+    assert s.rows_per_height(first, last) == {"blocks": {}, "transactions": {}, "logs": {}}
+    assert report["outbox"] == 0
+    text = s.cli("status").stdout
+    assert f"failed       {first}-{last}" in text
+    assert "last error   NodeUnavailable" in text
+
+
+def test_backfill_of_failed_blocks_waits_for_the_new_jobs(failing: Failing, tmp_path: Path) -> None:
+    """Failures left by an earlier run must not count as failures of this run."""
+    s = failing.stack
+    failed = [f["number"] for f in s.status()["failed"]]
+    assert failed, "the frozen-node test leaves failed blocks behind"
+    failing.worker.signal(signal.SIGSTOP)  # the new jobs wait in the queue for a while
+    try:
+        with Backfill(s, tmp_path, str(failed[0]), str(failed[-1])) as backfill:
+            backfill.wait_for("blocks/s")  # the first progress line
+            assert f"0/{len(failed)} blocks" in backfill.output(), backfill.output()
+            failing.worker.signal(signal.SIGCONT)
+            assert backfill.wait() == 0, backfill.output() + s.logs()
+    finally:
+        failing.worker.signal(signal.SIGCONT)
+    assert s.rows_per_height(failed[0], failed[-1]) == s.node_rows_per_height(failed[0], failed[-1])
+    assert s.status()["failed"] == []
