@@ -1048,6 +1048,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def git_state() -> str:
+    """The commit the server runs from, and whether realtime/ has uncommitted edits."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--short", "--", "realtime", "indexer"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git failed)"
+    edits = [f for f in dirty if "/" in f]
+    return head[:90] + (f"; uncommitted edits in {', '.join(edits)}" if edits else "")
+
+
 def raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = hard if hard != resource.RLIM_INFINITY else 65536
@@ -1062,6 +1085,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     deadline = started + args.budget
     workdir = Path(tempfile.mkdtemp(prefix="chainpulse-fanout-"))
     log(f"work directory {workdir}; servers {args.servers}; N {args.n}")
+    source_state = git_state()
+    log(f"chainpulse under test: {source_state}")
     make_database(workdir)
     results: dict[str, dict[str, Any]] = {}
     try:
@@ -1075,6 +1100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - started
     text = table(results, args)
+    print(f"\nchainpulse under test: {source_state}")
     flags = " ".join(sys.argv[1:] if argv is None else argv) or "(defaults)"
     print(
         f"\nbench/fanout: {flags}; {elapsed:.0f} s; "
