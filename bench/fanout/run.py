@@ -1052,7 +1052,7 @@ def git_state() -> str:
     """The commit the server runs from, and whether realtime/ has uncommitted edits."""
     try:
         head = subprocess.run(
-            ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s", "--", "realtime"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -1068,7 +1068,8 @@ def git_state() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown (git failed)"
     edits = [f for f in dirty if "/" in f]
-    return head[:90] + (f"; uncommitted edits in {', '.join(edits)}" if edits else "")
+    last = f"last realtime/ commit {head[:80]}"
+    return last + (f"; uncommitted edits in {', '.join(edits)}" if edits else "")
 
 
 def raise_nofile() -> None:
