@@ -69,7 +69,9 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {_masked(s.database_url)} is at revision {revision}")
 
 
-@cli.command()
+# A negative FROM or TO looks like an option to click; let it through to parse_range,
+# which names the problem ("FROM must not be negative") instead of "No such option".
+@cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("start", metavar="FROM", type=str)
 @click.argument("end", metavar="TO", type=str)
 @click.option("--wait", is_flag=True, help="Show progress and wait until every block is done.")

@@ -49,12 +49,15 @@ def run_backfill(
     settings: Settings, start: str, end: str, wait: bool, force: bool, out: TextIO = sys.stderr
 ) -> int:
     first, last = parse_range(start, end)
-    head = Node(settings.rpc_urls, settings.rpc_timeout).head()
+    node = Node(settings.rpc_urls, settings.rpc_timeout)
+    head = node.head()
     if last > head:
         raise BadRange(f"TO ({last}) is beyond the node's head ({head})")
     store = Store(settings.database_url)
     try:
         check_schema(store)
+        # Refuse here, not in every job: a worker cannot even record a job it refuses.
+        store.bind_chain(node.chain_id())
         check_redis(settings.redis_url)
         numbers = list(range(first, last + 1)) if force else store.missing(first, last)
         started = datetime.now(UTC) - timedelta(seconds=1)

@@ -287,3 +287,41 @@ def stack(
                     worker.stop()
     finally:
         stop_anvil(anvil)
+
+
+class Backfill:
+    """`chainpulse backfill ... --wait` running in the background, its stderr in a file."""
+
+    def __init__(self, s: Stack, directory: Path, *args: str) -> None:
+        self.path = directory / f"backfill-{'-'.join(args)}.err"
+        with open(self.path, "w") as err:
+            self.process = subprocess.Popen(
+                [CHAINPULSE, "backfill", *args, "--wait"],
+                env=s.env(),
+                cwd=directory,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+
+    def output(self) -> str:
+        return self.path.read_text()
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        wait_until(lambda: text in self.output(), timeout, f"backfill printing {text!r}")
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def __enter__(self) -> Backfill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

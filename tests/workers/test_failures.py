@@ -8,17 +8,16 @@ that can answer HTTP 429 first. The command line talks to anvil directly.
 from __future__ import annotations
 
 import signal
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from chainpulse.devnet import RedisServer, free_port, wait_until
+from chainpulse.devnet import RedisServer, free_port
 from tests.indexer.proxy import RpcProxy
 from tests.indexer.services import frozen
-from tests.workers.conftest import CHAINPULSE, Stack, Worker, stack
+from tests.workers.conftest import Backfill, Stack, Worker, stack
 
 
 @dataclass
@@ -72,44 +71,6 @@ def test_http_429_is_retried_until_the_job_succeeds(failing: Failing) -> None:
     assert s.rows_per_height(first, last) == s.node_rows_per_height(first, last)
     assert "answered HTTP 429 (rate limited)" in s.logs()
     assert s.status()["failed"] == []
-
-
-class Backfill:
-    """`chainpulse backfill ... --wait` running in the background, its stderr in a file."""
-
-    def __init__(self, s: Stack, directory: Path, *args: str) -> None:
-        self.path = directory / f"backfill-{'-'.join(args)}.err"
-        with open(self.path, "w") as err:
-            self.process = subprocess.Popen(
-                [CHAINPULSE, "backfill", *args, "--wait"],
-                env=s.env(),
-                cwd=directory,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
-
-    def output(self) -> str:
-        return self.path.read_text()
-
-    def wait_for(self, text: str, timeout: float = 30) -> None:
-        wait_until(lambda: text in self.output(), timeout, f"backfill printing {text!r}")
-
-    def wait(self, timeout: float = 60) -> int:
-        try:
-            return self.process.wait(timeout)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-
-    def __enter__(self) -> Backfill:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def test_frozen_node_fails_the_job_for_good_and_writes_nothing(
