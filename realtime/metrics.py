@@ -61,6 +61,16 @@ class Metrics:
             registry=r,
         )
 
+        self.direct_writes = Gauge(
+            "chainpulse_realtime_direct_writes",
+            "Frames written straight to an idle WebSocket, skipping its queue (since start)",
+            registry=r,
+        )
+        self.partial_writes = Gauge(
+            "chainpulse_realtime_partial_writes",
+            "Direct writes the kernel took only partly (the rest was queued), since start",
+            registry=r,
+        )
         self.tracked = Gauge(
             "chainpulse_realtime_tracked_state",
             "Entries of per-connection state held, by kind (must return to 0 when idle)",

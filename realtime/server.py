@@ -94,6 +94,8 @@ def build(settings: Settings, async_mode: str = "eventlet", redis: bool = True) 
     sio.eio.outbound_queue_max = settings.outbound_queue_max
     sio.eio.compression = settings.compression
     sio.eio.count_refusal = metrics.refuse
+    metrics.direct_writes.set_function(lambda: float(sio.eio.direct_writes))
+    metrics.partial_writes.set_function(lambda: float(sio.eio.partial_writes))
     if bus is not None:
         bus_ = bus
         metrics.pubsub_healthy.set_function(lambda: 1.0 if bus_.healthy else 0.0)

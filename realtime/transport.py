@@ -44,6 +44,16 @@ class Frame(str):
         return self.packed
 
 
+class Remainder(bytes):
+    """The unsent tail of a WebSocket frame written directly; the writer sends it first."""
+
+
+class _RemainderPacket(eio_packet.Packet):
+    def __init__(self, tail: bytes) -> None:
+        super().__init__(eio_packet.MESSAGE, data="")
+        self.encode_cache = Remainder(tail)
+
+
 def encode_event(namespace: str, event: str, data: Any) -> eio_packet.Packet:
     """One Engine.IO MESSAGE carrying a Socket.IO EVENT, encoded once for any number of
     recipients. `data` must be JSON (no bytes): there is no binary scan."""
@@ -64,7 +74,9 @@ def _heartbeat_first_queue() -> Any:
     class HeartbeatFirstQueue(Queue):
         def _put(self, item: Any) -> None:
             if isinstance(item, eio_packet.Packet) and item.packet_type == eio_packet.PING:
-                self.queue.appendleft(item)
+                # ahead of the backlog, but never inside a frame already half written
+                at = 1 if self.queue and isinstance(self.queue[0], _RemainderPacket) else 0
+                self.queue.insert(at, item)
                 self._put_bookkeeping()
             else:
                 super()._put(item)
@@ -103,7 +115,9 @@ class _Connection:
         return "6"  # an Engine.IO NOOP, which engine.io ignores
 
     def send(self, message: Any) -> None:
-        if type(message) is Frame and not self.ws.extensions:
+        if type(message) is Remainder:
+            self.ws._send(bytes(message))
+        elif type(message) is Frame and not self.ws.extensions:
             self.ws._send(message.frame(self.ws))
         else:
             self.ws.send(message)
@@ -115,7 +129,18 @@ class _Connection:
 def _websocket_class(base: Any) -> Any:
     class FanoutWebSocketWSGI(base):
         def __init__(self, handler: Callable[[Any], Any], server: EngineServer) -> None:
-            super().__init__(lambda ws: handler(_Connection(ws, server)), server)
+            eio_socket = getattr(handler, "__self__", None)
+
+            def run(ws: Any) -> Any:
+                if eio_socket is not None:
+                    eio_socket.direct_ws = ws  # see EngineServer.send_packet
+                try:
+                    return handler(_Connection(ws, server))
+                finally:
+                    if eio_socket is not None:
+                        eio_socket.direct_ws = None
+
+            super().__init__(run, server)
             self._compression = server.compression
 
         def _negotiate_permessage_deflate(self, extensions: Any) -> Any:
@@ -136,6 +161,8 @@ class EngineServer(engineio.Server):
     """engineio.Server with bounded queues, heartbeats first and fan-out frames."""
 
     outbound_queue_max = 1_000
+    direct_writes = 0  # frames written without the queue (a count since start-up)
+    partial_writes = 0  # of which the kernel took only a part; the writer sends the rest
     compression = False
     namespace = protocol.NAMESPACE
     count_refusal: Callable[[str], None] = staticmethod(lambda reason: None)
@@ -171,7 +198,43 @@ class EngineServer(engineio.Server):
         if sock.queue.qsize() >= self.outbound_queue_max:
             self.drop_slow(sock)
             return
+        if self._write_directly(sock, pkt):
+            return
         sock.send(pkt)
+
+    def _write_directly(self, sock: Any, pkt: Any) -> bool:
+        """Write a broadcast frame straight to an idle WebSocket, skipping the queue, the
+        writer's wake-up and its timers. Only when nothing is queued and no send is in
+        progress (so order is kept), and only as far as the kernel takes it without
+        waiting: the rest goes to the queue, in front, for the writer."""
+        ws = sock.__dict__.get("direct_ws")
+        frame = pkt.encode_cache
+        if (
+            ws is None
+            or type(frame) is not Frame
+            or ws.extensions
+            or not sock.upgraded
+            or sock.upgrading
+            or sock.closing
+            or sock.queue.qsize()
+            or ws._sendlock.locked()
+            or ws.websocket_closed
+        ):
+            return False
+        if not sock.check_ping_timeout():
+            return True
+        data = frame.frame(ws)
+        try:
+            sent = ws.socket.fd.send(data)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return False  # the writer meets the same error and closes the socket
+        self.direct_writes += 1
+        if sent < len(data):
+            self.partial_writes += 1
+            sock.queue.put(_RemainderPacket(data[sent:]))
+        return True
 
     def drop_slow(self, sock: Any) -> None:
         if sock.closing or sock.closed:

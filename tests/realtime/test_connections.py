@@ -246,3 +246,45 @@ def test_heartbeat_keeps_live_clients_and_drops_dead_ones(
     live.wait_for("new-block")
     assert live.sio.connected and only_live_client()
     dead.close()
+
+
+def test_frames_stay_whole_and_in_order_when_the_socket_backs_up(
+    start_server: StartServer, stream: Stream
+) -> None:
+    from tests.realtime.helpers import reorg_event
+
+    server = start_server(OUTBOUND_QUEUE_MAX="100000", PING_INTERVAL="0.2", PING_TIMEOUT="30")
+    raw = RawSocket(server)  # reads nothing until every reorg was pushed
+    raw.event("connected")
+    count = 400  # ~10 KB each: several MB, far more than the socket buffers hold
+    pipe = stream.redis.pipeline()
+    for i in range(count):
+        event = reorg_event(10_000 + i * 100, 60)
+        pipe.xadd(
+            stream.key,
+            {
+                "type": event.type,
+                "id": event.id,
+                "data": json.dumps(
+                    {
+                        "depth": 60,
+                        "commonAncestor": event.commonAncestor.__dict__,
+                        "removed": [r.__dict__ for r in event.removed],
+                        "added": [r.__dict__ for r in event.added],
+                    }
+                ),
+            },
+        )
+    pipe.execute()
+    wait_until(
+        lambda: f'messages_pushed_total{{event="reorg"}} {count}.0' in server.get("/metrics").text,
+        WAIT * 2,
+        "every reorg to be pushed",
+    )
+    metrics = server.get("/metrics").text
+    assert "chainpulse_realtime_partial_writes 0.0" not in metrics  # the path under test
+    ancestors = [raw.event("reorg")["commonAncestor"]["number"] for _ in range(count)]
+    assert ancestors == [10_000 + i * 100 for i in range(count)]
+    raw.send('42/realtime,["ping"]')
+    assert "timestamp" in raw.event("pong")
+    raw.close()

@@ -67,6 +67,7 @@ def test_new_blocks_in_order_once_whatever_the_stream_order(
     metrics = server.get("/metrics").text
     assert 'chainpulse_realtime_stream_entries_total{outcome="malformed"} 2.0' in metrics
     assert 'chainpulse_realtime_stream_entries_total{outcome="duplicate"} 2.0' in metrics
+    assert "chainpulse_realtime_direct_writes 0.0" not in metrics  # the fast path is used
 
 
 def test_blocks_far_behind_the_head_are_not_pushed(
