@@ -4,6 +4,9 @@ that are not Engine.IO text packets.
 
 - A broadcast is encoded once into a `Frame` (the Engine.IO text); the first WebSocket
   that sends it packs the RFC 6455 frame and every other recipient reuses those bytes.
+- To an idle WebSocket (nothing queued, nothing being sent) the frame is written
+  straight to the socket, without the per-client queue, the writer's wake-up and its
+  timers; whatever the kernel does not take at once is queued first for the writer.
 - `HeartbeatFirstQueue` puts Engine.IO PING packets ahead of any backlog, so a client
   behind on broadcasts is not dropped for a ping that waited in its own queue.
 - `EngineServer.send_packet` refuses to grow a client's queue past `outbound_queue_max`:
