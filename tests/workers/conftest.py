@@ -89,12 +89,12 @@ class Worker:
         try:
 
             def answers() -> bool:
-                assert self.process is not None and self.process.poll() is None, self.log()
+                assert self.process is not None and self.process.poll() is None, self.tail()
                 return bool(app.control.ping(destination=[self.hostname], timeout=0.5))
 
             wait_until(answers, timeout, f"worker {self.hostname} answering", interval=0.2)
         except TimeoutError as exc:
-            raise AssertionError(f"{exc}\n{self.log()}") from None
+            raise AssertionError(f"{exc}\n{self.tail()}") from None
         finally:
             app.close()
         return self
@@ -125,8 +125,12 @@ class Worker:
         self.process = None
 
     def log(self) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return f"--- log of worker {self.hostname} ---\n{text[-6000:]}"
+        """Everything the worker wrote so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tail(self) -> str:
+        """The end of the log, for failure messages."""
+        return f"--- log of worker {self.hostname} ---\n{self.log()[-6000:]}"
 
 
 @contextlib.contextmanager
@@ -199,6 +203,9 @@ class Stack:
 
     def logs(self) -> str:
         return "\n".join(w.log() for w in self.workers)
+
+    def tails(self) -> str:
+        return "\n".join(w.tail() for w in self.workers)
 
     def store(self) -> Store:
         return Store(self.database_url)

@@ -42,7 +42,7 @@ def backfilled(s: Stack) -> int:
         store.dispose()
     if missing:
         result = s.cli("backfill", "1", str(head), "--wait")
-        assert result.returncode == 0, result.stderr + s.logs()
+        assert result.returncode == 0, result.stderr + s.tails()
     return head
 
 
@@ -50,7 +50,7 @@ def test_backfill_wait_indexes_every_block(chain: Stack) -> None:
     head = chain.anvil.head()
     result = chain.cli("backfill", "1", str(head), "--wait")
 
-    assert result.returncode == 0, result.stderr + chain.logs()
+    assert result.returncode == 0, result.stderr + chain.tails()
     assert f"enqueued {head} blocks in {-(-head // 3)} jobs" in result.stderr
     assert f"indexed {head} blocks in" in result.stderr
     assert "blocks/s" in result.stderr and "ETA" in result.stderr
@@ -110,7 +110,7 @@ def test_force_reindexes_stored_blocks(chain: Stack) -> None:
 
     result = chain.cli("backfill", "2", "4", "--force", "--wait")
 
-    assert result.returncode == 0, result.stderr + chain.logs()
+    assert result.returncode == 0, result.stderr + chain.tails()
     assert "enqueued 3 blocks in 1 jobs" in result.stderr
     assert "indexed 3 blocks" in result.stderr
     after = indexed_at(chain, 1, head)
@@ -132,7 +132,7 @@ def test_missing_ranges_are_shown_and_filled(chain: Stack) -> None:
 
         result = chain.cli("backfill", "1", str(head), "--wait")
 
-        assert result.returncode == 0, result.stderr + chain.logs()
+        assert result.returncode == 0, result.stderr + chain.tails()
         assert f"enqueued 3 blocks in 2 jobs ({head - 3} already indexed)" in result.stderr
         assert store.summary()["gaps"] == []
         assert chain.rows_per_height(1, head) == chain.node_rows_per_height(1, head)

@@ -42,7 +42,7 @@ def failing(
 def catch_up(s: Stack) -> None:
     head = s.anvil.head()
     result = s.cli("backfill", "1", str(head), "--wait")
-    assert result.returncode == 0, result.stderr + s.logs()
+    assert result.returncode == 0, result.stderr + s.tails()
 
 
 def test_worker_fails_over_past_an_unreachable_endpoint(failing: Failing) -> None:
@@ -52,7 +52,7 @@ def test_worker_fails_over_past_an_unreachable_endpoint(failing: Failing) -> Non
 
     result = s.cli("backfill", "1", str(last), "--wait")
 
-    assert result.returncode == 0, result.stderr + s.logs()
+    assert result.returncode == 0, result.stderr + s.tails()
     assert s.rows_per_height(1, last) == s.node_rows_per_height(1, last)
     assert failing.proxy.forwarded > forwarded
     assert "is unreachable (ConnectionError)); failing over" in s.logs()
@@ -66,7 +66,7 @@ def test_http_429_is_retried_until_the_job_succeeds(failing: Failing) -> None:
 
     result = s.cli("backfill", str(first), str(last), "--wait")
 
-    assert result.returncode == 0, result.stderr + s.logs()
+    assert result.returncode == 0, result.stderr + s.tails()
     assert failing.proxy.answered_canned == 2 and not failing.proxy.canned
     assert s.rows_per_height(first, last) == s.node_rows_per_height(first, last)
     assert "answered HTTP 429 (rate limited)" in s.logs()
@@ -91,7 +91,7 @@ def test_frozen_node_fails_the_job_for_good_and_writes_nothing(
         worker.signal(signal.SIGCONT)
 
     output = backfill.output()
-    assert code == 1, output + s.logs()
+    assert code == 1, output + s.tails()
     assert f"3 blocks failed: {first}-{last}" in output
     assert "first error: NodeUnavailable: node at" in output
 
@@ -117,7 +117,7 @@ def test_backfill_of_failed_blocks_waits_for_the_new_jobs(failing: Failing, tmp_
             backfill.wait_for("blocks/s")  # the first progress line
             assert f"0/{len(failed)} blocks" in backfill.output(), backfill.output()
             failing.worker.signal(signal.SIGCONT)
-            assert backfill.wait() == 0, backfill.output() + s.logs()
+            assert backfill.wait() == 0, backfill.output() + s.tails()
     finally:
         failing.worker.signal(signal.SIGCONT)
     assert s.rows_per_height(failed[0], failed[-1]) == s.node_rows_per_height(failed[0], failed[-1])

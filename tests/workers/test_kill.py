@@ -60,11 +60,11 @@ def test_kill_9_mid_backfill_leaves_no_gap_and_no_duplicate(
                     err.seek(0)
                     raise AssertionError(
                         f"backfill still waiting; missing {store.missing(1, head)}\n"
-                        f"{err.read()[-2000:]}\n{s.logs()}"
+                        f"{err.read()[-2000:]}\n{s.tails()}"
                     ) from None
                 err.seek(0)
                 output = err.read()
-                assert code == 0, output + s.logs()
+                assert code == 0, output + s.tails()
                 assert f"indexed {head} blocks" in output
 
                 assert store.missing(1, head) == []
