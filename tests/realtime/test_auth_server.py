@@ -20,10 +20,7 @@ def token(sub: str, ttl: float = 600, key: str = SECRET) -> str:
     return jwt.encode({"sub": sub, "exp": int(time.time() + ttl)}, key, algorithm="HS256")
 
 
-def test_guarded_actions_without_or_with_a_bad_token(
-    start_server: StartServer, clients: Connect
-) -> None:
-    server = start_server()
+def guarded_actions_without_or_with_a_bad_token(server: Server, clients: Connect) -> None:
     anonymous = clients(server)
     forged = clients(server, auth={"token": token("alice", key="f" * 32)})
     for client, error in ((anonymous, "Unauthorized"), (forged, "Invalid token")):
@@ -35,10 +32,9 @@ def test_guarded_actions_without_or_with_a_bad_token(
         assert client.call("subscribe", {"channel": "price:ETH"})["success"] is True
 
 
-def test_private_messages_reach_the_subject_only(
-    start_server: StartServer, clients: Connect
-) -> None:
+def test_guarded_actions_and_private_messages(start_server: StartServer, clients: Connect) -> None:
     server = start_server()
+    guarded_actions_without_or_with_a_bad_token(server, clients)
     alice = clients(server, auth={"token": token("alice")})
     bob = clients(server, auth={"token": token("bob")})
     eve = clients(server, auth={"token": token("eve")})

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+import socketio
+
 from tests.realtime.helpers import (
     Client,
     Server,
@@ -24,7 +27,9 @@ def numbers(client: Client) -> list[int]:
     return [b["number"] for b in client.of("new-block")]
 
 
-def test_connected_then_ping_pong(start_server: StartServer, clients: Connect) -> None:
+def test_connected_ping_and_new_blocks_in_order_once(
+    start_server: StartServer, clients: Connect, stream: Stream
+) -> None:
     server = start_server()
     client = clients(server)
     connected = client.of("connected")[0]
@@ -35,13 +40,6 @@ def test_connected_then_ping_pong(start_server: StartServer, clients: Connect) -
     pong = client.wait_for("pong")[0]
     assert set(pong) == {"timestamp"} and pong["timestamp"] >= connected["serverTime"]
     assert client.names()[0] == "connected"
-
-
-def test_new_blocks_in_order_once_whatever_the_stream_order(
-    start_server: StartServer, clients: Connect, stream: Stream
-) -> None:
-    server = start_server()
-    client = clients(server)
     stream.append(block_event(10))
     client.wait_for("new-block")
     stream.append(block_event(13), block_event(12), block_event(12), block_event(11))
@@ -70,17 +68,6 @@ def test_new_blocks_in_order_once_whatever_the_stream_order(
     assert "chainpulse_realtime_direct_writes 0.0" not in metrics  # the fast path is used
 
 
-def test_blocks_far_behind_the_head_are_not_pushed(
-    start_server: StartServer, clients: Connect, stream: Stream
-) -> None:
-    server = start_server(PUSH_WINDOW="8")
-    client = clients(server)
-    stream.append(block_event(100), block_event(91, source="backfill"), block_event(92))
-    stream.append(block_event(101))
-    client.wait_for("new-block", 2)
-    assert numbers(client) == [100, 101]
-
-
 def test_reorg_then_the_next_block_is_ancestor_plus_one(
     start_server: StartServer, clients: Connect, stream: Stream
 ) -> None:
@@ -105,16 +92,20 @@ def test_reorg_then_the_next_block_is_ancestor_plus_one(
     assert after[0]["hash"] == block_hash(22, fork=1)
 
 
-def test_a_gap_that_never_fills_is_given_up(
+def test_backfill_is_not_pushed_and_a_gap_that_never_fills_is_given_up(
     start_server: StartServer, clients: Connect, stream: Stream
 ) -> None:
-    server = start_server(BLOCK_GAP_TIMEOUT="0.5")
+    server = start_server(PUSH_WINDOW="8", BLOCK_GAP_TIMEOUT="0.5")
     client = clients(server)
-    stream.append(block_event(30), block_event(32), block_event(33))
-    client.wait_for("new-block", 3)
-    stream.append(block_event(31), block_event(34))
-    client.wait_for("new-block", 4)
-    assert numbers(client) == [30, 32, 33, 34]
+    stream.append(block_event(100), block_event(91, source="backfill"), block_event(92))
+    stream.append(block_event(101))
+    client.wait_for("new-block", 2)
+    assert numbers(client) == [100, 101]
+    stream.append(block_event(102), block_event(104), block_event(105))
+    client.wait_for("new-block", 5)  # 104 and 105 after the gap timeout
+    stream.append(block_event(103), block_event(106))
+    client.wait_for("new-block", 6)
+    assert numbers(client) == [100, 101, 102, 104, 105, 106]
     assert "chainpulse_realtime_blocks_skipped_total 1.0" in server.get("/metrics").text
 
 
@@ -146,12 +137,17 @@ def test_price_snapshot_on_subscribe_then_live_updates_to_the_room_only(
     assert len(subscriber.of("price-update")) == 2
 
 
-def test_http_endpoints(start_server: StartServer, db_url: str) -> None:
+def test_http_endpoints_and_origin_policy(
+    start_server: StartServer, clients: Connect, db_url: str
+) -> None:
     insert_blocks(db_url, range(1, 6))
     insert_price(db_url, "ETH", "3000.5", 4)
     insert_price(db_url, "ETH", "3001", 5)
     insert_price(db_url, "DAI", "1", None)
     server = start_server(CORS_ORIGIN="https://app.example")
+    # the Socket.IO endpoint applies the same origin policy (the client sends its own)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        clients(server)
     assert server.get("/healthz").json() == {"status": "ok"}
     ready = server.get("/readyz")
     assert ready.status_code == 200
