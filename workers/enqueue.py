@@ -11,6 +11,7 @@ refused as a whole: `Deposed` is raised and nothing reaches the queue.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ from typing import Any
 import redis
 from celery import Celery
 from kombu import Producer
+from kombu.exceptions import OperationalError
 
+from indexer.errors import RetryableError
 from indexer.events import BlockSource
 from indexer.reorg import Deposed
 from workers.app import QUEUE
@@ -60,6 +63,10 @@ def read_cursor(client: redis.Redis) -> Cursor | None:
         return None
     data = json.loads(raw)
     return Cursor(int(data["number"]), str(data["hash"]))
+
+
+class BrokerUnavailable(RetryableError):
+    """Redis (the broker) did not take the jobs; nothing was enqueued."""
 
 
 class _Batch:
@@ -113,6 +120,15 @@ class FencedQueue:
 
         Raises Deposed (and pushes nothing) when the lock holds another token.
         """
+        try:
+            pushed = self._enqueue(jobs, cursor)
+        except (OperationalError, redis.RedisError, OSError) as exc:
+            self._reset()
+            raise BrokerUnavailable(f"could not enqueue jobs: {exc}") from exc
+        if not pushed:
+            raise Deposed(f"follower token {self.lease.token} no longer holds the lock")
+
+    def _enqueue(self, jobs: Sequence[Job], cursor: Cursor | None) -> bool:
         from workers.tasks import index_blocks
 
         producer, batch = self._producer()
@@ -127,8 +143,13 @@ class FencedQueue:
         keys = [LOCK_KEY, CURSOR_KEY] + [str(args[0]) for _, args in batch.commands]
         values = [self.lease.value, cursor.dump() if cursor else ""]
         values += [args[1] for _, args in batch.commands]
-        if not self._push(keys=keys, args=values):
-            raise Deposed(f"follower token {self.lease.token} no longer holds the lock")
+        return bool(self._push(keys=keys, args=values))
+
+    def _reset(self) -> None:
+        self._channel = None
+        with contextlib.suppress(Exception):  # the old connection is broken anyway
+            self._connection.release()
+        self._connection = self.app.connection_for_write()
 
     def close(self) -> None:
         self._connection.release()

@@ -14,8 +14,9 @@ take over when its lock expires. The active one:
 - every sweep (a few seconds) compares the stored tip with the node, re-enqueues
   heights still missing below the cursor (lost jobs, failed blocks, a Redis that lost
   its queue) and reads the node's `finalized` block, below which no repair may reach;
-- on an empty database starts at `START_BLOCK`, or the target at first start; the
-  start height is recorded, so a restart resumes from the cursor instead;
+- at its first start (no start recorded in `chainpulse_meta`) starts at `START_BLOCK`,
+  or else at the target then, never at genesis by accident; later starts resume from
+  the cursor (Redis, else the highest stored block) and catch up;
 - stops advancing (but stays the lock holder) while a too-deep reorg is recorded.
 
 Every action on the chain is fenced by the lease token: enqueueing through a Lua script
@@ -173,10 +174,12 @@ class Follower:
             raise Deposed("the follower lease is not held")
         if self.start is None:
             self._resume(token)
+        if self.halted is None:
+            self._follow(token)
         if time.monotonic() >= self._next_sweep:
             self._sweep(token)
-        if self.halted is not None:
-            return
+
+    def _follow(self, token: int) -> None:
         head = self._head()
         target = int(head["number"], 16) - self.settings.confirmations
         assert self.start is not None
@@ -264,13 +267,8 @@ class Follower:
         top = self.store.top()
         if stored_start is None:
             start = self.settings.start_block
-            if start is None:
-                lowest = self.store.summary()["lowest"]
-                if lowest is not None:
-                    start = int(lowest)
-                else:
-                    head = self.node.head()
-                    start = max(head - self.settings.confirmations, 0)
+            if start is None:  # the target at first start, even over backfilled blocks
+                start = max(self.node.head() - self.settings.confirmations, 0)
             with self.store.writing() as conn:
                 claim_fence(self.store, conn, token)
                 if self.store.get_meta(START_KEY, conn) is None:

@@ -98,3 +98,28 @@ def test_falls_back_to_polling_when_the_websocket_is_down(stack: Stack) -> None:
         activity.block(count=2)
     stack.wait_consistent()
     assert running.follower._heads is not None and not running.follower._heads.connected
+
+
+def test_honours_confirmations(stack: Stack) -> None:
+    activity = Activity(stack.anvil)
+    activity.block()
+    stack.follower(confirmations=2)
+    wait_until(lambda: stack.start_block() is not None, 30, "the follower starting")
+    for _ in range(4):
+        activity.block(count=2)
+    stack.wait_consistent(confirmations=2)  # up to head - 2, nothing above
+    stack.anvil.call("anvil_reorg", 2, [])  # only blocks the follower has not indexed
+    activity.block()
+    stack.wait_consistent(confirmations=2)
+    assert stack.reorgs() == []
+
+
+def test_no_repair_reaches_below_the_finalized_block(stack: Stack) -> None:
+    stack.anvil.mine(80)  # anvil finalizes head - 64
+    stack.follower(start_block=1, max_reorg_depth=200)
+    stack.wait_consistent()
+    finalized = int(stack.anvil.block("finalized")["number"], 16)
+    assert finalized > 0
+    stack.anvil.call("anvil_reorg", stack.anvil.head() - finalized + 2, [])
+    wait_until(lambda: stack.store.get_meta("halted") is not None, 30, "the halt recorded")
+    assert stack.reorgs() == []

@@ -101,6 +101,7 @@ def test_a_standby_takes_over_after_kill_9(stack: Stack, tmp_path: Path) -> None
         active.wait()
         for _ in range(3):
             activity.block(count=3)
+        stack.anvil.mine(12)  # more than BACKFILL_BATCH: the older ones go out as backfill
         wait_until(
             lambda: (h := holder(stack.client)) is not None and h["token"] > first["token"],
             30,
@@ -109,6 +110,8 @@ def test_a_standby_takes_over_after_kill_9(stack: Stack, tmp_path: Path) -> None
         stack.wait_consistent()
         activity.block()
         stack.wait_consistent()
+        sources = {d["source"] for t, d in stack.events() if t == "block.indexed"}
+        assert sources == {"head", "backfill"}
     finally:
         for p in processes:
             if p.poll() is None:
