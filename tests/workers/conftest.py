@@ -226,6 +226,14 @@ class Stack:
         report: dict[str, Any] = json.loads(result.stdout)
         return report
 
+    def failed(self) -> list[int]:
+        """Heights recorded as failed for good (what `chainpulse status` lists)."""
+        store = self.store()
+        try:
+            return [int(f["number"]) for f in store.failures()]
+        finally:
+            store.dispose()
+
     def rows_per_height(self, lo: int, hi: int) -> dict[str, dict[int, int]]:
         """How many blocks, transactions and logs rows each height has, by table."""
         store = self.store()

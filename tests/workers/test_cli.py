@@ -92,7 +92,11 @@ def test_database_without_schema_says_to_upgrade(idle: Stack, tmp_path: Path) ->
 
 
 def test_backfill_refuses_a_node_on_another_chain(idle: Stack) -> None:
-    assert idle.cli("backfill", "1", "1").returncode == 0  # binds the database to 31337
+    store = idle.store()
+    try:
+        store.bind_chain(31337)
+    finally:
+        store.dispose()
     other = Anvil(chain_id=4242).start()
     try:
         other.mine(3)

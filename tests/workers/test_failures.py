@@ -18,6 +18,7 @@ from chainpulse.devnet import RedisServer, free_port
 from tests.indexer.proxy import RpcProxy
 from tests.indexer.services import frozen
 from tests.workers.conftest import Backfill, Stack, Worker, stack
+from workers.status import render_status
 
 
 @dataclass
@@ -70,7 +71,7 @@ def test_http_429_is_retried_until_the_job_succeeds(failing: Failing) -> None:
     assert failing.proxy.answered_canned == 2 and not failing.proxy.canned
     assert s.rows_per_height(first, last) == s.node_rows_per_height(first, last)
     assert "answered HTTP 429 (rate limited)" in s.logs()
-    assert s.status()["failed"] == []
+    assert s.failed() == []
 
 
 def test_frozen_node_fails_the_job_for_good_and_writes_nothing(
@@ -101,7 +102,7 @@ def test_frozen_node_fails_the_job_for_good_and_writes_nothing(
     assert report["indexed"] == first - 1 and report["lag"] == 3
     assert s.rows_per_height(first, last) == {"blocks": {}, "transactions": {}, "logs": {}}
     assert report["outbox"] == 0
-    text = s.cli("status").stdout
+    text = render_status(report)
     assert f"failed       {first}-{last}" in text
     assert "last error   NodeUnavailable" in text
 
@@ -109,7 +110,7 @@ def test_frozen_node_fails_the_job_for_good_and_writes_nothing(
 def test_backfill_of_failed_blocks_waits_for_the_new_jobs(failing: Failing, tmp_path: Path) -> None:
     """Failures left by an earlier run must not count as failures of this run."""
     s = failing.stack
-    failed = [f["number"] for f in s.status()["failed"]]
+    failed = s.failed()
     assert failed, "the frozen-node test leaves failed blocks behind"
     failing.worker.signal(signal.SIGSTOP)  # the new jobs wait in the queue for a while
     try:
@@ -121,4 +122,4 @@ def test_backfill_of_failed_blocks_waits_for_the_new_jobs(failing: Failing, tmp_
     finally:
         failing.worker.signal(signal.SIGCONT)
     assert s.rows_per_height(failed[0], failed[-1]) == s.node_rows_per_height(failed[0], failed[-1])
-    assert s.status()["failed"] == []
+    assert s.failed() == []
