@@ -49,6 +49,7 @@ class RealtimeClient:
         reconnection: bool = True,
         reconnection_attempts: int = 0,
         reconnection_delay: float = 1.0,
+        reconnection_delay_max: float = 5.0,
         transports: Iterable[str] = ("websocket",),
     ) -> None:
         self.url = url
@@ -69,6 +70,7 @@ class RealtimeClient:
             reconnection=reconnection,
             reconnection_attempts=reconnection_attempts,
             reconnection_delay=reconnection_delay,
+            reconnection_delay_max=reconnection_delay_max,
         )
         self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
         self.sio.on("new-block", self._on_new_block, namespace=NAMESPACE)

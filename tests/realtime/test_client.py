@@ -50,6 +50,7 @@ def test_reconnects_resumes_and_resubscribes(
         on_price_update=prices.append,
         on_reorg=reorgs.append,
         reconnection_delay=0.2,
+        reconnection_delay_max=0.5,
     )
     client.connect()
     client.subscribe_to_prices(["ETH"])

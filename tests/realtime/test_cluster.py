@@ -94,7 +94,7 @@ def test_a_silent_pubsub_listener_is_reported(own_redis: RedisServer, tmp_path: 
     try:
         assert "chainpulse_realtime_pubsub_healthy 1.0" in server.get("/metrics").text
         # Redis still answers PING, but no PUBLISH gets through: the canary goes unheard
-        redis.Redis.from_url(own_redis.url).execute_command("CLIENT", "PAUSE", "4000", "WRITE")
+        redis.Redis.from_url(own_redis.url).execute_command("CLIENT", "PAUSE", "2500", "WRITE")
         wait_until(lambda: server.get("/readyz").status_code == 503, WAIT, "readyz to fail")
         checks = server.get("/readyz").json()
         assert checks["redis"] == "ok" and checks["pubsub"].startswith("silent for")

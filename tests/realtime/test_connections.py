@@ -65,7 +65,7 @@ def test_state_does_not_grow_over_10000_connect_disconnect_cycles(tmp_path: Path
 
 def test_real_sockets_leave_no_state_behind(start_server: StartServer) -> None:
     server = start_server()
-    for _ in range(40):
+    for _ in range(25):
         client = Client(server).connect()
         client.emit("ping")
         client.close()
