@@ -892,6 +892,18 @@ def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
                 per_n(n, ("broadcast", "server_cpu_us_per_msg")),
                 "{:.1f}",
             ),
+            (
+                "broadcasts: dropped connections",
+                f"{n:,}",
+                per_n(n, ("broadcast", "dropped")),
+                "{:.0f}",
+            ),
+            (
+                "mix 1/s: clients connected at start",
+                f"{n:,}",
+                per_n(n, ("mix", "clients")),
+                "{:.0f}",
+            ),
             ("mix 1/s: dropped connections", f"{n:,}", per_n(n, ("mix", "dropped")), "{:.0f}"),
             ("mix 1/s: lost messages", f"{n:,}", per_n(n, ("mix", "lost")), "{:.0f}"),
             (
@@ -1022,6 +1034,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--budget", type=float, default=840.0, help="seconds for the whole run")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for chainpulse serve")
     ap.add_argument("--json", help="write all results to this file")
+    ap.add_argument("--table-from", help="print the table of a --json file (same --n, --rate-n)")
     ap.add_argument("--py-spy", help="profile Python servers with py-spy into this directory")
     ap.add_argument("--keep-logs", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
@@ -1079,8 +1092,20 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
+def table_from(path: str, args: argparse.Namespace) -> str:
+    """The table of a run saved with --json (N keys come back as strings)."""
+    saved = json.loads(Path(path).read_text())
+    results = {
+        kind: {"per_n": {int(n): res for n, res in r["per_n"].items()}} for kind, r in saved.items()
+    }
+    return table(results, args)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.table_from:
+        print(table_from(args.table_from, args))
+        return {}
     raise_nofile()
     started = time.monotonic()
     deadline = started + args.budget
