@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
+
+# (request JSON, the node's reply JSON) -> the reply to send instead
+Rewrite = Callable[[Any, Any], Any]
 
 
 class RpcProxy:
@@ -21,6 +26,7 @@ class RpcProxy:
         self.canned: collections.deque[tuple[int, bytes]] = collections.deque()
         self.forwarded = 0
         self.answered_canned = 0
+        self.rewrite: Rewrite | None = None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -58,7 +64,11 @@ class RpcProxy:
                                 headers={"Content-Type": "application/json"},
                                 timeout=10,
                             )
-                            canned = (reply.status_code, reply.content)
+                            content = reply.content
+                            if proxy.rewrite is not None and reply.ok:
+                                new = proxy.rewrite(json.loads(body), reply.json())
+                                content = json.dumps(new).encode()
+                            canned = (reply.status_code, content)
                         except requests.RequestException:
                             canned = (502, b"upstream failed")
                     status, content = canned

@@ -5,6 +5,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from indexer import models as m
+from indexer.blocks import decode
 from indexer.store import Store
 
 MAX = 2**256 - 1
@@ -71,5 +72,50 @@ def test_uint256_and_exact_decimal_round_trip(migrated_url: str) -> None:
         assert price == PRICE and isinstance(price, Decimal)
         assert str(price) == str(PRICE)
         assert found == 1
+    finally:
+        store.dispose()
+
+
+def test_store_keeps_a_2_256_minus_1_transfer_exact(migrated_url: str) -> None:
+    """A decoded block carrying the largest uint256 values, saved by the Store."""
+    tx_hash = "0x" + "AB" * 32
+    raw = {
+        "number": "0x7",
+        "hash": "0x" + "C1" * 32,
+        "parentHash": "0x" + "C0" * 32,
+        "timestamp": "0x65000000",
+        "gasUsed": "0x5208",
+        "gasLimit": "0x1c9c380",
+        "baseFeePerGas": hex(MAX),
+        "miner": "0x" + "EE" * 20,
+        "transactions": [
+            {
+                "hash": tx_hash,
+                "transactionIndex": "0x0",
+                "from": "0x" + "AA" * 20,
+                "to": "0x" + "BB" * 20,
+                "value": hex(MAX),
+                "gas": "0x5208",
+                "gasPrice": hex(MAX),
+                "nonce": "0x0",
+            }
+        ],
+    }
+    receipt = {
+        "transactionHash": tx_hash,
+        "status": "0x1",
+        "gasUsed": "0x5208",
+        "contractAddress": None,
+        "logs": [],
+    }
+    store = Store(migrated_url)
+    try:
+        [event] = store.save_blocks([decode(raw, [receipt])], "backfill")
+        assert event.blockNumber == 7
+        with store.engine.connect() as conn:
+            row = conn.execute(sa.select(m.transactions)).mappings().one()
+            base_fee = conn.execute(sa.select(m.blocks.c.base_fee_per_gas)).scalar_one()
+        assert (row["value"], row["gas_price"], base_fee) == (MAX, MAX, MAX)
+        assert row["hash"] == tx_hash.lower() and row["from_address"] == "0x" + "aa" * 20
     finally:
         store.dispose()

@@ -1,10 +1,11 @@
 """The JSON-RPC client: error classification (unit) and Node against a real anvil."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from chainpulse.devnet import Anvil, free_port
+from chainpulse.devnet import Activity, Anvil, free_port
 from indexer.errors import (
     BlockNotFound,
     ChainMismatch,
@@ -173,3 +174,38 @@ def test_rate_limited_endpoint_fails_over(anvil: Anvil, proxy: RpcProxy) -> None
     anvil.mine()
     assert node.head() == 1
     assert node.url == anvil.url
+
+
+def test_node_without_eth_getblockreceipts_falls_back_to_per_transaction_receipts(
+    anvil: Anvil, proxy: RpcProxy
+) -> None:
+    activity = Activity(anvil)
+    first = activity.block(count=4, reverts=1, deploys=1)
+    second = activity.block(count=3)
+    methods: list[str] = []
+
+    def refuse_block_receipts(request: Any, reply: Any) -> Any:
+        calls = request if isinstance(request, list) else [request]
+        replies = reply if isinstance(reply, list) else [reply]
+        refused = {c["id"] for c in calls if c["method"] == "eth_getBlockReceipts"}
+        methods.extend(c["method"] for c in calls)
+        out = [
+            {"jsonrpc": "2.0", "id": r["id"], "error": {"code": -32601, "message": "not found"}}
+            if r["id"] in refused
+            else r
+            for r in replies
+        ]
+        return out if isinstance(reply, list) else out[0]
+
+    proxy.rewrite = refuse_block_receipts
+    node = Node([proxy.url], timeout=5)
+
+    fetched = node.blocks_with_receipts([first, second])
+
+    direct = Node([anvil.url], timeout=5).blocks_with_receipts([first, second])
+    assert fetched == direct
+    assert "eth_getTransactionReceipt" in methods
+    assert len(fetched[0][1]) == 4 and len(fetched[1][1]) == 3
+    methods.clear()
+    node.blocks_with_receipts([second])  # remembers: no second try of the missing method
+    assert "eth_getBlockReceipts" not in methods

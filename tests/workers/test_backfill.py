@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from chainpulse.devnet import Activity, RedisServer
+from chainpulse.devnet import Activity, RedisServer, free_port, wait_until
 from indexer import models as m
 from indexer.config import Settings
+from tests.indexer.services import build_indexer, close_indexer
 from tests.workers.conftest import Stack, stack
 from workers.status import collect_status, render_status
 
@@ -138,3 +139,19 @@ def test_missing_ranges_are_shown_and_filled(chain: Stack) -> None:
         assert chain.rows_per_height(1, head) == chain.node_rows_per_height(1, head)
     finally:
         store.dispose()
+
+
+def test_a_worker_relays_events_another_process_left_in_the_outbox(chain: Stack) -> None:
+    """A writer that committed but died before appending: a worker appends its event."""
+    head = backfilled(chain)
+    chain.anvil.mine()
+    closed_redis = f"redis://127.0.0.1:{free_port()}/0"
+    writer = build_indexer(chain.anvil.url, chain.database_url, closed_redis)
+    try:
+        [event] = writer.index(head + 1, head + 1, "backfill")  # Redis unreachable for it
+        assert len(writer.store.pending_outbox()) == 1
+        wait_until(lambda: event.id in chain.stream_ids(), 30, "a worker relaying the event")
+        wait_until(lambda: writer.store.pending_outbox() == [], 10, "the outbox emptied")
+    finally:
+        close_indexer(writer)
+    assert chain.stream_ids().count(event.id) == 1
