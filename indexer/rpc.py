@@ -212,6 +212,8 @@ def _tag(tag: int | str) -> str:
 
 
 def _raise_rpc_error(url: str, method: str, error: Any) -> None:
+    if not isinstance(error, dict):  # some providers send a bare string
+        error = {"message": str(error)}
     code = error.get("code")
     message = str(error.get("message", "no message"))
     lowered = message.lower()

@@ -30,9 +30,15 @@ POLL_S = 0.5
 
 def check_redis(url: str) -> None:
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL {mask_url(url)} is malformed: {exc}") from None
+    try:
+        client.ping()
     except redis.RedisError as exc:
         raise DatabaseBusy(f"Redis at {mask_url(url)} is unreachable: {exc}") from None
+    finally:
+        client.close()
 
 
 def check_schema(store: Store) -> None:

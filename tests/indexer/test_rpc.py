@@ -39,6 +39,15 @@ def test_rate_limit_errors_are_retryable(error: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize(
+    ("error", "kind"),
+    [("Too many requests, slow down", RateLimited), ("internal error", RpcError)],
+)
+def test_bare_string_errors_are_classified_too(error: str, kind: type[Exception]) -> None:
+    with pytest.raises(kind, match=error):
+        _raise_rpc_error(URL, "eth_blockNumber", error)
+
+
+@pytest.mark.parametrize(
     ("error", "code"),
     [
         ({"code": -32601, "message": "Method not found"}, -32601),

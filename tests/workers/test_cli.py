@@ -13,7 +13,7 @@ import pytest
 
 from chainpulse.devnet import Anvil, RedisServer, free_port
 from tests.indexer.services import stop_anvil
-from tests.workers.conftest import Backfill, Stack, stack
+from tests.workers.conftest import Backfill, Stack, database, stack
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,13 @@ def test_unreachable_dependency_is_named_with_its_password_masked(
     assert "Traceback" not in result.stderr
 
 
+def test_malformed_redis_url_is_named(idle: Stack) -> None:
+    result = idle.cli("backfill", "1", "2", REDIS_URL="localhost:6379")
+    assert result.returncode == 2, result
+    assert result.stderr.startswith("chainpulse: REDIS_URL localhost:6379 is malformed: ")
+    assert result.stderr.count("\n") == 1
+
+
 def test_db_upgrade_names_an_unreachable_database(idle: Stack) -> None:
     port = free_port()
     result = idle.cli("db", "upgrade", DATABASE_URL=f"postgresql://u:secret@127.0.0.1:{port}/x")
@@ -120,3 +127,29 @@ def test_backfill_wait_without_a_worker_says_so(idle: Stack, tmp_path: Path) -> 
         client.delete("blocks")
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="indexer/store.py Store.errors() maps only OperationalError and "
+                "InterfaceError to DatabaseBusy; PostgreSQL reports a missing table as "
+                "ProgrammingError, so `chainpulse status` dies with a traceback",
+            ),
+        ),
+    ],
+)
+def test_status_on_a_database_without_schema_reports_it(
+    idle: Stack, tmp_path: Path, kind: str
+) -> None:
+    with database(kind, tmp_path) as url:
+        result = idle.cli("status", DATABASE_URL=url)
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"error        database at {url}" in result.stdout
+    assert "node head    5" in result.stdout  # the rest is still reported
