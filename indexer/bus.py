@@ -24,12 +24,16 @@ log = logging.getLogger(__name__)
 
 DELIVERED_TTL_S = 86_400
 
+# Mark the delivery only after XADD succeeded: a script's writes before an error are not
+# rolled back, so marking first would turn a failed XADD into an event never delivered.
 _APPEND = """
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[5]) then
-  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
-                    'type', ARGV[1], 'id', ARGV[2], 'data', ARGV[3])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return false
 end
-return false
+local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
+                         'type', ARGV[1], 'id', ARGV[2], 'data', ARGV[3])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[5])
+return entry
 """
 
 

@@ -154,3 +154,17 @@ def test_stream_is_capped_near_its_maximum(redis_url: str, client: redis.Redis) 
     assert maxlen <= length <= maxlen + node_size
     last = client.xrevrange(STREAM_KEY, count=1)[0][1]
     assert last["id"] == f"block.indexed:599:0x{599:064x}"
+
+
+def test_a_failed_append_is_not_marked_delivered(indexer: Indexer, client: redis.Redis) -> None:
+    """If XADD fails inside the append, the event must stay deliverable."""
+    client.set(STREAM_KEY, "not a stream")  # XADD now fails with WRONGTYPE
+    [event] = indexer.index(2, 2, "backfill")
+    with pytest.raises(BusUnavailable, match="WRONGTYPE"):
+        indexer.bus.relay(indexer.store)
+    assert len(indexer.store.pending_outbox()) == 1
+
+    client.delete(STREAM_KEY)
+    assert indexer.relay() == 1
+
+    assert [f["id"] for f in entries(client)] == [event.id]
