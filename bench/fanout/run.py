@@ -962,6 +962,19 @@ def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
         ),
     ]
     big = max(args.n)
+
+    def capacity(r: dict[str, Any]) -> float | None:
+        us = per_n(big, ("broadcast", "server_cpu_us_per_msg"))(r)
+        return 1e6 / us if us else None
+
+    rows += [
+        (
+            "CPU-bound capacity, 1e6 / CPU per msg (deliveries/s/core)",
+            f"{big:,}",
+            capacity,
+            "{:.0f}",
+        )
+    ]
     rows += [
         (
             "highest lossless mix rate (blocks/s, x20 prices)",
