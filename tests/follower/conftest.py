@@ -4,6 +4,7 @@ a real Celery worker subprocess on the `blocks` queue, and followers in threads.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,7 +68,7 @@ class Worker:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(signal.SIGQUIT)  # cold shutdown: the test is over
             try:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:

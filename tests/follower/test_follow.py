@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from chainpulse.devnet import Activity, free_port, wait_until
 from tests.follower.conftest import Stack
+
+# Tests of the follower's own behaviour; the database adds nothing to them.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def test_follows_the_head_and_repairs_a_same_height_reorg(stack: Stack) -> None:
@@ -29,6 +34,7 @@ def test_follows_the_head_and_repairs_a_same_height_reorg(stack: Stack) -> None:
     assert old != stack.node_hashes(head - 2, head)
 
 
+@SQLITE_ONLY
 def test_catches_up_after_the_node_froze_for_ten_seconds(stack: Stack) -> None:
     activity = Activity(stack.anvil)
     activity.block()
@@ -74,6 +80,7 @@ def test_a_reorg_deeper_than_allowed_halts_and_is_reported(stack: Stack) -> None
     assert stack.reorgs() == []
 
 
+@SQLITE_ONLY
 def test_new_heads_over_a_websocket(stack: Stack) -> None:
     activity = Activity(stack.anvil)
     activity.block()
@@ -89,6 +96,7 @@ def test_new_heads_over_a_websocket(stack: Stack) -> None:
     assert len(stack.reorgs()) == 1
 
 
+@SQLITE_ONLY
 def test_falls_back_to_polling_when_the_websocket_is_down(stack: Stack) -> None:
     activity = Activity(stack.anvil)
     activity.block()
@@ -100,6 +108,7 @@ def test_falls_back_to_polling_when_the_websocket_is_down(stack: Stack) -> None:
     assert running.follower._heads is not None and not running.follower._heads.connected
 
 
+@SQLITE_ONLY
 def test_honours_confirmations(stack: Stack) -> None:
     activity = Activity(stack.anvil)
     activity.block()
@@ -114,6 +123,7 @@ def test_honours_confirmations(stack: Stack) -> None:
     assert stack.reorgs() == []
 
 
+@SQLITE_ONLY
 def test_no_repair_reaches_below_the_finalized_block(stack: Stack) -> None:
     stack.anvil.mine(80)  # anvil finalizes head - 64
     stack.follower(start_block=1, max_reorg_depth=200)
@@ -123,3 +133,23 @@ def test_no_repair_reaches_below_the_finalized_block(stack: Stack) -> None:
     stack.anvil.call("anvil_reorg", stack.anvil.head() - finalized + 2, [])
     wait_until(lambda: stack.store.get_meta("halted") is not None, 30, "the halt recorded")
     assert stack.reorgs() == []
+
+
+def test_nothing_is_lost_when_redis_loses_its_data(stack: Stack) -> None:
+    activity = Activity(stack.anvil)
+    activity.block()
+    running = stack.follower()
+    wait_until(lambda: stack.start_block() is not None, 30, "the follower starting")
+    activity.block(count=2)
+    stack.wait_consistent()
+    token = running.follower.lease.token
+    assert token is not None
+    stack.client.flushall()  # the lock, the token counter, the cursor and the queue
+    for _ in range(3):
+        activity.block(count=2)
+    stack.wait_consistent()
+    wait_until(
+        lambda: (t := running.follower.lease.token) is not None and t > token,
+        30,
+        "the follower taking a newer token",
+    )

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from chainpulse.devnet import Activity, wait_until
 from tests.follower.conftest import Stack
 
-BUDGET_S = 45.0  # per database; hypothesis stops drawing new reorgs after it
+BUDGET_S = 30.0  # per database; hypothesis stops drawing new reorgs after it
 
 
 class Miner:
@@ -85,7 +85,7 @@ def test_random_reorgs_leave_the_canonical_chain(stack: Stack) -> None:
     with Miner(activity) as miner:
 
         @settings(
-            max_examples=8,
+            max_examples=15,
             deadline=None,
             database=None,
             suppress_health_check=[HealthCheck.too_slow],
