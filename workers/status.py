@@ -97,7 +97,8 @@ def render_status(report: dict[str, Any]) -> str:
         f"failed       {describe(f['number'] for f in failed) if failed else 'none'}",
         f"queue depth  {show(report.get('queue'))}",
         f"outbox       {show(report.get('outbox'))} events waiting for Redis",
-        f"follower     {_show_follower(report.get('follower'))}",
+        f"follower     "
+        f"{'unknown' if report.get('queue') is None else _show_follower(report.get('follower'))}",
     ]
     halted = report.get("halted")
     if halted:
