@@ -5,6 +5,7 @@ Every case runs the real `chainpulse` command against a real anvil, Redis and SQ
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,3 +155,14 @@ def test_status_on_a_database_without_schema_reports_it(
     errors = [line for line in result.stdout.splitlines() if line.startswith("error")]
     assert any(f"database at {url}" in line for line in errors), result.stdout
     assert "node head    5" in result.stdout  # the rest is still reported
+
+
+def test_status_reports_what_it_reached_and_names_what_it_did_not(idle: Stack) -> None:
+    port = free_port()
+    result = idle.cli("status", "--json", REDIS_URL=f"redis://:secret@127.0.0.1:{port}/0")
+    assert result.returncode == 2, result
+    report = json.loads(result.stdout)
+    assert report["head"] == 5 and report["queue"] is None
+    [error] = report["errors"]
+    assert error.startswith(f"Redis at redis://:***@127.0.0.1:{port}/0 is unreachable: ")
+    assert "secret" not in result.stdout + result.stderr
