@@ -129,6 +129,12 @@ class RedisServer:
 
 
 def anvil_binary() -> str:
+    """The anvil executable: the platform package's binary that `npm ci` installed
+    (not the npm launcher script, whose child would outlive signals sent to it)."""
+    packages = sorted((ROOT / "node_modules" / "@foundry-rs").glob("anvil-*/bin/anvil"))
+    for candidate in packages:
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
     local = ROOT / "node_modules" / ".bin" / "anvil"
     if local.exists():
         return str(local)
@@ -183,7 +189,7 @@ class Anvil:
 
     def start(self) -> Anvil:
         self.process = subprocess.Popen(
-            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )
         wait_until(self._answers, 30, f"anvil on port {self.port}")
         return self
@@ -195,25 +201,31 @@ class Anvil:
         return self.call("eth_chainId") is not None
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, signal.SIGCONT)  # in case it was paused
-            self.process.send_signal(signal.SIGINT)  # anvil dumps state on SIGINT
+        process = self.process
+        if process and process.poll() is None:
+            self._signal(signal.SIGCONT)  # in case it was paused
+            self._signal(signal.SIGINT)  # anvil dumps its state (if asked) on SIGINT
             try:
-                self.process.wait(15)
+                process.wait(15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self._signal(signal.SIGKILL)
+                process.wait()
+        if process and process.stderr:
+            process.stderr.close()
         self.process = None
+
+    def _signal(self, sig: int) -> None:
+        """Signal the node's whole process group (a launcher and its child alike)."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
 
     def pause(self) -> None:
         """Freeze the node (SIGSTOP): connections hang as with an unresponsive provider."""
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
+        self._signal(signal.SIGCONT)
 
     def __enter__(self) -> Anvil:
         return self.start()
