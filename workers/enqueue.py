@@ -140,6 +140,8 @@ class FencedQueue:
                     producer=producer,
                     retry=False,
                 )
+        if len(batch.commands) != len(jobs):  # kombu changed how batches are collected
+            raise RuntimeError("jobs were published around the fencing batch; check kombu")
         keys = [LOCK_KEY, CURSOR_KEY] + [str(args[0]) for _, args in batch.commands]
         values = [self.lease.value, cursor.dump() if cursor else ""]
         values += [args[1] for _, args in batch.commands]
