@@ -49,6 +49,16 @@ def serve(kind: str) -> None:
         size = int(os.environ["MEMPROBE_WSGI_BUF"])
         eventlet.wsgi.HttpProtocol.rbufsize = size
         eventlet.wsgi.HttpProtocol.wbufsize = size
+    if os.environ.get("MEMPROBE_NO_SUBSCRIBE_DB"):  # a remedy to try: no DB read per subscribe
+        from realtime import gateway
+
+        init = gateway.Gateway.__init__
+
+        def without_snapshot_reads(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            init(self, *args, **kwargs)
+            self.db = None  # on_subscribe then uses the feed's in-memory prices only
+
+        gateway.Gateway.__init__ = without_snapshot_reads  # type: ignore[method-assign]
     if os.environ.get("MEMPROBE_FAST_DISCONNECT"):  # a remedy to try: O(own rooms) disconnect
         fast_disconnect()
     if os.environ.get("MEMPROBE_GC_THRESHOLD"):  # e.g. 50000,20,100: a remedy to try
