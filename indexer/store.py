@@ -32,7 +32,7 @@ from indexer import models as m
 from indexer.blocks import BlockData
 from indexer.config import mask_url
 from indexer.db import make_engine, write_options
-from indexer.errors import ChainMismatch, DatabaseBusy, RetryableError
+from indexer.errors import ChainMismatch, ConfigError, DatabaseBusy, RetryableError
 from indexer.events import BlockIndexed, BlockSource, Event
 
 COMMIT_LOCK_KEY = 0x636861696E70  # PostgreSQL advisory lock id for block commits
@@ -60,12 +60,18 @@ class Store:
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
-        """Turn connection-level database failures into DatabaseBusy (retryable)."""
+        """Turn database failures into chainpulse errors: a missing schema is fatal
+        (ConfigError), a lost connection or a busy lock retryable (DatabaseBusy)."""
         try:
             yield
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.ProgrammingError) as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            raise DatabaseBusy(f"database at {mask_url(self.url)} failed: {reason}") from exc
+            where = f"database at {mask_url(self.url)}"
+            if isinstance(exc, sa.exc.ProgrammingError) or "no such table" in reason:
+                raise ConfigError(
+                    f"{where} failed: {reason} (is the schema there? run `chainpulse db upgrade`)"
+                ) from exc
+            raise DatabaseBusy(f"{where} failed: {reason}") from exc
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Connection]:

@@ -36,6 +36,15 @@ def build(settings: Settings) -> Indexer:
     )
 
 
+def store(settings: Settings) -> Store:
+    """This process's Store, usable even when the node is down or on another chain."""
+    global _indexer
+    with _lock:
+        if _indexer is None:
+            _indexer = build(settings)
+        return _indexer.store
+
+
 def indexer(settings: Settings) -> Indexer:
     """This process's Indexer, bound to the node's chain id on first use."""
     global _indexer, _bound

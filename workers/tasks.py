@@ -38,7 +38,7 @@ class BlockJob(Task):
         reason = f"{type(exc).__name__}: {exc}"
         log.error("blocks %s-%s failed for good: %s", first, last, reason)
         try:
-            context.indexer(settings).store.record_failure(list(range(first, last + 1)), reason)
+            context.store(settings).record_failure(list(range(first, last + 1)), reason)
         except ChainpulseError as record_exc:
             log.error("could not record the failure: %s", record_exc)
 

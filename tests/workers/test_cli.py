@@ -130,21 +130,7 @@ def test_backfill_wait_without_a_worker_says_so(idle: Stack, tmp_path: Path) -> 
         client.close()
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="indexer/store.py Store.errors() maps only OperationalError and "
-                "InterfaceError to DatabaseBusy; PostgreSQL reports a missing table as "
-                "ProgrammingError, so `chainpulse status` dies with a traceback",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_status_on_a_database_without_schema_reports_it(
     idle: Stack, tmp_path: Path, kind: str
 ) -> None:

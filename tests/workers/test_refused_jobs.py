@@ -63,13 +63,6 @@ def test_worker_names_the_reason_and_writes_nothing(refused: Refused) -> None:
     assert refused.stack.rows_per_height(0, 10) == {"blocks": {}, "transactions": {}, "logs": {}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workers/tasks.py BlockJob.on_failure records the failure through "
-    "context.indexer(), which first binds the chain id through the node and so raises "
-    "the same error again ('could not record the failure'); it should record through a "
-    "Store that needs no node",
-)
 def test_status_shows_the_refused_blocks(refused: Refused) -> None:
     report = refused.stack.status()
     assert [f["number"] for f in report["failed"]] == [2, 3], refused.worker.tail()
