@@ -14,11 +14,14 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from indexer.db import normalise_url
+
 T = TypeVar("T")
 
 
 class Database:
     def __init__(self, url: str, offload: bool = True) -> None:
+        url = normalise_url(url)
         connect_args: dict[str, Any] = {}
         if url.startswith("sqlite"):
             connect_args = {"check_same_thread": False, "timeout": 5}

@@ -1,7 +1,8 @@
 """HTTP on the Socket.IO port: health, readiness, metrics, the read API and the demo.
 
 `/healthz` answers while the process serves. `/readyz` is 200 only when Redis and the
-database answer and the pub/sub canary is heard (JSON body says which part failed).
+database answer, the pub/sub canary is heard and indexing is not halted by a reorg deeper
+than MAX_REORG_DEPTH (JSON body says which part failed).
 `/api/*` are rate limited per client address (the Socket.IO limits) and send the same
 CORS headers as the Socket.IO endpoint.
 """
@@ -20,6 +21,7 @@ import redis
 
 from indexer import queries
 from indexer.config import Settings
+from indexer.reorg import halt_in
 from realtime.bus import Bus
 from realtime.db import Database
 from realtime.demo import PAGE
@@ -127,8 +129,10 @@ class HttpApp:
         try:
             self.db.read(queries.ping)
             checks["database"] = "ok"
+            halt = self.db.read(halt_in)
+            checks["indexing"] = "ok" if halt is None else f"halted: {halt.get('reason')}"
         except Exception as exc:  # noqa: BLE001 - any driver error means not ready
-            checks["database"] = f"unreachable: {type(exc).__name__}"
+            checks.setdefault("database", f"unreachable: {type(exc).__name__}")
         if self.bus is not None:
             age = self.bus.canary_age()
             checks["pubsub"] = "ok" if self.bus.healthy else f"silent for {age:.0f} s"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
 import socketio
+import sqlalchemy as sa
 
+from indexer.models import meta
 from tests.realtime.helpers import (
     Client,
     Server,
@@ -151,7 +154,13 @@ def test_http_endpoints_and_origin_policy(
     assert server.get("/healthz").json() == {"status": "ok"}
     ready = server.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"redis": "ok", "database": "ok", "pubsub": "ok", "stream": "ok"}
+    assert ready.json() == {
+        "redis": "ok",
+        "database": "ok",
+        "indexing": "ok",
+        "pubsub": "ok",
+        "stream": "ok",
+    }
     latest = server.get("/api/blocks?limit=2").json()
     assert [b["number"] for b in latest] == [5, 4]
     assert latest[0]["hash"] == block_hash(5) and latest[0]["baseFeePerGas"] == str(10**9)
@@ -178,3 +187,14 @@ def test_http_endpoints_and_origin_policy(
     script = server.get("/socket.io.min.js")
     assert script.status_code == 200 and "io" in script.text[:2000]
     assert server.get("/nope").status_code == 404
+
+
+def test_readyz_reports_an_indexing_halt(start_server: StartServer, db_url: str) -> None:
+    server = start_server()
+    assert server.get("/readyz").status_code == 200
+    halt = {"reason": "reorg deeper than MAX_REORG_DEPTH (64)", "floor": 1, "orphans": [2]}
+    with sa.create_engine(db_url).begin() as conn:
+        conn.execute(meta.insert().values(key="halted", value=json.dumps(halt)))
+    ready = server.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["indexing"] == "halted: reorg deeper than MAX_REORG_DEPTH (64)"
