@@ -111,12 +111,28 @@ def serve() -> None:
 
 
 @cli.command()
+@click.option(
+    "--clear-halt",
+    is_flag=True,
+    help="Forget a halt left by a reorg deeper than MAX_REORG_DEPTH, after fixing its cause.",
+)
 @friendly_errors
-def follow() -> None:
+def follow(clear_halt: bool) -> None:
     """Follow the chain head: enqueue new blocks in order and repair reorgs."""
     from workers.follower import run
 
-    run(settings())
+    s = settings()
+    if clear_halt:
+        from indexer.reorg import clear_halt as clear
+        from indexer.store import Store
+
+        store = Store(s.database_url)
+        try:
+            clear(store)
+        finally:
+            store.dispose()
+        click.echo("halt cleared; following", err=True)
+    run(s)
 
 
 @cli.command()

@@ -55,11 +55,12 @@ def test_catches_up_after_the_node_froze_for_ten_seconds(stack: Stack) -> None:
 
 
 def test_a_reorg_deeper_than_allowed_halts_and_is_reported(stack: Stack) -> None:
+    from indexer.reorg import clear_halt
     from workers.status import collect_status, render_status
 
     activity = Activity(stack.anvil)
     activity.block()
-    stack.follower(max_reorg_depth=3)
+    halted = stack.follower(max_reorg_depth=3)
     wait_until(lambda: stack.start_block() is not None, 30, "the follower starting")
     for _ in range(6):
         activity.block(count=2)
@@ -78,6 +79,14 @@ def test_a_reorg_deeper_than_allowed_halts_and_is_reported(stack: Stack) -> None
     assert stack.store.stored_hashes(0, head + 3) == before
     assert stack.client.get("chainpulse:follower:cursor") == cursor
     assert stack.reorgs() == []
+    # The operator's way out: raise MAX_REORG_DEPTH, clear the halt, restart the follower.
+    halted.stop()
+    clear_halt(stack.store)
+    stack.follower(max_reorg_depth=10)
+    stack.wait_consistent()
+    [reorg] = stack.reorgs()
+    assert reorg["depth"] == 5
+    assert collect_status(stack.settings)["halted"] is None
 
 
 @SQLITE_ONLY
