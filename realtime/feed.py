@@ -35,6 +35,9 @@ LIVE = "~live"
 NS = protocol.NAMESPACE
 
 
+NO_PRICE_CAP = 10_000  # tokens remembered as having no price
+
+
 class Feed:
     def __init__(
         self,
@@ -56,6 +59,10 @@ class Feed:
         self.ring: deque[tuple[int, str, Any]] = deque(maxlen=max(256, 4 * settings.push_window))
         self.ring_seq = 0  # sequence number of the last pushed all-client message
         self.prices: dict[str, PriceUpdated] = {}
+        # Tokens the database had no price for when a subscriber asked: later subscribers
+        # skip the read (a thread hop each) until a price event or a reorg says otherwise.
+        self.no_price: set[str] = set()
+        self.price_changes = 0  # counts price events and reorgs, to spot one during a read
         self.waiting: dict[int, list[str]] = {}  # lastBlock ahead of us -> sids
 
     # stream side --------------------------------------------------------------------
@@ -99,7 +106,14 @@ class Feed:
                         self.send(sid, pkt, "reorg")
                         self.join_live(sid)
 
+    def note_no_price(self, token: str) -> None:
+        if len(self.no_price) >= NO_PRICE_CAP:
+            self.no_price.clear()  # bounded: many distinct unknown tokens cost reads, not memory
+        self.no_price.add(token)
+
     def push_price(self, event: PriceUpdated) -> None:
+        self.price_changes += 1
+        self.no_price.discard(event.token)
         highest = self.sequencer.highest
         if (
             event.blockNumber is not None
@@ -112,6 +126,8 @@ class Feed:
         self.fanout(f"price:{event.token}", pkt, "price-update")
 
     def _forget_prices_after(self, height: int) -> None:
+        self.price_changes += 1
+        self.no_price.clear()
         for token in [
             t
             for t, p in self.prices.items()

@@ -212,9 +212,12 @@ class Gateway:
                 f"{protocol.TOO_MANY_ROOMS}: at most {self.settings.max_rooms}", "too many rooms"
             )
         snapshot = self.feed.prices.get(channel.key)
-        if snapshot is None and self.db is not None:
+        if snapshot is None and self.db is not None and channel.key not in self.feed.no_price:
+            changes = self.feed.price_changes
             try:
                 row = self.db.read(queries.latest_price, channel.key)
+                if row is None and changes == self.feed.price_changes:
+                    self.feed.note_no_price(channel.key)
             except Exception as exc:  # noqa: BLE001 - a snapshot is best effort
                 log.warning("price snapshot for %s unavailable: %s", channel.key, exc)
                 row = None

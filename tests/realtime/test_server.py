@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import socketio
 import sqlalchemy as sa
 
+from chainpulse.devnet import wait_until
 from indexer.models import meta
 from tests.realtime.helpers import (
     Client,
@@ -198,3 +200,27 @@ def test_readyz_reports_an_indexing_halt(start_server: StartServer, db_url: str)
     ready = server.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["indexing"] == "halted: reorg deeper than MAX_REORG_DEPTH (64)"
+
+
+def test_a_token_without_a_price_is_read_once_until_a_price_event_arrives(
+    start_server: StartServer, clients: Connect, stream: Stream, db_url: str
+) -> None:
+    insert_blocks(db_url, range(1, 201))  # the server starts at height 200
+    server = start_server()
+    first = clients(server)
+    assert first.call("subscribe", {"channel": "price:NEWT"})["success"] is True
+    # A historical price (far below the head) is not pushed, but the database now has
+    # one, so the "no price" the first subscribe remembered must be forgotten.
+    insert_price(db_url, "NEWT", "1.5", 5)
+    stream.append(price_event("NEWT", "1.5", 5))
+    snapshots: list[Any] = []
+
+    def later_subscriber_gets_the_snapshot() -> bool:
+        late = clients(server)
+        late.call("subscribe", {"channel": "price:NEWT"})
+        snapshots.extend(late.wait_for("price-update", timeout=2))
+        return bool(snapshots)
+
+    wait_until(later_subscriber_gets_the_snapshot, 30, "a snapshot for a later subscriber")
+    assert snapshots[0]["snapshot"] is True and snapshots[0]["priceExact"] == "1.5"
+    assert first.of("price-update") == []  # history is not pushed to subscribers
