@@ -301,14 +301,19 @@ class Store:
         present = self.stored_hashes(lo, hi)
         return [n for n in range(lo, hi + 1) if n not in present]
 
-    def count_done(self, lo: int, hi: int, since: datetime) -> tuple[int, int]:
-        """(blocks indexed at or after `since`, blocks failed at or after `since`) in [lo, hi]."""
+    def count_done(
+        self, lo: int, hi: int, since: datetime, reindexed_only: bool = True
+    ) -> tuple[int, int]:
+        """(blocks stored in [lo, hi], blocks there that failed at or after `since`).
+
+        With `reindexed_only`, only blocks indexed at or after `since` count as stored.
+        """
         with self.errors(), self.engine.connect() as conn:
-            done = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(m.blocks)
-                .where(m.blocks.c.number.between(lo, hi), m.blocks.c.indexed_at >= since)
-            ).scalar_one()
+            stored = sa.select(sa.func.count()).select_from(m.blocks)
+            stored = stored.where(m.blocks.c.number.between(lo, hi))
+            if reindexed_only:
+                stored = stored.where(m.blocks.c.indexed_at >= since)
+            done = conn.execute(stored).scalar_one()
             failed = conn.execute(
                 sa.select(sa.func.count())
                 .select_from(m.failures)

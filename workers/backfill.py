@@ -26,6 +26,8 @@ from workers.app import QUEUE, app
 
 NO_WORKER_TIMEOUT_S = 60.0
 POLL_S = 0.5
+WORKER_CHECK_S = 2.5  # between checks while no worker answers
+STALL_S = 5.0  # without progress for this long, check that a worker is there
 
 
 def check_redis(url: str) -> None:
@@ -99,37 +101,46 @@ class Progress:
         total = len(self.numbers)
         already = (self.last - self.first + 1) - total
         t0 = time.monotonic()
+        # Whether a worker consumes the queue is asked at the start and again whenever
+        # progress stalls (the broadcast costs its whole timeout, so not every round).
         next_worker_check = t0
         no_worker_since: float | None = None
         done = failed = 0
+        last_count = -1
+        warned = False
         tty = self.out.isatty()
         last_print = 0.0
         while done + failed < total:
             now = time.monotonic()
             if now >= next_worker_check:
-                next_worker_check = now + 2.5
+                next_worker_check = now + WORKER_CHECK_S
                 if workers_on_queue():
-                    no_worker_since = None
+                    no_worker_since, warned = None, False
+                    next_worker_check = now + STALL_S
                 elif no_worker_since is None:
                     no_worker_since = now  # a worker may be starting; say so on the next check
                 else:
-                    print(
-                        f"\nno worker is consuming the '{QUEUE}' queue; start one with: "
-                        f"celery -A workers worker -Q {QUEUE}",
-                        file=self.out,
-                    )
+                    if not warned:
+                        print(
+                            f"\nno worker is consuming the '{QUEUE}' queue; start one with: "
+                            f"celery -A workers worker -Q {QUEUE}",
+                            file=self.out,
+                        )
+                        warned = True
                     if now - no_worker_since > NO_WORKER_TIMEOUT_S:
                         print(
                             f"gave up after {NO_WORKER_TIMEOUT_S:.0f} s; the jobs stay queued",
                             file=self.out,
                         )
                         return 1
-            if self.force:
-                done, failed = self.store.count_done(self.first, self.last, self.started)
-            else:
-                present = self.store.stored_hashes(self.first, self.last)
-                done = len(present) - already
-                failed = len(self.failures())
+            done, failed = self.store.count_done(
+                self.first, self.last, self.started, reindexed_only=self.force
+            )
+            if not self.force:
+                done -= already
+            if done + failed != last_count:
+                last_count = done + failed
+                next_worker_check = max(next_worker_check, now + STALL_S)
             elapsed = max(time.monotonic() - t0, 1e-6)
             if tty or time.monotonic() - last_print >= 5 or done + failed >= total:
                 self.render(done, failed, total, elapsed, tty)
