@@ -279,19 +279,20 @@ class Activity:
         self._rounds = itertools.count()
 
     def deploy_pinger(self) -> str:
-        tx = self.anvil.call(
-            "eth_sendTransaction",
-            {"from": self.accounts[0], "data": PINGER_INIT, "gas": hex(200_000)},
-        )
-        self._mine_if_pending()
+        """Deploy the logging contract in a block of its own; returns its address."""
+        automine = bool(self.anvil.call("anvil_getAutomine"))
+        self.anvil.call("evm_setAutomine", False)
+        try:
+            tx = self.anvil.call(
+                "eth_sendTransaction",
+                {"from": self.accounts[0], "data": PINGER_INIT, "gas": hex(200_000)},
+            )
+            self.anvil.mine()  # anvil_mine returns once the block is mined
+        finally:
+            self.anvil.call("evm_setAutomine", automine)
         receipt = self.anvil.call("eth_getTransactionReceipt", tx)
         self.pinger = str(receipt["contractAddress"]).lower()
         return self.pinger
-
-    def _mine_if_pending(self) -> None:
-        pending = self.anvil.call("eth_getBlockByNumber", "pending", False)
-        if pending and pending.get("transactions"):
-            self.anvil.mine()
 
     def transactions(
         self, count: int, log_share: float = 0.5, reverts: int = 0, deploys: int = 0
@@ -320,12 +321,14 @@ class Activity:
         self, count: int = 5, log_share: float = 0.5, reverts: int = 1, deploys: int = 1
     ) -> int:
         """Send `count` transactions and mine them into one block; returns its number."""
+        calls = self.transactions(count, log_share, reverts, deploys)  # may deploy first
+        automine = bool(self.anvil.call("anvil_getAutomine"))
         self.anvil.call("evm_setAutomine", False)
         try:
-            self.anvil.batch(self.transactions(count, log_share, reverts, deploys))
+            self.anvil.batch(calls)
             self.anvil.mine()
         finally:
-            self.anvil.call("evm_setAutomine", True)
+            self.anvil.call("evm_setAutomine", automine)
         return self.anvil.head()
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from chainpulse.devnet import PINGER_TOPIC, Activity, Anvil
+from chainpulse.devnet import PINGER_TOPIC, Activity, Anvil, wait_until
 from indexer import models as m
 from indexer.pipeline import Indexer
 from tests.indexer.services import build_indexer, close_indexer
@@ -35,12 +35,15 @@ def make_chain(anvil: Anvil) -> str:
     anvil.mine()  # an empty block
     rich, poor = activity.accounts[9], activity.accounts[8]
     anvil.call("anvil_setBalance", rich, hex(2**129))
-    return str(
+    tx = str(
         anvil.call(
             "eth_sendTransaction",
             {"from": rich, "to": poor, "value": hex(HUGE), "gas": hex(21_000)},
         )
     ).lower()
+    # automine answers before the block is mined: the head must include the transfer
+    wait_until(lambda: anvil.call("eth_getTransactionReceipt", tx), 30, "the transfer mined")
+    return tx
 
 
 def q(value: str | None) -> int | None:
