@@ -36,6 +36,9 @@ def make_app(settings: Settings) -> Celery:
             # 10 x 10 by default: far longer than the timeout. Look often, and every time.
             "unacked_restore_interval": restore_interval(settings.visibility_timeout),
             "unacked_restore_throttle": 1,
+            # The sweep holds a Redis mutex that expires after 300 s by default: a worker
+            # killed while sweeping would stop every restore for five minutes.
+            "unacked_mutex_expire": max(5, settings.visibility_timeout // 2),
         },
         broker_connection_timeout=5,
         worker_hijack_root_logger=False,
