@@ -62,6 +62,11 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def failure_reason(exc: sa.exc.DBAPIError) -> str:
+    """The first line of the driver's message: what went wrong, without SQL or traceback."""
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+
+
 def write_options() -> dict[str, Any]:
     """Execution options for a connection that will write (takes SQLite's write lock first)."""
     return {"sqlite_immediate": True}

@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 
 from indexer.config import mask_url
-from indexer.db import make_engine, normalise_url
+from indexer.db import failure_reason, make_engine, normalise_url
 from indexer.errors import DatabaseBusy
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -29,8 +29,9 @@ def upgrade(url: str, revision: str = "head") -> None:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise DatabaseBusy(f"database at {mask_url(url)} is unreachable: {reason}") from exc
+        raise DatabaseBusy(
+            f"database at {mask_url(url)} is unreachable: {failure_reason(exc)}"
+        ) from exc
     finally:
         engine.dispose()
     command.upgrade(alembic_config(url), revision)

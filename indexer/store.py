@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from indexer import models as m
 from indexer.blocks import BlockData
 from indexer.config import mask_url
-from indexer.db import make_engine, write_options
+from indexer.db import failure_reason, make_engine, write_options
 from indexer.errors import ChainMismatch, ConfigError, DatabaseBusy, RetryableError
 from indexer.events import BlockIndexed, BlockSource, Event
 
@@ -65,7 +65,7 @@ class Store:
         try:
             yield
         except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.ProgrammingError) as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            reason = failure_reason(exc)
             where = f"database at {mask_url(self.url)}"
             if isinstance(exc, sa.exc.ProgrammingError) or "no such table" in reason:
                 raise ConfigError(
