@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import shutil
 import signal
@@ -17,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +114,6 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def __enter__(self) -> RedisServer:
         return self.start()
@@ -330,18 +325,3 @@ class Activity:
         finally:
             self.anvil.call("evm_setAutomine", automine)
         return self.anvil.head()
-
-
-@contextlib.contextmanager
-def services(
-    redis: bool = True, anvil: bool = True
-) -> Iterator[tuple[RedisServer | None, Anvil | None]]:
-    """Start a throwaway Redis and anvil for the duration of the block."""
-    with contextlib.ExitStack() as stack:
-        r = stack.enter_context(RedisServer()) if redis else None
-        a = stack.enter_context(Anvil()) if anvil else None
-        yield r, a
-
-
-def dump_json(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
