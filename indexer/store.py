@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from indexer import models as m
 from indexer.blocks import BlockData
+from indexer.bulk import insert_rows
 from indexer.config import mask_url
 from indexer.db import failure_reason, make_engine, write_options
 from indexer.errors import ChainMismatch, ConfigError, DatabaseBusy, RetryableError
@@ -167,14 +168,24 @@ class Store:
         return written
 
     def _insert(self, conn: Connection, datas: Sequence[BlockData]) -> None:
-        """Bulk-insert blocks, upsert their transactions by hash, insert their logs."""
+        """Bulk-insert blocks, their transactions (upserted by hash) and their logs."""
         if not datas:
             return
-        conn.execute(m.blocks.insert(), [d.block for d in datas])
-        self.upsert_transactions(conn, datas)
-        logs = [log for d in datas for log in d.logs]
-        if logs:
-            conn.execute(m.logs.insert(), logs)
+        insert_rows(conn, m.blocks, [d.block for d in datas])
+        self._insert_transactions(conn, datas)
+        insert_rows(conn, m.logs, [log for d in datas for log in d.logs])
+
+    def _insert_transactions(self, conn: Connection, datas: Sequence[BlockData]) -> None:
+        """Plain bulk insert, falling back to the upsert when a hash is already stored
+        (a stale orphan holding it): the fast path for backfills, where none is."""
+        if self.dialect != "postgresql":
+            self.upsert_transactions(conn, datas)
+            return
+        try:
+            with conn.begin_nested():
+                insert_rows(conn, m.transactions, [tx for d in datas for tx in d.transactions])
+        except sa.exc.IntegrityError:
+            self.upsert_transactions(conn, datas)
 
     def _delete_heights(self, conn: Connection, numbers: Sequence[int]) -> None:
         """Remove the blocks at `numbers` and every row derived from them."""
