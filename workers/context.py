@@ -1,7 +1,8 @@
 """Per-process resources for jobs: node client, database, event bus.
 
 Built when a worker process starts (`worker_process_init`), never at import time,
-so prefork children each get their own connections.
+so prefork children each get their own connections; building connects to nothing,
+it only loads the drivers, so the first job does not pay for that.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from indexer.config import Settings
 from indexer.pipeline import Indexer
 from indexer.rpc import Node
 from indexer.store import Store
+from workers.app import app
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,10 @@ def _on_process_init(**_: object) -> None:
     global _relay_thread
     with _lock:
         _indexer, _bound, _relay_thread = None, False, None
+        try:
+            _indexer = build(app.conf.chainpulse_settings)
+        except Exception:  # e.g. a malformed DATABASE_URL: the first job reports it
+            log.exception("could not prepare this worker process; its first job will retry")
 
 
 @worker_process_shutdown.connect
