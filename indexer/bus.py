@@ -1,16 +1,18 @@
 """The event bus: the Redis stream `chainpulse:events`, fed from the database outbox.
 
 Delivery is at least once: an event is written to the outbox in the same transaction
-as the change it describes, appended to the stream afterwards, and only then deleted
-from the outbox. If Redis or the process fails in between, the next `relay` appends it.
-Each outbox row carries a random delivery id, and the append is a Lua script that
-records it (for a day), so a row relayed twice by two processes is appended once.
+as the change it describes, appended to the stream right after the commit by the
+process that made it (`deliver`), and only then deleted from the outbox. If Redis or
+the process fails in between, the next `relay` appends it. Each outbox row carries a
+random delivery id, and the append is a Lua script that records it (for a day), so a
+row appended twice (by its writer and a relay, or by two relays) is appended once.
 The stream is capped near `stream_maxlen` entries (approximate trimming).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -24,16 +26,23 @@ log = logging.getLogger(__name__)
 
 DELIVERED_TTL_S = 86_400
 
-# Mark the delivery only after XADD succeeded: a script's writes before an error are not
-# rolled back, so marking first would turn a failed XADD into an event never delivered.
+# Append each entry unless its delivery id is marked, in order, in one round trip.
+# KEYS: the stream, then one delivery mark per entry; ARGV: maxlen, the marks' TTL, then
+# type, event id and data per entry. Each mark is set only after its XADD succeeded: a
+# script's writes before an error are not rolled back, so marking first would turn a
+# failed XADD into an event never delivered.
 _APPEND = """
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return false
+local appended = 0
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    local j = 3 * i - 3
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+               'type', ARGV[j], 'id', ARGV[j + 1], 'data', ARGV[j + 2])
+    redis.call('SET', KEYS[i], '1', 'EX', ARGV[2])
+    appended = appended + 1
+  end
 end
-local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
-                         'type', ARGV[1], 'id', ARGV[2], 'data', ARGV[3])
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[5])
-return entry
+return appended
 """
 
 
@@ -56,14 +65,23 @@ class EventBus:
 
     def append(self, type_: str, event_id: str, data: str, delivery_id: str) -> bool:
         """Append one entry unless this delivery id was appended before; True if appended."""
+        row = {"type": type_, "event_id": event_id, "data": data, "delivery_id": delivery_id}
+        return self.append_all([row]) == 1
+
+    def append_all(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Append outbox rows in order, skipping delivery ids appended before; returns
+        how many were appended. On BusUnavailable a prefix may have been appended."""
+        if not rows:
+            return 0
+        keys = [self.stream_key]
+        args: list[Any] = [self.maxlen, DELIVERED_TTL_S]
+        for row in rows:
+            keys.append(f"{self.stream_key}:delivered:{row['delivery_id']}")
+            args += [row["type"], row["event_id"], row["data"]]
         try:
-            result = self._append(
-                keys=[self.stream_key, f"{self.stream_key}:delivered:{delivery_id}"],
-                args=[type_, event_id, data, self.maxlen, DELIVERED_TTL_S],
-            )
+            return int(self._append(keys=keys, args=args))
         except redis.RedisError as exc:
             raise BusUnavailable(f"Redis at {mask_url(self.url)} failed: {exc}") from exc
-        return result is not None
 
     def publish(self, event: Event) -> None:
         """Append an event that has no database change behind it (tests, manual prices)."""
@@ -72,6 +90,11 @@ class EventBus:
             self.client.xadd(self.stream_key, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
         except redis.RedisError as exc:
             raise BusUnavailable(f"Redis at {mask_url(self.url)} failed: {exc}") from exc
+
+    def deliver(self, store: Store, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append `rows`, just committed to the outbox, then delete them from it."""
+        self.append_all(rows)
+        store.delete_outbox([row["id"] for row in rows])
 
     def relay(self, store: Store, batch: int = 500) -> int:
         """Append pending outbox rows in commit order, then delete them; returns how many.
@@ -83,13 +106,7 @@ class EventBus:
             rows: list[dict[str, Any]] = store.pending_outbox(batch)
             if not rows:
                 return total
-            done: list[int] = []
-            try:
-                for row in rows:
-                    self.append(row["type"], row["event_id"], row["data"], row["delivery_id"])
-                    done.append(row["id"])
-            finally:
-                store.delete_outbox(done)
-            total += len(done)
+            self.deliver(store, rows)
+            total += len(rows)
             if len(rows) < batch:
                 return total

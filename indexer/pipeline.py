@@ -8,7 +8,7 @@ blocks being stale) runs `indexer.reorg.repair` and then reads the blocks again.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from indexer.blocks import decode
 from indexer.bus import BusUnavailable, EventBus
@@ -26,6 +26,7 @@ class Indexer:
     store: Store
     bus: EventBus
     max_reorg_depth: int = 64
+    _backlog: bool = field(default=False, init=False)  # events left in the outbox
 
     def index(
         self, first: int, last: int, source: BlockSource, force: bool = False
@@ -36,7 +37,9 @@ class Indexer:
         `force`. A block that does not link to the stored chain triggers a reorg repair,
         after which the blocks are read again; ReorgTooDeep (fatal) when the reorg is
         deeper than `max_reorg_depth` or indexing is halted. Announcements go through
-        the outbox; if Redis is down they wait there and the block still counts as indexed.
+        the outbox and are appended right after the commit; if Redis is down they wait
+        there, the block still counts as indexed, and this process relays them (oldest
+        first) before announcing anything newer.
         """
         numbers = list(range(first, last + 1))
         try:
@@ -57,13 +60,27 @@ class Indexer:
     ) -> list[BlockIndexed]:
         fetched = self.node.blocks_with_receipts(numbers)
         datas = [decode(block, receipts) for block, receipts in fetched]
-        events = self.store.save_blocks(datas, source, force)
-        self.relay()
-        return events
+        saved = self.store.save_blocks(datas, source, force)
+        if self._backlog:
+            self.relay()
+        else:
+            try:
+                self.bus.deliver(self.store, saved.outbox)
+            except BusUnavailable as exc:
+                self._left_behind(exc)
+        return saved.events
 
     def relay(self) -> int:
+        """Deliver every pending outbox row, oldest first; returns how many."""
         try:
-            return self.bus.relay(self.store)
+            delivered = self.bus.relay(self.store)
         except BusUnavailable as exc:
-            log.warning("events stay in the outbox until Redis answers: %s", exc)
+            self._left_behind(exc)
             return 0
+        self._backlog = False
+        return delivered
+
+    def _left_behind(self, exc: BusUnavailable) -> None:
+        # Until a relay empties the outbox, new events queue behind the old ones.
+        self._backlog = True
+        log.warning("events stay in the outbox until Redis answers: %s", exc)

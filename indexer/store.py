@@ -20,7 +20,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,14 @@ class LinkMismatch(RetryableError):
     def __init__(self, number: int, detail: str) -> None:
         super().__init__(f"block {number} does not link to the stored chain: {detail}")
         self.number = number
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What one write transaction stored: its events, and their outbox rows to deliver."""
+
+    events: list[BlockIndexed]
+    outbox: list[dict[str, Any]]
 
 
 class Store:
@@ -106,8 +114,8 @@ class Store:
 
     def save_blocks(
         self, datas: Sequence[BlockData], source: BlockSource, force: bool = False
-    ) -> list[BlockIndexed]:
-        """Store `datas` (ascending heights) in one transaction; returns the events written.
+    ) -> Saved:
+        """Store `datas` (ascending heights) in one transaction, with their events.
 
         Blocks already stored with the same hash are skipped unless `force`. Raises
         LinkMismatch, writing nothing, when a block does not link to a stored neighbour
@@ -118,12 +126,12 @@ class Store:
 
     def save_in(
         self, conn: Connection, datas: Sequence[BlockData], source: BlockSource, force: bool = False
-    ) -> list[BlockIndexed]:
+    ) -> Saved:
         """`save_blocks` inside the caller's write transaction (see `writing`)."""
         written: list[BlockIndexed] = []
         numbers = [d.number for d in datas]
         if not numbers:
-            return written
+            return Saved(written, [])
         lo, hi = min(numbers), max(numbers)
         rows = conn.execute(
             sa.select(m.blocks.c.number, m.blocks.c.hash, m.blocks.c.parent_hash).where(
@@ -163,9 +171,9 @@ class Store:
         if replaced:
             self._delete_heights(conn, replaced)
         self._insert(conn, todo)
-        self.add_to_outbox(conn, *written)
+        outbox = self.add_to_outbox(conn, *written)
         conn.execute(m.failures.delete().where(m.failures.c.number.in_(numbers)))
-        return written
+        return Saved(written, outbox)
 
     def _insert(self, conn: Connection, datas: Sequence[BlockData]) -> None:
         """Bulk-insert blocks, their transactions (upserted by hash) and their logs."""
@@ -254,24 +262,28 @@ class Store:
         if value is not None:
             conn.execute(m.meta.insert().values(key=key, value=value))
 
-    def add_to_outbox(self, conn: Connection, *events: Event) -> None:
-        """Queue `events` for the stream, inside the caller's transaction."""
+    def add_to_outbox(self, conn: Connection, *events: Event) -> list[dict[str, Any]]:
+        """Queue `events` for the stream, inside the caller's transaction; returns the
+        outbox rows, ids included, in the order of `events`."""
         if not events:
-            return
+            return []
         now = datetime.now(UTC)
-        conn.execute(
-            m.outbox.insert(),
-            [
-                {
-                    "event_id": event.id,
-                    "delivery_id": uuid.uuid4().hex,
-                    "type": event.type,
-                    "data": json.dumps(asdict(event), separators=(",", ":")),
-                    "created_at": now,
-                }
-                for event in events
-            ],
-        )
+        rows = [
+            {
+                "event_id": event.id,
+                "delivery_id": uuid.uuid4().hex,
+                "type": event.type,
+                "data": json.dumps(asdict(event), separators=(",", ":")),
+                "created_at": now,
+            }
+            for event in events
+        ]
+        ids = conn.execute(
+            m.outbox.insert().returning(m.outbox.c.id, sort_by_parameter_order=True), rows
+        ).scalars()
+        for row, id_ in zip(rows, ids, strict=True):
+            row["id"] = id_
+        return rows
 
     def record_failure(self, numbers: Sequence[int], error: str) -> None:
         """Remember blocks whose job failed for good (shown by `chainpulse status`)."""

@@ -25,7 +25,8 @@ from indexer.store import Store
 from workers.app import QUEUE, app
 
 NO_WORKER_TIMEOUT_S = 60.0
-POLL_S = 0.5
+POLL_S = (0.1, 2.0)  # between progress counts: at least, at most
+POLL_COST = 0.05  # the counts may take this share of the CLI's time (large ranges)
 WORKER_CHECK_S = 2.5  # between checks while no worker answers
 STALL_S = 5.0  # without progress for this long, check that a worker is there
 
@@ -133,9 +134,11 @@ class Progress:
                             file=self.out,
                         )
                         return 1
+            counted = time.monotonic()
             done, failed = self.store.count_done(
                 self.first, self.last, self.started, reindexed_only=self.force
             )
+            poll = min(max((time.monotonic() - counted) / POLL_COST, POLL_S[0]), POLL_S[1])
             if not self.force:
                 done -= already
             if done + failed != last_count:
@@ -146,7 +149,7 @@ class Progress:
                 self.render(done, failed, total, elapsed, tty)
                 last_print = time.monotonic()
             if done + failed < total:
-                time.sleep(POLL_S)
+                time.sleep(poll)
         if tty:
             print(file=self.out)
         elapsed = time.monotonic() - t0

@@ -168,3 +168,34 @@ def test_a_failed_append_is_not_marked_delivered(indexer: Indexer, client: redis
     assert indexer.relay() == 1
 
     assert [f["id"] for f in entries(client)] == [event.id]
+
+
+def test_events_left_behind_go_out_before_newer_ones(
+    indexer: Indexer, redis_server: RedisServer, client: redis.Redis
+) -> None:
+    redis_server.stop()
+    try:
+        older = indexer.index(1, 2, "backfill")
+    finally:
+        redis_server.start()
+    newer = indexer.index(3, 4, "backfill")
+
+    assert [f["id"] for f in entries(client)] == [e.id for e in older + newer]
+    assert indexer.store.pending_outbox() == []
+
+
+def test_one_append_call_skips_delivered_rows_and_keeps_order(
+    redis_url: str, client: redis.Redis
+) -> None:
+    bus = EventBus.from_url(redis_url, STREAM_KEY, 1000)
+    rows = [
+        {"type": "block.indexed", "event_id": f"e{n}", "data": "{}", "delivery_id": f"d{n}"}
+        for n in range(5)
+    ]
+    try:
+        assert bus.append_all(rows[1:3]) == 2
+        assert bus.append_all(rows) == 3
+        assert bus.append_all(rows) == 0
+    finally:
+        bus.client.close()
+    assert [f["id"] for f in entries(client)] == ["e1", "e2", "e0", "e3", "e4"]

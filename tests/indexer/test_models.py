@@ -110,7 +110,7 @@ def test_store_keeps_a_2_256_minus_1_transfer_exact(migrated_url: str) -> None:
     }
     store = Store(migrated_url)
     try:
-        [event] = store.save_blocks([decode(raw, [receipt])], "backfill")
+        [event] = store.save_blocks([decode(raw, [receipt])], "backfill").events
         assert event.blockNumber == 7
         with store.engine.connect() as conn:
             row = conn.execute(sa.select(m.transactions)).mappings().one()
