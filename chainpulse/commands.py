@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -82,7 +83,11 @@ def backfill(start: str, end: str, wait: bool, force: bool) -> None:
     from workers.backfill import run_backfill
 
     code = run_backfill(settings(), start, end, wait=wait, force=force)
-    sys.exit(code)
+    # Every job is on the broker and the database is closed: skip the interpreter's
+    # teardown of web3's, Celery's and SQLAlchemy's modules, about 0.2 s of exit time.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @cli.command()

@@ -50,7 +50,9 @@ class Settings:
     task_max_retries: int = 8
     retry_backoff_max: int = 30  # seconds; must stay below visibility_timeout
     visibility_timeout: int = 60  # seconds before an unacknowledged job is delivered again
-    backfill_batch: int = 10  # blocks per job when a backfill is far behind the head
+    # Blocks per job when a backfill is far behind the head: 25 blocks are 50 calls in
+    # one JSON-RPC batch, below the 100 that hosted nodes commonly allow.
+    backfill_batch: int = 25
     # Follower
     poll_interval: float = 1.0  # seconds between eth_blockNumber polls
     max_reorg_depth: int = 64  # blocks

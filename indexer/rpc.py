@@ -40,6 +40,7 @@ RawReceipt = dict[str, Any]
 Call = tuple[str, Sequence[Any]]
 
 METHOD_NOT_FOUND = -32601
+MAX_BATCH_CALLS = 100  # per-transaction receipts go in batches of this many calls
 _RATE_LIMIT_CODES = {-32005, -32029, 429}
 _RATE_LIMIT_WORDS = ("rate limit", "too many requests", "limit exceeded", "exceeded the quota")
 
@@ -202,7 +203,10 @@ class Node:
                 if block
                 for tx in block["transactions"]
             ]
-            receipts = iter(self.batch(tx_calls) if tx_calls else [])
+            fetched: list[Any] = []
+            for i in range(0, len(tx_calls), MAX_BATCH_CALLS):
+                fetched += self.batch(tx_calls[i : i + MAX_BATCH_CALLS])
+            receipts = iter(fetched)
             pairs = [
                 (b, [next(receipts) for _ in b["transactions"]] if b else None) for b in blocks
             ]

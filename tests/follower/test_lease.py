@@ -70,7 +70,7 @@ def test_tokens_stay_above_the_database_after_redis_lost_its_data(redis_url: str
 
 def follow_process(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
     env = worker_env(stack.settings)
-    env.update(POLL_INTERVAL="0.1", FOLLOWER_LOCK_TTL="2")
+    env.update(POLL_INTERVAL="0.1", FOLLOWER_LOCK_TTL="2", BACKFILL_BATCH="10")
     with log.open("ab") as out:
         return subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "chainpulse"), "follow"],

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from chainpulse.devnet import Activity, Anvil, free_port
+from indexer import rpc
 from indexer.errors import (
     BlockNotFound,
     ChainMismatch,
@@ -186,18 +187,22 @@ def test_rate_limited_endpoint_fails_over(anvil: Anvil, proxy: RpcProxy) -> None
 
 
 def test_node_without_eth_getblockreceipts_falls_back_to_per_transaction_receipts(
-    anvil: Anvil, proxy: RpcProxy
+    anvil: Anvil, proxy: RpcProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(rpc, "MAX_BATCH_CALLS", 3)
     activity = Activity(anvil)
     first = activity.block(count=4, reverts=1, deploys=1)
     second = activity.block(count=3)
     methods: list[str] = []
+    receipt_batches: list[int] = []
 
     def refuse_block_receipts(request: Any, reply: Any) -> Any:
         calls = request if isinstance(request, list) else [request]
         replies = reply if isinstance(reply, list) else [reply]
         refused = {c["id"] for c in calls if c["method"] == "eth_getBlockReceipts"}
         methods.extend(c["method"] for c in calls)
+        if calls[0]["method"] == "eth_getTransactionReceipt":
+            receipt_batches.append(len(calls))
         out = [
             {"jsonrpc": "2.0", "id": r["id"], "error": {"code": -32601, "message": "not found"}}
             if r["id"] in refused
@@ -215,6 +220,7 @@ def test_node_without_eth_getblockreceipts_falls_back_to_per_transaction_receipt
     assert fetched == direct
     assert "eth_getTransactionReceipt" in methods
     assert len(fetched[0][1]) == 4 and len(fetched[1][1]) == 3
+    assert receipt_batches == [3, 3, 1]  # 7 receipts, at most MAX_BATCH_CALLS per batch
     methods.clear()
     node.blocks_with_receipts([second])  # remembers: no second try of the missing method
     assert "eth_getBlockReceipts" not in methods
