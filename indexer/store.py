@@ -319,6 +319,16 @@ class Store:
             )
             return {int(n): str(h) for n, h in rows}
 
+    def indexed_since(self, lo: int, hi: int, since: datetime) -> set[int]:
+        """Heights in [lo, hi] whose stored block was written at or after `since`."""
+        with self.errors(), self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(m.blocks.c.number).where(
+                    m.blocks.c.number.between(lo, hi), m.blocks.c.indexed_at >= since
+                )
+            )
+            return {int(n) for (n,) in rows}
+
     def missing(self, lo: int, hi: int) -> list[int]:
         """Heights in [lo, hi] with no stored block, ascending."""
         present = self.stored_hashes(lo, hi)

@@ -5,17 +5,24 @@ BACKFILL_BATCH consecutive heights each (one round trip and one transaction per 
 With --wait, a progress line shows blocks/s and an ETA; the command exits 0 when every
 block is indexed and 1, naming them, when some failed for good. If no worker consumes
 the `blocks` queue it says so within seconds.
+
+The Redis broker can lose a job: kombu pops it (BRPOP) and only then records it as
+unacknowledged, so a worker killed between the two drops it (kombu#305). While waiting,
+progress that stalls with no job queued or held by any worker means that happened,
+and the heights still not indexed are enqueued again (jobs are idempotent).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 import redis
+from kombu.transport.redis import Channel
 
 from indexer.config import Settings, mask_url
 from indexer.errors import BadRange, ConfigError, DatabaseBusy
@@ -29,6 +36,7 @@ POLL_S = (0.1, 2.0)  # between progress counts: at least, at most
 POLL_COST = 0.05  # the counts may take this share of the CLI's time (large ranges)
 WORKER_CHECK_S = 2.5  # between checks while no worker answers
 STALL_S = 5.0  # without progress for this long, check that a worker is there
+LOST_S = 5.0  # without progress and with no job queued or held this long: jobs were lost
 
 
 def check_redis(url: str) -> None:
@@ -83,7 +91,17 @@ def run_backfill(
         )
         if not wait or not numbers:
             return 0
-        return Progress(store, first, last, numbers, started, force, out).watch()
+
+        def requeue(heights: list[int]) -> None:
+            for lo, hi in chunks(heights, settings.backfill_batch):
+                index_blocks.apply_async(args=(lo, hi, "backfill", force), queue=QUEUE)
+
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        try:
+            progress = Progress(store, first, last, numbers, started, force, out)
+            return progress.watch(lambda: jobs_outstanding(client), requeue)
+        finally:
+            client.close()
     finally:
         store.dispose()
 
@@ -98,7 +116,12 @@ class Progress:
     force: bool
     out: TextIO
 
-    def watch(self) -> int:
+    def watch(self, outstanding: Callable[[], int], requeue: Callable[[list[int]], None]) -> int:
+        """Show progress until every height is indexed or failed; the exit code.
+
+        `outstanding` counts jobs queued or held by workers; `requeue` enqueues heights
+        again when progress stalls with none (see the module's docstring).
+        """
         total = len(self.numbers)
         already = (self.last - self.first + 1) - total
         t0 = time.monotonic()
@@ -108,6 +131,8 @@ class Progress:
         no_worker_since: float | None = None
         done = failed = 0
         last_count = -1
+        progressed = t0
+        lost_since: float | None = None
         warned = False
         tty = self.out.isatty()
         last_print = 0.0
@@ -144,6 +169,23 @@ class Progress:
             if done + failed != last_count:
                 last_count = done + failed
                 next_worker_check = max(next_worker_check, now + STALL_S)
+                progressed, lost_since = now, None
+            elif now - progressed >= LOST_S and done + failed < total:
+                # Seen twice, a second apart: a job between BRPOP and its unacked record
+                # is briefly in neither place.
+                if outstanding() > 0:
+                    lost_since = None
+                elif lost_since is None:
+                    lost_since = now
+                elif now - lost_since >= 1.0:
+                    heights = self.unfinished()
+                    requeue(heights)
+                    print(
+                        f"\nno job holds {describe(heights)} any more (a worker died "
+                        "while taking it); enqueued again",
+                        file=self.out,
+                    )
+                    progressed, lost_since = now, None
             elapsed = max(time.monotonic() - t0, 1e-6)
             if tty or time.monotonic() - last_print >= 5 or done + failed >= total:
                 self.render(done, failed, total, elapsed, tty)
@@ -165,6 +207,14 @@ class Progress:
             file=self.out,
         )
         return 0
+
+    def unfinished(self) -> list[int]:
+        """This run's heights that are neither indexed during it nor failed."""
+        fresh = self.store.indexed_since(self.first, self.last, self.started)
+        if not self.force:
+            fresh |= set(self.store.stored_hashes(self.first, self.last))
+        failed = {f["number"] for f in self.failures()}
+        return [n for n in self.numbers if n not in fresh and n not in failed]
 
     def failures(self) -> list[dict[str, Any]]:
         """Blocks in the range whose job failed for good during this run.
@@ -194,6 +244,15 @@ class Progress:
 def _aware(moment: datetime) -> datetime:
     """SQLite returns stored UTC times without their zone."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def jobs_outstanding(client: redis.Redis) -> int:
+    """Jobs on the `blocks` queue plus jobs a worker took and has not acknowledged."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.llen(QUEUE)
+        pipe.hlen(Channel.unacked_key)
+        queued, held = pipe.execute()
+    return int(queued) + int(held)
 
 
 def workers_on_queue(timeout: float = 1.5) -> bool:

@@ -59,7 +59,10 @@ def test_kill_9_mid_backfill_leaves_no_gap_and_no_duplicate(
                 except subprocess.TimeoutExpired:
                     err.seek(0)
                     raise AssertionError(
-                        f"backfill still waiting; missing {store.missing(1, head)}\n"
+                        f"backfill still waiting; missing {store.missing(1, head)}; "
+                        f"unacked {client.hgetall('unacked')}, "
+                        f"index {client.zrange('unacked_index', 0, -1, withscores=True)}, "
+                        f"queued {client.lrange('blocks', 0, -1)}\n"
                         f"{err.read()[-2000:]}\n{s.tails()}"
                     ) from None
                 err.seek(0)
