@@ -8,7 +8,10 @@ that are not Engine.IO text packets.
   straight to the socket, without the per-client queue, the writer's wake-up and its
   timers; whatever the kernel does not take at once is queued first for the writer.
 - `HeartbeatFirstQueue` puts Engine.IO PING packets ahead of any backlog, so a client
-  behind on broadcasts is not dropped for a ping that waited in its own queue.
+  behind on broadcasts is not dropped for a ping that waited in its own queue. It also
+  hands engine.io at most `POLL_BATCH_MAX` packets per poll: a long-polling response
+  carries no more than python-engineio clients accept (16; they drop the connection
+  on a longer payload), and the rest go in the next response.
 - `EngineServer.send_packet` refuses to grow a client's queue past `outbound_queue_max`:
   the backlog is discarded, the client gets `exception` "Slow consumer: outbound queue
   full" and the transport is closed, so a slow client holds no server memory.
@@ -34,6 +37,7 @@ from realtime import protocol
 log = logging.getLogger(__name__)
 
 _EIO_TYPES = frozenset("0123456")
+POLL_BATCH_MAX = 16  # packets per polling response: python-engineio's Payload.max_decode_packets
 
 
 class Frame(str):
@@ -72,9 +76,22 @@ def encode_ack(namespace: str, ack_id: int, data: Any) -> eio_packet.Packet:
 
 
 def _heartbeat_first_queue() -> Any:
-    from eventlet.queue import Queue
+    from eventlet.queue import Empty, Queue
 
     class HeartbeatFirstQueue(Queue):
+        # engine.io's Socket.poll takes one packet with a blocking get, then drains the
+        # queue with non-blocking gets; "empty" after POLL_BATCH_MAX ends its batch.
+        _batch = 0
+
+        def get(self, block: bool = True, timeout: float | None = None) -> Any:
+            if block:
+                self._batch = 1
+            else:
+                if self._batch >= POLL_BATCH_MAX:
+                    raise Empty
+                self._batch += 1
+            return super().get(block, timeout)
+
         def _put(self, item: Any) -> None:
             if isinstance(item, eio_packet.Packet) and item.packet_type == eio_packet.PING:
                 # ahead of the backlog, but never inside a frame already half written

@@ -259,7 +259,16 @@ class Client:
             return [event for event, _ in self.events]
 
     def wait_for(self, name: str, count: int = 1, timeout: float = WAIT) -> list[Any]:
-        wait_until(lambda: len(self.of(name)) >= count, timeout, f"{count} {name} event(s)")
+        try:
+            wait_until(lambda: len(self.of(name)) >= count, timeout, f"{count} {name} event(s)")
+        except TimeoutError as exc:
+            with self.lock:
+                seen = [(event, data) for event, data in self.events][-30:]
+            raise TimeoutError(
+                f"{exc}; connected={self.sio.connected}, disconnect reason "
+                f"{self.disconnect_reason!r}; last events {seen}\n"
+                f"--- server log tail ---\n{self.server.log()[-3000:]}"
+            ) from None
         return self.of(name)
 
     def call(self, event: str, data: Any = None) -> Any:

@@ -224,3 +224,15 @@ def test_a_token_without_a_price_is_read_once_until_a_price_event_arrives(
     wait_until(later_subscriber_gets_the_snapshot, 30, "a snapshot for a later subscriber")
     assert snapshots[0]["snapshot"] is True and snapshots[0]["priceExact"] == "1.5"
     assert first.of("price-update") == []  # history is not pushed to subscribers
+
+
+def test_a_polling_client_takes_a_burst_of_blocks_in_small_responses(
+    start_server: StartServer, clients: Connect, stream: Stream
+) -> None:
+    """python-engineio clients refuse a polling response of more than 16 packets."""
+    server = start_server()
+    client = clients(server, transports=["polling"])
+    stream.append(*(block_event(n) for n in range(1, 101)))
+    client.wait_for("new-block", 100)
+    assert numbers(client) == list(range(1, 101))
+    assert client.sio.connected
