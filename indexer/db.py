@@ -27,7 +27,9 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, pool_size: int = 5) -> Engine:
+def make_engine(url: str, pool_size: int = 5, max_overflow: int | None = None) -> Engine:
+    """An engine for `url`; PostgreSQL keeps `pool_size` connections (+ `max_overflow`,
+    by default as many again)."""
     url = normalise_url(url)
     try:
         parsed = sa.make_url(url)
@@ -43,7 +45,8 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         raise ConfigError(
             f"unsupported database {parsed.get_backend_name()!r}: use SQLite or PostgreSQL"
         )
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    overflow = pool_size if max_overflow is None else max_overflow
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=True)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -11,27 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from indexer.db import normalise_url
+from indexer.db import make_engine
 
 T = TypeVar("T")
 
 
 class Database:
     def __init__(self, url: str, offload: bool = True) -> None:
-        url = normalise_url(url)
-        connect_args: dict[str, Any] = {}
-        if url.startswith("sqlite"):
-            connect_args = {"check_same_thread": False, "timeout": 5}
-        self.engine: Engine = (
-            sa.create_engine(
-                url, connect_args=connect_args, pool_pre_ping=True, pool_size=1, max_overflow=0
-            )
-            if not url.startswith("sqlite")
-            else sa.create_engine(url, connect_args=connect_args)
-        )
+        self.engine: Engine = make_engine(url, pool_size=1, max_overflow=0)
         self.offload = offload
         self._lock: Any = None
         if offload:
