@@ -32,6 +32,7 @@ from backfill_pipeline import PipelineResult, run_pipeline
 from backfill_profile import summarize_profiles
 
 from chainpulse.devnet import port_open
+from workers.app import default_concurrency
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ETL_PASSES = (88.0, 74.0)  # blocks/s, recorded in issue 2: blocks+txs pass, receipts+logs pass
@@ -48,9 +49,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--concurrency",
         type=int,
-        default=3,
-        help="Celery prefork processes (default 3: on 2 cores, one more job than cores\n"
-        "keeps anvil, which serves each batch on one core, busier while a job writes)",
+        default=default_concurrency(),
+        help="Celery prefork processes (default: the worker's own default, one more than\n"
+        f"cores, here {default_concurrency()}: anvil serves each batch on one core, and one\n"
+        "more job keeps it busy while a job writes)",
     )
     p.add_argument(
         "--databases",

@@ -53,6 +53,9 @@ class Settings:
     # Blocks per job when a backfill is far behind the head: 25 blocks are 50 calls in
     # one JSON-RPC batch, below the 100 that hosted nodes commonly allow.
     backfill_batch: int = 25
+    # Prefork processes per worker; None: one more than the CPU count, since a job spends
+    # most of its time waiting on the node
+    worker_concurrency: int | None = None
     # Follower
     poll_interval: float = 1.0  # seconds between eth_blockNumber polls
     max_reorg_depth: int = 64  # blocks
@@ -104,6 +107,7 @@ _INT = {
     "RETRY_BACKOFF_MAX": "retry_backoff_max",
     "VISIBILITY_TIMEOUT": "visibility_timeout",
     "BACKFILL_BATCH": "backfill_batch",
+    "WORKER_CONCURRENCY": "worker_concurrency",
     "MAX_REORG_DEPTH": "max_reorg_depth",
     "RATE_LIMIT": "rate_limit",
     "MAX_ROOMS": "max_rooms",
@@ -145,6 +149,7 @@ _MINIMUM = {
     "retry_backoff_max": 1,
     "visibility_timeout": 1,
     "backfill_batch": 1,
+    "worker_concurrency": 1,
     "max_reorg_depth": 1,
     "rate_limit": 1,
     "max_rooms": 1,

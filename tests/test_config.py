@@ -1,7 +1,10 @@
+import os
+
 import pytest
 
 from indexer.config import Settings, mask_url
 from indexer.errors import ConfigError
+from workers.app import make_app
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -41,6 +44,7 @@ def test_lists_and_types_are_parsed() -> None:
         ({"POLL_INTERVAL": "0"}, "POLL_INTERVAL must be positive"),
         ({"ETH_RPC_URL": " , "}, "ETH_RPC_URL is set but lists nothing"),
         ({"RETRY_BACKOFF_MAX": "90"}, "RETRY_BACKOFF_MAX must stay below VISIBILITY_TIMEOUT"),
+        ({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY must be at least 1"),
     ],
 )
 def test_bad_values_fail_loudly(env: dict[str, str], message: str) -> None:
@@ -52,3 +56,11 @@ def test_mask_url_hides_passwords_only() -> None:
     assert mask_url("postgresql://u:secret@db:5432/x") == "postgresql://u:***@db:5432/x"
     assert mask_url("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert mask_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
+
+
+def test_worker_concurrency_defaults_to_one_more_than_cores() -> None:
+    assert make_app(Settings.from_env({}, dotenv=False)).conf.worker_concurrency == (
+        (os.cpu_count() or 1) + 1
+    )
+    chosen = Settings.from_env({"WORKER_CONCURRENCY": "5"}, dotenv=False)
+    assert make_app(chosen).conf.worker_concurrency == 5

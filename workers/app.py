@@ -10,6 +10,8 @@ countdowns stay below that timeout (checked in Settings).
 
 from __future__ import annotations
 
+import os
+
 from celery import Celery
 
 from indexer.config import Settings
@@ -28,6 +30,7 @@ def make_app(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_prefetch_multiplier=1,
+        worker_concurrency=settings.worker_concurrency or default_concurrency(),
         worker_send_task_events=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
@@ -45,6 +48,12 @@ def make_app(settings: Settings) -> Celery:
     )
     app.conf.chainpulse_settings = settings
     return app
+
+
+def default_concurrency() -> int:
+    """Prefork processes when WORKER_CONCURRENCY is unset: one job more than cores keeps
+    the node busy while a job decodes and writes."""
+    return (os.cpu_count() or 1) + 1
 
 
 def restore_interval(visibility_timeout: int) -> int:
