@@ -31,13 +31,15 @@ from typing import Any
 
 import engineio
 from engineio import packet as eio_packet
+from engineio import payload as eio_payload
 
 from realtime import protocol
 
 log = logging.getLogger(__name__)
 
 _EIO_TYPES = frozenset("0123456")
-POLL_BATCH_MAX = 16  # packets per polling response: python-engineio's Payload.max_decode_packets
+# packets per polling response: what python-engineio's decoder accepts (16)
+POLL_BATCH_MAX = eio_payload.Payload.max_decode_packets
 
 
 class Frame(str):

@@ -78,28 +78,28 @@ def run_backfill(
         check_redis(settings.redis_url)
         numbers = list(range(first, last + 1)) if force else store.missing(first, last)
         started = datetime.now(UTC) - timedelta(seconds=1)
-        jobs = chunks(numbers, settings.backfill_batch)
         from workers.tasks import index_blocks
 
-        for lo, hi in jobs:
-            index_blocks.apply_async(args=(lo, hi, "backfill", force), queue=QUEUE)
+        def enqueue(heights: list[int]) -> int:
+            """Jobs of up to BACKFILL_BATCH consecutive heights; returns how many."""
+            jobs = chunks(heights, settings.backfill_batch)
+            for lo, hi in jobs:
+                index_blocks.apply_async(args=(lo, hi, "backfill", force), queue=QUEUE)
+            return len(jobs)
+
+        jobs = enqueue(numbers)
         skipped = (last - first + 1) - len(numbers)
         print(
-            f"enqueued {len(numbers)} blocks in {len(jobs)} jobs"
+            f"enqueued {len(numbers)} blocks in {jobs} jobs"
             + (f" ({skipped} already indexed)" if skipped else ""),
             file=out,
         )
         if not wait or not numbers:
             return 0
-
-        def requeue(heights: list[int]) -> None:
-            for lo, hi in chunks(heights, settings.backfill_batch):
-                index_blocks.apply_async(args=(lo, hi, "backfill", force), queue=QUEUE)
-
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
         try:
             progress = Progress(store, first, last, numbers, started, force, out)
-            return progress.watch(lambda: jobs_outstanding(client), requeue)
+            return progress.watch(lambda: jobs_outstanding(client), enqueue)
         finally:
             client.close()
     finally:
@@ -116,7 +116,7 @@ class Progress:
     force: bool
     out: TextIO
 
-    def watch(self, outstanding: Callable[[], int], requeue: Callable[[list[int]], None]) -> int:
+    def watch(self, outstanding: Callable[[], int], requeue: Callable[[list[int]], object]) -> int:
         """Show progress until every height is indexed or failed; the exit code.
 
         `outstanding` counts jobs queued or held by workers; `requeue` enqueues heights
@@ -210,9 +210,10 @@ class Progress:
 
     def unfinished(self) -> list[int]:
         """This run's heights that are neither indexed during it nor failed."""
-        fresh = self.store.indexed_since(self.first, self.last, self.started)
-        if not self.force:
-            fresh |= set(self.store.stored_hashes(self.first, self.last))
+        if self.force:
+            fresh = self.store.indexed_since(self.first, self.last, self.started)
+        else:
+            fresh = set(self.store.stored_hashes(self.first, self.last))
         failed = {f["number"] for f in self.failures()}
         return [n for n in self.numbers if n not in fresh and n not in failed]
 
