@@ -32,6 +32,17 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     c.close()
 
 
+def index_while_redis_is_down(
+    indexer: Indexer, redis_server: RedisServer, first: int, last: int
+) -> list[BlockIndexed]:
+    """Index with Redis stopped (the events stay in the outbox), then start it again."""
+    redis_server.stop()
+    try:
+        return indexer.index(first, last, "backfill")
+    finally:
+        redis_server.start()
+
+
 def entries(client: redis.Redis) -> list[dict[str, Any]]:
     return [fields for _, fields in client.xrange(STREAM_KEY)]
 
@@ -86,11 +97,7 @@ def test_commit_with_redis_down_keeps_the_event_in_the_outbox(
 def test_relay_that_died_before_deleting_does_not_duplicate(
     indexer: Indexer, redis_server: RedisServer, client: redis.Redis
 ) -> None:
-    redis_server.stop()
-    try:
-        events = indexer.index(1, 4, "backfill")
-    finally:
-        redis_server.start()
+    events = index_while_redis_is_down(indexer, redis_server, 1, 4)
     rows = indexer.store.pending_outbox()
     assert [r["event_id"] for r in rows] == [e.id for e in events]
     # A relay appends the first two rows, then its process dies before the delete.
@@ -106,11 +113,7 @@ def test_relay_that_died_before_deleting_does_not_duplicate(
 def test_two_relays_racing_append_each_event_once(
     anvil: Anvil, indexer: Indexer, redis_server: RedisServer, redis_url: str, client: redis.Redis
 ) -> None:
-    redis_server.stop()
-    try:
-        events = indexer.index(1, anvil.head(), "backfill")
-    finally:
-        redis_server.start()
+    events = index_while_redis_is_down(indexer, redis_server, 1, anvil.head())
     assert len(indexer.store.pending_outbox()) == len(events) == anvil.head()
 
     buses = [EventBus.from_url(redis_url, STREAM_KEY, 1000) for _ in range(2)]
@@ -173,11 +176,7 @@ def test_a_failed_append_is_not_marked_delivered(indexer: Indexer, client: redis
 def test_events_left_behind_go_out_before_newer_ones(
     indexer: Indexer, redis_server: RedisServer, client: redis.Redis
 ) -> None:
-    redis_server.stop()
-    try:
-        older = indexer.index(1, 2, "backfill")
-    finally:
-        redis_server.start()
+    older = index_while_redis_is_down(indexer, redis_server, 1, 2)
     newer = indexer.index(3, 4, "backfill")
 
     assert [f["id"] for f in entries(client)] == [e.id for e in older + newer]
