@@ -32,8 +32,8 @@ redis-server:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check chainpulse indexer realtime workers migrations tests bench
-	$(BIN)/ruff format --check chainpulse indexer realtime workers migrations tests bench
+	$(BIN)/ruff check chainpulse follower indexer realtime workers migrations tests bench
+	$(BIN)/ruff format --check chainpulse follower indexer realtime workers migrations tests bench
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy

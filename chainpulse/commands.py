@@ -80,7 +80,7 @@ def db_upgrade(revision: str) -> None:
 @friendly_errors
 def backfill(start: str, end: str, wait: bool, force: bool) -> None:
     """Enqueue blocks FROM..TO (inclusive) on the `blocks` queue."""
-    from workers.backfill import run_backfill
+    from chainpulse.backfill import run_backfill
 
     code = run_backfill(settings(), start, end, wait=wait, force=force)
     # Every job is on the broker and the database is closed: skip the interpreter's
@@ -95,7 +95,7 @@ def backfill(start: str, end: str, wait: bool, force: bool) -> None:
 @friendly_errors
 def status(as_json: bool) -> None:
     """Node head, highest indexed block, lag, missing ranges, failures and queue depth."""
-    from workers.status import collect_status, render_status
+    from chainpulse.status import collect_status, render_status
 
     report = collect_status(settings())
     if as_json:
@@ -124,7 +124,7 @@ def serve() -> None:
 @friendly_errors
 def follow(clear_halt: bool) -> None:
     """Follow the chain head: enqueue new blocks in order and repair reorgs."""
-    from workers.follower import run
+    from follower.follower import run
 
     s = settings()
     if clear_halt:

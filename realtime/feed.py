@@ -24,10 +24,10 @@ from indexer.config import Settings
 from indexer.events import BlockIndexed, BlockRef, BlockReorged, Event, PriceUpdated
 from realtime import protocol
 from realtime.db import Database
-from realtime.engine import GatewayServer
+from realtime.engineio_server import encode_event
 from realtime.metrics import Metrics
 from realtime.sequencer import BlockSequencer
-from realtime.transport import encode_event
+from realtime.socketio_server import GatewayServer
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from realtime.auth import InvalidToken, TokenValidator
 from realtime.bus import Bus, BusUnavailable
 from realtime.channels import ChannelError, parse_channel, user_room, valid_subject
 from realtime.db import Database
-from realtime.engine import GatewayServer
 from realtime.feed import Feed
 from realtime.metrics import Metrics
 from realtime.ratelimit import SlidingWindowLimiter
+from realtime.socketio_server import GatewayServer
 
 log = logging.getLogger(__name__)
 

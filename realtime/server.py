@@ -20,12 +20,12 @@ from indexer.config import Settings
 from realtime import protocol
 from realtime.bus import Bus
 from realtime.db import Database
-from realtime.engine import GatewayServer
 from realtime.feed import Feed
 from realtime.gateway import Gateway, Schedule
 from realtime.http import HttpApp
 from realtime.metrics import Metrics
 from realtime.rooms import LocalManager
+from realtime.socketio_server import GatewayServer
 from realtime.stream import StreamReader
 
 log = logging.getLogger("chainpulse.realtime")

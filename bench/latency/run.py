@@ -46,13 +46,13 @@ import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from chainpulse.devnet import Anvil, RedisServer, free_port, port_open, wait_until  # noqa: E402
+from follower.follower import Follower  # noqa: E402
+from follower.queue import Cursor, Job  # noqa: E402
 from indexer.config import Settings  # noqa: E402
 from indexer.rpc import Node  # noqa: E402
 from indexer.schema import upgrade  # noqa: E402
 from indexer.store import Store  # noqa: E402
 from workers.app import make_app  # noqa: E402
-from workers.enqueue import Cursor, Job  # noqa: E402
-from workers.follower import Follower  # noqa: E402
 
 STARTED_KEY = "bench:latency:started"
 MODES = {

@@ -19,13 +19,13 @@ import redis
 import sqlalchemy as sa
 
 from chainpulse.devnet import Anvil, wait_until
+from follower.follower import Follower
 from indexer import models as m
 from indexer.config import Settings
 from indexer.rpc import Node
 from indexer.schema import upgrade
 from indexer.store import Store
 from workers.app import make_app
-from workers.follower import Follower
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(ROOT / ".venv" / "bin" / "celery")

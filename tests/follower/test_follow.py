@@ -55,8 +55,8 @@ def test_catches_up_after_the_node_froze_for_ten_seconds(stack: Stack) -> None:
 
 
 def test_a_reorg_deeper_than_allowed_halts_and_is_reported(stack: Stack) -> None:
+    from chainpulse.status import collect_status, render_status
     from indexer.reorg import clear_halt
-    from workers.status import collect_status, render_status
 
     activity = Activity(stack.anvil)
     activity.block()

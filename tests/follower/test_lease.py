@@ -11,6 +11,8 @@ import pytest
 import redis
 
 from chainpulse.devnet import Activity, Anvil, wait_until
+from follower.lease import LOCK_KEY, Lease, holder
+from follower.queue import Cursor, FencedQueue, Job, read_cursor
 from indexer.config import Settings
 from indexer.reorg import Deposed, repair
 from indexer.rpc import Node
@@ -18,8 +20,6 @@ from indexer.schema import upgrade
 from indexer.store import Store
 from tests.follower.conftest import ROOT, Stack, worker_env
 from workers.app import QUEUE, make_app
-from workers.enqueue import Cursor, FencedQueue, Job, read_cursor
-from workers.lease import LOCK_KEY, Lease, holder
 
 
 def test_a_deposed_follower_can_neither_enqueue_nor_repair(

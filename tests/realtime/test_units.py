@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from indexer import queries
 from indexer.events import BlockIndexed
 from realtime.channels import Channel, ChannelError, parse_channel
+from realtime.engineio_server import encode_event
 from realtime.ratelimit import SlidingWindowLimiter
 from realtime.sequencer import BlockSequencer
-from realtime.transport import encode_event
 from tests.realtime.helpers import (
     block_event,
     block_hash,
@@ -203,7 +203,7 @@ def test_heartbeats_go_ahead_of_the_backlog() -> None:
 
     from engineio import packet
 
-    from realtime.transport import _heartbeat_first_queue
+    from realtime.engineio_server import _heartbeat_first_queue
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # eventlet announces its deprecation on import

@@ -10,11 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from chainpulse.devnet import Activity, RedisServer, free_port, wait_until
+from chainpulse.status import collect_status, render_status
 from indexer import models as m
 from indexer.config import Settings
 from tests.indexer.services import build_indexer, close_indexer
 from tests.workers.conftest import Stack, stack
-from workers.status import collect_status, render_status
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from chainpulse.devnet import RedisServer, free_port
+from chainpulse.status import render_status
 from tests.indexer.proxy import RpcProxy
 from tests.indexer.services import frozen
 from tests.workers.conftest import Backfill, Stack, Worker, stack
-from workers.status import render_status
 
 
 @dataclass

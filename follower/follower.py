@@ -1,6 +1,6 @@
 """`chainpulse follow`: follow the chain head, enqueue its blocks in order, repair reorgs.
 
-One follower is active per deployment (`workers.lease`); others wait as standbys and
+One follower is active per deployment (`follower.lease`); others wait as standbys and
 take over when its lock expires. The active one:
 
 - learns of new heads from `newHeads` over `ETH_WS_URL` when set, and otherwise (or
@@ -20,7 +20,7 @@ take over when its lock expires. The active one:
 - stops advancing (but stays the lock holder) while a too-deep reorg is recorded.
 
 Every action on the chain is fenced by the lease token: enqueueing through a Lua script
-that checks the lock (`workers.enqueue`), repairs through the database transaction.
+that checks the lock (`follower.queue`), repairs through the database transaction.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ from typing import Any
 import redis
 from celery import Celery
 
+from follower.heads import Header, HeadSubscription
+from follower.lease import Lease
+from follower.queue import Cursor, FencedQueue, Job, read_cursor
 from indexer.bus import BusUnavailable, EventBus
 from indexer.config import Settings, mask_url
 from indexer.errors import ChainpulseError, ReorgTooDeep, RetryableError, RpcError
@@ -42,9 +45,6 @@ from indexer.reorg import Deposed, claim_fence, fence_floor, read_halt, repair
 from indexer.rpc import Node
 from indexer.store import Store
 from workers.app import QUEUE
-from workers.enqueue import Cursor, FencedQueue, Job, read_cursor
-from workers.heads import Header, HeadSubscription
-from workers.lease import Lease
 
 log = logging.getLogger(__name__)
 
@@ -335,8 +335,8 @@ class Follower:
 
 def run(settings: Settings) -> None:
     """The `chainpulse follow` process: follow until SIGTERM or SIGINT."""
+    from chainpulse.backfill import check_schema
     from workers.app import make_app
-    from workers.backfill import check_schema
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     node = Node(settings.rpc_urls, settings.rpc_timeout)

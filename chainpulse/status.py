@@ -71,8 +71,8 @@ def collect_status(settings: Settings) -> dict[str, Any]:
 
 
 def _follower(client: redis.Redis) -> dict[str, Any] | None:
-    from workers.enqueue import read_cursor
-    from workers.lease import holder
+    from follower.lease import holder
+    from follower.queue import read_cursor
 
     lock = holder(client)
     if lock is None:

@@ -16,7 +16,7 @@ from typing import Any
 import socketio
 
 from realtime import protocol
-from realtime.transport import EngineServer, encode_ack, encode_event
+from realtime.engineio_server import EngineServer, encode_ack, encode_event
 
 log = logging.getLogger(__name__)
 

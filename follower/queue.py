@@ -22,11 +22,11 @@ from celery import Celery
 from kombu import Producer
 from kombu.exceptions import OperationalError
 
+from follower.lease import LOCK_KEY, Lease
 from indexer.errors import RetryableError
 from indexer.events import BlockSource
 from indexer.reorg import Deposed
 from workers.app import QUEUE
-from workers.lease import LOCK_KEY, Lease
 
 CURSOR_KEY = "chainpulse:follower:cursor"
 

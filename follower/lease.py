@@ -5,7 +5,7 @@ increments a counter, so every holder gets a larger token than the one before. A
 expiring lock alone cannot stop a holder that stalled (paused, swapped out, cut off)
 past its expiry and then resumes; so the token is checked atomically where the
 follower acts: a Lua script that pushes jobs only while the lock still holds this
-token (`workers.enqueue`), and the reorg repair's database transaction, which refuses
+token (`follower.queue`), and the reorg repair's database transaction, which refuses
 a token older than one it has seen (`indexer.reorg.claim_fence`).
 
 If Redis loses its data (no persistence), the counter restarts; `acquire` raises it

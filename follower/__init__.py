@@ -1,0 +1,1 @@
+"""Following the chain head: `chainpulse follow` (one active per deployment)."""
