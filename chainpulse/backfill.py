@@ -19,17 +19,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import TextIO
 
 import redis
+from celery import Celery
 from kombu.transport.redis import Channel
 
-from indexer.config import Settings, mask_url
+from indexer.config import IndexerSettings, mask_url
 from indexer.errors import BadRange, ConfigError, DatabaseBusy
 from indexer.ranges import chunks, describe, parse_range
 from indexer.rpc import Node
-from indexer.store import Store
-from workers.app import QUEUE, app
+from indexer.store import Failure, Store
+from workers.jobs import QUEUE, TASK, IndexBlocks, broker
 
 NO_WORKER_TIMEOUT_S = 60.0
 POLL_S = (0.1, 2.0)  # between progress counts: at least, at most
@@ -52,18 +53,13 @@ def check_redis(url: str) -> None:
         client.close()
 
 
-def check_schema(store: Store) -> None:
-    import sqlalchemy as sa
-
-    with store.errors():
-        if not sa.inspect(store.engine).has_table("blocks"):
-            raise ConfigError(
-                f"the database at {mask_url(store.url)} has no schema: run `chainpulse db upgrade`"
-            )
-
-
 def run_backfill(
-    settings: Settings, start: str, end: str, wait: bool, force: bool, out: TextIO = sys.stderr
+    settings: IndexerSettings,
+    start: str,
+    end: str,
+    wait: bool,
+    force: bool,
+    out: TextIO = sys.stderr,
 ) -> int:
     first, last = parse_range(start, end)
     node = Node(settings.rpc_urls, settings.rpc_timeout)
@@ -71,20 +67,23 @@ def run_backfill(
     if last > head:
         raise BadRange(f"TO ({last}) is beyond the node's head ({head})")
     store = Store(settings.database_url)
+    app = broker(settings.redis_url)
     try:
-        check_schema(store)
+        store.check_schema()
         # Refuse here, not in every job: a worker cannot even record a job it refuses.
         store.bind_chain(node.chain_id())
         check_redis(settings.redis_url)
         numbers = list(range(first, last + 1)) if force else store.missing(first, last)
         started = datetime.now(UTC) - timedelta(seconds=1)
-        from workers.tasks import index_blocks
 
         def enqueue(heights: list[int]) -> int:
             """Jobs of up to BACKFILL_BATCH consecutive heights; returns how many."""
-            jobs = chunks(heights, settings.backfill_batch)
-            for lo, hi in jobs:
-                index_blocks.apply_async(args=(lo, hi, "backfill", force), queue=QUEUE)
+            jobs = [
+                IndexBlocks(lo, hi, "backfill", force)
+                for lo, hi in chunks(heights, settings.backfill_batch)
+            ]
+            for job in jobs:
+                app.send_task(TASK, kwargs=job.to_kwargs(), queue=QUEUE)
             return len(jobs)
 
         jobs = enqueue(numbers)
@@ -99,10 +98,13 @@ def run_backfill(
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
         try:
             progress = Progress(store, first, last, numbers, started, force, out)
-            return progress.watch(lambda: jobs_outstanding(client), enqueue)
+            return progress.watch(
+                lambda: jobs_outstanding(client), lambda: workers_on_queue(app), enqueue
+            )
         finally:
             client.close()
     finally:
+        app.close()
         store.dispose()
 
 
@@ -116,11 +118,17 @@ class Progress:
     force: bool
     out: TextIO
 
-    def watch(self, outstanding: Callable[[], int], requeue: Callable[[list[int]], object]) -> int:
+    def watch(
+        self,
+        outstanding: Callable[[], int],
+        consumed: Callable[[], bool],
+        requeue: Callable[[list[int]], object],
+    ) -> int:
         """Show progress until every height is indexed or failed; the exit code.
 
-        `outstanding` counts jobs queued or held by workers; `requeue` enqueues heights
-        again when progress stalls with none (see the module's docstring).
+        `outstanding` counts jobs queued or held by workers; `consumed` says whether a
+        worker consumes the queue; `requeue` enqueues heights again when progress stalls
+        with no job outstanding (see the module's docstring).
         """
         total = len(self.numbers)
         already = (self.last - self.first + 1) - total
@@ -140,7 +148,7 @@ class Progress:
             now = time.monotonic()
             if now >= next_worker_check:
                 next_worker_check = now + WORKER_CHECK_S
-                if workers_on_queue():
+                if consumed():
                     no_worker_since, warned = None, False
                     next_worker_check = now + STALL_S
                 elif no_worker_since is None:
@@ -197,10 +205,8 @@ class Progress:
         elapsed = time.monotonic() - t0
         if failed:
             failures = self.failures()
-            print(
-                f"{failed} blocks failed: {describe(f['number'] for f in failures)}", file=self.out
-            )
-            print(f"first error: {failures[0]['error']}", file=self.out)
+            print(f"{failed} blocks failed: {describe(f.number for f in failures)}", file=self.out)
+            print(f"first error: {failures[0].error}", file=self.out)
             return 1
         print(
             f"indexed {done} blocks in {elapsed:.1f} s ({done / max(elapsed, 1e-6):.1f} blocks/s)",
@@ -214,18 +220,16 @@ class Progress:
             fresh = self.store.indexed_since(self.first, self.last, self.started)
         else:
             fresh = set(self.store.stored_hashes(self.first, self.last))
-        failed = {f["number"] for f in self.failures()}
+        failed = {f.number for f in self.failures()}
         return [n for n in self.numbers if n not in fresh and n not in failed]
 
-    def failures(self) -> list[dict[str, Any]]:
+    def failures(self) -> list[Failure]:
         """Blocks in the range whose job failed for good during this run.
 
         Older entries are an earlier run's: this run's jobs may still index those blocks.
         """
         return [
-            f
-            for f in self.store.failures(self.first, self.last)
-            if _aware(f["failed_at"]) >= self.started
+            f for f in self.store.failures(self.first, self.last) if f.failed_at >= self.started
         ]
 
     def render(self, done: int, failed: int, total: int, elapsed: float, tty: bool) -> None:
@@ -242,11 +246,6 @@ class Progress:
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=self.out, flush=True)
 
 
-def _aware(moment: datetime) -> datetime:
-    """SQLite returns stored UTC times without their zone."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def jobs_outstanding(client: redis.Redis) -> int:
     """Jobs on the `blocks` queue plus jobs a worker took and has not acknowledged."""
     with client.pipeline(transaction=False) as pipe:
@@ -256,7 +255,7 @@ def jobs_outstanding(client: redis.Redis) -> int:
     return int(queued) + int(held)
 
 
-def workers_on_queue(timeout: float = 1.5) -> bool:
+def workers_on_queue(app: Celery, timeout: float = 1.5) -> bool:
     """True when at least one live worker consumes the `blocks` queue."""
     replies = app.control.inspect(timeout=timeout).active_queues() or {}
     return any(q.get("name") == QUEUE for queues in replies.values() for q in queues)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from indexer.config import Settings
+from chainpulse.settings import Settings
 from indexer.errors import ChainpulseError, RetryableError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -124,7 +124,7 @@ def serve() -> None:
 @friendly_errors
 def follow(clear_halt: bool) -> None:
     """Follow the chain head: enqueue new blocks in order and repair reorgs."""
-    from follower.follower import run
+    from follower.process import run
 
     s = settings()
     if clear_halt:

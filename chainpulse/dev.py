@@ -24,7 +24,10 @@ from urllib.parse import urlsplit
 import redis
 
 from chainpulse.devnet import Activity, Anvil, RedisServer, port_open, wait_until
-from indexer.config import Settings, mask_url
+from chainpulse.settings import Settings
+from indexer import outbox
+from indexer.bus import EventBus
+from indexer.config import mask_url
 from indexer.prices import record_manual_price
 from indexer.schema import upgrade
 from indexer.store import Store
@@ -160,8 +163,6 @@ def _prices(settings: Settings, stop: threading.Event) -> None:
     """A random walk for each token, recorded as manual prices every two seconds."""
     prices = dict(TOKENS)
     store = Store(settings.database_url)
-    from indexer.bus import EventBus
-
     bus = EventBus.from_url(settings.redis_url, settings.stream_key, settings.stream_maxlen)
     try:
         while not stop.wait(2.0):
@@ -170,10 +171,11 @@ def _prices(settings: Settings, stop: threading.Event) -> None:
                 prices[token] = (price * (1 + step)).quantize(Decimal("0.000001"))
                 try:
                     record_manual_price(store, token, prices[token], "dev")
-                    bus.relay(store)
+                    outbox.relay(store, bus)
                 except Exception as exc:
                     print(f"dev: price update failed: {exc}")
     finally:
+        bus.close()
         store.dispose()
 
 

@@ -5,111 +5,144 @@ reached is reported as an error next to the rest."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 import redis
 
-from indexer.config import Settings, mask_url
+from follower.lease import holder
+from follower.queue import read_cursor
+from indexer.config import IndexerSettings, mask_url
 from indexer.errors import ChainpulseError
 from indexer.ranges import describe
-from indexer.reorg import read_halt
+from indexer.reorg import HaltJson, read_halt
 from indexer.rpc import Node
 from indexer.store import Store
-from workers.app import QUEUE
+from workers.jobs import QUEUE
 
 
-def collect_status(settings: Settings) -> dict[str, Any]:
-    report: dict[str, Any] = {"errors": []}
+class FailedBlock(TypedDict):
+    number: int
+    error: str
+
+
+class ActiveFollower(TypedDict):
+    token: int
+    owner: str
+    ttl: float  # seconds left on its lock
+    cursor: int | None  # the last height it enqueued
+
+
+class StatusReport(TypedDict):
+    """What `status --json` prints (a script's contract: fields are only ever added)."""
+
+    head: int | None
+    indexed: int | None
+    lowest: int | None
+    blocks: int | None
+    lag: int | None
+    gaps: list[list[int]]  # inclusive [first, last] runs of missing heights
+    chainId: int | None
+    outbox: int | None
+    failed: list[FailedBlock]
+    halted: HaltJson | None
+    queue: int | None
+    follower: ActiveFollower | None
+    errors: list[str]
+
+
+def collect_status(settings: IndexerSettings) -> StatusReport:
+    report: StatusReport = {
+        "head": None,
+        "indexed": None,
+        "lowest": None,
+        "blocks": None,
+        "lag": None,
+        "gaps": [],
+        "chainId": None,
+        "outbox": None,
+        "failed": [],
+        "halted": None,
+        "queue": None,
+        "follower": None,
+        "errors": [],
+    }
     try:
         report["head"] = Node(settings.rpc_urls, settings.rpc_timeout).head()
     except ChainpulseError as exc:
-        report["head"] = None
         report["errors"].append(str(exc))
     store = Store(settings.database_url)
     try:
         summary = store.summary()
         failures = store.failures()
-        report.update(
-            indexed=summary["highest"],
-            lowest=summary["lowest"],
-            blocks=summary["count"],
-            gaps=summary["gaps"],
-            chainId=summary["chainId"],
-            outbox=summary["outbox"],
-            failed=[{"number": f["number"], "error": f["error"]} for f in failures],
-            halted=read_halt(store),
-        )
+        halt = read_halt(store)
+        report["indexed"], report["lowest"] = summary.highest, summary.lowest
+        report["blocks"], report["gaps"] = summary.count, [[a, b] for a, b in summary.gaps]
+        report["chainId"], report["outbox"] = summary.chain_id, summary.outbox
+        report["failed"] = [{"number": f.number, "error": f.error} for f in failures]
+        report["halted"] = halt.as_json() if halt is not None else None
+        if halt is not None:
+            report["errors"].append(f"indexing is halted: {halt.reason}")
     except ChainpulseError as exc:
-        report.update(
-            indexed=None,
-            lowest=None,
-            blocks=None,
-            gaps=[],
-            chainId=None,
-            outbox=None,
-            failed=[],
-            halted=None,
-        )
         report["errors"].append(str(exc))
     finally:
         store.dispose()
-    if report.get("halted"):
-        report["errors"].append(f"indexing is halted: {report['halted']['reason']}")
-    head, indexed = report.get("head"), report.get("indexed")
+    head, indexed = report["head"], report["indexed"]
     report["lag"] = head - indexed if head is not None and indexed is not None else None
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
     try:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=3, socket_timeout=3
-        )
         report["queue"] = int(client.llen(QUEUE))
         report["follower"] = _follower(client)
     except redis.RedisError as exc:
         report["queue"] = None
         report["follower"] = None
         report["errors"].append(f"Redis at {mask_url(settings.redis_url)} is unreachable: {exc}")
+    finally:
+        client.close()
     return report
 
 
-def _follower(client: redis.Redis) -> dict[str, Any] | None:
-    from follower.lease import holder
-    from follower.queue import read_cursor
-
+def _follower(client: redis.Redis) -> ActiveFollower | None:
     lock = holder(client)
     if lock is None:
         return None
     cursor = read_cursor(client)
-    return {**lock, "cursor": cursor.number if cursor else None}
+    return {
+        "token": lock.token,
+        "owner": lock.owner,
+        "ttl": lock.ttl,
+        "cursor": cursor.number if cursor else None,
+    }
 
 
-def render_status(report: dict[str, Any]) -> str:
-    def show(value: Any) -> str:
+def render_status(report: StatusReport) -> str:
+    def show(value: object) -> str:
         return "unknown" if value is None else str(value)
 
     gaps = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in report["gaps"]) or "none"
     failed = report["failed"]
     lines = [
-        f"chain id     {show(report.get('chainId'))}",
-        f"node head    {show(report.get('head'))}",
-        f"indexed      {show(report.get('indexed'))} (from {show(report.get('lowest'))}, "
-        f"{show(report.get('blocks'))} blocks)",
-        f"lag          {show(report.get('lag'))}",
+        f"chain id     {show(report['chainId'])}",
+        f"node head    {show(report['head'])}",
+        f"indexed      {show(report['indexed'])} (from {show(report['lowest'])}, "
+        f"{show(report['blocks'])} blocks)",
+        f"lag          {show(report['lag'])}",
         f"missing      {gaps}",
         f"failed       {describe(f['number'] for f in failed) if failed else 'none'}",
-        f"queue depth  {show(report.get('queue'))}",
-        f"outbox       {show(report.get('outbox'))} events waiting for Redis",
+        f"queue depth  {show(report['queue'])}",
+        f"outbox       {show(report['outbox'])} events waiting for Redis",
         f"follower     "
-        f"{'unknown' if report.get('queue') is None else _show_follower(report.get('follower'))}",
+        f"{'unknown' if report['queue'] is None else _show_follower(report['follower'])}",
     ]
-    halted = report.get("halted")
+    halted = report["halted"]
     if halted:
-        lines.append(f"HALTED       since {halted.get('detectedAt')}; see README, Reorgs")
+        lines.append(f"HALTED       since {halted['detectedAt']}; see README, Reorgs")
     if failed:
         lines.append(f"last error   {failed[-1]['error']}")
     lines += [f"error        {e}" for e in report["errors"]]
     return "\n".join(lines)
 
 
-def _show_follower(follower: dict[str, Any] | None) -> str:
+def _show_follower(follower: ActiveFollower | None) -> str:
     if not follower:
         return "none active"
     return (

@@ -26,25 +26,23 @@ that checks the lock (`follower.queue`), repairs through the database transactio
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
-from typing import Any
 
 import redis
-from celery import Celery
 
+from follower.config import FollowerSettings
 from follower.heads import Header, HeadSubscription
 from follower.lease import Lease
-from follower.queue import Cursor, FencedQueue, Job, read_cursor
+from follower.queue import Cursor, FencedQueue, read_cursor
+from indexer import outbox
 from indexer.bus import BusUnavailable, EventBus
-from indexer.config import Settings, mask_url
 from indexer.errors import ChainpulseError, ReorgTooDeep, RetryableError, RpcError
 from indexer.ranges import chunks
-from indexer.reorg import Deposed, claim_fence, fence_floor, read_halt, repair
+from indexer.reorg import Deposed, Halt, claim_fence, fence_floor, read_halt, repair
 from indexer.rpc import Node
 from indexer.store import Store
-from workers.app import QUEUE
+from workers.jobs import QUEUE, IndexBlocks
 
 log = logging.getLogger(__name__)
 
@@ -57,30 +55,30 @@ BACKOFF_MAX_S = 5.0
 
 
 class Follower:
+    """The follower loop; `follower.process.build` composes one from the settings."""
+
     def __init__(
         self,
-        settings: Settings,
+        settings: FollowerSettings,
         node: Node,
         store: Store,
         client: redis.Redis,
-        app: Celery,
+        queue: FencedQueue,
+        bus: EventBus,
         *,
         sweep_interval: float = SWEEP_INTERVAL_S,
-        owner: str | None = None,
     ) -> None:
         self.settings = settings
         self.node = node
         self.store = store
         self.client = client
-        self.lease = Lease(client, settings.follower_lock_ttl, owner)
-        self.queue = FencedQueue(app, client, self.lease)
-        self.bus = EventBus.from_url(
-            settings.redis_url, settings.stream_key, settings.stream_maxlen
-        )
+        self.queue = queue
+        self.lease: Lease = queue.lease
+        self.bus = bus
         self.sweep_interval = sweep_interval
         self.stop = threading.Event()
         self.wake = threading.Event()
-        self.halted: dict[str, Any] | None = None
+        self.halted: Halt | None = None
         self.start: int | None = None
         self.cursor: Cursor | None = None
         self.finalized: int | None = None
@@ -114,7 +112,7 @@ class Follower:
                     self._stand_down(str(exc))
                     continue
                 except ReorgTooDeep as exc:
-                    self.halted = {"reason": str(exc)}
+                    self.halted = Halt.now(str(exc))
                     log.critical("follower halted: %s", exc)
                 except (RetryableError, redis.RedisError) as exc:
                     log.warning("follower round failed, retrying in %.1f s: %s", backoff, exc)
@@ -231,15 +229,15 @@ class Follower:
         self.queue.enqueue(self._jobs(cursor.number + 1, target), Cursor(target, hash_))
         self.cursor = Cursor(target, hash_)
 
-    def _jobs(self, first: int, last: int) -> list[Job]:
+    def _jobs(self, first: int, last: int) -> list[IndexBlocks]:
         """Heights first..last as jobs: the newest BACKFILL_BATCH one by one as `head`,
         anything older as `backfill` runs."""
         tail = max(first, last - self.settings.backfill_batch + 1)
         jobs = [
-            Job(a, b, "backfill")
+            IndexBlocks(a, b, "backfill")
             for a, b in chunks(range(first, tail), self.settings.backfill_batch)
         ]
-        return jobs + [Job(n, n, "head") for n in range(tail, last + 1)]
+        return jobs + [IndexBlocks(n, n, "head") for n in range(tail, last + 1)]
 
     def _repair(self, token: int) -> None:
         event = repair(
@@ -255,7 +253,7 @@ class Follower:
 
     def _relay(self) -> None:
         try:
-            self.bus.relay(self.store)
+            outbox.relay(self.store, self.bus)
         except BusUnavailable as exc:
             log.warning("reorg events wait in the outbox: %s", exc)
 
@@ -289,7 +287,7 @@ class Follower:
         self._next_sweep = time.monotonic() + self.sweep_interval
         self.halted = read_halt(self.store)
         if self.halted is not None:
-            log.critical("indexing is halted: %s", self.halted["reason"])
+            log.critical("indexing is halted: %s", self.halted.reason)
             return
         try:
             final = self.node.block_header("finalized")
@@ -313,7 +311,8 @@ class Follower:
         if due:
             log.info("re-enqueueing %d missing heights below the cursor", len(due))
             jobs = [
-                Job(a, b, "backfill") for a, b in chunks(sorted(due), self.settings.backfill_batch)
+                IndexBlocks(a, b, "backfill")
+                for a, b in chunks(sorted(due), self.settings.backfill_batch)
             ]
             self.queue.enqueue(jobs, None)
 
@@ -324,43 +323,10 @@ class Follower:
         if hi - lo <= 10 * SWEEP_SPAN:
             return self.store.missing(lo, hi)
         summary = self.store.summary()  # the first 100 gaps; later sweeps find the rest
-        lowest, highest = summary["lowest"], summary["highest"]
-        if lowest is None:
+        lowest, highest = summary.lowest, summary.highest
+        if lowest is None or highest is None:
             return list(range(lo, min(hi, lo + MAX_ENQUEUE - 1) + 1))
         out = list(range(lo, min(lowest, lo + MAX_ENQUEUE)))
-        out += [n for a, b in summary["gaps"] for n in range(max(a, lo), min(b, hi) + 1)]
+        out += [n for a, b in summary.gaps for n in range(max(a, lo), min(b, hi) + 1)]
         out += range(max(highest + 1, lo), min(hi, highest + MAX_ENQUEUE) + 1)
         return out[:MAX_ENQUEUE]
-
-
-def run(settings: Settings) -> None:
-    """The `chainpulse follow` process: follow until SIGTERM or SIGINT."""
-    from chainpulse.backfill import check_schema
-    from workers.app import make_app
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    node = Node(settings.rpc_urls, settings.rpc_timeout)
-    store = Store(settings.database_url)
-    check_schema(store)
-    store.bind_chain(node.chain_id())
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
-    follower = Follower(settings, node, store, client, make_app(settings))
-
-    def stop(*_: object) -> None:
-        follower.stop.set()
-        follower.wake.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info(
-        "following %s (redis %s), poll %.2f s%s",
-        node.describe(),
-        mask_url(settings.redis_url),
-        settings.poll_interval,
-        f", newHeads at {mask_url(settings.ws_url)}" if settings.ws_url else "",
-    )
-    try:
-        follower.run()
-    finally:
-        follower.queue.close()
-        store.dispose()

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 
 import redis
 
@@ -123,11 +124,18 @@ class Lease:
                 return
 
 
-def holder(client: redis.Redis) -> dict[str, object] | None:
-    """Who holds the follower lock: {token, owner, ttl (s)}, or None."""
+@dataclass(frozen=True)
+class Holder:
+    token: int
+    owner: str
+    ttl: float  # seconds left before the lock expires
+
+
+def holder(client: redis.Redis) -> Holder | None:
+    """Who holds the follower lock, or None."""
     raw = client.get(LOCK_KEY)
     if raw is None:
         return None
     token, _, owner = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition(":")
     ttl_ms = client.pttl(LOCK_KEY)
-    return {"token": int(token), "owner": owner, "ttl": max(int(ttl_ms), 0) / 1000}
+    return Holder(int(token), owner, max(int(ttl_ms), 0) / 1000)

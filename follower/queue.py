@@ -24,9 +24,8 @@ from kombu.exceptions import OperationalError
 
 from follower.lease import LOCK_KEY, Lease
 from indexer.errors import RetryableError
-from indexer.events import BlockSource
 from indexer.reorg import Deposed
-from workers.app import QUEUE
+from workers.jobs import QUEUE, TASK, IndexBlocks
 
 CURSOR_KEY = "chainpulse:follower:cursor"
 
@@ -37,13 +36,6 @@ for i = 1, n do redis.call('LPUSH', KEYS[i + 2], ARGV[i + 2]) end
 if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
 return 1
 """
-
-
-@dataclass(frozen=True)
-class Job:
-    first: int
-    last: int
-    source: BlockSource
 
 
 @dataclass(frozen=True)
@@ -95,7 +87,10 @@ class _Batch:
 
 
 class FencedQueue:
-    """Pushes `index_blocks` jobs while `lease` holds the follower lock."""
+    """Pushes `IndexBlocks` jobs while `lease` holds the follower lock.
+
+    `app` is the broker app of `workers.jobs.broker`; the jobs go by task name.
+    """
 
     def __init__(self, app: Celery, client: redis.Redis, lease: Lease) -> None:
         self.app = app
@@ -115,7 +110,7 @@ class FencedQueue:
         self._channel.create_publish_batch = lambda max_size: batch
         return Producer(self._channel, auto_declare=False), batch
 
-    def enqueue(self, jobs: Sequence[Job], cursor: Cursor | None) -> None:
+    def enqueue(self, jobs: Sequence[IndexBlocks], cursor: Cursor | None) -> None:
         """Push `jobs` (in order) and set the cursor, atomically, if still the holder.
 
         Raises Deposed (and pushes nothing) when the lock holds another token.
@@ -128,17 +123,12 @@ class FencedQueue:
         if not pushed:
             raise Deposed(f"follower token {self.lease.token} no longer holds the lock")
 
-    def _enqueue(self, jobs: Sequence[Job], cursor: Cursor | None) -> bool:
-        from workers.tasks import index_blocks
-
+    def _enqueue(self, jobs: Sequence[IndexBlocks], cursor: Cursor | None) -> bool:
         producer, batch = self._producer()
         with producer.batch():
             for job in jobs:
-                index_blocks.apply_async(
-                    args=(job.first, job.last, job.source, False),
-                    queue=QUEUE,
-                    producer=producer,
-                    retry=False,
+                self.app.send_task(
+                    TASK, kwargs=job.to_kwargs(), queue=QUEUE, producer=producer, retry=False
                 )
         if len(batch.commands) != len(jobs):  # kombu changed how batches are collected
             raise RuntimeError("jobs were published around the fencing batch; check kombu")
@@ -155,3 +145,4 @@ class FencedQueue:
 
     def close(self) -> None:
         self._connection.release()
+        self.app.close()

@@ -6,11 +6,13 @@ quantities become Python ints (exact, whatever their size).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from indexer.errors import RpcError
+from indexer.rpc import Node
 
 Row = dict[str, Any]
 
@@ -44,6 +46,15 @@ def _int(value: str | int | None) -> int | None:
 
 def _hex(value: str | None) -> str | None:
     return value.lower() if value is not None else None
+
+
+def fetch(node: Node, numbers: Sequence[int]) -> list[BlockData]:
+    """The blocks at `numbers` with their receipts, in one round trip, ready to store.
+
+    The one read behind every write: a job, a reorg repair and its re-read of blocks
+    left short of a transaction all come through here.
+    """
+    return [decode(block, receipts) for block, receipts in node.blocks_with_receipts(numbers)]
 
 
 def decode(raw: dict[str, Any], receipts: list[dict[str, Any]]) -> BlockData:

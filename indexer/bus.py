@@ -1,26 +1,22 @@
-"""The event bus: the Redis stream `chainpulse:events`, fed from the database outbox.
+"""The event bus: appends to the Redis stream `chainpulse:events`.
 
-Delivery is at least once: an event is written to the outbox in the same transaction
-as the change it describes, appended to the stream right after the commit by the
-process that made it (`deliver`), and only then deleted from the outbox. If Redis or
-the process fails in between, the next `relay` appends it. Each outbox row carries a
-random delivery id, and the append is a Lua script that records it (for a day), so a
-row appended twice (by its writer and a relay, or by two relays) is appended once.
-The stream is capped near `stream_maxlen` entries (approximate trimming).
+Each entry comes from the database outbox (`indexer.outbox` moves them) and carries a
+random delivery id; the append is a Lua script that records that id (for a day), so a
+row appended twice (by its writer and a relay, or by two relays) is on the stream once.
+The stream is capped near `maxlen` entries (approximate trimming).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis
 
 from indexer.config import mask_url
 from indexer.errors import RetryableError
-from indexer.events import Event, to_fields
-from indexer.store import Store
+from indexer.events import Event, Pending, to_fields
 
 log = logging.getLogger(__name__)
 
@@ -63,50 +59,28 @@ class EventBus:
         client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         return cls(client, stream_key, maxlen, url)
 
-    def append(self, type_: str, event_id: str, data: str, delivery_id: str) -> bool:
-        """Append one entry unless this delivery id was appended before; True if appended."""
-        row = {"type": type_, "event_id": event_id, "data": data, "delivery_id": delivery_id}
-        return self.append_all([row]) == 1
-
-    def append_all(self, rows: Sequence[Mapping[str, Any]]) -> int:
+    def append(self, rows: Sequence[Pending]) -> int:
         """Append outbox rows in order, skipping delivery ids appended before; returns
         how many were appended. On BusUnavailable a prefix may have been appended."""
         if not rows:
             return 0
         keys = [self.stream_key]
-        args: list[Any] = [self.maxlen, DELIVERED_TTL_S]
+        args: list[str | int] = [self.maxlen, DELIVERED_TTL_S]
         for row in rows:
-            keys.append(f"{self.stream_key}:delivered:{row['delivery_id']}")
-            args += [row["type"], row["event_id"], row["data"]]
+            keys.append(f"{self.stream_key}:delivered:{row.delivery_id}")
+            args += [row.entry.type, row.entry.id, row.entry.data]
         try:
             return int(self._append(keys=keys, args=args))
         except redis.RedisError as exc:
             raise BusUnavailable(f"Redis at {mask_url(self.url)} failed: {exc}") from exc
 
     def publish(self, event: Event) -> None:
-        """Append an event that has no database change behind it (tests, manual prices)."""
-        fields = to_fields(event)
+        """Append an event that has no database change behind it (tests, benchmarks)."""
         try:
-            self.client.xadd(self.stream_key, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+            fields: dict[Any, Any] = to_fields(event)
+            self.client.xadd(self.stream_key, fields, maxlen=self.maxlen, approximate=True)
         except redis.RedisError as exc:
             raise BusUnavailable(f"Redis at {mask_url(self.url)} failed: {exc}") from exc
 
-    def deliver(self, store: Store, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Append `rows`, just committed to the outbox, then delete them from it."""
-        self.append_all(rows)
-        store.delete_outbox([row["id"] for row in rows])
-
-    def relay(self, store: Store, batch: int = 500) -> int:
-        """Append pending outbox rows in commit order, then delete them; returns how many.
-
-        Stops at the first failure (keeping order); the rest stay for the next relay.
-        """
-        total = 0
-        while True:
-            rows: list[dict[str, Any]] = store.pending_outbox(batch)
-            if not rows:
-                return total
-            self.deliver(store, rows)
-            total += len(rows)
-            if len(rows) < batch:
-                return total
+    def close(self) -> None:
+        self.client.close()

@@ -77,13 +77,36 @@ _TYPES: dict[str, type[Event]] = {
 }
 
 
+@dataclass(frozen=True)
+class Entry:
+    """An event as it travels: the stream entry's fields, and the outbox row's too."""
+
+    type: str
+    id: str
+    data: str  # JSON
+
+    def fields(self) -> dict[str, str]:
+        return {"type": self.type, "id": self.id, "data": self.data}
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An outbox row: an entry waiting for the stream. `delivery_id` is random per row,
+    so the append can tell a row it has appended already from a repeated event."""
+
+    outbox_id: int
+    delivery_id: str
+    entry: Entry
+
+
+def encode(event: Event) -> Entry:
+    """The one serialisation of events, for the outbox and the stream alike."""
+    return Entry(event.type, event.id, json.dumps(asdict(event), separators=(",", ":")))
+
+
 def to_fields(event: Event) -> dict[str, str]:
     """The stream entry for `event`: `type`, `id` and JSON `data`."""
-    return {
-        "type": event.type,
-        "id": event.id,
-        "data": json.dumps(asdict(event), separators=(",", ":")),
-    }
+    return encode(event).fields()
 
 
 def from_fields(fields: dict[str, str] | dict[bytes, bytes]) -> Event:

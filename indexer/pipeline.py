@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from indexer.blocks import decode
+from indexer import outbox
+from indexer.blocks import fetch
 from indexer.bus import BusUnavailable, EventBus
 from indexer.events import BlockIndexed, BlockSource
 from indexer.reorg import repair
@@ -58,14 +59,12 @@ class Indexer:
     def _fetch_and_save(
         self, numbers: list[int], source: BlockSource, force: bool
     ) -> list[BlockIndexed]:
-        fetched = self.node.blocks_with_receipts(numbers)
-        datas = [decode(block, receipts) for block, receipts in fetched]
-        saved = self.store.save_blocks(datas, source, force)
+        saved = self.store.save_blocks(fetch(self.node, numbers), source, force)
         if self._backlog:
             self.relay()
         else:
             try:
-                self.bus.deliver(self.store, saved.outbox)
+                outbox.deliver(self.store, self.bus, saved.outbox)
             except BusUnavailable as exc:
                 self._left_behind(exc)
         return saved.events
@@ -73,7 +72,7 @@ class Indexer:
     def relay(self) -> int:
         """Deliver every pending outbox row, oldest first; returns how many."""
         try:
-            delivered = self.bus.relay(self.store)
+            delivered = outbox.relay(self.store, self.bus)
         except BusUnavailable as exc:
             self._left_behind(exc)
             return 0

@@ -38,13 +38,13 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from indexer import models as m
-from indexer.blocks import decode
+from indexer.blocks import fetch
 from indexer.errors import BlockNotFound, ChainpulseError, ReorgTooDeep
 from indexer.events import BlockRef, BlockReorged, BlockSource
 from indexer.rpc import Node
@@ -52,12 +52,55 @@ from indexer.store import Store
 
 log = logging.getLogger(__name__)
 
-HALT_KEY = "halted"  # chainpulse_meta: JSON {reason, detectedAt, floor, removed}
+HALT_KEY = "halted"  # chainpulse_meta: JSON {reason, detectedAt, floor, orphans}
 FENCE_KEY = "follower_fence"  # chainpulse_meta: highest follower fencing token seen
 
 
 class Deposed(ChainpulseError):
     """A follower acted with a fencing token older than one the database has seen."""
+
+
+class HaltJson(TypedDict):
+    reason: str
+    detectedAt: str
+    floor: int | None
+    orphans: list[int]
+
+
+@dataclass(frozen=True)
+class Halt:
+    """Why indexing stopped: a reorg reaching below `floor`, the lowest height a repair
+    may change. Stored as JSON in `chainpulse_meta` (key `halted`)."""
+
+    reason: str
+    detected_at: str  # ISO 8601, UTC
+    floor: int | None = None
+    orphans: tuple[int, ...] = ()  # stored heights the node no longer has (the first 64)
+
+    @classmethod
+    def now(cls, reason: str, floor: int | None = None, orphans: Iterable[int] = ()) -> Halt:
+        return cls(reason, datetime.now(UTC).isoformat(), floor, tuple(sorted(orphans)[:64]))
+
+    def as_json(self) -> HaltJson:
+        return {
+            "reason": self.reason,
+            "detectedAt": self.detected_at,
+            "floor": self.floor,
+            "orphans": list(self.orphans),
+        }
+
+    def dump(self) -> str:
+        return json.dumps(self.as_json())
+
+    @classmethod
+    def load(cls, text: str) -> Halt:
+        value = json.loads(text)
+        return cls(
+            reason=str(value.get("reason", "unknown")),
+            detected_at=str(value.get("detectedAt", "")),
+            floor=value.get("floor"),
+            orphans=tuple(int(n) for n in value.get("orphans", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -129,7 +172,7 @@ def repair(
             claim_fence(store, conn, fence)
         halt = read_halt(store, conn)
         if halt is not None:
-            raise ReorgTooDeep(f"indexing is halted: {halt['reason']}")
+            raise ReorgTooDeep(f"indexing is halted: {halt.reason}")
         top = store.top(conn)
         if top is None:
             return None
@@ -183,8 +226,7 @@ def _apply(
 ) -> BlockReorged:
     last = max((ref.number for ref in plan.added), default=plan.ancestor.number)
     span = list(range(plan.ancestor.number + 1, last + 1))
-    fetched = node.blocks_with_receipts(span) if span else []
-    datas = [decode(block, receipts) for block, receipts in fetched]
+    datas = fetch(node, span) if span else []
     for data in datas:
         if canonical.get(data.number) not in (None, data.hash):
             raise BlockNotFound(f"block {data.number} changed during the reorg repair; retrying")
@@ -211,8 +253,7 @@ def _apply(
     # (the upsert moves it); deleting the orphan then left that block short of it.
     short = store.incomplete_blocks(conn, lo, hi)
     if short:
-        again = [decode(b, r) for b, r in node.blocks_with_receipts(short)]
-        store.upsert_transactions(conn, again)
+        store.upsert_transactions(conn, fetch(node, short))
     return event
 
 
@@ -241,31 +282,26 @@ def fence_floor(store: Store) -> int:
 def _write_halt(
     store: Store, conn: Connection, reason: str, floor: int, orphans: list[int]
 ) -> None:
-    value = {
-        "reason": f"reorg deeper than allowed: {reason}",
-        "detectedAt": datetime.now(UTC).isoformat(),
-        "floor": floor,
-        "orphans": sorted(orphans)[:64],
-    }
-    store.set_meta(conn, HALT_KEY, json.dumps(value))
+    halt = Halt.now(f"reorg deeper than allowed: {reason}", floor, orphans)
+    store.set_meta(conn, HALT_KEY, halt.dump())
 
 
-def read_halt(store: Store, conn: Connection | None = None) -> dict[str, Any] | None:
-    """The recorded halt (`reason`, `detectedAt`, `floor`, `orphans`), or None.
+def read_halt(store: Store, conn: Connection | None = None) -> Halt | None:
+    """The recorded halt, or None.
 
     `/readyz` and `chainpulse status` report it; while it is set the follower does not
     advance and no repair runs.
     """
     value = store.get_meta(HALT_KEY, conn)
-    return None if value is None else dict(json.loads(value))
+    return None if value is None else Halt.load(value)
 
 
-def halt_in(conn: Connection) -> dict[str, Any] | None:
+def halt_in(conn: Connection) -> Halt | None:
     """`read_halt` for callers holding only a Connection (the realtime server's /readyz)."""
     value = conn.execute(
         sa.select(m.meta.c.value).where(m.meta.c.key == HALT_KEY)
     ).scalar_one_or_none()
-    return None if value is None else dict(json.loads(value))
+    return None if value is None else Halt.load(value)
 
 
 def clear_halt(store: Store) -> None:

@@ -17,12 +17,10 @@ Invariants kept here:
 from __future__ import annotations
 
 import contextlib
-import json
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,7 +32,7 @@ from indexer.bulk import insert_rows
 from indexer.config import mask_url
 from indexer.db import failure_reason, make_engine, write_options
 from indexer.errors import ChainMismatch, ConfigError, DatabaseBusy, RetryableError
-from indexer.events import BlockIndexed, BlockSource, Event
+from indexer.events import BlockIndexed, BlockSource, Entry, Event, Pending, encode
 
 COMMIT_LOCK_KEY = 0x636861696E70  # PostgreSQL advisory lock id for block commits
 
@@ -51,11 +49,32 @@ class LinkMismatch(RetryableError):
 
 
 @dataclass(frozen=True)
+class Failure:
+    """A block whose job failed for good, and the first line of why."""
+
+    number: int
+    error: str
+    failed_at: datetime  # UTC
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What is stored: the range, its gaps (the first 100), the outbox backlog."""
+
+    lowest: int | None
+    highest: int | None
+    count: int
+    gaps: list[tuple[int, int]]  # inclusive runs of missing heights between stored ones
+    outbox: int  # events waiting for Redis
+    chain_id: int | None
+
+
+@dataclass(frozen=True)
 class Saved:
     """What one write transaction stored: its events, and their outbox rows to deliver."""
 
     events: list[BlockIndexed]
-    outbox: list[dict[str, Any]]
+    outbox: list[Pending]
 
 
 class Store:
@@ -66,6 +85,15 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def check_schema(self) -> None:
+        """Raise ConfigError, naming the fix, when the migrations were never applied."""
+        with self.errors():
+            if not sa.inspect(self.engine).has_table("blocks"):
+                raise ConfigError(
+                    f"the database at {mask_url(self.url)} has no schema: "
+                    "run `chainpulse db upgrade`"
+                )
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
@@ -262,28 +290,31 @@ class Store:
         if value is not None:
             conn.execute(m.meta.insert().values(key=key, value=value))
 
-    def add_to_outbox(self, conn: Connection, *events: Event) -> list[dict[str, Any]]:
+    def add_to_outbox(self, conn: Connection, *events: Event) -> list[Pending]:
         """Queue `events` for the stream, inside the caller's transaction; returns the
         outbox rows, ids included, in the order of `events`."""
         if not events:
             return []
         now = datetime.now(UTC)
+        entries = [encode(event) for event in events]
+        deliveries = [uuid.uuid4().hex for _ in events]
         rows = [
             {
-                "event_id": event.id,
-                "delivery_id": uuid.uuid4().hex,
-                "type": event.type,
-                "data": json.dumps(asdict(event), separators=(",", ":")),
+                "event_id": entry.id,
+                "delivery_id": delivery,
+                "type": entry.type,
+                "data": entry.data,
                 "created_at": now,
             }
-            for event in events
+            for entry, delivery in zip(entries, deliveries, strict=True)
         ]
         ids = conn.execute(
             m.outbox.insert().returning(m.outbox.c.id, sort_by_parameter_order=True), rows
         ).scalars()
-        for row, id_ in zip(rows, ids, strict=True):
-            row["id"] = id_
-        return rows
+        return [
+            Pending(int(id_), delivery, entry)
+            for id_, delivery, entry in zip(ids, deliveries, entries, strict=True)
+        ]
 
     def record_failure(self, numbers: Sequence[int], error: str) -> None:
         """Remember blocks whose job failed for good (shown by `chainpulse status`)."""
@@ -297,10 +328,13 @@ class Store:
 
     # Outbox -----------------------------------------------------------------------------
 
-    def pending_outbox(self, limit: int = 500) -> list[dict[str, Any]]:
+    def pending_outbox(self, limit: int = 500) -> list[Pending]:
+        """The oldest `limit` outbox rows, in commit order."""
         with self.errors(), self.engine.connect() as conn:
-            rows = conn.execute(sa.select(m.outbox).order_by(m.outbox.c.id).limit(limit)).mappings()
-            return [dict(r) for r in rows]
+            rows = conn.execute(sa.select(m.outbox).order_by(m.outbox.c.id).limit(limit))
+            return [
+                Pending(int(r.id), r.delivery_id, Entry(r.type, r.event_id, r.data)) for r in rows
+            ]
 
     def delete_outbox(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -354,14 +388,14 @@ class Store:
             ).scalar_one()
         return int(done), int(failed)
 
-    def failures(self, lo: int | None = None, hi: int | None = None) -> list[dict[str, Any]]:
+    def failures(self, lo: int | None = None, hi: int | None = None) -> list[Failure]:
         with self.errors(), self.engine.connect() as conn:
             q = sa.select(m.failures).order_by(m.failures.c.number)
             if lo is not None and hi is not None:
                 q = q.where(m.failures.c.number.between(lo, hi))
-            return [dict(r) for r in conn.execute(q).mappings()]
+            return [Failure(int(r.number), r.error, _utc(r.failed_at)) for r in conn.execute(q)]
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> Summary:
         """Lowest and highest stored block, count, gaps between them, outbox backlog."""
         with self.errors(), self.engine.connect() as conn:
             lo, hi, count = conn.execute(
@@ -381,11 +415,16 @@ class Store:
             chain = conn.execute(
                 sa.select(m.meta.c.value).where(m.meta.c.key == "chain_id")
             ).scalar_one_or_none()
-        return {
-            "lowest": lo,
-            "highest": hi,
-            "count": int(count),
-            "gaps": [[int(a), int(b)] for a, b in gaps],
-            "outbox": int(outbox),
-            "chainId": int(chain) if chain is not None else None,
-        }
+        return Summary(
+            lowest=None if lo is None else int(lo),
+            highest=None if hi is None else int(hi),
+            count=int(count),
+            gaps=[(int(a), int(b)) for a, b in gaps],
+            outbox=int(outbox),
+            chain_id=int(chain) if chain is not None else None,
+        )
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite returns stored UTC times without their zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from alembic import context
 
-from indexer.config import Settings
+from indexer.config import IndexerSettings
 from indexer.db import make_engine, normalise_url
 from indexer.models import metadata
 
 config = context.config
-url = config.attributes.get("url") or normalise_url(Settings.from_env().database_url)
+url = config.attributes.get("url") or normalise_url(IndexerSettings.from_env().database_url)
 
 
 def run_offline() -> None:

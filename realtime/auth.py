@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import jwt
 
-from indexer.config import Settings
 from indexer.errors import ConfigError
+from realtime.config import RealtimeSettings
 
 MIN_HS_KEY_BYTES = 32  # RFC 7518 §3.2; PyJWT warns below this
 
@@ -30,7 +30,7 @@ class InvalidToken(Exception):
 
 
 class TokenValidator:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: RealtimeSettings) -> None:
         self.audience = settings.jwt_audience
         self.issuer = settings.jwt_issuer
         self.key: str | None
@@ -85,7 +85,7 @@ def _public_key_algorithm(pem: str) -> str:
     raise ConfigError("JWT_PUBLIC_KEY must be an RSA or a P-256 EC public key")
 
 
-def issue_token(settings: Settings, sub: str, ttl: int) -> str:
+def issue_token(settings: RealtimeSettings, sub: str, ttl: int) -> str:
     """A development HS256 token for `sub`, valid for `ttl` seconds."""
     if not settings.jwt_secret:
         raise ConfigError("JWT_SECRET is not set: `chainpulse token` signs with it")

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from indexer import queries
-from indexer.config import Settings
 from indexer.events import BlockIndexed, BlockRef, BlockReorged, Event, PriceUpdated
 from realtime import protocol
+from realtime.config import RealtimeSettings
 from realtime.db import Database
 from realtime.engineio_server import encode_event
 from realtime.metrics import Metrics
@@ -42,7 +42,7 @@ class Feed:
     def __init__(
         self,
         sio: GatewayServer,
-        settings: Settings,
+        settings: RealtimeSettings,
         db: Database | None,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from indexer import queries
-from indexer.config import Settings
 from realtime import protocol
 from realtime.auth import InvalidToken, TokenValidator
 from realtime.bus import Bus, BusUnavailable
 from realtime.channels import ChannelError, parse_channel, user_room, valid_subject
+from realtime.config import RealtimeSettings
 from realtime.db import Database
 from realtime.feed import Feed
 from realtime.metrics import Metrics
@@ -58,7 +58,7 @@ class Gateway:
     def __init__(
         self,
         sio: GatewayServer,
-        settings: Settings,
+        settings: RealtimeSettings,
         feed: Feed,
         db: Database | None,
         bus: Bus | None,

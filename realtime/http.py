@@ -20,9 +20,9 @@ from urllib.parse import parse_qs
 import redis
 
 from indexer import queries
-from indexer.config import Settings
 from indexer.reorg import halt_in
 from realtime.bus import Bus
+from realtime.config import RealtimeSettings
 from realtime.db import Database
 from realtime.demo import PAGE
 from realtime.metrics import Metrics
@@ -39,7 +39,7 @@ MAX_LIMIT = 100
 class HttpApp:
     def __init__(
         self,
-        settings: Settings,
+        settings: RealtimeSettings,
         db: Database,
         metrics: Metrics,
         bus: Bus | None,
@@ -130,7 +130,7 @@ class HttpApp:
             self.db.read(queries.ping)
             checks["database"] = "ok"
             halt = self.db.read(halt_in)
-            checks["indexing"] = "ok" if halt is None else f"halted: {halt.get('reason')}"
+            checks["indexing"] = "ok" if halt is None else f"halted: {halt.reason}"
         except Exception as exc:  # noqa: BLE001 - any driver error means not ready
             checks.setdefault("database", f"unreachable: {type(exc).__name__}")
         if self.bus is not None:

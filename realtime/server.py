@@ -16,9 +16,9 @@ from typing import Any
 import socketio
 
 from indexer import queries
-from indexer.config import Settings
 from realtime import protocol
 from realtime.bus import Bus
+from realtime.config import RealtimeSettings
 from realtime.db import Database
 from realtime.feed import Feed
 from realtime.gateway import Gateway, Schedule
@@ -36,7 +36,7 @@ MAX_CONNECTIONS = 100_000  # eventlet.wsgi's max_size (its default is 1,024)
 
 @dataclass
 class Realtime:
-    settings: Settings
+    settings: RealtimeSettings
     sio: GatewayServer
     app: Any  # the WSGI application
     gateway: Gateway
@@ -70,7 +70,7 @@ def _thread_schedule(delay: float, callback: Any) -> Any:
     return timer
 
 
-def build(settings: Settings, async_mode: str = "eventlet", redis: bool = True) -> Realtime:
+def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool = True) -> Realtime:
     """Wire the server. `async_mode="threading"` with `redis=False` gives an in-process
     server without Redis, for driving the handlers directly in tests."""
     metrics = Metrics()
@@ -131,7 +131,7 @@ def _raise_open_files_limit() -> None:
             log.warning("could not raise the open files limit: %s", exc)
 
 
-def run(settings: Settings) -> None:
+def run(settings: RealtimeSettings) -> None:
     import eventlet
     import eventlet.wsgi
 

@@ -1,10 +1,16 @@
 import os
+import re
+from pathlib import Path
 
 import pytest
+from celery import Celery
 
-from indexer.config import Settings, mask_url
+from chainpulse.settings import Settings
+from indexer.config import mask_url
 from indexer.errors import ConfigError
-from workers.app import make_app
+from workers.app import configure
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -58,9 +64,44 @@ def test_mask_url_hides_passwords_only() -> None:
     assert mask_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
 
 
+def configured(settings: Settings) -> Celery:
+    app = Celery(set_as_current=False)
+    configure(app, settings)
+    return app
+
+
 def test_worker_concurrency_defaults_to_one_more_than_cores() -> None:
-    assert make_app(Settings.from_env({}, dotenv=False)).conf.worker_concurrency == (
+    assert configured(Settings.from_env({}, dotenv=False)).conf.worker_concurrency == (
         (os.cpu_count() or 1) + 1
     )
     chosen = Settings.from_env({"WORKER_CONCURRENCY": "5"}, dotenv=False)
-    assert make_app(chosen).conf.worker_concurrency == 5
+    assert configured(chosen).conf.worker_concurrency == 5
+
+
+def readme_configuration() -> dict[str, str]:
+    """The README's configuration table: variable -> default, as written there."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    table: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        names = re.findall(r"`([A-Z0-9_]+)`", cells[0])
+        defaults = [d.strip().strip("`") for d in cells[1].split(", ")]
+        if len(defaults) == 1:
+            defaults *= len(names)
+        assert len(defaults) == len(names), line
+        table.update(zip(names, defaults, strict=True))
+    return table
+
+
+def test_the_readme_lists_every_setting_with_its_default() -> None:
+    declared = {item.env: item.default for item in Settings.declared()}
+    assert readme_configuration() == declared
+
+
+def test_each_setting_is_declared_once() -> None:
+    names = [item.env for item in Settings.declared()]
+    assert len(names) == len(set(names))
+    assert all(item.meaning for item in Settings.declared())

@@ -1,5 +1,17 @@
-"""Celery workers: `celery -A workers worker -Q blocks`."""
+"""Celery workers: `celery -A workers worker -Q blocks`.
 
-from workers.app import app
+`workers.app` is loaded when Celery asks for it (PEP 562), so importing this package's
+settings or job type (`workers.config`, `workers.jobs`) does not import Celery's app.
+"""
 
-__all__ = ["app"]
+from __future__ import annotations
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from workers.app import app
+
+        return app
+    raise AttributeError(f"module 'workers' has no attribute {name!r}")

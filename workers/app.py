@@ -1,29 +1,40 @@
-"""The Celery application: the `blocks` queue on the Redis broker.
+"""The Celery application behind `celery -A workers worker -Q blocks`.
+
+`-A workers` finds this module-level `app`; it is configured when Celery first reads its
+configuration (`on_configure`), from `WorkerSettings.from_env()` unless `configure`
+was called before with settings of the caller's. Importing it connects to nothing and
+reads no environment.
 
 Delivery settings follow from "a worker killed mid-job loses nothing": jobs are
 acknowledged after they finish (`acks_late`), re-queued when the worker process dies
 (`reject_on_worker_lost`), prefetched one at a time, and redelivered by the Redis
 transport after `VISIBILITY_TIMEOUT` seconds when a whole worker vanishes (plus at most
-a quarter of it, or 10 s, until the next sweep). Retry
-countdowns stay below that timeout (checked in Settings).
+a quarter of it, or 10 s, until the next sweep). Retry countdowns stay below that
+timeout (checked in `WorkerSettings`).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
 
-from indexer.config import Settings
+from workers.config import WorkerSettings
+from workers.jobs import QUEUE, TASK, broker_options
 
-QUEUE = "blocks"
+SETTINGS_KEY = "chainpulse_settings"
+
+app = Celery("chainpulse", include=["workers.tasks"], set_as_current=False)
 
 
-def make_app(settings: Settings) -> Celery:
-    app = Celery("chainpulse", broker=settings.redis_url, include=["workers.tasks"])
-    app.conf.update(
+def configure(target: Celery, settings: WorkerSettings) -> None:
+    """Point `target` at the `blocks` queue on `settings.redis_url`, with its delivery
+    and retry settings; a worker process reads `settings` back with `settings_of`."""
+    target.conf.update(
+        broker_url=settings.redis_url,
         task_default_queue=QUEUE,
-        task_routes={"chainpulse.*": {"queue": QUEUE}},
+        task_routes={TASK: {"queue": QUEUE}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,
@@ -33,21 +44,17 @@ def make_app(settings: Settings) -> Celery:
         worker_concurrency=settings.worker_concurrency or default_concurrency(),
         worker_send_task_events=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout,
-            # kombu looks for jobs of vanished workers every interval x throttle seconds,
-            # 10 x 10 by default: far longer than the timeout. Look often, and every time.
-            "unacked_restore_interval": restore_interval(settings.visibility_timeout),
-            "unacked_restore_throttle": 1,
-            # The sweep holds a Redis mutex that expires after 300 s by default: a worker
-            # killed while sweeping would stop every restore for five minutes.
-            "unacked_mutex_expire": max(5, settings.visibility_timeout // 2),
-        },
+        broker_transport_options=broker_options(settings.visibility_timeout),
         broker_connection_timeout=5,
         worker_hijack_root_logger=False,
     )
-    app.conf.chainpulse_settings = settings
-    return app
+    target.conf[SETTINGS_KEY] = settings
+
+
+def settings_of(target: Celery) -> WorkerSettings:
+    settings = target.conf[SETTINGS_KEY]
+    assert isinstance(settings, WorkerSettings)
+    return settings
 
 
 def default_concurrency() -> int:
@@ -56,9 +63,8 @@ def default_concurrency() -> int:
     return (os.cpu_count() or 1) + 1
 
 
-def restore_interval(visibility_timeout: int) -> int:
-    """Seconds between sweeps for unacknowledged jobs: a quarter of the timeout, 1 to 10."""
-    return max(1, min(10, visibility_timeout // 4))
-
-
-app = make_app(Settings.from_env())
+@app.on_configure.connect
+def _from_environment(sender: Celery, **_: Any) -> None:
+    # `in` asks the pending configuration without finalising it (which would recurse)
+    if SETTINGS_KEY not in sender.conf:
+        configure(sender, WorkerSettings.from_env())

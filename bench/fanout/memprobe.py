@@ -100,7 +100,7 @@ def serve(kind: str) -> None:
 
         plain_server.main()
     else:
-        from indexer.config import Settings
+        from chainpulse.settings import Settings
         from realtime.server import run
 
         run(Settings.from_env())

@@ -46,13 +46,11 @@ import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from chainpulse.devnet import Anvil, RedisServer, free_port, port_open, wait_until  # noqa: E402
-from follower.follower import Follower  # noqa: E402
-from follower.queue import Cursor, Job  # noqa: E402
-from indexer.config import Settings  # noqa: E402
-from indexer.rpc import Node  # noqa: E402
+from chainpulse.settings import Settings  # noqa: E402
+from follower import process  # noqa: E402
+from follower.queue import Cursor  # noqa: E402
 from indexer.schema import upgrade  # noqa: E402
-from indexer.store import Store  # noqa: E402
-from workers.app import make_app  # noqa: E402
+from workers.jobs import IndexBlocks  # noqa: E402
 
 STARTED_KEY = "bench:latency:started"
 MODES = {
@@ -275,7 +273,6 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         watch = StreamWatch(rs.url, timeline)
         watch.start()
         stack.callback(watch.done.set)
-        client = redis.Redis.from_url(rs.url)
         for mode in args.modes.split(","):
             spec = MODES[mode]
             settings = Settings(
@@ -285,19 +282,18 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 redis_url=rs.url,
                 poll_interval=float(spec["poll_interval"]),
             )
-            store = Store(url)
-            follower = Follower(
-                settings, Node(settings.rpc_urls), store, client, make_app(settings)
-            )
+            follower = process.build(settings)
             original = follower.queue.enqueue
 
-            def timed(jobs: list[Job], cursor: Cursor | None, original: Any = original) -> None:
+            def timed(
+                jobs: list[IndexBlocks], cursor: Cursor | None, original: Any = original
+            ) -> None:
                 original(jobs, cursor)
                 now = time.time()
                 for job in jobs:
                     timeline.enqueued.setdefault(job.last, now)
 
-            follower.queue.enqueue = timed  # type: ignore[method-assign]
+            follower.queue.enqueue = timed  # type: ignore[method-assign,assignment]
             thread = threading.Thread(target=follower.run, daemon=True)
             thread.start()
             wait_until(lambda f=follower: f.cursor is not None, 30, f"the {mode} follower")
@@ -310,9 +306,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             follower.stop.set()
             follower.wake.set()
             thread.join(20)
-            follower.queue.close()
-            store.dispose()
-        client.close()
+            process.close(follower)
     return results
 
 

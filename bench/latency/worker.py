@@ -14,6 +14,7 @@ import redis
 from celery.signals import task_prerun
 
 from workers.app import app
+from workers.jobs import IndexBlocks
 
 __all__ = ["app"]
 
@@ -22,9 +23,9 @@ _client: list[redis.Redis] = []
 
 
 @task_prerun.connect
-def _started(task: Any = None, args: Any = None, **_: Any) -> None:
+def _started(task: Any = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
     now = time.time()
     if not _client:
         _client.append(redis.Redis.from_url(os.environ["REDIS_URL"]))
-    if args and len(args) >= 2:
-        _client[0].hsetnx(STARTED_KEY, str(args[1]), repr(now))
+    job = IndexBlocks.from_message(args, kwargs)
+    _client[0].hsetnx(STARTED_KEY, str(job.last), repr(now))

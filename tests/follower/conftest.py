@@ -19,13 +19,13 @@ import redis
 import sqlalchemy as sa
 
 from chainpulse.devnet import Anvil, wait_until
+from chainpulse.settings import Settings
+from follower import process
 from follower.follower import Follower
 from indexer import models as m
-from indexer.config import Settings
-from indexer.rpc import Node
 from indexer.schema import upgrade
 from indexer.store import Store
-from workers.app import make_app
+from workers.jobs import broker
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(ROOT / ".venv" / "bin" / "celery")
@@ -89,7 +89,7 @@ class Running:
         self.follower.stop.set()
         self.follower.wake.set()
         self.thread.join(20)
-        self.follower.queue.close()
+        process.close(self.follower, store=False)
 
 
 @dataclass
@@ -104,13 +104,8 @@ class Stack:
 
     def follower(self, **changes: Any) -> Running:
         settings = self.settings.with_(**changes) if changes else self.settings
-        follower = Follower(
-            settings,
-            Node(settings.rpc_urls, settings.rpc_timeout),
-            Store(settings.database_url, self.store.engine),
-            self.client,
-            make_app(settings),
-            sweep_interval=1.0,
+        follower = process.build(
+            settings, store=Store(settings.database_url, self.store.engine), sweep_interval=1.0
         )
         thread = threading.Thread(target=follower.run, name="follower", daemon=True)
         thread.start()
@@ -119,7 +114,7 @@ class Stack:
         return running
 
     def worker_app(self) -> Any:
-        return make_app(self.settings)
+        return broker(self.settings.redis_url)
 
     def node_hashes(self, lo: int, hi: int) -> dict[int, str]:
         blocks = self.anvil.batch(

@@ -12,14 +12,13 @@ import redis
 
 from chainpulse.devnet import Activity, Anvil, wait_until
 from follower.lease import LOCK_KEY, Lease, holder
-from follower.queue import Cursor, FencedQueue, Job, read_cursor
-from indexer.config import Settings
+from follower.queue import Cursor, FencedQueue, read_cursor
 from indexer.reorg import Deposed, repair
 from indexer.rpc import Node
 from indexer.schema import upgrade
 from indexer.store import Store
 from tests.follower.conftest import ROOT, Stack, worker_env
-from workers.app import QUEUE, make_app
+from workers.jobs import QUEUE, IndexBlocks, broker
 
 
 def test_a_deposed_follower_can_neither_enqueue_nor_repair(
@@ -30,11 +29,11 @@ def test_a_deposed_follower_can_neither_enqueue_nor_repair(
     node = Node((anvil.url,))
     anvil.mine(3)
     client = redis.Redis.from_url(redis_url)
-    app = make_app(Settings(redis_url=redis_url))
+    app = broker(redis_url)
     first = Lease(client, ttl=30)
     assert first.acquire()
     old = FencedQueue(app, client, first)
-    old.enqueue([Job(1, 1, "head")], Cursor(1, "0x01"))
+    old.enqueue([IndexBlocks(1, 1, "head")], Cursor(1, "0x01"))
     assert client.llen(QUEUE) == 1
     assert repair(store, node, 64, fence=first.token) is None  # records the token
 
@@ -46,7 +45,7 @@ def test_a_deposed_follower_can_neither_enqueue_nor_repair(
     assert repair(store, node, 64, fence=second.token) is None
 
     with pytest.raises(Deposed):
-        old.enqueue([Job(2, 2, "head")], Cursor(2, "0x02"))
+        old.enqueue([IndexBlocks(2, 2, "head")], Cursor(2, "0x02"))
     with pytest.raises(Deposed):
         repair(store, node, 64, fence=first.token)
     assert client.llen(QUEUE) == 1
@@ -95,7 +94,7 @@ def test_a_standby_takes_over_after_kill_9(stack: Stack, tmp_path: Path) -> None
         active = next(
             p
             for i, p in enumerate(processes)
-            if f"token {first['token']}" in (tmp_path / f"follower{i}.log").read_text()
+            if f"token {first.token}" in (tmp_path / f"follower{i}.log").read_text()
         )
         os.kill(active.pid, signal.SIGKILL)
         active.wait()
@@ -103,7 +102,7 @@ def test_a_standby_takes_over_after_kill_9(stack: Stack, tmp_path: Path) -> None
             activity.block(count=3)
         stack.anvil.mine(12)  # more than BACKFILL_BATCH: the older ones go out as backfill
         wait_until(
-            lambda: (h := holder(stack.client)) is not None and h["token"] > first["token"],
+            lambda: (h := holder(stack.client)) is not None and h.token > first.token,
             30,
             "the standby taking over",
         )

@@ -135,7 +135,7 @@ def test_random_reorgs_leave_the_canonical_chain(stack: Stack) -> None:
             miner.running.clear()
             with miner.lock:  # the miner is idle now
                 stack.wait_consistent(timeout=90)
-                wait_until(lambda: stack.store.summary()["outbox"] == 0, 30, "the outbox drained")
+                wait_until(lambda: stack.store.summary().outbox == 0, 30, "the outbox drained")
             check_stream_order(stack.events())
 
         scenario()

@@ -9,14 +9,28 @@ import pytest
 
 from chainpulse.devnet import Activity, wait_until
 from tests.follower.conftest import Stack
-from workers.app import QUEUE
+from workers.jobs import QUEUE, TASK, IndexBlocks
 
 
 def enqueue(stack: Stack, first: int, last: int, source: str) -> None:
-    from workers.tasks import index_blocks
+    app = stack.worker_app()
+    try:
+        job = IndexBlocks(first, last, source)  # type: ignore[arg-type]
+        app.send_task(TASK, kwargs=job.to_kwargs(), queue=QUEUE)
+    finally:
+        app.close()
 
-    with stack.worker_app().connection_for_write() as conn:
-        index_blocks.apply_async(args=(first, last, source, False), queue=QUEUE, connection=conn)
+
+def test_a_job_queued_in_the_older_positional_form_still_runs(stack: Stack) -> None:
+    """Releases before the typed job sent (first, last, source, force) positionally."""
+    Activity(stack.anvil).block(count=3)
+    head = stack.anvil.head()
+    app = stack.worker_app()
+    try:
+        app.send_task(TASK, args=(1, head, "backfill", False), queue=QUEUE)
+    finally:
+        app.close()
+    wait_until(lambda: stack.store.missing(1, head) == [], 60, "the old-form job indexed")
 
 
 @pytest.mark.parametrize("job", ["head", "backfill"])

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from chainpulse.devnet import Anvil, wait_until
-from indexer.config import Settings
+from chainpulse.settings import Settings
 from indexer.pipeline import Indexer
-from workers.context import build
+from workers.runner import build
 
 
 def stop_anvil(node: Anvil) -> None:
@@ -65,16 +65,16 @@ def frozen(node: Anvil) -> Iterator[None]:
 def build_indexer(
     rpc_url: str, database_url: str, redis_url: str, stream_maxlen: int = 100_000
 ) -> Indexer:
-    """An Indexer built the way a worker process builds one (workers.context.build)."""
+    """An Indexer built the way a worker process builds one (workers.runner.build)."""
     settings = Settings(
         rpc_urls=(rpc_url,),
         database_url=database_url,
         redis_url=redis_url,
         stream_maxlen=stream_maxlen,
     )
-    return build(settings)
+    return build(settings).indexer
 
 
 def close_indexer(indexer: Indexer) -> None:
     indexer.store.dispose()
-    indexer.bus.client.close()
+    indexer.bus.close()

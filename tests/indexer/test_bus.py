@@ -9,9 +9,10 @@ import pytest
 import redis
 
 from chainpulse.devnet import Activity, Anvil, RedisServer
+from indexer import outbox
 from indexer.bus import BusUnavailable, EventBus
 from indexer.config import STREAM_KEY
-from indexer.events import BlockIndexed, from_fields
+from indexer.events import BlockIndexed, Entry, Pending, from_fields
 from indexer.pipeline import Indexer
 from tests.indexer.services import build_indexer, close_indexer
 
@@ -74,9 +75,9 @@ def test_commit_with_redis_down_keeps_the_event_in_the_outbox(
         [event] = indexer.index(3, 3, "backfill")  # no error: the block counts as indexed
         assert indexer.store.stored_hashes(3, 3) == {3: event.blockHash}
         [pending] = indexer.store.pending_outbox()
-        assert pending["event_id"] == event.id
+        assert pending.entry.id == event.id
         with pytest.raises(BusUnavailable, match="Redis at redis://127.0.0.1"):
-            indexer.bus.relay(indexer.store)
+            outbox.relay(indexer.store, indexer.bus)
         assert len(indexer.store.pending_outbox()) == 1
     finally:
         redis_server.start()
@@ -99,10 +100,10 @@ def test_relay_that_died_before_deleting_does_not_duplicate(
 ) -> None:
     events = index_while_redis_is_down(indexer, redis_server, 1, 4)
     rows = indexer.store.pending_outbox()
-    assert [r["event_id"] for r in rows] == [e.id for e in events]
+    assert [r.entry.id for r in rows] == [e.id for e in events]
     # A relay appends the first two rows, then its process dies before the delete.
     for row in rows[:2]:
-        assert indexer.bus.append(row["type"], row["event_id"], row["data"], row["delivery_id"])
+        assert indexer.bus.append([row]) == 1
 
     assert indexer.relay() == 4
 
@@ -123,7 +124,7 @@ def test_two_relays_racing_append_each_event_once(
     def relay(bus: EventBus) -> None:
         barrier.wait()
         try:
-            bus.relay(indexer.store, batch=2)
+            outbox.relay(indexer.store, bus, batch=2)
         except Exception as exc:
             errors.append(exc)
 
@@ -148,7 +149,7 @@ def test_stream_is_capped_near_its_maximum(redis_url: str, client: redis.Redis) 
     try:
         for n in range(600):
             event = BlockIndexed(n, f"0x{n:064x}", f"0x{n:064x}", 0, 0, "backfill")
-            assert bus.append(event.type, event.id, "{}", f"delivery-{n}")
+            assert bus.append([Pending(n, f"delivery-{n}", Entry(event.type, event.id, "{}"))])
     finally:
         bus.client.close()
     # Trimming is approximate: Redis drops whole stream nodes of up to this many entries.
@@ -164,7 +165,7 @@ def test_a_failed_append_is_not_marked_delivered(indexer: Indexer, client: redis
     client.set(STREAM_KEY, "not a stream")  # XADD now fails with WRONGTYPE
     [event] = indexer.index(2, 2, "backfill")
     with pytest.raises(BusUnavailable, match="WRONGTYPE"):
-        indexer.bus.relay(indexer.store)
+        outbox.relay(indexer.store, indexer.bus)
     assert len(indexer.store.pending_outbox()) == 1
 
     client.delete(STREAM_KEY)
@@ -187,14 +188,11 @@ def test_one_append_call_skips_delivered_rows_and_keeps_order(
     redis_url: str, client: redis.Redis
 ) -> None:
     bus = EventBus.from_url(redis_url, STREAM_KEY, 1000)
-    rows = [
-        {"type": "block.indexed", "event_id": f"e{n}", "data": "{}", "delivery_id": f"d{n}"}
-        for n in range(5)
-    ]
+    rows = [Pending(n, f"d{n}", Entry("block.indexed", f"e{n}", "{}")) for n in range(5)]
     try:
-        assert bus.append_all(rows[1:3]) == 2
-        assert bus.append_all(rows) == 3
-        assert bus.append_all(rows) == 0
+        assert bus.append(rows[1:3]) == 2
+        assert bus.append(rows) == 3
+        assert bus.append(rows) == 0
     finally:
         bus.client.close()
     assert [f["id"] for f in entries(client)] == ["e1", "e2", "e0", "e3", "e4"]

@@ -15,7 +15,7 @@ def test_database_bound_to_one_chain_refuses_another(anvil: Anvil, migrated_url:
     try:
         store.bind_chain(Node([anvil.url]).chain_id())
         store.bind_chain(Node([anvil.url]).chain_id())  # the same chain again is fine
-        assert store.summary()["chainId"] == 31337
+        assert store.summary().chain_id == 31337
 
         with pytest.raises(ChainMismatch) as info:
             store.bind_chain(Node([other.url]).chain_id())
@@ -23,7 +23,7 @@ def test_database_bound_to_one_chain_refuses_another(anvil: Anvil, migrated_url:
         assert isinstance(info.value, FatalError)
         message = str(info.value)
         assert "indexes chain 31337" in message and "serves chain 4242" in message
-        assert store.summary()["chainId"] == 31337
+        assert store.summary().chain_id == 31337
     finally:
         stop_anvil(other)
         store.dispose()

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from indexer.config import Settings
+from chainpulse.settings import Settings
 from indexer.errors import ConfigError
 from realtime.auth import InvalidToken, TokenValidator, issue_token
 

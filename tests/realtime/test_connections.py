@@ -15,7 +15,7 @@ import jwt
 import requests
 
 from chainpulse.devnet import ROOT, wait_until
-from indexer.config import Settings
+from chainpulse.settings import Settings
 from indexer.events import PriceUpdated
 from realtime.server import build
 from tests.realtime.helpers import (

@@ -296,7 +296,7 @@ def test_room_index_follows_the_manager() -> None:
 
 
 def test_realtime_settings_from_the_environment() -> None:
-    from indexer.config import Settings
+    from chainpulse.settings import Settings
 
     settings = Settings.from_env(
         {"BLOCK_GAP_TIMEOUT": "2.5", "PUBSUB_CANARY_INTERVAL": "1", "WS_COMPRESSION": "on"},

@@ -23,10 +23,10 @@ import sqlalchemy as sa
 
 from chainpulse.devnet import Activity, Anvil, RedisServer, port_open, wait_until
 from indexer import models as m
-from indexer.config import STREAM_KEY, Settings
+from indexer.config import STREAM_KEY
 from indexer.store import Store
 from tests.indexer.services import stop_anvil
-from workers.app import make_app
+from workers.jobs import broker
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(ROOT / ".venv" / "bin" / "celery")
@@ -85,7 +85,7 @@ class Worker:
         return self
 
     def wait_ready(self, timeout: float = 60) -> Worker:
-        app = make_app(Settings(redis_url=self.env["REDIS_URL"]))
+        app = broker(self.env["REDIS_URL"])
         try:
 
             def answers() -> bool:
@@ -230,7 +230,7 @@ class Stack:
         """Heights recorded as failed for good (what `chainpulse status` lists)."""
         store = self.store()
         try:
-            return [int(f["number"]) for f in store.failures()]
+            return [f.number for f in store.failures()]
         finally:
             store.dispose()
 

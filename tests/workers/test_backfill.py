@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from chainpulse.devnet import Activity, RedisServer, free_port, wait_until
+from chainpulse.settings import Settings
 from chainpulse.status import collect_status, render_status
 from indexer import models as m
-from indexer.config import Settings
 from tests.indexer.services import build_indexer, close_indexer
 from tests.workers.conftest import Stack, stack
 
@@ -135,7 +135,7 @@ def test_missing_ranges_are_shown_and_filled(chain: Stack) -> None:
 
         assert result.returncode == 0, result.stderr + chain.tails()
         assert f"enqueued 3 blocks in 2 jobs ({head - 3} already indexed)" in result.stderr
-        assert store.summary()["gaps"] == []
+        assert store.summary().gaps == []
         assert chain.rows_per_height(1, head) == chain.node_rows_per_height(1, head)
     finally:
         store.dispose()

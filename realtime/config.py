@@ -1,0 +1,65 @@
+"""The realtime server's settings: its port, auth, limits and push behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from indexer.config import IndexerSettings, setting
+
+
+def _pem(raw: str) -> str:
+    return raw.replace("\\n", "\n")  # a PEM key on one line, with `\n` escapes
+
+
+@dataclass(frozen=True)
+class RealtimeSettings(IndexerSettings):
+    port: int = setting("PORT", 3000, "realtime server port (Socket.IO and HTTP)")
+    cors_origins: tuple[str, ...] = setting(
+        "CORS_ORIGIN", ("*",), "allowed origins, comma-separated"
+    )
+    jwt_secret: str | None = setting("JWT_SECRET", None, "HS256 secret (32 bytes or more)")
+    jwt_public_key: str | None = setting(
+        "JWT_PUBLIC_KEY",
+        None,
+        "PEM public key for RS256/ES256 (`\\n` escapes allowed)",
+        convert=_pem,
+    )
+    jwt_audience: str | None = setting("JWT_AUDIENCE", None, "checked when set")
+    jwt_issuer: str | None = setting("JWT_ISSUER", None, "checked when set")
+    require_auth: bool = setting("REQUIRE_AUTH", False, "refuse connections without a valid token")
+    rate_limit: int = setting(
+        "RATE_LIMIT", 100, "client messages per window per connection", minimum=1
+    )
+    rate_window: float = setting("RATE_WINDOW", 60.0, "seconds; the rate limit's sliding window")
+    max_rooms: int = setting("MAX_ROOMS", 128, "rooms one connection may join", minimum=1)
+    max_message_bytes: int = setting(
+        "MAX_MESSAGE_BYTES", 65_536, "largest inbound Socket.IO message", minimum=256
+    )
+    ping_interval: float = setting("PING_INTERVAL", 10.0, "seconds between Engine.IO pings")
+    ping_timeout: float = setting("PING_TIMEOUT", 5.0, "seconds a client may take to answer a ping")
+    outbound_queue_max: int = setting(
+        "OUTBOUND_QUEUE_MAX",
+        1_000,
+        "packets queued for one client before it is dropped as too slow",
+        minimum=1,
+    )
+    resume_window: int = setting(
+        "RESUME_WINDOW", 1_000, "blocks a reconnecting client may catch up on with `lastBlock`"
+    )
+    push_window: int = setting(
+        "PUSH_WINDOW",
+        64,
+        "blocks behind the newest that are still pushed as `new-block`",
+        minimum=1,
+    )
+    compression: bool = setting("WS_COMPRESSION", False, "per-message deflate on WebSocket frames")
+    block_gap_timeout: float = setting(
+        "BLOCK_GAP_TIMEOUT",
+        10.0,
+        "seconds a missing block may hold back later `new-block`s before it is skipped",
+    )
+    canary_interval: float = setting(
+        "PUBSUB_CANARY_INTERVAL",
+        5.0,
+        "seconds between the pub/sub canary messages each server sends itself",
+    )

@@ -1,0 +1,97 @@
+"""The job on the `blocks` queue, `IndexBlocks`, and the broker its enqueuers share.
+
+A job crosses Celery as keyword arguments (`first`, `last`, `source`, `force`) of the
+task `chainpulse.index_blocks`; jobs queued by older releases as positional
+`(first, last, source, force)` decode the same way. Enqueuers (the follower, `chainpulse
+backfill`) send by task name through `broker`, so they never import the task itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from celery import Celery
+
+from indexer.errors import FatalError
+from indexer.events import BlockSource
+
+QUEUE = "blocks"
+TASK = "chainpulse.index_blocks"
+
+
+class JobArgs(TypedDict):
+    first: int
+    last: int
+    source: BlockSource
+    force: bool
+
+
+class BadJob(FatalError):
+    """A job message that no worker can run (wrong types, impossible range)."""
+
+
+@dataclass(frozen=True)
+class IndexBlocks:
+    """Index heights `first`..`last` (inclusive), announced with `source`; `force`
+    re-indexes heights already stored."""
+
+    first: int
+    last: int
+    source: BlockSource = "backfill"
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        ints = all(isinstance(n, int) and not isinstance(n, bool) for n in (self.first, self.last))
+        if not ints or self.first < 0 or self.last < self.first:
+            raise BadJob(f"bad job range {self.first!r}..{self.last!r}")
+        if self.source not in ("head", "backfill"):
+            raise BadJob(f"bad job source {self.source!r}")
+        if not isinstance(self.force, bool):
+            raise BadJob(f"bad job force flag {self.force!r}")
+
+    @property
+    def heights(self) -> list[int]:
+        return list(range(self.first, self.last + 1))
+
+    def to_kwargs(self) -> JobArgs:
+        """The Celery encoding: the task's keyword arguments."""
+        return {"first": self.first, "last": self.last, "source": self.source, "force": self.force}
+
+    @classmethod
+    def from_message(cls, args: Any, kwargs: Any) -> IndexBlocks:
+        """Decode a task message, keyword (current) or positional (older releases)."""
+        names = ("first", "last", "source", "force")
+        values = dict(zip(names, args or (), strict=False))
+        values.update({k: v for k, v in (kwargs or {}).items() if k in names})
+        if "first" not in values or "last" not in values:
+            raise BadJob(f"a job needs first and last, got args {args!r} kwargs {kwargs!r}")
+        return cls(**values)
+
+
+def broker_options(visibility_timeout: int) -> dict[str, Any]:
+    """Redis transport options for producers and consumers of the `blocks` queue."""
+    return {
+        "visibility_timeout": visibility_timeout,
+        # kombu looks for jobs of vanished workers every interval x throttle seconds,
+        # 10 x 10 by default: far longer than the timeout. Look often, and every time.
+        "unacked_restore_interval": max(1, min(10, visibility_timeout // 4)),
+        "unacked_restore_throttle": 1,
+        # The sweep holds a Redis mutex that expires after 300 s by default: a worker
+        # killed while sweeping would stop every restore for five minutes.
+        "unacked_mutex_expire": max(5, visibility_timeout // 2),
+    }
+
+
+def broker(redis_url: str) -> Celery:
+    """A Celery app that sends jobs to the `blocks` queue and asks its workers questions;
+    it runs no task."""
+    app = Celery("chainpulse-enqueue", broker=redis_url, set_as_current=False)
+    app.conf.update(
+        task_default_queue=QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_timeout=5,
+        broker_connection_retry_on_startup=True,
+    )
+    return app
