@@ -180,17 +180,29 @@ def _send_ping(sock: Any) -> None:
 
 
 class EngineServer(engineio.Server):
-    """engineio.Server with bounded queues, heartbeats first and fan-out frames."""
+    """engineio.Server with bounded queues, heartbeats first and fan-out frames.
 
-    outbound_queue_max = 1_000
-    direct_writes = 0  # frames written without the queue (a count since start-up)
-    partial_writes = 0  # of which the kernel took only a part; the writer sends the rest
-    compression = False
+    `outbound_queue_max`: packets queued per client before it is dropped as too slow;
+    `ws_compression`: per-message deflate on WebSocket frames; `count_refusal(reason)`
+    hears of every refusal. The rest goes to engineio.Server.
+    """
+
     namespace = protocol.NAMESPACE
-    count_refusal: Callable[[str], None] = staticmethod(lambda reason: None)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        outbound_queue_max: int = 1_000,
+        ws_compression: bool = False,
+        count_refusal: Callable[[str], None] = lambda reason: None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.outbound_queue_max = outbound_queue_max
+        self.compression = ws_compression
+        self.count_refusal = count_refusal
+        self.direct_writes = 0  # frames written without the queue (since start-up)
+        self.partial_writes = 0  # of which the kernel took only a part; the writer sends the rest
         if self.async_mode == "eventlet":
             self._queue_class = _heartbeat_first_queue()
             drivers: dict[str, Any] = dict(self._async)  # type: ignore[has-type]

@@ -106,6 +106,25 @@ class Feed:
                         self.send(sid, pkt, "reorg")
                         self.join_live(sid)
 
+    def snapshot(self, token: str) -> PriceUpdated | None:
+        """`token`'s latest price: the last one pushed, else the database's (a read that
+        yields to other green threads), else None. Best effort: a failed read is None."""
+        known = self.prices.get(token)
+        if known is not None or self.db is None or token in self.no_price:
+            return known
+        changes = self.price_changes
+        try:
+            row = self.db.read(queries.latest_price, token)
+        except Exception as exc:  # noqa: BLE001 - a snapshot is best effort
+            log.warning("price snapshot for %s unavailable: %s", token, exc)
+            return self.prices.get(token)
+        if row is None and changes == self.price_changes:
+            self.note_no_price(token)
+        # a live update that arrived during the read is newer than the row
+        return self.prices.get(token) or (
+            protocol.price_event_from_row(row) if row is not None else None
+        )
+
     def note_no_price(self, token: str) -> None:
         if len(self.no_price) >= NO_PRICE_CAP:
             self.no_price.clear()  # bounded: many distinct unknown tokens cost reads, not memory

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from indexer import queries
 from realtime import protocol
 from realtime.auth import InvalidToken, TokenValidator
 from realtime.bus import Bus, BusUnavailable
@@ -64,6 +63,7 @@ class Gateway:
         bus: Bus | None,
         metrics: Metrics,
         schedule: Schedule,
+        limiter: SlidingWindowLimiter,
     ) -> None:
         self.sio = sio
         self.settings = settings
@@ -73,7 +73,7 @@ class Gateway:
         self.metrics = metrics
         self.schedule = schedule
         self.validator = TokenValidator(settings)
-        self.limiter = SlidingWindowLimiter(settings.rate_limit, settings.rate_window)
+        self.limiter = limiter
         self.clients: dict[str, ClientState] = {}
         self._resume: dict[str, tuple[Any, Any]] = {}
         metrics.track("clients", lambda: len(self.clients))
@@ -81,9 +81,7 @@ class Gateway:
         metrics.track("environ", lambda: len(sio.environ))
         metrics.track("engine.io sockets", lambda: len(sio.eio.sockets))
         metrics.track("room index", lambda: sio.manager.tracked_sids())
-        sio.allow = self.limiter.allow
-        sio.after_connect = self.after_connect
-        sio.count_refusal = metrics.refuse
+        sio.on_connected(self.after_connect)
         sio.on("connect", self.on_connect, namespace=NS)
         sio.on("disconnect", self.on_disconnect, namespace=NS)
         sio.on("subscribe", self._guarded(self.on_subscribe), namespace=NS)
@@ -211,22 +209,9 @@ class Gateway:
             raise Refused(
                 f"{protocol.TOO_MANY_ROOMS}: at most {self.settings.max_rooms}", "too many rooms"
             )
-        snapshot = self.feed.prices.get(channel.key)
-        if snapshot is None and self.db is not None and channel.key not in self.feed.no_price:
-            changes = self.feed.price_changes
-            try:
-                row = self.db.read(queries.latest_price, channel.key)
-                if row is None and changes == self.feed.price_changes:
-                    self.feed.note_no_price(channel.key)
-            except Exception as exc:  # noqa: BLE001 - a snapshot is best effort
-                log.warning("price snapshot for %s unavailable: %s", channel.key, exc)
-                row = None
-            if self.clients.get(sid) is not state:
-                return protocol.refused("disconnected")
-            # a live update that arrived during the read is newer than the row
-            snapshot = self.feed.prices.get(channel.key) or (
-                protocol.price_event_from_row(row) if row is not None else None
-            )
+        snapshot = self.feed.snapshot(channel.key)  # may read the database (and yield)
+        if self.clients.get(sid) is not state:
+            return protocol.refused("disconnected")
         if channel.room not in state.channels and len(state.channels) >= self.settings.max_rooms:
             # checked again: other subscribes of this client may have joined during the read
             raise Refused(

@@ -24,6 +24,7 @@ from realtime.feed import Feed
 from realtime.gateway import Gateway, Schedule
 from realtime.http import HttpApp
 from realtime.metrics import Metrics
+from realtime.ratelimit import SlidingWindowLimiter
 from realtime.rooms import LocalManager
 from realtime.socketio_server import GatewayServer
 from realtime.stream import StreamReader
@@ -77,7 +78,13 @@ def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool 
     bus = Bus(settings.redis_url, canary_interval=settings.canary_interval) if redis else None
     cors: Any = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
     manager: Any = bus if bus is not None else LocalManager()
+    limiter = SlidingWindowLimiter(settings.rate_limit, settings.rate_window)
     sio = GatewayServer(
+        max_message_bytes=settings.max_message_bytes,
+        allow=limiter.allow,
+        count_refusal=metrics.refuse,
+        outbound_queue_max=settings.outbound_queue_max,
+        ws_compression=settings.compression,
         async_mode=async_mode,
         client_manager=manager,
         cors_allowed_origins=cors,
@@ -90,10 +97,6 @@ def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool 
         logger=False,
         engineio_logger=False,
     )
-    sio.max_message_bytes = settings.max_message_bytes
-    sio.eio.outbound_queue_max = settings.outbound_queue_max
-    sio.eio.compression = settings.compression
-    sio.eio.count_refusal = metrics.refuse
     metrics.direct_writes.set_function(lambda: float(sio.eio.direct_writes))
     metrics.partial_writes.set_function(lambda: float(sio.eio.partial_writes))
     if bus is not None:
@@ -103,7 +106,7 @@ def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool 
     db = Database(settings.database_url, offload=async_mode == "eventlet")
     feed = Feed(sio, settings, db, metrics)
     schedule: Schedule = _eventlet_schedule if async_mode == "eventlet" else _thread_schedule
-    gateway = Gateway(sio, settings, feed, db, bus, metrics, schedule)
+    gateway = Gateway(sio, settings, feed, db, bus, metrics, schedule, limiter)
     stream = (
         StreamReader(
             settings.redis_url,

@@ -22,10 +22,28 @@ log = logging.getLogger(__name__)
 
 
 class GatewayServer(socketio.Server):
-    max_message_bytes = 65_536
-    allow: Callable[[str], bool] = staticmethod(lambda sid: True)
-    after_connect: Callable[[str], None] = staticmethod(lambda sid: None)
-    count_refusal: Callable[[str], None] = staticmethod(lambda reason: None)
+    """`allow(sid)` is asked before each event a client sends (the rate limit);
+    `count_refusal(reason)` hears of every refusal. Other keyword arguments go to
+    python-socketio's server and on to `EngineServer`."""
+
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int,
+        allow: Callable[[str], bool],
+        count_refusal: Callable[[str], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(count_refusal=count_refusal, **kwargs)
+        self.max_message_bytes = max_message_bytes
+        self.allow = allow
+        self.count_refusal = count_refusal
+        self._after_connect: list[Callable[[str], None]] = []
+
+    def on_connected(self, handler: Callable[[str], None]) -> None:
+        """Call `handler(sid)` once a client's CONNECT answer is queued, before anything
+        can yield: what it sends reaches the client right after the CONNECT."""
+        self._after_connect.append(handler)
 
     def _engineio_server_class(self) -> type[EngineServer]:
         return EngineServer
@@ -66,7 +84,8 @@ class GatewayServer(socketio.Server):
         ns = namespace or "/"
         sid = self.manager.sid_from_eio_sid(eio_sid, ns)
         if ns == protocol.NAMESPACE and sid is not None and self.manager.is_connected(sid, ns):
-            self.after_connect(sid)
+            for handler in self._after_connect:
+                handler(sid)
 
     def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
         ns = namespace or "/"

@@ -1,0 +1,152 @@
+"""Every private method or attribute of python-socketio, python-engineio, eventlet and
+kombu that chainpulse overrides or calls, checked against the installed versions.
+
+requirements.lock pins the versions these were tested with; after `make lock UPGRADE=1`
+this test names the one that moved. Each row says where chainpulse relies on it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import engineio
+import kombu
+import pytest
+import socketio
+from engineio import packet, payload
+from engineio import socket as engineio_socket
+from kombu.transport import redis as kombu_redis
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    import eventlet.queue
+    import eventlet.websocket
+
+# (class, method, its parameters as chainpulse calls or overrides them, who relies on it)
+METHODS: list[tuple[type, str, list[str], str]] = [
+    (socketio.Server, "_handle_eio_message", ["self", "eio_sid", "data"], "socketio_server"),
+    (
+        socketio.Server,
+        "_handle_connect",
+        ["self", "eio_sid", "namespace", "data"],
+        "socketio_server",
+    ),
+    (
+        socketio.Server,
+        "_handle_event",
+        ["self", "eio_sid", "namespace", "id", "data"],
+        "socketio_server",
+    ),
+    (socketio.Server, "_engineio_server_class", ["self"], "socketio_server"),
+    (socketio.Client, "_engineio_client_class", ["self"], "client"),
+    (engineio.Client, "_trigger_event", ["self", "event", "args", "kwargs"], "client"),
+    (engineio.Server, "start_background_task", ["self", "target", "args", "kwargs"], "engineio"),
+    (engineio.Server, "create_queue", ["self", "args", "kwargs"], "engineio_server"),
+    (engineio.Server, "send_packet", ["self", "sid", "pkt"], "engineio_server"),
+    (engineio_socket.Socket, "_send_ping", ["self"], "engineio_server: heartbeat timers"),
+    (engineio_socket.Socket, "check_ping_timeout", ["self"], "engineio_server"),
+    (engineio_socket.Socket, "send", ["self", "pkt"], "engineio_server"),
+    (engineio_socket.Socket, "close", ["self", "wait", "abort", "reason"], "engineio_server"),
+    (eventlet.websocket.RFC6455WebSocket, "_send", ["self", "frame"], "engineio_server"),
+    (
+        eventlet.websocket.RFC6455WebSocket,
+        "_pack_message",
+        ["self", "message", "masked", "continuation", "final", "control_code"],
+        "engineio_server: Frame",
+    ),
+    (
+        eventlet.websocket.WebSocketWSGI,
+        "_negotiate_permessage_deflate",
+        ["self", "extensions"],
+        "engineio_server",
+    ),
+    (
+        eventlet.websocket.WebSocketWSGI,
+        "__init__",
+        ["self", "handler", "max_frame_length"],
+        "engineio_server",
+    ),
+    (eventlet.queue.Queue, "_put", ["self", "item"], "engineio_server: HeartbeatFirstQueue"),
+    (eventlet.queue.Queue, "_put_bookkeeping", ["self"], "engineio_server"),
+    (eventlet.queue.Queue, "get", ["self", "block", "timeout"], "engineio_server"),
+    (socketio.RedisManager, "_publish", ["self", "data"], "bus: canary"),
+    (socketio.RedisManager, "_redis_connect", ["self"], "bus"),
+    (socketio.RedisManager, "_listen", ["self"], "bus"),
+    (socketio.RedisManager, "_redis_listen_with_retries", ["self"], "bus"),
+    (socketio.RedisManager, "_handle_emit", ["self", "message"], "bus: publish_private"),
+    (
+        socketio.Manager,
+        "basic_enter_room",
+        ["self", "sid", "namespace", "room", "eio_sid"],
+        "rooms",
+    ),
+    (socketio.Manager, "basic_leave_room", ["self", "sid", "namespace", "room"], "rooms"),
+    (socketio.Manager, "basic_disconnect", ["self", "sid", "namespace", "kwargs"], "rooms"),
+    (
+        kombu_redis.Channel,
+        "basic_publish",
+        ["self", "message", "exchange", "routing_key", "kwargs"],
+        "follower.queue: fenced enqueue (_publish_batch)",
+    ),
+    (kombu.Producer, "batch", ["self", "max_size"], "follower.queue"),
+]
+
+# (what to build, attribute, who relies on it)
+ATTRIBUTES: list[tuple[str, str, str]] = [
+    ("socketio.Server", "_binary_packet", "socketio_server: binary refusal"),
+    ("socketio.Server", "reserved_events", "socketio_server"),
+    ("socketio.Server", "environ", "gateway: trims the WSGI environ"),
+    ("engineio.Server", "_async", "engineio_server: the websocket driver"),
+    ("engineio.Server", "sockets", "engineio_server"),
+    ("socketio.Manager", "rooms", "feed: fan-out"),
+    ("socketio.Manager", "callbacks", "rooms"),
+    ("socketio.Manager", "pending_connect", "rooms"),
+    ("socketio.Manager", "pending_disconnect", "rooms"),
+    ("engineio.Socket", "queue", "engineio_server"),
+    ("engineio.Socket", "upgraded", "engineio_server: direct writes"),
+    ("engineio.Socket", "upgrading", "engineio_server"),
+    ("engineio.Socket", "closing", "engineio_server"),
+    ("engineio.Socket", "closed", "engineio_server"),
+    ("engineio.Socket", "last_ping", "engineio_server: heartbeat timers"),
+    ("engineio.Packet", "encode_cache", "engineio_server: frames encoded once"),
+    ("eventlet.Queue", "queue", "engineio_server: pings first"),
+    ("kombu.Channel", "supports_batch_publish", "follower.queue"),
+    ("kombu.Channel", "create_publish_batch", "follower.queue"),
+    ("kombu.Channel", "unacked_key", "chainpulse.backfill: lost jobs"),
+]
+
+
+def _build(what: str) -> Any:
+    server = engineio.Server(async_mode="threading")
+    makers: dict[str, Callable[[], Any]] = {
+        "socketio.Server": lambda: socketio.Server(async_mode="threading"),
+        "engineio.Server": lambda: server,
+        "socketio.Manager": lambda: socketio.Server(async_mode="threading").manager,
+        "engineio.Socket": lambda: engineio_socket.Socket(server, "sid"),
+        "engineio.Packet": lambda: packet.Packet(packet.MESSAGE, data="x"),
+        "eventlet.Queue": eventlet.queue.Queue,
+        "kombu.Channel": lambda: kombu_redis.Channel,
+    }
+    return makers[what]()
+
+
+@pytest.mark.parametrize(("cls", "name", "params", "user"), METHODS, ids=lambda v: str(v))
+def test_a_private_method_we_rely_on_is_there_with_its_parameters(
+    cls: type, name: str, params: list[str], user: str
+) -> None:
+    where = f"{cls.__module__}.{cls.__qualname__}.{name} (used by {user})"
+    method = getattr(cls, name, None)
+    assert callable(method), f"{where} is missing"
+    assert list(inspect.signature(method).parameters) == params, f"{where} changed signature"
+
+
+@pytest.mark.parametrize(("what", "name", "user"), ATTRIBUTES, ids=lambda v: str(v))
+def test_a_private_attribute_we_rely_on_is_there(what: str, name: str, user: str) -> None:
+    assert hasattr(_build(what), name), f"{what}.{name} (used by {user}) is missing"
+
+
+def test_the_polling_decoder_limit_is_the_one_our_responses_keep_to() -> None:
+    assert payload.Payload.max_decode_packets == 16
