@@ -3,22 +3,36 @@
 #   make test   lint, type-check and the whole test suite
 # Both install what they need: the virtualenv at .venv, the npm tools, a redis-server.
 
-PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+# The lock (requirements.lock) is resolved for every Python from 3.11 up; 3.11 is the
+# one CI runs, so it is preferred where several are installed.
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: dev test lint typecheck unit deps redis-server clean bench
+UV_VERSION := 0.13.9
+
+.PHONY: dev test lint typecheck unit deps redis-server clean bench lock
 
 deps: $(VENV)/.installed node_modules/.installed redis-server
 
-$(VENV)/.installed: pyproject.toml
+# Exact versions with hashes from the lock (pip itself included), then chainpulse
+# without its dependencies: pip's hash mode cannot hash an editable install.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "chainpulse needs Python 3.11 or newer on PATH" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+# Resolve the lock again after a change to pyproject.toml's dependencies; with
+# UPGRADE=1, move every dependency to its newest allowed version.
+lock: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	printf 'pip==26.3\nsetuptools>=68\n' | $(BIN)/uv pip compile pyproject.toml - --extra dev \
+		--universal --python-version 3.11 --generate-hashes --quiet $(if $(UPGRADE),--upgrade) \
+		-o requirements.lock
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-fund --no-audit --loglevel=error

@@ -12,6 +12,7 @@ import pytest
 
 from chainpulse.devnet import RedisServer, wait_until
 from tests.workers.conftest import CHAINPULSE, stack
+from workers.jobs import IndexBlocks
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -33,8 +34,9 @@ def test_backfill_wait_enqueues_a_lost_job_again(
                 wait_until(lambda: client.llen("blocks") == 5, 30, "the five jobs queued")
                 # What a worker dying right after BRPOP leaves: the job is nowhere.
                 lost = json.loads(client.rpop("blocks"))
-                args = json.loads(b64decode(lost["body"]))[0]
-                assert args[:2] == [1, 2]
+                args, kwargs, _ = json.loads(b64decode(lost["body"]))
+                job = IndexBlocks.from_message(args, kwargs)
+                assert (job.first, job.last) == (1, 2)
                 s.start_worker()
                 code = backfill.wait(90)
             finally:
