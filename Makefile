@@ -55,6 +55,10 @@ typecheck: $(VENV)/.installed
 test: deps lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The tests of pure logic, which need no service: seconds.
+unit: $(VENV)/.installed
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
 dev: deps
 	$(BIN)/chainpulse dev
 

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,18 @@ class RedisServer:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+def _group_states(group: int) -> list[str]:
+    """The state letters (R, S, T...) of the processes in process group `group`."""
+    states = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == group:
+                    states.append(fields[0])
+    return states
+
+
 def anvil_binary() -> str:
     """The anvil executable: the platform package's binary that `npm ci` installed
     (not the npm launcher script, whose child would outlive signals sent to it)."""
@@ -209,18 +221,31 @@ class Anvil:
             process.stderr.close()
         self.process = None
 
+    def pause(self) -> None:
+        """Freeze the node (SIGSTOP) until `resume`: connections hang as with an
+        unresponsive provider. Returns once every process of the node has stopped."""
+        self._signal(signal.SIGSTOP)
+        assert self.process is not None
+        group = self.process.pid
+        wait_until(lambda: all(state == "T" for state in _group_states(group)), 10, "anvil stop")
+
     def _signal(self, sig: int) -> None:
         """Signal the node's whole process group (a launcher and its child alike)."""
         assert self.process is not None
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)
 
-    def pause(self) -> None:
-        """Freeze the node (SIGSTOP): connections hang as with an unresponsive provider."""
-        self._signal(signal.SIGSTOP)
-
     def resume(self) -> None:
         self._signal(signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The node frozen (`pause`) for the duration of the block."""
+        self.pause()
+        try:
+            yield
+        finally:
+            self.resume()
 
     def __enter__(self) -> Anvil:
         return self.start()

@@ -21,6 +21,7 @@ import redis
 
 from indexer import queries
 from indexer.reorg import halt_in
+from realtime import protocol
 from realtime.bus import Bus
 from realtime.config import RealtimeSettings
 from realtime.db import Database
@@ -185,11 +186,7 @@ class HttpApp:
 
 def _block(row: queries.BlockRow) -> dict[str, Any]:
     return {
-        "number": row.number,
-        "hash": row.hash,
-        "parentHash": row.parent_hash,
-        "transactions": row.tx_count,
-        "blockTimestamp": row.timestamp,
+        **protocol.block_fields(row),
         "gasUsed": row.gas_used,
         "gasLimit": row.gas_limit,
         "baseFeePerGas": None if row.base_fee_per_gas is None else str(row.base_fee_per_gas),
@@ -198,11 +195,6 @@ def _block(row: queries.BlockRow) -> dict[str, Any]:
 
 
 def _price(row: queries.PriceRow) -> dict[str, Any]:
-    return {
-        "token": row.token,
-        "price": float(row.price),
-        "priceExact": format(row.price, "f"),
-        "blockNumber": row.block_number,
-        "source": row.source,
-        "timestamp": row.updated_at_ms,
-    }
+    """The `price-update` payload of a stored price; `timestamp` is when it was stored."""
+    update = protocol.price_update(protocol.price_event_from_row(row))
+    return {**update, "timestamp": row.updated_at_ms}

@@ -60,15 +60,19 @@ def new_block(event: BlockIndexed) -> dict[str, Any]:
     }
 
 
-def new_block_from_row(row: BlockRow) -> dict[str, Any]:
+def block_fields(row: BlockRow) -> dict[str, Any]:
+    """A stored block as `new-block` names its fields (no push `timestamp`)."""
     return {
         "number": row.number,
         "hash": row.hash,
         "parentHash": row.parent_hash,
         "transactions": row.tx_count,
         "blockTimestamp": row.timestamp,
-        "timestamp": now_ms(),
     }
+
+
+def new_block_from_row(row: BlockRow) -> dict[str, Any]:
+    return {**block_fields(row), "timestamp": now_ms()}
 
 
 def reorg(event: BlockReorged) -> dict[str, Any]:

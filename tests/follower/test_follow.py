@@ -7,7 +7,7 @@ import time
 import pytest
 
 from chainpulse.devnet import Activity, free_port, wait_until
-from tests.follower.conftest import Stack
+from tests.harness.stack import Stack
 
 # Tests of the follower's own behaviour; the database adds nothing to them.
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

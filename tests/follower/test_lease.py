@@ -17,7 +17,9 @@ from indexer.reorg import Deposed, repair
 from indexer.rpc import Node
 from indexer.schema import upgrade
 from indexer.store import Store
-from tests.follower.conftest import ROOT, Stack, worker_env
+from tests.harness.environment import CHAINPULSE
+from tests.harness.processes import stop
+from tests.harness.stack import Stack
 from workers.jobs import QUEUE, IndexBlocks, broker
 
 
@@ -68,12 +70,11 @@ def test_tokens_stay_above_the_database_after_redis_lost_its_data(redis_url: str
 
 
 def follow_process(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
-    env = worker_env(stack.settings)
-    env.update(POLL_INTERVAL="0.1", FOLLOWER_LOCK_TTL="2", BACKFILL_BATCH="10")
+    env = stack.env(POLL_INTERVAL="0.1", FOLLOWER_LOCK_TTL="2", BACKFILL_BATCH="10")
     with log.open("ab") as out:
         return subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "chainpulse"), "follow"],
-            cwd=ROOT,
+            [CHAINPULSE, "follow"],
+            cwd=stack.directory,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -113,6 +114,4 @@ def test_a_standby_takes_over_after_kill_9(stack: Stack, tmp_path: Path) -> None
         assert sources == {"head", "backfill"}
     finally:
         for p in processes:
-            if p.poll() is None:
-                p.terminate()
-                p.wait(15)
+            stop(p)

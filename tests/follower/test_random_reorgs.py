@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chainpulse.devnet import Activity, wait_until
-from tests.follower.conftest import Stack
+from tests.harness.stack import Stack
 
 BUDGET_S = 30.0  # per database; hypothesis stops drawing new reorgs after it
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from chainpulse.devnet import Activity, wait_until
-from tests.follower.conftest import Stack
+from tests.harness.stack import Stack
 from tests.realtime.helpers import Client, Server
 
 

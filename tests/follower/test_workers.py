@@ -8,7 +8,7 @@ import json
 import pytest
 
 from chainpulse.devnet import Activity, wait_until
-from tests.follower.conftest import Stack
+from tests.harness.stack import Stack
 from workers.jobs import QUEUE, TASK, IndexBlocks
 
 

@@ -1,23 +1,10 @@
-"""Fixtures for the indexer tests: an anvil that closes cleanly, a migrated database."""
+"""Fixtures for the indexer tests: a migrated database."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from chainpulse.devnet import Anvil
 from indexer.schema import upgrade
-from tests.indexer.services import stop_anvil
-
-
-@pytest.fixture
-def anvil() -> Iterator[Anvil]:
-    node = Anvil().start()
-    try:
-        yield node
-    finally:
-        stop_anvil(node)
 
 
 @pytest.fixture

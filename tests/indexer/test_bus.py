@@ -14,7 +14,7 @@ from indexer.bus import BusUnavailable, EventBus
 from indexer.config import STREAM_KEY
 from indexer.events import BlockIndexed, Entry, Pending, from_fields
 from indexer.pipeline import Indexer
-from tests.indexer.services import build_indexer, close_indexer
+from tests.harness.indexer import build_indexer, close_indexer
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from chainpulse.devnet import Anvil
 from indexer.errors import ChainMismatch, FatalError
 from indexer.rpc import Node
 from indexer.store import Store
-from tests.indexer.services import stop_anvil
 
 
 def test_database_bound_to_one_chain_refuses_another(anvil: Anvil, migrated_url: str) -> None:
@@ -25,5 +24,5 @@ def test_database_bound_to_one_chain_refuses_another(anvil: Anvil, migrated_url:
         assert "indexes chain 31337" in message and "serves chain 4242" in message
         assert store.summary().chain_id == 31337
     finally:
-        stop_anvil(other)
+        other.stop()
         store.dispose()

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from chainpulse.devnet import PINGER_TOPIC, Activity, Anvil, wait_until
 from indexer import models as m
 from indexer.pipeline import Indexer
-from tests.indexer.services import build_indexer, close_indexer
+from tests.harness.indexer import build_indexer, close_indexer
 
 HUGE = 2**127 + 12345  # beyond int64 and float precision: 39 digits
 

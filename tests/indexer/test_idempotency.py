@@ -14,7 +14,7 @@ from chainpulse.devnet import Activity, Anvil
 from indexer import models as m
 from indexer.config import STREAM_KEY
 from indexer.pipeline import Indexer
-from tests.indexer.services import build_indexer, close_indexer
+from tests.harness.indexer import build_indexer, close_indexer
 
 
 @pytest.fixture

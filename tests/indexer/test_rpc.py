@@ -16,8 +16,7 @@ from indexer.errors import (
     RpcError,
 )
 from indexer.rpc import Node, _raise_rpc_error
-from tests.indexer.proxy import RpcProxy
-from tests.indexer.services import frozen, stop_anvil
+from tests.harness.proxy import RpcProxy
 
 URL = "http://127.0.0.1:8545"
 
@@ -111,7 +110,7 @@ def test_fails_over_to_the_next_endpoint(anvil: Anvil) -> None:
 def test_frozen_node_times_out_as_node_unavailable(anvil: Anvil) -> None:
     node = Node([anvil.url], timeout=1)
     assert node.head() == 0
-    with frozen(anvil), pytest.raises(NodeUnavailable, match="timed out"):
+    with anvil.frozen(), pytest.raises(NodeUnavailable, match="timed out"):
         node.head()
     assert Node([anvil.url], timeout=30).head() == 0
 
@@ -121,13 +120,13 @@ def test_endpoints_on_different_chains_are_refused(anvil: Anvil) -> None:
     try:
         node = Node([anvil.url, other.url], timeout=5)
         assert node.head() == 0
-        stop_anvil(anvil)  # fail over to the other chain's node
+        anvil.stop()  # fail over to the other chain's node
         with pytest.raises(
             ChainMismatch, match="serves chain 4242, other endpoints serve chain 31337"
         ):
             node.head()
     finally:
-        stop_anvil(other)
+        other.stop()
 
 
 @pytest.fixture

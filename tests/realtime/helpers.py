@@ -3,7 +3,6 @@ client, stream appends and database rows."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -17,10 +16,12 @@ import redis
 import requests
 import sqlalchemy as sa
 
-from chainpulse.devnet import ROOT, free_port, wait_until
+from chainpulse.devnet import free_port, wait_until
 from indexer.events import BlockIndexed, BlockRef, BlockReorged, PriceUpdated, to_fields
 from indexer.models import blocks, metadata, prices, reorgs
 from realtime.client import OrderedClient
+from tests.harness.environment import CHAINPULSE, service_env
+from tests.harness.processes import stop
 
 NS = "/realtime"
 SECRET = "test-secret-that-is-at-least-32-bytes-long"
@@ -138,15 +139,14 @@ class Server:
     def __init__(self, redis_url: str, database_url: str, **env: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "PORT": str(self.port),
-            "REDIS_URL": redis_url,
-            "DATABASE_URL": database_url,
-            "JWT_SECRET": SECRET,
-            "PUBSUB_CANARY_INTERVAL": "0.5",
+        self.env = service_env(
+            PORT=str(self.port),
+            REDIS_URL=redis_url,
+            DATABASE_URL=database_url,
+            JWT_SECRET=SECRET,
+            PUBSUB_CANARY_INTERVAL="0.5",
             **{k: str(v) for k, v in env.items()},
-        }
+        )
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = Path(database_url.removeprefix("sqlite:///")).with_suffix(
             f".{self.port}.log"
@@ -155,7 +155,7 @@ class Server:
     def start(self, ready: bool = True) -> Server:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(ROOT / ".venv/bin/chainpulse"), "serve"],
+                [CHAINPULSE, "serve"],
                 env=self.env,
                 cwd=str(self.log_path.parent),
                 stdout=log,
@@ -184,13 +184,7 @@ class Server:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process, grace=5)
         self.process = None
 
 

@@ -13,8 +13,8 @@ from chainpulse.devnet import Activity, RedisServer, free_port, wait_until
 from chainpulse.settings import Settings
 from chainpulse.status import collect_status, render_status
 from indexer import models as m
-from tests.indexer.services import build_indexer, close_indexer
-from tests.workers.conftest import Stack, stack
+from tests.harness.indexer import build_indexer, close_indexer
+from tests.harness.stack import Stack, stack
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -36,11 +36,8 @@ def chain(
 def backfilled(s: Stack) -> int:
     """Make sure blocks 1..head are stored (the first test does it through the CLI)."""
     head = s.anvil.head()
-    store = s.store()
-    try:
-        missing = store.missing(1, head)
-    finally:
-        store.dispose()
+    store = s.store
+    missing = store.missing(1, head)
     if missing:
         result = s.cli("backfill", "1", str(head), "--wait")
         assert result.returncode == 0, result.stderr + s.tails()
@@ -55,13 +52,10 @@ def test_backfill_wait_indexes_every_block(chain: Stack) -> None:
     assert f"enqueued {head} blocks in {-(-head // 3)} jobs" in result.stderr
     assert f"indexed {head} blocks in" in result.stderr
     assert "blocks/s" in result.stderr and "ETA" in result.stderr
-    stored = chain.store()
-    try:
-        assert stored.stored_hashes(0, head + 10) == {
-            n: chain.anvil.block(n)["hash"] for n in range(1, head + 1)
-        }
-    finally:
-        stored.dispose()
+    stored = chain.store
+    assert stored.stored_hashes(0, head + 10) == {
+        n: chain.anvil.block(n)["hash"] for n in range(1, head + 1)
+    }
     assert chain.rows_per_height(1, head) == chain.node_rows_per_height(1, head)
     ids = chain.stream_ids()
     assert sorted(ids) == sorted(chain.node_ids(1, head))
@@ -90,16 +84,13 @@ def test_status_json_shows_no_lag_and_a_rerun_enqueues_nothing(chain: Stack) -> 
 
 
 def indexed_at(s: Stack, lo: int, hi: int) -> dict[int, datetime]:
-    store = s.store()
-    try:
-        with store.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(m.blocks.c.number, m.blocks.c.indexed_at).where(
-                    m.blocks.c.number.between(lo, hi)
-                )
-            ).all()
-    finally:
-        store.dispose()
+    store = s.store
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(m.blocks.c.number, m.blocks.c.indexed_at).where(
+                m.blocks.c.number.between(lo, hi)
+            )
+        ).all()
     return {int(n): (t if t.tzinfo else t.replace(tzinfo=UTC)) for n, t in rows}
 
 
@@ -123,22 +114,19 @@ def test_force_reindexes_stored_blocks(chain: Stack) -> None:
 
 def test_missing_ranges_are_shown_and_filled(chain: Stack) -> None:
     head = backfilled(chain)
-    store = chain.store()
-    try:
-        with store.writing() as conn:
-            store.delete_heights(conn, [3, 4, 7])
-        report = collect_status(Settings.from_env(chain.env(), dotenv=False))
-        assert report["gaps"] == [[3, 4], [7, 7]]
-        assert "missing      3-4, 7" in render_status(report)
+    store = chain.store
+    with store.writing() as conn:
+        store.delete_heights(conn, [3, 4, 7])
+    report = collect_status(Settings.from_env(chain.env(), dotenv=False))
+    assert report["gaps"] == [[3, 4], [7, 7]]
+    assert "missing      3-4, 7" in render_status(report)
 
-        result = chain.cli("backfill", "1", str(head), "--wait")
+    result = chain.cli("backfill", "1", str(head), "--wait")
 
-        assert result.returncode == 0, result.stderr + chain.tails()
-        assert f"enqueued 3 blocks in 2 jobs ({head - 3} already indexed)" in result.stderr
-        assert store.summary().gaps == []
-        assert chain.rows_per_height(1, head) == chain.node_rows_per_height(1, head)
-    finally:
-        store.dispose()
+    assert result.returncode == 0, result.stderr + chain.tails()
+    assert f"enqueued 3 blocks in 2 jobs ({head - 3} already indexed)" in result.stderr
+    assert store.summary().gaps == []
+    assert chain.rows_per_height(1, head) == chain.node_rows_per_height(1, head)
 
 
 def test_a_worker_relays_events_another_process_left_in_the_outbox(chain: Stack) -> None:

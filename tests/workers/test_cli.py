@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from chainpulse.devnet import Anvil, RedisServer, free_port
-from tests.indexer.services import stop_anvil
-from tests.workers.conftest import Backfill, Stack, database, stack
+from tests.harness.databases import database
+from tests.harness.stack import Backfill, Stack, stack
 
 
 @pytest.fixture(scope="module")
@@ -100,17 +100,14 @@ def test_database_without_schema_says_to_upgrade(idle: Stack, tmp_path: Path) ->
 
 
 def test_backfill_refuses_a_node_on_another_chain(idle: Stack) -> None:
-    store = idle.store()
-    try:
-        store.bind_chain(31337)
-    finally:
-        store.dispose()
+    store = idle.store
+    store.bind_chain(31337)
     other = Anvil(chain_id=4242).start()
     try:
         other.mine(3)
         result = idle.cli("backfill", "1", "2", "--wait", ETH_RPC_URL=other.url)
     finally:
-        stop_anvil(other)
+        other.stop()
     one_line_error(
         result,
         f"the database at {idle.database_url} indexes chain 31337, but the node serves chain 4242",

@@ -16,9 +16,9 @@ import pytest
 
 from chainpulse.devnet import RedisServer, free_port
 from chainpulse.status import render_status
-from tests.indexer.proxy import RpcProxy
-from tests.indexer.services import frozen
-from tests.workers.conftest import Backfill, Stack, Worker, stack
+from tests.harness.proxy import RpcProxy
+from tests.harness.stack import Backfill, Stack, stack
+from tests.harness.worker import Worker
 
 
 @dataclass
@@ -85,7 +85,7 @@ def test_frozen_node_fails_the_job_for_good_and_writes_nothing(
     try:
         with Backfill(s, tmp_path, str(first), str(last)) as backfill:
             backfill.wait_for("enqueued 3 blocks")
-            with frozen(s.anvil):
+            with s.anvil.frozen():
                 worker.signal(signal.SIGCONT)
                 code = backfill.wait()
     finally:

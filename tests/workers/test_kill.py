@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from chainpulse.devnet import Activity, RedisServer, wait_until
-from tests.workers.conftest import CHAINPULSE, stack
+from tests.harness.environment import CHAINPULSE
+from tests.harness.stack import stack
 
 VISIBILITY_TIMEOUT = 10  # longer than a worker takes to start, so a restart alone won't do
 
@@ -30,7 +31,7 @@ def test_kill_9_mid_backfill_leaves_no_gap_and_no_duplicate(
             s.anvil.mine(4)
         head = s.anvil.head()
         first = s.start_worker()
-        store = s.store()
+        store = s.store
         client = s.redis()
         with open(tmp_path / "backfill.err", "w+") as err:
             backfill = subprocess.Popen(
@@ -83,5 +84,4 @@ def test_kill_9_mid_backfill_leaves_no_gap_and_no_duplicate(
                 if backfill.poll() is None:
                     backfill.kill()
                     backfill.wait()
-                store.dispose()
                 client.close()

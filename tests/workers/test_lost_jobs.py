@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from chainpulse.devnet import RedisServer, wait_until
-from tests.workers.conftest import CHAINPULSE, stack
+from tests.harness.environment import CHAINPULSE
+from tests.harness.stack import stack
 from workers.jobs import IndexBlocks
 
 
@@ -46,8 +47,5 @@ def test_backfill_wait_enqueues_a_lost_job_again(
             output = err.read()
         assert code == 0, output + s.tails()
         assert "no job holds 1-2 any more" in output
-        store = s.store()
-        try:
-            assert store.missing(1, 10) == []
-        finally:
-            store.dispose()
+        store = s.store
+        assert store.missing(1, 10) == []

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pytest
 
 from chainpulse.devnet import Anvil, RedisServer, free_port, wait_until
-from tests.indexer.services import stop_anvil
-from tests.workers.conftest import Stack, Worker, stack
+from tests.harness.stack import Stack, stack
+from tests.harness.worker import Worker
 
 
 @dataclass
@@ -54,7 +54,7 @@ def refused(
                 raise AssertionError(f"{exc}\n{worker.tail()}") from None
             yield Refused(s, worker, reason)
         finally:
-            stop_anvil(other)
+            other.stop()
 
 
 def test_worker_names_the_reason_and_writes_nothing(refused: Refused) -> None:

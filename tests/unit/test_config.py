@@ -10,7 +10,7 @@ from indexer.config import mask_url
 from indexer.errors import ConfigError
 from workers.app import configure
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_follow_the_contract() -> None:

@@ -1,0 +1,85 @@
+"""`celery -A workers worker -Q blocks` as a real subprocess, its log in a file."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+from chainpulse.devnet import wait_until
+from tests.harness import processes
+from tests.harness.environment import CELERY
+from workers.jobs import broker
+
+_names = itertools.count(1)
+
+
+class Worker:
+    """A Celery worker in its own process group; `env` from `service_env`."""
+
+    def __init__(
+        self, env: dict[str, str], directory: Path, concurrency: int = 2, loglevel: str = "warning"
+    ) -> None:
+        self.env = env
+        self.directory = directory
+        self.concurrency = concurrency
+        self.loglevel = loglevel
+        self.hostname = f"w{next(_names)}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
+        self.log_path = directory / f"{self.hostname.split('@')[0]}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [CELERY, "-A", "workers", "worker", "-Q", "blocks"]
+                + ["--concurrency", str(self.concurrency), "-l", self.loglevel]
+                + ["-n", self.hostname, "--without-gossip", "--without-mingle"],
+                cwd=self.directory,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> Worker:
+        """Return once the worker answers a ping on the broker."""
+        app = broker(self.env["REDIS_URL"])
+        try:
+
+            def answers() -> bool:
+                assert self.process is not None and self.process.poll() is None, self.tail()
+                return bool(app.control.ping(destination=[self.hostname], timeout=0.5))
+
+            wait_until(answers, timeout, f"worker {self.hostname} answering", interval=0.2)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{self.tail()}") from None
+        finally:
+            app.close()
+        return self
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        processes.send(self.process, sig, group=True)
+
+    def kill(self) -> None:
+        """kill -9 the whole worker: the main process and its pool children."""
+        self.signal(signal.SIGKILL)
+        assert self.process is not None
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        """Cold shutdown (the test is over), then nothing of the worker is left."""
+        processes.stop(self.process, sig=signal.SIGQUIT, grace=15, group=True)
+        self.process = None
+
+    def log(self) -> str:
+        """Everything the worker wrote so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tail(self) -> str:
+        """The end of the log, for failure messages."""
+        return f"--- log of worker {self.hostname} ---\n{self.log()[-6000:]}"
