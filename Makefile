@@ -63,7 +63,7 @@ dev: deps
 	$(BIN)/chainpulse dev
 
 bench: deps
-	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/backfill/run.py
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -43,37 +43,6 @@ def serve(kind: str) -> None:
         (out / f"done-{count[0]}").write_text("ok")
 
     signal.signal(signal.SIGUSR1, snap)
-    if os.environ.get("MEMPROBE_WSGI_BUF"):  # a remedy to try: smaller eventlet.wsgi buffers
-        import eventlet.wsgi
-
-        size = int(os.environ["MEMPROBE_WSGI_BUF"])
-        eventlet.wsgi.HttpProtocol.rbufsize = size
-        eventlet.wsgi.HttpProtocol.wbufsize = size
-    if os.environ.get("MEMPROBE_NO_SUBSCRIBE_DB"):  # a remedy to try: no DB read per subscribe
-        from realtime import gateway
-
-        init = gateway.Gateway.__init__
-
-        def without_snapshot_reads(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            init(self, *args, **kwargs)
-            self.db = None  # on_subscribe then uses the feed's in-memory prices only
-
-        gateway.Gateway.__init__ = without_snapshot_reads  # type: ignore[method-assign]
-    if os.environ.get("MEMPROBE_FAST_DISCONNECT"):  # a remedy to try: O(own rooms) disconnect
-        fast_disconnect()
-    if os.environ.get("MEMPROBE_GC_THRESHOLD"):  # e.g. 50000,20,100: a remedy to try
-        import gc
-
-        gc.set_threshold(*(int(x) for x in os.environ["MEMPROBE_GC_THRESHOLD"].split(",")))
-    if os.environ.get("MEMPROBE_GC_FREEZE"):  # move what exists after start-up out of GC scans
-        import gc
-
-        def freeze_later() -> None:
-            eventlet.sleep(float(os.environ["MEMPROBE_GC_FREEZE"]))
-            gc.collect()
-            gc.freeze()
-
-        eventlet.spawn(freeze_later)
     if os.environ.get("MEMPROBE_GC"):
         import gc
         import time
@@ -106,50 +75,6 @@ def serve(kind: str) -> None:
         run(Settings.from_env())
 
 
-def fast_disconnect() -> None:
-    """python-socketio's BaseManager.basic_disconnect copies and scans every room of the
-    namespace (one per client plus the channels) for each disconnect: O(N) each, O(N^2)
-    for a wave of disconnects. Keep a sid -> rooms index and leave only those rooms."""
-    from socketio import base_manager
-
-    cls = base_manager.BaseManager
-    enter, leave = cls.basic_enter_room, cls.basic_leave_room
-
-    def index(self: object) -> dict[tuple[str, str], set[object]]:
-        found: dict[tuple[str, str], set[object]] | None = self.__dict__.get("_sid_rooms")
-        if found is None:
-            found = self.__dict__["_sid_rooms"] = {}
-        return found
-
-    def basic_enter_room(self, sid, namespace, room, eio_sid=None):  # type: ignore[no-untyped-def]
-        enter(self, sid, namespace, room, eio_sid=eio_sid)
-        index(self).setdefault((namespace, sid), set()).add(room)
-
-    def basic_leave_room(self, sid, namespace, room):  # type: ignore[no-untyped-def]
-        leave(self, sid, namespace, room)
-        rooms = index(self).get((namespace, sid))
-        if rooms is not None:
-            rooms.discard(room)
-            if not rooms:
-                del index(self)[(namespace, sid)]
-
-    def basic_disconnect(self, sid, namespace, **kwargs):  # type: ignore[no-untyped-def]
-        if namespace not in self.rooms:
-            return
-        for room in list(index(self).get((namespace, sid), ())):
-            basic_leave_room(self, sid, namespace, room)
-        self.callbacks.pop(sid, None)
-        for pending in (self.pending_connect, self.pending_disconnect):
-            if namespace in pending and sid in pending[namespace]:
-                pending[namespace].remove(sid)
-                if not pending[namespace]:
-                    del pending[namespace]
-
-    cls.basic_enter_room = basic_enter_room
-    cls.basic_leave_room = basic_leave_room
-    cls.basic_disconnect = basic_disconnect
-
-
 def compare(before: str, after: str, connections: int, by: str = "lineno") -> None:
     import tracemalloc
 
@@ -176,38 +101,42 @@ def drive(kind: str, n: int) -> None:
     import time
     from pathlib import Path
 
-    here = Path(__file__).resolve().parent
-    sys.path.insert(0, str(here))
-    import run as bench
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root))
+    from bench.fanout.loadgen import ClientPool
+    from bench.fanout.run import raise_nofile
+    from bench.fanout.servers import answers, make_database
+    from chainpulse.devnet import RedisServer, free_port, wait_until
+    from tests.harness.environment import service_env
+    from tests.harness.processes import rss_kb, stop
 
-    bench.raise_nofile()
+    raise_nofile()
     work = Path(tempfile.mkdtemp(prefix="chainpulse-memprobe-"))
-    bench.make_database(work)
-    with bench.RedisServer() as rs:
-        port = bench.free_port()
-        env = {
-            **os.environ,
-            "PORT": str(port),
-            "REDIS_URL": rs.url,
-            "DATABASE_URL": f"sqlite:///{work / 'bench.db'}",
-            "MEMPROBE_DIR": str(work),
-        }
+    make_database(work)
+    with RedisServer() as rs:
+        port = free_port()
+        env = service_env(
+            PORT=str(port),
+            REDIS_URL=rs.url,
+            DATABASE_URL=f"sqlite:///{work / 'bench.db'}",
+            MEMPROBE_DIR=str(work),
+        )
         log = open(work / "server.log", "w")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, __file__, "serve", kind], env=env, cwd=work, stdout=log, stderr=log
         )
         pool = None
         try:
-            bench.wait_until(lambda: bench._answers(port), 60, "memprobe server")
+            wait_until(lambda: answers(port), 60, "memprobe server")
             time.sleep(1)
 
             def snapshot(k: int) -> int:
                 os.kill(proc.pid, signal.SIGUSR1)
-                bench.wait_until((work / f"done-{k}").exists, 300, f"snapshot {k}", 0.2)
-                return bench.rss_kb([proc.pid])
+                wait_until((work / f"done-{k}").exists, 300, f"snapshot {k}", 0.2)
+                return rss_kb([proc.pid])
 
             rss1 = snapshot(1)
-            pool = bench.ClientPool(2, work)
+            pool = ClientPool(2, work)
             conn = pool.connect([f"ws://127.0.0.1:{port}/realtime"], n, 100, 60, True)
             time.sleep(2)
             rss2 = snapshot(2)
@@ -221,8 +150,7 @@ def drive(kind: str, n: int) -> None:
         finally:
             if pool is not None:
                 pool.stop()
-            proc.terminate()
-            proc.wait(10)
+            stop(proc)
             log.close()
 
 

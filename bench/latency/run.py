@@ -32,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,13 +42,15 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 import requests  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
 
 from chainpulse.devnet import Anvil, RedisServer, free_port, port_open, wait_until  # noqa: E402
 from chainpulse.settings import Settings  # noqa: E402
 from follower import process  # noqa: E402
 from follower.queue import Cursor  # noqa: E402
 from indexer.schema import upgrade  # noqa: E402
+from tests.harness.databases import database  # noqa: E402
+from tests.harness.environment import service_env  # noqa: E402
+from tests.harness.processes import stop  # noqa: E402
 from workers.jobs import IndexBlocks  # noqa: E402
 
 STARTED_KEY = "bench:latency:started"
@@ -100,40 +101,15 @@ class StreamWatch(threading.Thread):
                     self.timeline.read.setdefault(key, now)
 
 
-def database(kind: str, stack: ExitStack) -> str:
-    if kind == "postgresql":
-        admin_url = os.environ.get(
-            "CHAINPULSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        )
-        name = f"chainpulse_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-        def drop() -> None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-
-        stack.callback(drop)
-        return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    return f"sqlite:///{tempfile.mkdtemp(prefix='chainpulse-latency-')}/chainpulse.db"
-
-
 def spawn(args: list[str], env: dict[str, str], log: Path, stack: ExitStack) -> None:
     out = log.open("ab")
     process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
-    def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    def halt() -> None:
+        stop(process, grace=15)
         out.close()
 
-    stack.callback(stop)
+    stack.callback(halt)
 
 
 def mine_blocks(anvil: Anvil, count: int, interval: float, timeline: Timeline) -> list[int]:
@@ -241,18 +217,20 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         rs = stack.enter_context(RedisServer())
         os.environ["BENCH_REDIS_URL"] = rs.url
         anvil = stack.enter_context(Anvil(automine=False))
-        url = database(args.database, stack)
+        workdir = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="chainpulse-latency-"))
+        )
+        url = stack.enter_context(database(args.database, workdir))
         upgrade(url)
         logs = Path(tempfile.mkdtemp(prefix="chainpulse-latency-logs-"))
         port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "REDIS_URL": rs.url,
-            "ETH_RPC_URL": anvil.url,
-            "PORT": str(port),
-            "PYTHONWARNINGS": "ignore",
-        }
+        env = service_env(
+            DATABASE_URL=url,
+            REDIS_URL=rs.url,
+            ETH_RPC_URL=anvil.url,
+            PORT=str(port),
+            PYTHONWARNINGS="ignore",
+        )
         celery = str(ROOT / ".venv" / "bin" / "celery")
         spawn(
             [celery, "-A", "bench.latency.worker", "worker", "-Q", "blocks", "--concurrency", "2"]

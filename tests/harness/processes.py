@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -40,29 +41,47 @@ def send(process: subprocess.Popen[bytes] | subprocess.Popen[str], sig: int, gro
             process.send_signal(sig)
 
 
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (any of its threads), from /proc."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def descendants(pid: int) -> list[int]:
-    """`pid` and every process below it, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                stat = (entry / "stat").read_text()
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
+    """`pid` and every process below it."""
+    seen: list[int] = []
+    todo = [pid]
     while todo:
         current = todo.pop()
-        out.append(current)
-        todo += children.get(current, [])
-    return out
+        if current not in seen:
+            seen.append(current)
+            todo += children(current)
+    return seen
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User plus system CPU time of `pids` (those still alive), in seconds."""
+def cpu_seconds(roots: Iterable[int]) -> float:
+    """User plus system CPU seconds of the live process trees under `roots`."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+    for root in roots:
+        for pid in descendants(root):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
     return total / ticks
+
+
+def rss_kb(roots: Iterable[int]) -> int:
+    """Resident memory of the live process trees under `roots`, in KB."""
+    total = 0
+    for root in roots:
+        for pid in descendants(root):
+            with contextlib.suppress(OSError, ValueError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+    return total

@@ -42,10 +42,11 @@ def test_kill_9_mid_backfill_leaves_no_gap_and_no_duplicate(
                 stderr=err,
             )
             try:
+                # kill mid-job: both prefork processes can be between jobs for a moment
                 wait_until(
-                    lambda: head - len(store.missing(1, head)) >= 20,
+                    lambda: head - len(store.missing(1, head)) >= 20 and client.hlen("unacked") > 0,
                     60,
-                    "the first 20 blocks stored",
+                    "the first 20 blocks stored and a job in flight",
                     interval=0.02,
                 )
                 first.kill()

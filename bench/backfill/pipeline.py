@@ -17,59 +17,30 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from backfill_cpu import Groups, Usage
-from backfill_fixture import Fixture
 
+from bench.backfill.fetch import FetchResult
+from bench.backfill.fixture import Fixture
+from bench.cpu import Groups, Usage
 from chainpulse.devnet import RedisServer, wait_until
+from tests.harness.databases import database
+from tests.harness.processes import children, stop
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @dataclass
-class PipelineResult:
-    label: str
-    config: str
-    blocks: int
-    transactions: int
-    logs: int
-    seconds: float
+class PipelineResult(FetchResult):
+    """A phase (b) run: its figures as a fetch's, with where the CPU went and the rows."""
+
     usage: Usage | None = None
     rows: dict[str, int] = field(default_factory=dict)
     timeline: str = ""
-
-    @property
-    def blocks_per_s(self) -> float:
-        return self.blocks / self.seconds if self.seconds else 0.0
-
-    @property
-    def txs_per_s(self) -> float:
-        return self.transactions / self.seconds if self.seconds else 0.0
-
-
-@contextlib.contextmanager
-def database(kind: str, workdir: Path) -> Iterator[str]:
-    """A fresh, empty database URL for `kind` ('postgresql' or 'sqlite'), removed after."""
-    if kind == "sqlite":
-        yield f"sqlite:///{workdir / 'bench.db'}"
-        return
-    name = f"chainpulse_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float, log: Path) -> None:
@@ -87,34 +58,6 @@ def _tail(path: Path, lines: int = 25) -> str:
     except OSError:
         return ""
     return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
-
-
-def _stop_group(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
-    """Stop a process started with start_new_session=True, and its children."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-
-
-def _worker_children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    raw = f.read()
-            except OSError:
-                continue
-            if int(raw[raw.rindex(")") + 2 :].split()[1]) == pid:
-                out.append(int(entry))
-    return out
 
 
 def run_pipeline(
@@ -194,7 +137,7 @@ def run_pipeline(
             for spy in spies:
                 with contextlib.suppress(ProcessLookupError):
                     spy.send_signal(signal.SIGINT)
-            _stop_group(worker)
+            stop(worker, grace=20, group=True)
             rows = _count_rows(db_url, fixture)
             _check(rows, fixture, kind)
             return PipelineResult(
@@ -223,7 +166,7 @@ def run_pipeline(
                 except subprocess.TimeoutExpired:
                     spy.kill()
         if worker is not None:
-            _stop_group(worker)
+            stop(worker, grace=20, group=True)
         if profile_dir is not None and logs.exists():
             profile_dir.mkdir(parents=True, exist_ok=True)
             for path in logs.glob("*.log"):
@@ -355,7 +298,7 @@ def _start_py_spy(
         spy = Path(found)
     out_dir.mkdir(parents=True, exist_ok=True)
     procs = []
-    for pid in _worker_children(worker_pid):
+    for pid in children(worker_pid):
         procs.append(
             subprocess.Popen(
                 [

@@ -1,8 +1,8 @@
 """Backfill benchmark (issue 2, "Speed"): chainpulse's end-to-end backfill against the
 raw fetch limit of the same node, in the same run.
 
-    .venv/bin/python bench/backfill.py              # 2000 blocks x 50 txs (make bench)
-    .venv/bin/python bench/backfill.py --quick      # 100 blocks x 20 txs, about a minute
+    .venv/bin/python bench/backfill/run.py          # 2000 blocks x 50 txs (make bench)
+    .venv/bin/python bench/backfill/run.py --quick  # 100 blocks x 20 txs, about a minute
 
 Phases, each bounded by a timeout, all on loopback:
   fixture  build the chain on anvil once, saved under bench/.fixtures/ (anvil state dump)
@@ -25,16 +25,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backfill_cpu import Groups, Usage, wait_for_quiet
-from backfill_fetch import FetchResult, raw_fetch, sweep, web3_fetch
-from backfill_fixture import Spec, load_or_build, start_node
-from backfill_pipeline import PipelineResult, run_pipeline
-from backfill_profile import summarize_profiles
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from chainpulse.devnet import port_open
-from workers.app import default_concurrency
+from bench.backfill.fetch import FetchResult, raw_fetch, sweep, web3_fetch  # noqa: E402
+from bench.backfill.fixture import FIXTURES, Spec, anvil_version, load_or_build, start_node  # noqa: E402
+from bench.backfill.pipeline import PipelineResult, run_pipeline  # noqa: E402
+from bench.backfill.profile import summarize_profiles  # noqa: E402
+from bench.cpu import Groups, Usage, wait_for_quiet  # noqa: E402
+from chainpulse.devnet import port_open  # noqa: E402
+from workers.app import default_concurrency  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = ROOT / "bench" / "results"
 ETL_PASSES = (88.0, 74.0)  # blocks/s, recorded in issue 2: blocks+txs pass, receipts+logs pass
 ETL_TOGETHER = 1 / sum(1 / x for x in ETL_PASSES)  # about 40 blocks/s
 TARGET_RATIO = 0.70
@@ -116,8 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     if args.rebuild:
-        from backfill_fixture import FIXTURES, anvil_version
-
         for path in FIXTURES.glob(f"{spec.key(anvil_version())}.*"):
             path.unlink()
     fixture = load_or_build(spec)

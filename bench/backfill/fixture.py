@@ -21,7 +21,7 @@ from typing import Any
 
 from chainpulse.devnet import Activity, Anvil, anvil_binary
 
-FIXTURES = Path(__file__).resolve().parent / ".fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / ".fixtures"
 FORMAT = 1  # bump when the way the chain is built changes
 
 
