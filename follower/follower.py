@@ -11,7 +11,10 @@ take over when its lock expires. The active one:
 - compares hashes, not heights: its cursor is the last height enqueued together with
   the node's hash for it, so a reorg that keeps the height (or shortens the chain) is
   seen when that hash changes, and `indexer.reorg.repair` runs;
-- every sweep (a few seconds) compares the stored tip with the node, re-enqueues
+- records each head it reads in Redis (`indexer.heads`), for readiness probes;
+- every sweep (a few seconds) appends events left in the outbox (a worker that died or
+  lost Redis between its commit and the append: they reach the stream even when no
+  worker runs), compares the stored tip with the node, re-enqueues
   heights still missing below the cursor (lost jobs, failed blocks, a Redis that lost
   its queue) and reads the node's `finalized` block, below which no repair may reach;
 - at its first start (no start recorded in `chainpulse_meta`) starts at `START_BLOCK`,
@@ -38,6 +41,7 @@ from follower.queue import Cursor, FencedQueue, read_cursor
 from indexer import outbox
 from indexer.bus import BusUnavailable, EventBus
 from indexer.errors import ChainpulseError, ReorgTooDeep, RetryableError, RpcError
+from indexer.heads import record_head
 from indexer.ranges import chunks
 from indexer.reorg import Deposed, Halt, claim_fence, fence_floor, read_halt, repair
 from indexer.rpc import Node
@@ -179,6 +183,7 @@ class Follower:
 
     def _follow(self, token: int) -> None:
         head = self._head()
+        record_head(self.client, int(head["number"], 16))
         target = int(head["number"], 16) - self.settings.confirmations
         assert self.start is not None
         if target < self.start:
@@ -255,7 +260,7 @@ class Follower:
         try:
             outbox.relay(self.store, self.bus)
         except BusUnavailable as exc:
-            log.warning("reorg events wait in the outbox: %s", exc)
+            log.warning("events wait in the outbox: %s", exc)
 
     # State -------------------------------------------------------------------------------
 
@@ -285,6 +290,7 @@ class Follower:
 
     def _sweep(self, token: int) -> None:
         self._next_sweep = time.monotonic() + self.sweep_interval
+        self._relay()  # events a worker committed but could not append (it may be gone)
         self.halted = read_halt(self.store)
         if self.halted is not None:
             log.critical("indexing is halted: %s", self.halted.reason)

@@ -63,3 +63,14 @@ class RealtimeSettings(IndexerSettings):
         5.0,
         "seconds between the pub/sub canary messages each server sends itself",
     )
+    indexing_stall_timeout: float = setting(
+        "INDEXING_STALL_TIMEOUT",
+        60.0,
+        "seconds the highest indexed block may stay put while the node is ahead before "
+        "`/readyz` reports indexing as stalled",
+    )
+    ready_requires_indexing: bool = setting(
+        "READY_REQUIRES_INDEXING",
+        False,
+        "stalled indexing fails `/readyz` (503); off, it is reported in the body only",
+    )

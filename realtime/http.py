@@ -9,6 +9,7 @@ CORS headers as the Socket.IO endpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -20,12 +21,14 @@ from urllib.parse import parse_qs
 import redis
 
 from indexer import queries
+from indexer.heads import read_head
 from indexer.reorg import halt_in
 from realtime import protocol
 from realtime.bus import Bus
 from realtime.config import RealtimeSettings
 from realtime.db import Database
 from realtime.demo import PAGE
+from realtime.indexing import IndexingWatch, Progress
 from realtime.metrics import Metrics
 from realtime.ratelimit import SlidingWindowLimiter
 from realtime.stream import StreamReader
@@ -57,6 +60,7 @@ class HttpApp:
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
         self._last_prune = time.monotonic()
+        self.watch = IndexingWatch(settings.indexing_stall_timeout)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -73,6 +77,8 @@ class HttpApp:
             if path == "/readyz":
                 return self._ready(start_response, cors)
             if path == "/metrics":
+                with contextlib.suppress(Exception):  # a failed reading leaves the gauges
+                    self._progress()
                 body = self.metrics.render()
                 return self._send(start_response, 200, body, "text/plain; version=0.0.4", cors)
             if path == "/":
@@ -127,11 +133,16 @@ class HttpApp:
             checks["redis"] = "ok"
         except redis.RedisError as exc:
             checks["redis"] = f"unreachable: {exc}"
+        stalled = False
         try:
             self.db.read(queries.ping)
             checks["database"] = "ok"
             halt = self.db.read(halt_in)
-            checks["indexing"] = "ok" if halt is None else f"halted: {halt.reason}"
+            if halt is not None:
+                checks["indexing"] = f"halted: {halt.reason}"
+            else:
+                checks["indexing"] = self._progress().describe()
+                stalled = checks["indexing"] != "ok"
         except Exception as exc:  # noqa: BLE001 - any driver error means not ready
             checks.setdefault("database", f"unreachable: {type(exc).__name__}")
         if self.bus is not None:
@@ -139,8 +150,27 @@ class HttpApp:
             checks["pubsub"] = "ok" if self.bus.healthy else f"silent for {age:.0f} s"
         if self.stream is not None:
             checks["stream"] = "ok" if self.stream.connected else "disconnected"
-        ready = all(value == "ok" for value in checks.values())
+        # a stall fails readiness only when asked: a 503 takes every web process out of
+        # its load balancer, and they serve clients well while indexing is behind
+        counted = {
+            k: v
+            for k, v in checks.items()
+            if not (k == "indexing" and stalled and not self.settings.ready_requires_indexing)
+        }
+        ready = all(value == "ok" for value in counted.values())
         return self._json(start_response, 200 if ready else 503, checks, cors)
+
+    def _progress(self) -> Progress:
+        """Read the highest indexed block and the follower's last head; update the gauges."""
+        indexed = self.db.read(queries.latest_block_number)
+        try:
+            seen = read_head(self._redis)
+        except redis.RedisError:
+            seen = None
+        progress = self.watch.observe(indexed, seen.number if seen else None, time.monotonic())
+        self.metrics.indexing_lag.set(progress.lag if progress.lag is not None else -1)
+        self.metrics.indexing_stalled.set(0 if progress.stalled_for is None else 1)
+        return progress
 
     def _allow(self, environ: dict[str, Any]) -> bool:
         now = time.monotonic()

@@ -71,6 +71,18 @@ class Metrics:
             "Direct writes the kernel took only partly (the rest was queued), since start",
             registry=r,
         )
+        self.indexing_lag = Gauge(
+            "chainpulse_realtime_indexing_lag_blocks",
+            "Node head (as the follower last saw it) minus the highest indexed block; "
+            "-1 when either is unknown",
+            registry=r,
+        )
+        self.indexing_stalled = Gauge(
+            "chainpulse_realtime_indexing_stalled",
+            "1 while the highest indexed block has not moved for INDEXING_STALL_TIMEOUT "
+            "seconds although the node's head has",
+            registry=r,
+        )
         self.tracked = Gauge(
             "chainpulse_realtime_tracked_state",
             "Entries of per-connection state held, by kind (must return to 0 when idle)",

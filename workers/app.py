@@ -20,6 +20,7 @@ from typing import Any
 
 from celery import Celery
 
+from workers import transport
 from workers.config import WorkerSettings
 from workers.jobs import QUEUE, TASK, broker_options
 
@@ -33,6 +34,7 @@ def configure(target: Celery, settings: WorkerSettings) -> None:
     and retry settings; a worker process reads `settings` back with `settings_of`."""
     target.conf.update(
         broker_url=settings.redis_url,
+        broker_transport=transport.NAME,  # kombu's Redis transport, mended
         task_default_queue=QUEUE,
         task_routes={TASK: {"queue": QUEUE}},
         task_acks_late=True,
@@ -47,6 +49,10 @@ def configure(target: Celery, settings: WorkerSettings) -> None:
         broker_transport_options=broker_options(settings.visibility_timeout),
         broker_connection_timeout=5,
         worker_hijack_root_logger=False,
+        # Celery's default, said explicitly (it warns otherwise): a job running when the
+        # broker connection drops runs to its end; its message comes back after
+        # VISIBILITY_TIMEOUT and finds the blocks stored (jobs are idempotent).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
     )
     target.conf[SETTINGS_KEY] = settings
 

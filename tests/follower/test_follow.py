@@ -162,3 +162,25 @@ def test_nothing_is_lost_when_redis_loses_its_data(stack: Stack) -> None:
         30,
         "the follower taking a newer token",
     )
+
+
+@SQLITE_ONLY
+def test_events_left_in_the_outbox_reach_the_stream_with_no_worker_running(
+    stack: Stack,
+) -> None:
+    """A worker that committed a block and died (or lost Redis) before appending its
+    event: the follower's sweep appends it."""
+    from indexer.events import BlockIndexed
+    from indexer.heads import read_head
+
+    for worker in stack.workers:
+        worker.stop()
+    event = BlockIndexed(7, "0x" + "77" * 32, "0x" + "66" * 32, 1_700_000_007, 0, "head")
+    with stack.store.writing() as conn:
+        stack.store.add_to_outbox(conn, event)
+    stack.anvil.mine(1)
+    stack.follower()
+    wait_until(lambda: event.id in stack.stream_ids(), 30, "the outbox relayed")
+    assert stack.store.pending_outbox() == []
+    seen = read_head(stack.client)
+    assert seen is not None and seen.number == stack.anvil.head()

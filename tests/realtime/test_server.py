@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 import socketio
 import sqlalchemy as sa
 
 from chainpulse.devnet import wait_until
+from indexer.heads import record_head
 from indexer.models import meta
 from tests.realtime.helpers import (
     Client,
@@ -200,6 +203,33 @@ def test_readyz_reports_an_indexing_halt(start_server: StartServer, db_url: str)
     ready = server.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["indexing"] == "halted: reorg deeper than MAX_REORG_DEPTH (64)"
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_readyz_and_metrics_report_indexing_that_stopped_while_the_node_went_on(
+    start_server: StartServer, db_url: str, redis_url: str, required: bool
+) -> None:
+    insert_blocks(db_url, range(1, 6))
+    client = redis.Redis.from_url(redis_url)
+    record_head(client, 6)  # what the follower saw
+    server = start_server(INDEXING_STALL_TIMEOUT="1", READY_REQUIRES_INDEXING=str(required))
+    assert server.get("/readyz").json()["indexing"] == "ok"
+    time.sleep(1.2)
+    assert server.get("/readyz").json()["indexing"] == "ok"  # the node did not move either
+    record_head(client, 9)
+    ready = server.get("/readyz")
+    assert ready.json()["indexing"].startswith(
+        "stalled: indexed up to 5 while the node is at 9, no progress for"
+    ), ready.json()
+    assert ready.status_code == (503 if required else 200)
+    metrics = server.get("/metrics").text
+    assert "chainpulse_realtime_indexing_stalled 1.0" in metrics
+    assert "chainpulse_realtime_indexing_lag_blocks 4.0" in metrics
+    insert_blocks(db_url, range(6, 10))  # indexing resumes
+    ready = server.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["indexing"] == "ok"
+    assert "chainpulse_realtime_indexing_stalled 0.0" in server.get("/metrics").text
+    client.close()
 
 
 def test_a_token_without_a_price_is_read_once_until_a_price_event_arrives(

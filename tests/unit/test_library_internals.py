@@ -92,6 +92,8 @@ METHODS: list[tuple[type, str, list[str], str]] = [
         "follower.queue: fenced enqueue (_publish_batch)",
     ),
     (kombu.Producer, "batch", ["self", "max_size"], "follower.queue"),
+    (kombu_redis.QoS, "restore_unacked", ["self", "client"], "workers.transport"),
+    (kombu_redis.Channel, "_connparams", ["self", "asynchronous"], "workers.transport"),
 ]
 
 # (what to build, attribute, who relies on it)
@@ -146,6 +148,14 @@ def test_a_private_method_we_rely_on_is_there_with_its_parameters(
 @pytest.mark.parametrize(("what", "name", "user"), ATTRIBUTES, ids=lambda v: str(v))
 def test_a_private_attribute_we_rely_on_is_there(what: str, name: str, user: str) -> None:
     assert hasattr(_build(what), name), f"{what}.{name} (used by {user}) is missing"
+
+
+def test_the_held_jobs_the_mended_transport_forgets_are_where_it_looks() -> None:
+    """workers.transport clears `QoS._delivered` (what `restore_unacked` walks) and asks
+    `Channel.connection.client` (what `_connparams` reads) whether the broker is gone."""
+    assert "self._delivered" in inspect.getsource(kombu_redis.QoS.restore_unacked)
+    assert "self.connection.client" in inspect.getsource(kombu_redis.Channel._connparams)
+    assert issubclass(kombu_redis.Transport.Channel, kombu_redis.Channel)
 
 
 def test_the_polling_decoder_limit_is_the_one_our_responses_keep_to() -> None:

@@ -307,3 +307,18 @@ def test_realtime_settings_from_the_environment() -> None:
     defaults = Settings.from_env({}, dotenv=False)
     assert defaults.block_gap_timeout == 10.0 and defaults.canary_interval == 5.0
     assert defaults.compression is False
+
+
+def test_indexing_is_stalled_only_when_the_node_moves_on_without_it() -> None:
+    from realtime.indexing import IndexingWatch
+
+    watch = IndexingWatch(timeout=10)
+    assert watch.observe(5, 8, now=0).stalled_for is None
+    assert watch.observe(5, 8, now=30).stalled_for is None  # an idle node (CONFIRMATIONS)
+    stalled = watch.observe(5, 9, now=31)
+    assert stalled.stalled_for == 31 and stalled.lag == 4
+    assert stalled.describe().startswith("stalled: indexed up to 5 while the node is at 9")
+    assert watch.observe(6, 9, now=32).describe() == "ok"  # it moved
+    assert watch.observe(6, 12, now=35).stalled_for is None  # not for long enough yet
+    assert watch.observe(6, 12, now=42).stalled_for == 10
+    assert watch.observe(None, None, now=50).lag is None
