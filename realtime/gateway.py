@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 NS = protocol.NAMESPACE
 MAX_PRIVATE_MESSAGE = 4_096  # characters
+MAX_PING_ARGUMENTS = 8  # the reference's ping ignores its arguments; so does ours, up to this
 
 
 class ClientState:
@@ -86,7 +87,7 @@ class Gateway:
         sio.on("disconnect", self.on_disconnect, namespace=NS)
         sio.on("subscribe", self._guarded(self.on_subscribe), namespace=NS)
         sio.on("unsubscribe", self._guarded(self.on_unsubscribe), namespace=NS)
-        sio.on("ping", self._guarded(self.on_ping), namespace=NS)
+        sio.on("ping", self._guarded(self.on_ping, arguments=MAX_PING_ARGUMENTS), namespace=NS)
         sio.on("private-message", self._guarded(self.on_private_message), namespace=NS)
         sio.on("*", self.on_unknown, namespace=NS)
 
@@ -171,14 +172,20 @@ class Gateway:
 
     # events -------------------------------------------------------------------------
 
-    def _guarded(self, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """Turn `Refused` into an `exception` event and an ack `{success: false}`."""
+    def _guarded(self, handler: Callable[..., Any], arguments: int = 1) -> Callable[..., Any]:
+        """Turn `Refused` into an `exception` event and an ack `{success: false}`; an
+        event with more than `arguments` arguments is refused before `handler` runs."""
 
         def run(sid: str, *args: Any) -> Any:
             state = self.clients.get(sid)
             if state is None:
                 return None
             try:
+                if len(args) > arguments:
+                    raise Refused(
+                        f"{protocol.INVALID_PAYLOAD}: expected at most {arguments} argument",
+                        "invalid payload",
+                    )
                 return handler(sid, state, *args)
             except Refused as refusal:
                 self.metrics.refuse(refusal.reason)
@@ -232,7 +239,7 @@ class Gateway:
         self.sio.manager.basic_leave_room(sid, NS, channel.room)
         return {"success": True}
 
-    def on_ping(self, sid: str, state: ClientState, *args: Any) -> None:
+    def on_ping(self, sid: str, state: ClientState, *_: Any) -> None:
         self.feed.emit(sid, "pong", {"timestamp": protocol.now_ms()})
 
     def on_private_message(self, sid: str, state: ClientState, data: Any = None) -> dict[str, Any]:

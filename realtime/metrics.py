@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from realtime.ratelimit import LogThrottle
+
+log = logging.getLogger("chainpulse.realtime.refusals")
 
 
 class Metrics:
@@ -13,6 +18,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._pushed: dict[str, Any] = {}
         self._refused: dict[str, Any] = {}
+        self._refusal_log = LogThrottle(log)
         r = self.registry
         self.connected = Gauge(
             "chainpulse_realtime_connected_clients", "Clients connected to /realtime", registry=r
@@ -94,6 +100,8 @@ class Metrics:
         self.tracked.labels(kind).set_function(lambda: float(size()))
 
     def refuse(self, reason: str) -> None:
+        """Count a refusal, and log it (one line per reason per 10 s at most)."""
+        self._refusal_log.info(reason, f"refused: {reason}")
         child = self._refused.get(reason)
         if child is None:
             child = self._refused[reason] = self.refusals.labels(reason)

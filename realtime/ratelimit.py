@@ -10,6 +10,7 @@ oldest call ages out. State for a key exists only after its first call and is fr
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -52,3 +53,32 @@ class SlidingWindowLimiter:
 
     def __len__(self) -> int:
         return len(self._calls)
+
+
+class LogThrottle:
+    """At most one log line per key every `interval` seconds; the next line says how many
+    were held back. A flood of bad input then costs a counter, not a line each."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.interval = interval  # seconds
+        self._clock = clock
+        self._last: dict[Hashable, float] = {}
+        self._held: dict[Hashable, int] = {}
+
+    def info(self, key: Hashable, message: str) -> bool:
+        """Log `message` unless `key` was logged within the interval; True if logged."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return False
+        held = self._held.pop(key, 0)
+        self._last[key] = now
+        self.logger.info("%s%s", message, f" ({held} more held back)" if held else "")
+        return True

@@ -98,7 +98,7 @@ class GatewayServer(socketio.Server):
         if not isinstance(data, list) or not data or not isinstance(data[0], str):
             self.refuse(eio_sid, protocol.MALFORMED, "malformed", ack_id)
             return
-        if data[0] in self.reserved_events:
+        if data[0] in self.reserved_events or data[0] == "*":  # "*" names the catch-all
             self.refuse(eio_sid, f"{protocol.UNKNOWN_EVENT}: {data[0]}", "unknown event", ack_id)
             return
         if not self.allow(sid):

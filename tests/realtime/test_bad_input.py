@@ -229,3 +229,45 @@ def test_no_per_message_deflate_by_default(server: Server, tmp_path: Path, redis
         assert "permessage-deflate" in _offered_deflate(compressed)["sec-websocket-extensions"]
     finally:
         compressed.stop()
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        ('42/realtime,["subscribe",{"channel":"price:ETH"},1,2]', "Invalid payload"),
+        ('42/realtime,["unsubscribe",{"channel":"price:ETH"},1]', "Invalid payload"),
+        ('42/realtime,["private-message",{"to":"a","message":"b"},1]', "Invalid payload"),
+        ('42/realtime,["*"]', "Unknown event: *"),
+        ('42/realtime,["*",{"a":1}]', "Unknown event: *"),
+    ],
+)
+def test_a_wrong_argument_count_is_answered_not_raised(
+    server: Server, connect: Callable[..., Client], frame: str, message: str
+) -> None:
+    bystander = connect()
+    raw = RawSocket(server)
+    raw.event("connected")
+    before = server.log().count("Traceback")
+    raw.send(frame)
+    assert raw.event("exception")["message"].startswith(message)
+    acked = frame.replace("42/realtime,", "42/realtime,7", 1)
+    raw.send(acked)  # the same with an ack id: the ack says so too
+    reply = raw.recv_until(lambda t: t.startswith("43/realtime,7"))
+    assert reply.startswith(f'43/realtime,7[{{"success":false,"error":"{message}')
+    raw.send('42/realtime,["ping"]')
+    assert "timestamp" in raw.event("pong")
+    raw.close()
+    still_served(bystander)
+    assert server.log().count("Traceback") == before, server.log()[-3000:]
+
+
+def test_a_flood_of_refusals_writes_a_bounded_log(server: Server) -> None:
+    raw = RawSocket(server)
+    raw.event("connected")
+    before = len(server.log().splitlines())
+    for _ in range(30):  # within RATE_LIMIT: each one is handled, and refused
+        raw.send('42/realtime,["subscribe",{"channel":"price:ETH"},1,2]')
+    for _ in range(30):
+        raw.event("exception")
+    raw.close()
+    assert len(server.log().splitlines()) - before <= 3, server.log()[-3000:]
