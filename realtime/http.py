@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 CLIENT_JS = Path(__file__).resolve().parent.parent / "node_modules/socket.io-client/dist"
 MAX_LIMIT = 100
+MAX_HEIGHT = 2**63 - 1  # the largest BIGINT
 
 
 class HttpApp:
@@ -107,17 +108,19 @@ class HttpApp:
     ) -> Iterable[bytes]:
         if path == "/api/blocks":
             raw = parse_qs(environ.get("QUERY_STRING", "")).get("limit", ["20"])[0]
-            if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            limit = _whole(raw)
+            if limit is None or not 1 <= limit <= MAX_LIMIT:
                 return self._json(
                     start_response, 400, {"error": f"limit must be 1..{MAX_LIMIT}"}, cors
                 )
-            rows = self.db.read(queries.latest_blocks, int(raw))
+            rows = self.db.read(queries.latest_blocks, limit)
             return self._json(start_response, 200, [_block(r) for r in rows], cors)
         if path.startswith("/api/blocks/"):
-            raw = path.removeprefix("/api/blocks/")
-            if not raw.isdigit() or len(raw) > 20:
+            number = _whole(path.removeprefix("/api/blocks/"))
+            if number is None:
                 return self._json(start_response, 400, {"error": "bad block number"}, cors)
-            row = self.db.read(queries.block_by_number, int(raw))
+            # heights are BIGINT: one above that range is no block, not a driver error
+            row = self.db.read(queries.block_by_number, number) if number <= MAX_HEIGHT else None
             if row is None:
                 return self._json(start_response, 404, {"error": "block not found"}, cors)
             return self._json(start_response, 200, _block(row), cors)
@@ -212,6 +215,16 @@ class HttpApp:
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), *cors]
         start_response(f"{status} {reason}", headers)
         return [body]
+
+
+def _whole(raw: str) -> int | None:
+    """A non-negative whole number written in ASCII digits (at most 20), or None.
+
+    `str.isdigit` alone accepts "²" and other digits `int` refuses.
+    """
+    if not raw or len(raw) > 20 or not raw.isascii() or not raw.isdigit():
+        return None
+    return int(raw)
 
 
 def _block(row: queries.BlockRow) -> dict[str, Any]:

@@ -35,6 +35,7 @@ MALFORMED = "Malformed packet"
 UNKNOWN_EVENT = "Unknown event"
 SLOW_CONSUMER = "Slow consumer: outbound queue full"
 BUS_UNAVAILABLE = "Private messages are unavailable"
+ALREADY_CONNECTED = "Already connected to this namespace"
 
 
 def now_ms() -> int:

@@ -80,8 +80,14 @@ class GatewayServer(socketio.Server):
             self.refuse(eio_sid, protocol.MALFORMED, "malformed")
 
     def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
-        super()._handle_connect(eio_sid, namespace, data)
         ns = namespace or "/"
+        if self.manager.sid_from_eio_sid(eio_sid, ns) is not None:
+            # a second CONNECT on one Engine.IO session would make a second client that
+            # the session's close never removes (a leak, and a connected-clients gauge
+            # that stays too high)
+            self.refuse(eio_sid, protocol.ALREADY_CONNECTED, "already connected")
+            return
+        super()._handle_connect(eio_sid, namespace, data)
         sid = self.manager.sid_from_eio_sid(eio_sid, ns)
         if ns == protocol.NAMESPACE and sid is not None and self.manager.is_connected(sid, ns):
             for handler in self._after_connect:

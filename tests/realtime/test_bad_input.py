@@ -271,3 +271,21 @@ def test_a_flood_of_refusals_writes_a_bounded_log(server: Server) -> None:
         raw.event("exception")
     raw.close()
     assert len(server.log().splitlines()) - before <= 3, server.log()[-3000:]
+
+
+def test_a_second_connect_on_one_session_is_refused_and_counted_once(server: Server) -> None:
+    def connected() -> float:
+        lines = server.get("/metrics").text.splitlines()
+        [line] = [x for x in lines if x.startswith("chainpulse_realtime_connected_clients ")]
+        return float(line.split()[1])
+
+    before = connected()
+    raw = RawSocket(server)
+    raw.event("connected")
+    raw.send("40/realtime,")
+    assert raw.event("exception")["message"] == "Already connected to this namespace"
+    raw.send('42/realtime,["ping"]')
+    assert "timestamp" in raw.event("pong")
+    raw.close()
+    # other tests' clients may still be leaving: the gauge must not stay above `before`
+    wait_until(lambda: connected() <= before, WAIT, "the gauge back where it was")

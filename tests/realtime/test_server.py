@@ -173,6 +173,17 @@ def test_http_endpoints_and_origin_policy(
     assert server.get("/api/blocks/99").status_code == 404
     assert server.get("/api/blocks?limit=0").status_code == 400
     assert server.get("/api/blocks/abc").status_code == 400
+    # digits int() refuses, and heights beyond the BIGINT range: refused or absent, never 503
+    for path, status in [
+        ("/api/blocks?limit=%C2%B2", 400),
+        ("/api/blocks/%C2%B2", 400),
+        ("/api/blocks/9223372036854775808", 404),
+        ("/api/blocks/99999999999999999999", 404),
+        ("/api/blocks/999999999999999999999", 400),
+    ]:
+        reply = server.get(path)
+        assert reply.status_code == status, (path, reply.status_code, reply.text)
+    assert "Traceback" not in server.log()
     got = server.get("/api/prices", headers={"Origin": "https://app.example"})
     assert got.headers["Access-Control-Allow-Origin"] == "https://app.example"
     assert [(p["token"], p["priceExact"]) for p in got.json()] == [("DAI", "1"), ("ETH", "3001")]
