@@ -22,21 +22,26 @@ log = logging.getLogger(__name__)
 
 
 class GatewayServer(socketio.Server):
-    """`allow(sid)` is asked before each event a client sends (the rate limit);
-    `count_refusal(reason)` hears of every refusal. Other keyword arguments go to
-    python-socketio's server and on to `EngineServer`."""
+    """`allow(sid)` is asked before each event a client sends (the rate limit), and
+    `answer(sid)` before a rate-limit refusal is answered: past it, refusals are counted
+    but not answered, so that a flood (a long-polling POST can carry thousands of
+    packets) cannot fill the client's own outbound queue. `count_refusal(reason)` hears
+    of every refusal. Other keyword arguments go to python-socketio's server and on to
+    `EngineServer`."""
 
     def __init__(
         self,
         *,
         max_message_bytes: int,
         allow: Callable[[str], bool],
+        answer: Callable[[str], bool],
         count_refusal: Callable[[str], None],
         **kwargs: Any,
     ) -> None:
         super().__init__(count_refusal=count_refusal, **kwargs)
         self.max_message_bytes = max_message_bytes
         self.allow = allow
+        self.answer = answer
         self.count_refusal = count_refusal
         self._after_connect: list[Callable[[str], None]] = []
 
@@ -108,6 +113,9 @@ class GatewayServer(socketio.Server):
             self.refuse(eio_sid, f"{protocol.UNKNOWN_EVENT}: {data[0]}", "unknown event", ack_id)
             return
         if not self.allow(sid):
-            self.refuse(eio_sid, protocol.RATE_LIMITED, "rate limit", ack_id)
+            if self.answer(sid):
+                self.refuse(eio_sid, protocol.RATE_LIMITED, "rate limit", ack_id)
+            else:
+                self.count_refusal("rate limit, unanswered")
             return
         super()._handle_event(eio_sid, namespace, id, data)

@@ -47,6 +47,10 @@ METHODS: list[tuple[type, str, list[str], str]] = [
     (engineio.Server, "create_queue", ["self", "args", "kwargs"], "engineio_server"),
     (engineio.Server, "send_packet", ["self", "sid", "pkt"], "engineio_server"),
     (engineio_socket.Socket, "_send_ping", ["self"], "engineio_server: heartbeat timers"),
+    (engineio.Server, "_get_socket", ["self", "sid"], "engineio_server: InboundSocket"),
+    (engineio.Server, "disconnect", ["self", "sid"], "engineio_server"),
+    (engineio_socket.Socket, "handle_post_request", ["self", "environ"], "InboundSocket"),
+    (engineio_socket.Socket, "receive", ["self", "pkt"], "InboundSocket"),
     (engineio_socket.Socket, "check_ping_timeout", ["self"], "engineio_server"),
     (engineio_socket.Socket, "send", ["self", "pkt"], "engineio_server"),
     (engineio_socket.Socket, "close", ["self", "wait", "abort", "reason"], "engineio_server"),
@@ -159,4 +163,10 @@ def test_the_held_jobs_the_mended_transport_forgets_are_where_it_looks() -> None
 
 
 def test_the_polling_decoder_limit_is_the_one_our_responses_keep_to() -> None:
+    """python-engineio clients refuse a polling response of more than 16 packets
+    (engineio_server.POLL_BATCH_MAX); InboundSocket lifts the same limit for what the
+    server decodes, through the class attribute its decoder reads."""
     assert payload.Payload.max_decode_packets == 16
+    assert "self.max_decode_packets" in inspect.getsource(payload.Payload.decode)
+    source = inspect.getsource(engineio_socket.Socket.handle_post_request)
+    assert "payload.Payload(encoded_payload=" in source and "self.receive(" in source
