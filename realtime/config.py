@@ -74,3 +74,27 @@ class RealtimeSettings(IndexerSettings):
         False,
         "stalled indexing fails `/readyz` (503); off, it is reported in the body only",
     )
+    max_connections_per_address: int = setting(
+        "MAX_CONNECTIONS_PER_ADDRESS",
+        0,
+        "open connections one client address may hold; 0: no cap (behind a load balancer "
+        "every client may share one address)",
+    )
+    connect_rate: float = setting(
+        "CONNECT_RATE",
+        0.0,
+        "connects per second one client address may make (over 10 s); 0: no limit",
+        minimum=0,
+    )
+    trusted_proxy_header: str | None = setting(
+        "TRUSTED_PROXY_HEADER",
+        None,
+        "header whose last entry is the client's address (e.g. `X-Forwarded-For` behind "
+        "a proxy that appends it); unset: the peer's address",
+    )
+    http_timeout: float = setting(
+        "HTTP_TIMEOUT",
+        30.0,
+        "seconds an HTTP request may take to arrive: a half-sent one is closed after it "
+        "(WebSockets are watched by their heartbeats instead)",
+    )

@@ -82,6 +82,7 @@ class Gateway:
         metrics.track("environ", lambda: len(sio.environ))
         metrics.track("engine.io sockets", lambda: len(sio.eio.sockets))
         metrics.track("room index", lambda: sio.manager.tracked_sids())
+        metrics.track("sessions per address", lambda: len(sio.admission))
         sio.on_connected(self.after_connect)
         sio.on("connect", self.on_connect, namespace=NS)
         sio.on("disconnect", self.on_disconnect, namespace=NS)

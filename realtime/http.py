@@ -24,6 +24,7 @@ from indexer import queries
 from indexer.heads import read_head
 from indexer.reorg import halt_in
 from realtime import protocol
+from realtime.admission import client_address
 from realtime.bus import Bus
 from realtime.config import RealtimeSettings
 from realtime.db import Database
@@ -180,7 +181,7 @@ class HttpApp:
         if now - self._last_prune > self.settings.rate_window:
             self.limiter.prune()
             self._last_prune = now
-        return self.limiter.allow(environ.get("REMOTE_ADDR", "?"))
+        return self.limiter.allow(client_address(environ, self.settings.trusted_proxy_header))
 
     def _cors(self, origin: str | None) -> list[tuple[str, str]]:
         if "*" in self.origins:

@@ -17,6 +17,7 @@ import socketio
 
 from indexer import queries
 from realtime import protocol
+from realtime.admission import Admission
 from realtime.bus import Bus
 from realtime.config import RealtimeSettings
 from realtime.db import Database
@@ -84,6 +85,11 @@ def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool 
         max_message_bytes=settings.max_message_bytes,
         allow=limiter.allow,
         answer=answers.allow,
+        admission=Admission(
+            settings.max_connections_per_address,
+            settings.connect_rate,
+            settings.trusted_proxy_header,
+        ),
         count_refusal=metrics.refuse,
         outbound_queue_max=settings.outbound_queue_max,
         ws_compression=settings.compression,
@@ -156,6 +162,13 @@ def run(settings: RealtimeSettings) -> None:
         rbufsize = 1024
         wbufsize = 1024
 
+        def handle_one_response(self) -> None:
+            # HTTP_TIMEOUT bounds reading a request (a half-sent one is closed); a
+            # WebSocket then lives as long as its heartbeats say, not this timeout
+            if self.headers.get("Upgrade", "").lower() == "websocket":
+                self.connection.settimeout(None)
+            super().handle_one_response()
+
     # Thousands of long-lived objects per client make full collections slow and
     # frequent; collect young objects less often and leave start-up state out of it.
     gc.collect()
@@ -169,4 +182,5 @@ def run(settings: RealtimeSettings) -> None:
         log_output=False,
         debug=False,
         protocol=Protocol,
+        socket_timeout=settings.http_timeout,  # a half-sent request is closed after it
     )

@@ -16,6 +16,7 @@ from typing import Any
 import socketio
 
 from realtime import protocol
+from realtime.admission import Admission
 from realtime.engineio_server import EngineServer, encode_ack, encode_event
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,11 @@ class GatewayServer(socketio.Server):
         allow: Callable[[str], bool],
         answer: Callable[[str], bool],
         count_refusal: Callable[[str], None],
+        admission: Admission,
         **kwargs: Any,
     ) -> None:
         super().__init__(count_refusal=count_refusal, **kwargs)
+        self.admission = admission
         self.max_message_bytes = max_message_bytes
         self.allow = allow
         self.answer = answer
@@ -49,6 +52,17 @@ class GatewayServer(socketio.Server):
         """Call `handler(sid)` once a client's CONNECT answer is queued, before anything
         can yield: what it sends reaches the client right after the CONNECT."""
         self._after_connect.append(handler)
+
+    def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        refusal = self.admission.admit(eio_sid, environ)
+        if refusal is not None:
+            self.count_refusal(refusal)
+            return {"message": refusal}  # the handshake is answered 401 with this
+        return super()._handle_eio_connect(eio_sid, environ)
+
+    def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        self.admission.leave(eio_sid)
+        super()._handle_eio_disconnect(eio_sid, reason)
 
     def _engineio_server_class(self) -> type[EngineServer]:
         return EngineServer

@@ -41,6 +41,8 @@ METHODS: list[tuple[type, str, list[str], str]] = [
         "socketio_server",
     ),
     (socketio.Server, "_engineio_server_class", ["self"], "socketio_server"),
+    (socketio.Server, "_handle_eio_connect", ["self", "eio_sid", "environ"], "admission"),
+    (socketio.Server, "_handle_eio_disconnect", ["self", "eio_sid", "reason"], "admission"),
     (socketio.Client, "_engineio_client_class", ["self"], "client"),
     (engineio.Client, "_trigger_event", ["self", "event", "args", "kwargs"], "client"),
     (engineio.Server, "start_background_task", ["self", "target", "args", "kwargs"], "engineio"),
