@@ -52,8 +52,14 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
+# Everything the tests and the processes they start write to a temporary directory
+# (Celery's pool, redis-server, pytest's own) goes under .test-tmp, removed afterwards.
+TEST_TMP := $(CURDIR)/.test-tmp
+
 test: deps lint typecheck
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP)
+	TMPDIR=$(TEST_TMP) $(BIN)/python -m pytest --basetemp=$(TEST_TMP)/pytest $(PYTEST_ARGS); \
+		status=$$?; rm -rf $(TEST_TMP); exit $$status
 
 # The tests of pure logic, which need no service: seconds.
 unit: $(VENV)/.installed
