@@ -319,6 +319,11 @@ class EngineServer(engineio.Server):
             sock.queue.put(_RemainderPacket(data[sent:]))
         return True
 
+    def has_room(self, sid: str) -> bool:
+        """True while the client's outbound queue is less than half full."""
+        sock = self.sockets.get(sid)
+        return sock is not None and sock.queue.qsize() < self.outbound_queue_max // 2
+
     def drop_slow(self, sock: Any) -> None:
         if sock.closing or sock.closed:
             return

@@ -64,7 +64,7 @@ class Gateway:
         bus: Bus | None,
         metrics: Metrics,
         schedule: Schedule,
-        limiters: tuple[SlidingWindowLimiter, SlidingWindowLimiter],
+        limiter: SlidingWindowLimiter,
     ) -> None:
         self.sio = sio
         self.settings = settings
@@ -74,7 +74,7 @@ class Gateway:
         self.metrics = metrics
         self.schedule = schedule
         self.validator = TokenValidator(settings)
-        self.limiter, self.answers = limiters  # messages, and refusals answered
+        self.limiter = limiter
         self.clients: dict[str, ClientState] = {}
         self._resume: dict[str, tuple[Any, Any]] = {}
         metrics.track("clients", lambda: len(self.clients))
@@ -160,7 +160,6 @@ class Gateway:
                 state.timer.cancel()
         self._resume.pop(sid, None)
         self.limiter.forget(sid)
-        self.answers.forget(sid)
         self.feed.forget(sid)
 
     def _expire(self, sid: str, state: ClientState) -> None:

@@ -80,11 +80,9 @@ def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool 
     cors: Any = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
     manager: Any = bus if bus is not None else LocalManager()
     limiter = SlidingWindowLimiter(settings.rate_limit, settings.rate_window)
-    answers = SlidingWindowLimiter(settings.rate_limit, settings.rate_window)  # refusals
     sio = GatewayServer(
         max_message_bytes=settings.max_message_bytes,
         allow=limiter.allow,
-        answer=answers.allow,
         admission=Admission(
             settings.max_connections_per_address,
             settings.connect_rate,
@@ -114,7 +112,7 @@ def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool 
     db = Database(settings.database_url, offload=async_mode == "eventlet")
     feed = Feed(sio, settings, db, metrics)
     schedule: Schedule = _eventlet_schedule if async_mode == "eventlet" else _thread_schedule
-    gateway = Gateway(sio, settings, feed, db, bus, metrics, schedule, (limiter, answers))
+    gateway = Gateway(sio, settings, feed, db, bus, metrics, schedule, limiter)
     stream = (
         StreamReader(
             settings.redis_url,

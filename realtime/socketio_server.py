@@ -23,19 +23,15 @@ log = logging.getLogger(__name__)
 
 
 class GatewayServer(socketio.Server):
-    """`allow(sid)` is asked before each event a client sends (the rate limit), and
-    `answer(sid)` before a rate-limit refusal is answered: past it, refusals are counted
-    but not answered, so that a flood (a long-polling POST can carry thousands of
-    packets) cannot fill the client's own outbound queue. `count_refusal(reason)` hears
-    of every refusal. Other keyword arguments go to python-socketio's server and on to
-    `EngineServer`."""
+    """`allow(sid)` is asked before each event a client sends (the rate limit);
+    `count_refusal(reason)` hears of every refusal. Other keyword arguments go to
+    python-socketio's server and on to `EngineServer`."""
 
     def __init__(
         self,
         *,
         max_message_bytes: int,
         allow: Callable[[str], bool],
-        answer: Callable[[str], bool],
         count_refusal: Callable[[str], None],
         admission: Admission,
         **kwargs: Any,
@@ -44,7 +40,6 @@ class GatewayServer(socketio.Server):
         self.admission = admission
         self.max_message_bytes = max_message_bytes
         self.allow = allow
-        self.answer = answer
         self.count_refusal = count_refusal
         self._after_connect: list[Callable[[str], None]] = []
 
@@ -127,7 +122,11 @@ class GatewayServer(socketio.Server):
             self.refuse(eio_sid, f"{protocol.UNKNOWN_EVENT}: {data[0]}", "unknown event", ack_id)
             return
         if not self.allow(sid):
-            if self.answer(sid):
+            # A long-polling POST can carry thousands of packets, all handled before the
+            # client's next GET drains its queue: answering each refusal would overflow
+            # the queue and drop the client as a slow consumer. Once the queue is half
+            # full, further refusals are only counted.
+            if self.eio.has_room(eio_sid):
                 self.refuse(eio_sid, protocol.RATE_LIMITED, "rate limit", ack_id)
             else:
                 self.count_refusal("rate limit, unanswered")

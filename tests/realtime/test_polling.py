@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import requests
 
-from chainpulse.devnet import ROOT
-from tests.realtime.helpers import NS, Server
+from chainpulse.devnet import ROOT, wait_until
+from tests.realtime.helpers import NS, WAIT, Server
 
 StartServer = Callable[..., Server]
 
@@ -71,14 +71,14 @@ def test_a_polling_page_subscribing_to_forty_tokens_at_once_gets_forty_acks(
     assert "Too many packets" not in server.log()
 
 
-@pytest.mark.parametrize("count", [300])
+@pytest.mark.parametrize("count", [800])
 def test_a_polling_flood_past_the_rate_limit_stays_connected(
     start_server: StartServer, tmp_path: Path, count: int
 ) -> None:
     server = start_server(RATE_LIMIT="100", MAX_ROOMS="1000")
     result = run_polling_client(server, tmp_path, count)
     assert result["ok"] == 100
-    assert 0 < result["refused"] <= 100  # answered up to the refusal budget, then counted
+    assert 0 < result["refused"] < count - 100  # answered while the queue has room
     assert result["disconnect"] is None  # not dropped as a slow consumer
     metrics = server.get("/metrics").text
     assert 'chainpulse_realtime_refusals_total{reason="rate limit, unanswered"}' in metrics
@@ -111,4 +111,6 @@ def test_an_oversized_polling_post_is_answered_and_holds_nothing(
             sid = json.loads(http.get(base, timeout=10).text[1:])["sid"]
             reply = http.post(f"{base}&sid={sid}", data="4" + "x" * 10_000, timeout=10)
             assert reply.status_code == 400
-    assert len(list(fds.iterdir())) <= before + 1, sorted(p.resolve().name for p in fds.iterdir())
+    # ten held requests would hold ten descriptors; allow for the database files and a
+    # keep-alive socket that the server opens or closes meanwhile
+    wait_until(lambda: len(list(fds.iterdir())) <= before + 3, WAIT, "the descriptors freed")
