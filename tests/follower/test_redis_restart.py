@@ -11,8 +11,6 @@ from chainpulse.devnet import Activity, RedisServer, wait_until
 from tests.harness.stack import Stack
 from workers.jobs import QUEUE, TASK, IndexBlocks
 
-RESTARTS = 8
-
 
 def restart(server: RedisServer) -> None:
     """kill -9 and start again on the same port, with nothing kept (no persistence)."""
@@ -35,15 +33,16 @@ def hold_a_job(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("restarts", [3, pytest.param(20, marks=pytest.mark.slow)])
 def test_the_worker_keeps_indexing_across_redis_restarts(
-    stack: Stack, redis_server: RedisServer
+    stack: Stack, redis_server: RedisServer, restarts: int
 ) -> None:
     activity = Activity(stack.anvil)
     activity.block()
     stack.follower()
     wait_until(lambda: stack.start_block() is not None, 30, "the follower starting")
     stack.wait_consistent()
-    for i in range(RESTARTS):
+    for i in range(restarts):
         hold_a_job(stack)
         wait_until(lambda: stack.client.hlen("unacked") > 0, 30, "the worker holding a job")
         restart(redis_server)
