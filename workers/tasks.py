@@ -8,14 +8,17 @@ which `chainpulse status` and `chainpulse backfill --wait` report.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Task
 
-from indexer.errors import RetryableError
+from indexer.errors import ChainpulseError, RetryableError
 from workers import runner
 from workers.app import app
 from workers.jobs import TASK, BadJob, IndexBlocks
+
+log = logging.getLogger(__name__)
 
 
 class BlockJob(Task):
@@ -29,7 +32,15 @@ class BlockJob(Task):
             job = IndexBlocks.from_message(args, kwargs)
         except BadJob:
             return  # nothing to record: the message names no heights
-        runner.current().record_failure(job, f"{type(exc).__name__}: {exc}")
+        reason = f"{type(exc).__name__}: {exc}"
+        try:
+            current = runner.current()
+        except ChainpulseError as build_exc:  # e.g. a malformed DATABASE_URL
+            log.error(
+                "blocks %s-%s failed (%s); not recorded: %s", job.first, job.last, reason, build_exc
+            )
+            return
+        current.record_failure(job, reason)
 
 
 @app.task(base=BlockJob, bind=True, name=TASK)

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -74,6 +75,10 @@ def check_stream_order(events: list[tuple[str, dict[str, Any]]]) -> None:
         assert [f for f in following if f in added] == added
 
 
+# the reorg logic does not depend on the database; PostgreSQL's run is the long variant
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
+)
 def test_random_reorgs_leave_the_canonical_chain(stack: Stack) -> None:
     activity = Activity(stack.anvil)
     activity.block()
