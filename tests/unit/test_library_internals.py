@@ -24,6 +24,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     import eventlet.queue
     import eventlet.websocket
+    import eventlet.wsgi
 
 # (class, method, its parameters as chainpulse calls or overrides them, who relies on it)
 METHODS: list[tuple[type, str, list[str], str]] = [
@@ -76,6 +77,7 @@ METHODS: list[tuple[type, str, list[str], str]] = [
         "engineio_server",
     ),
     (eventlet.queue.Queue, "_put", ["self", "item"], "engineio_server: HeartbeatFirstQueue"),
+    (eventlet.wsgi.HttpProtocol, "handle_one_response", ["self"], "server: WebSocket timeout"),
     (eventlet.queue.Queue, "_put_bookkeeping", ["self"], "engineio_server"),
     (eventlet.queue.Queue, "get", ["self", "block", "timeout"], "engineio_server"),
     (socketio.RedisManager, "_publish", ["self", "data"], "bus: canary"),
@@ -162,6 +164,14 @@ def test_the_held_jobs_the_mended_transport_forgets_are_where_it_looks() -> None
     assert "self._delivered" in inspect.getsource(kombu_redis.QoS.restore_unacked)
     assert "self.connection.client" in inspect.getsource(kombu_redis.Channel._connparams)
     assert issubclass(kombu_redis.Transport.Channel, kombu_redis.Channel)
+
+
+def test_the_request_our_protocol_reads_before_a_response_is_where_it_looks() -> None:
+    """realtime.server's Protocol reads `self.headers` and `self.connection` (the socket
+    whose timeout it clears for a WebSocket) in `handle_one_response`."""
+    source = inspect.getsource(eventlet.wsgi.HttpProtocol)
+    assert "self.connection = self.request" in source
+    assert "self.headers" in inspect.getsource(eventlet.wsgi.HttpProtocol.handle_one_response)
 
 
 def test_the_polling_decoder_limit_is_the_one_our_responses_keep_to() -> None:
