@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import redis
 
 from indexer.config import mask_url
 from indexer.errors import RetryableError
-from indexer.events import Event, Pending, to_fields
+from indexer.events import Pending
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +70,6 @@ class EventBus:
             args += [row.entry.type, row.entry.id, row.entry.data]
         try:
             return int(self._append(keys=keys, args=args))
-        except redis.RedisError as exc:
-            raise BusUnavailable(f"Redis at {mask_url(self.url)} failed: {exc}") from exc
-
-    def publish(self, event: Event) -> None:
-        """Append an event that has no database change behind it (tests, benchmarks)."""
-        try:
-            fields: dict[Any, Any] = to_fields(event)
-            self.client.xadd(self.stream_key, fields, maxlen=self.maxlen, approximate=True)
         except redis.RedisError as exc:
             raise BusUnavailable(f"Redis at {mask_url(self.url)} failed: {exc}") from exc
 
