@@ -183,12 +183,13 @@ class Follower:
 
     def _follow(self, token: int) -> None:
         head = self._head()
-        record_head(self.client, int(head["number"], 16))
-        target = int(head["number"], 16) - self.settings.confirmations
+        number = int(head["number"], 16)
+        record_head(self.client, number)
+        target = number - self.settings.confirmations
         assert self.start is not None
         if target < self.start:
             return
-        header = head if target == int(head["number"], 16) else self.node.block_header(target)
+        header = head if target == number else self.node.block_header(target)
         if header is None:
             return  # a lagging replica; next round
         self._advance(token, target, header["hash"].lower(), header["parentHash"].lower())

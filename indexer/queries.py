@@ -152,7 +152,3 @@ def reorg_removing(conn: Connection, number: int, block_hash: str) -> ReorgRow |
                 added=json.loads(row.new_hashes),
             )
     return None
-
-
-def ping(conn: Connection) -> None:
-    conn.execute(sa.text("SELECT 1"))

@@ -19,10 +19,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import redis
+from sqlalchemy.engine import Connection
 
 from indexer import queries
 from indexer.heads import read_head
-from indexer.reorg import halt_in
+from indexer.reorg import Halt, halt_in
 from realtime import protocol
 from realtime.admission import client_address
 from realtime.bus import Bus
@@ -80,7 +81,7 @@ class HttpApp:
                 return self._ready(start_response, cors)
             if path == "/metrics":
                 with contextlib.suppress(Exception):  # a failed reading leaves the gauges
-                    self._progress()
+                    self._progress(self.db.read(queries.latest_block_number))
                 body = self.metrics.render()
                 return self._send(start_response, 200, body, "text/plain; version=0.0.4", cors)
             if path == "/":
@@ -139,13 +140,12 @@ class HttpApp:
             checks["redis"] = f"unreachable: {exc}"
         stalled = False
         try:
-            self.db.read(queries.ping)
+            halt, indexed = self.db.read(_indexing_state)  # one read: it pings too
             checks["database"] = "ok"
-            halt = self.db.read(halt_in)
             if halt is not None:
                 checks["indexing"] = f"halted: {halt.reason}"
             else:
-                checks["indexing"] = self._progress().describe()
+                checks["indexing"] = self._progress(indexed).describe()
                 stalled = checks["indexing"] != "ok"
         except Exception as exc:  # noqa: BLE001 - any driver error means not ready
             checks.setdefault("database", f"unreachable: {type(exc).__name__}")
@@ -156,17 +156,15 @@ class HttpApp:
             checks["stream"] = "ok" if self.stream.connected else "disconnected"
         # a stall fails readiness only when asked: a 503 takes every web process out of
         # its load balancer, and they serve clients well while indexing is behind
-        counted = {
-            k: v
-            for k, v in checks.items()
-            if not (k == "indexing" and stalled and not self.settings.ready_requires_indexing)
-        }
+        counted = dict(checks)
+        if stalled and not self.settings.ready_requires_indexing:
+            del counted["indexing"]
         ready = all(value == "ok" for value in counted.values())
         return self._json(start_response, 200 if ready else 503, checks, cors)
 
-    def _progress(self) -> Progress:
-        """Read the highest indexed block and the follower's last head; update the gauges."""
-        indexed = self.db.read(queries.latest_block_number)
+    def _progress(self, indexed: int | None) -> Progress:
+        """Compare the highest indexed block with the follower's last head; update the
+        gauges."""
         try:
             seen = read_head(self._redis)
         except redis.RedisError:
@@ -216,6 +214,11 @@ class HttpApp:
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), *cors]
         start_response(f"{status} {reason}", headers)
         return [body]
+
+
+def _indexing_state(conn: Connection) -> tuple[Halt | None, int | None]:
+    """A recorded halt and the highest indexed block."""
+    return halt_in(conn), queries.latest_block_number(conn)
 
 
 def _whole(raw: str) -> int | None:
