@@ -140,6 +140,54 @@ def follow(clear_halt: bool) -> None:
     run(s)
 
 
+@cli.group()
+def price() -> None:
+    """Manual prices."""
+
+
+# A negative PRICE looks like an option to click: let it through to be refused by name.
+@price.command("set", context_settings={"ignore_unknown_options": True})
+@click.argument("token_name", metavar="TOKEN")
+@click.argument("value", metavar="PRICE")
+@click.option("--quote", default=None, help="What the price is expressed in (USD, ETH, ...).")
+@friendly_errors
+def price_set(token_name: str, value: str, quote: str | None) -> None:
+    """Store and publish a manual price for TOKEN (`source: manual`)."""
+    from indexer.prices import record_manual_price
+    from indexer.store import Store
+
+    s = settings()
+    store = Store(s.database_url)
+    try:
+        store.check_schema()
+        event = record_manual_price(store, token_name, value, quote, sources=s.price_sources)
+    finally:
+        store.dispose()
+    unit = f" {event.quote}" if event.quote else ""
+    click.echo(f"{event.token} = {event.price}{unit} (manual), published to price:{event.token}")
+
+
+@cli.group()
+def prices() -> None:
+    """Price sources."""
+
+
+@prices.command("check")
+@click.argument("path", metavar="FILE", type=str)
+@friendly_errors
+def prices_check(path: str) -> None:
+    """Validate a price sources file without starting anything."""
+    from indexer.sources import load_sources
+
+    checked = load_sources(path)
+    kinds: dict[str, int] = {}
+    for source in checked.sources:
+        kinds[source.kind] = kinds.get(source.kind, 0) + 1
+    listed = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    count = len(checked.sources)
+    click.echo(f"{path}: {count} source{'' if count == 1 else 's'} ({listed}): ok")
+
+
 @cli.command()
 @click.option("--sub", required=True, help="The token's subject (user id).")
 @click.option(

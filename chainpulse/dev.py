@@ -170,7 +170,7 @@ def _prices(settings: Settings, stop: threading.Event) -> None:
                 step = Decimal(str(round(random.gauss(0, 0.002), 6)))
                 prices[token] = (price * (1 + step)).quantize(Decimal("0.000001"))
                 try:
-                    record_manual_price(store, token, prices[token], "dev")
+                    record_manual_price(store, token, prices[token], quote="USD")
                     outbox.relay(store, bus)
                 except Exception as exc:
                     print(f"dev: price update failed: {exc}")

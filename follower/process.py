@@ -34,7 +34,7 @@ def build(
     return Follower(
         settings,
         Node(settings.rpc_urls, settings.rpc_timeout),
-        store or Store(settings.database_url),
+        store or Store(settings.database_url, sources=settings.price_sources),
         client,
         FencedQueue(broker(settings.redis_url), client, lease),
         EventBus(client, settings.stream_key, settings.stream_maxlen, settings.redis_url),

@@ -24,6 +24,7 @@ from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from indexer.errors import ConfigError
+from indexer.sources import PriceSources, load_sources
 
 STREAM_KEY = "chainpulse:events"
 _TRUE = ("1", "true", "yes", "on")
@@ -114,6 +115,12 @@ class IndexerSettings:
     # commonly allow.
     backfill_batch: int = setting(
         "BACKFILL_BATCH", 25, "heights per backfill job (one JSON-RPC batch each)", minimum=1
+    )
+    price_sources: PriceSources | None = setting(
+        "PRICE_SOURCES",
+        None,
+        "TOML (or JSON) file of on-chain price sources; checked at start",
+        convert=load_sources,
     )
     stream_key: str = STREAM_KEY  # not a setting: the stream's name is the contract
 

@@ -7,7 +7,7 @@ carries the same `id`, so consumers can drop it. Events are named in the past te
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, TypeAlias
 
 BlockSource = Literal["head", "backfill"]
@@ -54,16 +54,21 @@ class BlockReorged:
 @dataclass(frozen=True)
 class PriceUpdated:
     token: str
-    price: str  # exact decimal string
+    price: str | None  # exact decimal string; null only when a reorg left no price
     blockNumber: int | None  # null for manual prices
     blockTimestamp: int | None
     source: str
     publishedAt: int  # milliseconds since the epoch
+    quote: str | None = None  # what the price is expressed in
+    updatedAt: int | None = None  # a feed's round time, seconds
+    reorgId: str | None = None  # set when a reorg republishes the price now valid
 
     type = "price.updated"
 
     @property
     def id(self) -> str:
+        if self.reorgId is not None:
+            return f"{self.type}:{self.token}:{self.reorgId}:{self.price}"
         where = self.blockNumber if self.blockNumber is not None else f"manual:{self.publishedAt}"
         return f"{self.type}:{self.token}:{where}:{self.price}"
 
@@ -109,11 +114,11 @@ def to_fields(event: Event) -> dict[str, str]:
     return encode(event).fields()
 
 
-def from_fields(fields: dict[str, str] | dict[bytes, bytes]) -> Event:
+def from_fields(entry: dict[str, str] | dict[bytes, bytes]) -> Event:
     """Parse a stream entry; raises ValueError on an unknown type or a malformed entry."""
     decoded = {
         (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in fields.items()
+        for k, v in entry.items()
     }
     kind = decoded.get("type")
     cls = _TYPES.get(kind or "")
@@ -127,4 +132,12 @@ def from_fields(fields: dict[str, str] | dict[bytes, bytes]) -> Event:
             removed=[BlockRef(**ref) for ref in data.get("removed", [])],
             added=[BlockRef(**ref) for ref in data.get("added", [])],
         )
-    return cls(**data)
+    # Fields this version does not know are ignored: a newer producer may add some
+    # during a rolling deploy, and dropping its events would lose them.
+    known = _FIELDS[cls]
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_FIELDS: dict[type[Event], frozenset[str]] = {
+    cls: frozenset(f.name for f in fields(cls)) for cls in _TYPES.values()
+}

@@ -123,6 +123,11 @@ logs = Table(
     Index("ix_logs_address_topic0", "address", "topic0"),
 )
 
+# One row per price update. `at_ms` is when the price took effect (the block's
+# timestamp for chain prices, the publish time for manual ones): a token's latest price
+# is its row with the highest (`at_ms`, `block_number`, `log_index`, `id`), see
+# `indexer.queries.PRICE_ORDER`. `price_key` sorts as text like the prices do
+# (`indexer.exact.sort_key`), for exact MAX and MIN on SQLite's text column.
 prices = Table(
     "prices",
     metadata,
@@ -132,8 +137,12 @@ prices = Table(
     Column("block_number", BigInteger, nullable=True),  # null for manual prices
     Column("log_index", Integer, nullable=True),
     Column("source", String(64), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Index("ix_prices_token_id", "token", "id"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),  # when it was stored
+    Column("quote", String(32), nullable=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("feed_updated_at", BigInteger, nullable=True),  # a feed's `updatedAt`, seconds
+    Column("price_key", String(46), nullable=False),
+    Index("ix_prices_token_order", "token", "at_ms", "block_number", "log_index"),
     Index("ix_prices_block_number", "block_number"),
 )
 

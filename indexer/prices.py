@@ -1,67 +1,237 @@
-"""Token prices: validation and manual price updates.
+"""Price rows and their `price.updated` events: chain prices written in the block's own
+transaction, the prices a reorg brings back, and manual prices.
 
-A price row is written with its `price.updated` outbox entry in one transaction.
-The latest price of a token is its newest canonical row, so a reorg that removes an
-on-chain update (its rows go with the block) brings the previous price back.
+A price row is written with its outbox entry in one transaction. A token's latest price
+is its newest canonical row in `indexer.queries.PRICE_ORDER`, so a reorg that removes an
+update (its rows go with the block) brings the previous one back, and `restore` tells
+the stream which price is valid now.
 """
 
 from __future__ import annotations
 
-import re
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from indexer import models as m
+from indexer import queries
+from indexer.blocks import BlockData
 from indexer.errors import FatalError
 from indexer.events import PriceUpdated
-from indexer.store import Store
+from indexer.exact import DIGITS, significant_digits, sort_key
+from indexer.pricing import Pricer, Update
+from indexer.sources import TOKEN, PriceSources
 
-TOKEN = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
+if TYPE_CHECKING:
+    from indexer.store import Store
+
+MANUAL = "manual"
+LIMIT = Decimal(10) ** 78  # a price must stay below 10**78 (uint256 range)
 
 
 class BadPrice(FatalError):
     """A token name or price that cannot be stored."""
 
 
+# Chain prices ----------------------------------------------------------------------------
+
+
+def record_block_prices(
+    conn: Connection, pricer: Pricer, datas: Sequence[BlockData]
+) -> list[PriceUpdated]:
+    """Store every price update in `datas` (ascending heights) inside the caller's
+    transaction; returns the events to announce: each token's last update per block."""
+    rows: list[dict[str, Any]] = []
+    events: list[PriceUpdated] = []
+    batch: dict[str, str] = {}  # token -> latest price written by this batch so far
+    now = datetime.now(UTC)
+    for data in datas:
+        if not pricer.watches(data.logs):
+            continue
+        number = data.number
+        timestamp = int(data.block["timestamp"])
+        at_ms = timestamp * 1000
+
+        def latest(token: str, at_ms: int = at_ms, number: int = number) -> str | None:
+            if token in batch:
+                return batch[token]
+            row = queries.latest_price_before(conn, token, at_ms, number)
+            return None if row is None else format(row.price, "f")
+
+        updates = pricer.updates(data.logs, latest)
+        last: dict[str, Update] = {}
+        for update in updates:
+            rows.append(_row(update, number, at_ms, now))
+            last[update.token] = update
+        for token, update in last.items():
+            batch[token] = update.price
+            events.append(
+                PriceUpdated(
+                    token=token,
+                    price=update.price,
+                    blockNumber=number,
+                    blockTimestamp=timestamp,
+                    source=update.source,
+                    publishedAt=int(time.time() * 1000),
+                    quote=update.quote,
+                    updatedAt=update.updated_at,
+                )
+            )
+    if rows:
+        conn.execute(m.prices.insert(), rows)
+    return events
+
+
+def _row(update: Update, number: int, at_ms: int, now: datetime) -> dict[str, Any]:
+    price = Decimal(update.price)
+    return {
+        "token": update.token,
+        "price": price,
+        "block_number": number,
+        "log_index": update.log_index,
+        "source": update.source,
+        "updated_at": now,
+        "quote": update.quote,
+        "at_ms": at_ms,
+        "feed_updated_at": update.updated_at,
+        "price_key": sort_key(price),
+    }
+
+
+# Reorgs ------------------------------------------------------------------------------------
+
+
+def priced_at(conn: Connection, heights: Sequence[int]) -> dict[str, str]:
+    """Tokens with a price row at `heights`, and the source of each (before a delete)."""
+    if not heights:
+        return {}
+    rows = conn.execute(
+        sa.select(m.prices.c.token, m.prices.c.source)
+        .where(m.prices.c.block_number.in_(list(heights)))
+        .distinct()
+    )
+    return {token: source for token, source in rows}
+
+
+def restore(conn: Connection, removed: dict[str, str], reorg_id: str) -> list[PriceUpdated]:
+    """The price now valid for each token whose rows a reorg removed, as events that
+    name the reorg; a token left with no price gets an update with `price` null."""
+    events = []
+    now = int(time.time() * 1000)
+    for token, source in sorted(removed.items()):
+        row = queries.latest_price(conn, token)
+        if row is None:
+            events.append(PriceUpdated(token, None, None, None, source, now, reorgId=reorg_id))
+        else:
+            events.append(event_from_row(row, published_at=now, reorg_id=reorg_id))
+    return events
+
+
+def event_from_row(
+    row: queries.PriceRow, published_at: int | None = None, reorg_id: str | None = None
+) -> PriceUpdated:
+    """The `price.updated` a stored row stands for (a snapshot, a restore)."""
+    return PriceUpdated(
+        token=row.token,
+        price=format(row.price, "f"),
+        blockNumber=row.block_number,
+        blockTimestamp=row.at_ms // 1000 if row.block_number is not None else None,
+        source=row.source,
+        publishedAt=published_at if published_at is not None else row.updated_at_ms,
+        quote=row.quote,
+        updatedAt=row.feed_updated_at,
+        reorgId=reorg_id,
+    )
+
+
+# Manual prices -----------------------------------------------------------------------------
+
+
 def parse_price(value: str | int | Decimal) -> Decimal:
-    """An exact, finite, non-negative decimal; floats are refused (they are not exact)."""
+    """An exact, finite, non-negative decimal below 10**78 with at most 40 significant
+    digits (what a stored price can hold); floats are refused (they are not exact)."""
     if isinstance(value, float):
         raise BadPrice("prices must be given as strings or integers, not floats")
     try:
-        price = Decimal(value)
+        price = Decimal(value.strip() if isinstance(value, str) else value)
     except (InvalidOperation, ValueError):
-        raise BadPrice(f"not a decimal price: {value!r}") from None
-    if not price.is_finite() or price < 0:
-        raise BadPrice(f"a price must be a finite, non-negative decimal, got {value!r}")
+        raise BadPrice(f"not a decimal number: {value!r}") from None
+    if not price.is_finite():
+        raise BadPrice(f"a price must be a finite number, got {value!r}")
+    if price < 0:
+        raise BadPrice(f"a price must not be negative, got {value!r}")
+    if price >= LIMIT:
+        raise BadPrice(f"a price must be below 10^78, got {value!r}")
+    if significant_digits(price) > DIGITS:
+        raise BadPrice(f"a price has at most {DIGITS} significant digits, got {value!r}")
     return price
 
 
-def record_manual_price(
-    store: Store, token: str, price: Decimal | str, source: str
-) -> PriceUpdated:
-    """Store a manual price for `token` and queue its `price.updated` event."""
+def check_token(token: str, sources: PriceSources | None = None) -> None:
+    """Refuse a malformed token, and one that a chain source publishes (its next update
+    would overwrite the manual price)."""
     if not TOKEN.match(token):
         raise BadPrice(f"token must be 1 to 32 of A-Z a-z 0-9 . _ -, got {token!r}")
+    owner = sources.owns(token) if sources is not None else None
+    if owner is not None:
+        raise BadPrice(
+            f"token {token} is priced by source {owner.name!r} ({owner.kind}) in {sources}; "
+            "a manual price would be overwritten at its next update"
+        )
+
+
+def record_manual_price(
+    store: Store,
+    token: str,
+    price: Decimal | str,
+    quote: str | None = None,
+    source: str = MANUAL,
+    sources: PriceSources | None = None,
+) -> PriceUpdated:
+    """Store a manual price for `token` and queue its `price.updated` event."""
+    check_token(token, sources)
+    if quote is not None and not TOKEN.match(quote):
+        raise BadPrice(f"quote must be 1 to 32 of A-Z a-z 0-9 . _ -, got {quote!r}")
     exact = parse_price(price)
+    text = _plain(exact)
+    now = datetime.now(UTC)
+    published = int(now.timestamp() * 1000)
     event = PriceUpdated(
         token=token,
-        price=format(exact, "f"),
+        price=text,
         blockNumber=None,
         blockTimestamp=None,
         source=source,
-        publishedAt=int(time.time() * 1000),
+        publishedAt=published,
+        quote=quote,
     )
     with store.writing() as conn:
         conn.execute(
             m.prices.insert().values(
                 token=token,
-                price=exact,
+                price=Decimal(text),
                 block_number=None,
                 log_index=None,
                 source=source,
-                updated_at=datetime.now(UTC),
+                updated_at=now,
+                quote=quote,
+                at_ms=published,
+                feed_updated_at=None,
+                price_key=sort_key(exact),
             )
         )
         store.add_to_outbox(conn, event)
     return event
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal as `priceExact` writes it: no exponent, no trailing fractional zeros."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text

@@ -1,5 +1,5 @@
 """The read side over the database: latest blocks, a block by number, canonical blocks
-between heights, the latest price per token and the reorg that removed a block.
+between heights, prices (latest, history, candles) and the reorg that removed a block.
 
 Workers write these tables (`indexer.store`); this module only reads them. Every
 function takes a SQLAlchemy `Connection` so callers decide where the call runs (the
@@ -36,9 +36,23 @@ class BlockRow:
 class PriceRow:
     token: str
     price: Decimal
-    block_number: int | None
+    block_number: int | None  # null for manual prices
+    log_index: int | None
     source: str
-    updated_at_ms: int  # milliseconds since the epoch
+    updated_at_ms: int  # when it was stored, milliseconds since the epoch
+    at_ms: int  # when it took effect: the block's timestamp, or the publish time
+    quote: str | None
+    feed_updated_at: int | None  # a feed's `updatedAt`, seconds
+
+
+@dataclass(frozen=True)
+class Candle:
+    start_ms: int  # the interval's start, milliseconds since the epoch
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    count: int
 
 
 @dataclass(frozen=True)
@@ -101,30 +115,127 @@ def _price(row: Any) -> PriceRow:
         token=row.token,
         price=Decimal(row.price),
         block_number=None if row.block_number is None else int(row.block_number),
+        log_index=None if row.log_index is None else int(row.log_index),
         source=row.source,
         updated_at_ms=int(updated.timestamp() * 1000) if updated is not None else 0,
+        at_ms=int(row.at_ms),
+        quote=row.quote,
+        feed_updated_at=None if row.feed_updated_at is None else int(row.feed_updated_at),
     )
 
 
+# A token's prices in time order: when each took effect (block timestamp, or publish
+# time for manual prices), then its place in the chain. NULLs (manual prices) count as
+# -1 so both databases order them the same way.
+PRICE_ORDER = (
+    prices.c.at_ms,
+    sa.func.coalesce(prices.c.block_number, -1),
+    sa.func.coalesce(prices.c.log_index, -1),
+    prices.c.id,
+)
+
+
 def latest_price(conn: Connection, token: str) -> PriceRow | None:
-    """The newest row for `token` (the table holds canonical updates only)."""
+    """`token`'s newest row in PRICE_ORDER (the table holds canonical updates only)."""
     row = conn.execute(
-        sa.select(prices).where(prices.c.token == token).order_by(prices.c.id.desc()).limit(1)
+        sa.select(prices)
+        .where(prices.c.token == token)
+        .order_by(*(c.desc() for c in PRICE_ORDER))
+        .limit(1)
+    ).first()
+    return None if row is None else _price(row)
+
+
+def latest_price_before(
+    conn: Connection, token: str, at_ms: int, block_number: int
+) -> PriceRow | None:
+    """`token`'s newest row that took effect before block `block_number` (at `at_ms`):
+    a derived price's leg as of that block."""
+    row = conn.execute(
+        sa.select(prices)
+        .where(
+            prices.c.token == token,
+            sa.tuple_(prices.c.at_ms, sa.func.coalesce(prices.c.block_number, -1))
+            < sa.tuple_(sa.literal(at_ms), sa.literal(block_number)),
+        )
+        .order_by(*(c.desc() for c in PRICE_ORDER))
+        .limit(1)
     ).first()
     return None if row is None else _price(row)
 
 
 def latest_prices(conn: Connection) -> list[PriceRow]:
     """The newest row of every token, sorted by token."""
-    newest = (
-        sa.select(prices.c.token, sa.func.max(prices.c.id).label("id"))
-        .group_by(prices.c.token)
-        .subquery()
+    rank = (
+        sa.func.row_number()
+        .over(partition_by=prices.c.token, order_by=[c.desc() for c in PRICE_ORDER])
+        .label("rank")
     )
+    ranked = sa.select(prices, rank).subquery()
+    rows = conn.execute(sa.select(ranked).where(ranked.c.rank == 1).order_by(ranked.c.token))
+    return [_price(row) for row in rows]
+
+
+def price_history(conn: Connection, token: str, limit: int) -> list[PriceRow]:
+    """`token`'s latest `limit` updates, newest first."""
     rows = conn.execute(
-        sa.select(prices).join(newest, prices.c.id == newest.c.id).order_by(prices.c.token)
+        sa.select(prices)
+        .where(prices.c.token == token)
+        .order_by(*(c.desc() for c in PRICE_ORDER))
+        .limit(limit)
     )
     return [_price(row) for row in rows]
+
+
+def candles(conn: Connection, token: str, interval_ms: int, limit: int) -> list[Candle]:
+    """Open, high, low, close and count of `token`'s updates per `interval_ms`, for the
+    latest `limit` intervals that have any, newest first. Computed in SQL on both
+    databases; high and low compare `price_key` (exact, unlike text or REAL)."""
+    bucket = (prices.c.at_ms // interval_ms).label("bucket")
+    mine = sa.select(prices, bucket).where(prices.c.token == token).subquery()
+    recent = (
+        sa.select(mine.c.bucket).distinct().order_by(mine.c.bucket.desc()).limit(limit)
+    ).subquery()
+    order = (
+        mine.c.at_ms,
+        sa.func.coalesce(mine.c.block_number, -1),
+        sa.func.coalesce(mine.c.log_index, -1),
+        mine.c.id,
+    )
+    part = mine.c.bucket
+
+    def first(column: Any, order_by: Any) -> Any:
+        return sa.func.first_value(column).over(partition_by=part, order_by=order_by)
+
+    inner = (
+        sa.select(
+            mine.c.bucket,
+            first(mine.c.price, list(order)).label("open"),
+            first(mine.c.price, [c.desc() for c in order]).label("close"),
+            first(mine.c.price, mine.c.price_key.desc()).label("high"),
+            first(mine.c.price, mine.c.price_key.asc()).label("low"),
+            sa.func.count().over(partition_by=part).label("n"),
+            sa.func.row_number().over(partition_by=part, order_by=list(order)).label("rank"),
+        )
+        .where(mine.c.bucket.in_(sa.select(recent.c.bucket)))
+        .subquery()
+    )
+    rows = conn.execute(sa.select(inner).where(inner.c.rank == 1).order_by(inner.c.bucket.desc()))
+
+    def exact(value: Any) -> Decimal:  # text on SQLite, NUMERIC on PostgreSQL
+        return Decimal(value)
+
+    return [
+        Candle(
+            int(r.bucket) * interval_ms,
+            exact(r.open),
+            exact(r.high),
+            exact(r.low),
+            exact(r.close),
+            int(r.n),
+        )
+        for r in rows
+    ]
 
 
 def reorg_removing(conn: Connection, number: int, block_hash: str) -> ReorgRow | None:

@@ -44,6 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from indexer import models as m
+from indexer import prices
 from indexer.blocks import fetch
 from indexer.errors import BlockNotFound, ChainpulseError, ReorgTooDeep
 from indexer.events import BlockRef, BlockReorged, BlockSource
@@ -230,7 +231,9 @@ def _apply(
     for data in datas:
         if canonical.get(data.number) not in (None, data.hash):
             raise BlockNotFound(f"block {data.number} changed during the reorg repair; retrying")
-    store.delete_heights(conn, [ref.number for ref in plan.removed])
+    removed_heights = [ref.number for ref in plan.removed]
+    removed_prices = prices.priced_at(conn, removed_heights)
+    store.delete_heights(conn, removed_heights)
     event = BlockReorged(
         depth=len(plan.removed),
         commonAncestor=plan.ancestor,
@@ -248,7 +251,12 @@ def _apply(
         )
     )
     store.add_to_outbox(conn, event)
-    store.save_in(conn, datas, source)
+    saved = store.save_in(conn, datas, source)
+    # Tokens whose updates went with the orphans and that the new blocks do not price
+    # again: announce the price now valid, after the reorg on the stream.
+    repriced = {p.token for p in saved.prices}
+    gone = {t: s for t, s in removed_prices.items() if t not in repriced}
+    store.add_to_outbox(conn, *prices.restore(conn, gone, event.id))
     # A stale orphan may have taken over a transaction row that a canonical block shares
     # (the upsert moves it); deleting the orphan then left that block short of it.
     short = store.incomplete_blocks(conn, lo, hi)

@@ -32,7 +32,10 @@ from indexer.bulk import insert_rows
 from indexer.config import mask_url
 from indexer.db import failure_reason, make_engine, write_options
 from indexer.errors import ChainMismatch, ConfigError, DatabaseBusy, RetryableError
-from indexer.events import BlockIndexed, BlockSource, Entry, Event, Pending, encode
+from indexer.events import BlockIndexed, BlockSource, Entry, Event, Pending, PriceUpdated, encode
+from indexer.prices import record_block_prices
+from indexer.pricing import Pricer
+from indexer.sources import PriceSources
 
 COMMIT_LOCK_KEY = 0x636861696E70  # PostgreSQL advisory lock id for block commits
 
@@ -75,13 +78,20 @@ class Saved:
 
     events: list[BlockIndexed]
     outbox: list[Pending]
+    prices: list[PriceUpdated]
 
 
 class Store:
-    def __init__(self, url: str, engine: Engine | None = None) -> None:
+    """The database. With `sources`, blocks are stored with the prices their logs carry
+    (`indexer.prices`), in the same transaction."""
+
+    def __init__(
+        self, url: str, engine: Engine | None = None, sources: PriceSources | None = None
+    ) -> None:
         self.url = url
         self.engine = engine or make_engine(url)
         self.dialect = self.engine.dialect.name
+        self.pricer = Pricer(sources) if sources is not None else None
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -159,7 +169,7 @@ class Store:
         written: list[BlockIndexed] = []
         numbers = [d.number for d in datas]
         if not numbers:
-            return Saved(written, [])
+            return Saved(written, [], [])
         lo, hi = min(numbers), max(numbers)
         rows = conn.execute(
             sa.select(m.blocks.c.number, m.blocks.c.hash, m.blocks.c.parent_hash).where(
@@ -199,9 +209,10 @@ class Store:
         if replaced:
             self._delete_heights(conn, replaced)
         self._insert(conn, todo)
-        outbox = self.add_to_outbox(conn, *written)
+        priced = record_block_prices(conn, self.pricer, todo) if self.pricer else []
+        outbox = self.add_to_outbox(conn, *written, *priced)
         conn.execute(m.failures.delete().where(m.failures.c.number.in_(numbers)))
-        return Saved(written, outbox)
+        return Saved(written, outbox, priced)
 
     def _insert(self, conn: Connection, datas: Sequence[BlockData]) -> None:
         """Bulk-insert blocks, their transactions (upserted by hash) and their logs."""

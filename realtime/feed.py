@@ -38,6 +38,14 @@ NS = protocol.NAMESPACE
 NO_PRICE_CAP = 10_000  # tokens remembered as having no price
 
 
+def _when(event: PriceUpdated) -> tuple[int, int]:
+    """Where a price sits in time (README, Prices): the block's timestamp and number for
+    chain prices, the publish time for manual ones."""
+    if event.blockNumber is None or event.blockTimestamp is None:
+        return (event.publishedAt, -1)
+    return (event.blockTimestamp * 1000, event.blockNumber)
+
+
 class Feed:
     def __init__(
         self,
@@ -131,16 +139,26 @@ class Feed:
         self.no_price.add(token)
 
     def push_price(self, event: PriceUpdated) -> None:
+        """Push `event` to its room, unless it is history: a backfilled price older than
+        PUSH_WINDOW blocks, or one older than the last price pushed for the token. The
+        price a reorg brings back (`reorgId`) passes both: it is older by nature."""
         self.price_changes += 1
         self.no_price.discard(event.token)
-        highest = self.sequencer.highest
-        if (
-            event.blockNumber is not None
-            and highest is not None
-            and event.blockNumber < highest - self.push_window
-        ):
-            return  # a backfilled price is history, not an update
-        self.prices[event.token] = event
+        if event.reorgId is None:
+            highest = self.sequencer.highest
+            if (
+                event.blockNumber is not None
+                and highest is not None
+                and event.blockNumber < highest - self.push_window
+            ):
+                return  # a backfilled price is history, not an update
+            last = self.prices.get(event.token)
+            if last is not None and _when(event) < _when(last):
+                return  # a worker committed an older block after a newer one
+        if event.price is None:
+            self.prices.pop(event.token, None)  # the reorg left no price
+        else:
+            self.prices[event.token] = event
         pkt = encode_event(NS, "price-update", protocol.price_update(event))
         self.fanout(f"price:{event.token}", pkt, "price-update")
 

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from indexer import queries
 from indexer.heads import read_head
 from indexer.reorg import Halt, halt_in
+from indexer.sources import TOKEN
 from realtime import protocol
 from realtime.admission import client_address
 from realtime.bus import Bus
@@ -41,6 +42,8 @@ StartResponse = Callable[..., Any]
 CLIENT_JS = Path(__file__).resolve().parent.parent / "node_modules/socket.io-client/dist"
 MAX_LIMIT = 100
 MAX_HEIGHT = 2**63 - 1  # the largest BIGINT
+MAX_PRICE_LIMIT = 1000  # updates or candles per /api/prices/<TOKEN> answer
+INTERVALS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000}  # candle widths, ms
 
 
 class HttpApp:
@@ -129,7 +132,33 @@ class HttpApp:
         if path == "/api/prices":
             prices = self.db.read(queries.latest_prices)
             return self._json(start_response, 200, [_price(p) for p in prices], cors)
+        if path.startswith("/api/prices/"):
+            return self._prices(path.removeprefix("/api/prices/"), environ, start_response, cors)
         return self._json(start_response, 404, {"error": "not found"}, cors)
+
+    def _prices(
+        self, rest: str, environ: dict[str, Any], start_response: StartResponse, cors: list[Any]
+    ) -> Iterable[bytes]:
+        """`/api/prices/<TOKEN>` (latest updates, newest first) and
+        `/api/prices/<TOKEN>/candles?interval=1m|5m|1h` (OHLC per interval)."""
+        token, _, tail = rest.partition("/")
+        if not TOKEN.match(token) or tail not in ("", "candles"):
+            return self._json(start_response, 404, {"error": "not found"}, cors)
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        default = "60" if tail else "100"
+        limit = _whole(query.get("limit", [default])[0])
+        if limit is None or not 1 <= limit <= MAX_PRICE_LIMIT:
+            problem = f"limit must be 1..{MAX_PRICE_LIMIT}"
+            return self._json(start_response, 400, {"error": problem}, cors)
+        if not tail:
+            rows = self.db.read(queries.price_history, token, limit)
+            return self._json(start_response, 200, [_price(p) for p in rows], cors)
+        interval = query.get("interval", ["1m"])[0]
+        if interval not in INTERVALS:
+            choices = "|".join(INTERVALS)
+            return self._json(start_response, 400, {"error": f"interval must be {choices}"}, cors)
+        found = self.db.read(queries.candles, token, INTERVALS[interval], limit)
+        return self._json(start_response, 200, [_candle(c) for c in found], cors)
 
     def _ready(self, start_response: StartResponse, cors: list[Any]) -> Iterable[bytes]:
         checks: dict[str, str] = {}
@@ -239,6 +268,22 @@ def _block(row: queries.BlockRow) -> dict[str, Any]:
         "baseFeePerGas": None if row.base_fee_per_gas is None else str(row.base_fee_per_gas),
         "miner": row.miner,
     }
+
+
+def _candle(candle: queries.Candle) -> dict[str, Any]:
+    """One interval: its start (ms), exact decimal strings, and the number of updates."""
+    return {
+        "start": candle.start_ms,
+        "open": _plain(candle.open),
+        "high": _plain(candle.high),
+        "low": _plain(candle.low),
+        "close": _plain(candle.close),
+        "count": candle.count,
+    }
+
+
+def _plain(value: Any) -> str:
+    return format(value, "f")
 
 
 def _price(row: queries.PriceRow) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from indexer.events import BlockIndexed, BlockReorged, PriceUpdated
+from indexer.prices import event_from_row
 from indexer.queries import BlockRow, PriceRow
 
 NAMESPACE = "/realtime"
@@ -81,14 +82,20 @@ def reorg(event: BlockReorged) -> dict[str, Any]:
 
 
 def price_update(event: PriceUpdated, snapshot: bool = False) -> dict[str, Any]:
+    """The `price-update` payload; `quote` and `updatedAt` (feeds) only when known.
+    After a reorg that left a token no price, `price` and `priceExact` are null."""
     payload: dict[str, Any] = {
         "token": event.token,
-        "price": _number(event.price),
+        "price": _number(event.price) if event.price is not None else None,
         "priceExact": event.price,
         "blockNumber": event.blockNumber,
         "source": event.source,
         "timestamp": now_ms(),
     }
+    if event.quote is not None:
+        payload["quote"] = event.quote
+    if event.updatedAt is not None:
+        payload["updatedAt"] = event.updatedAt
     if snapshot:
         payload["snapshot"] = True
     return payload
@@ -101,11 +108,4 @@ def _number(exact: str) -> float | None:
 
 
 def price_event_from_row(row: PriceRow) -> PriceUpdated:
-    return PriceUpdated(
-        token=row.token,
-        price=format(row.price, "f"),
-        blockNumber=row.block_number,
-        blockTimestamp=None,
-        source=row.source,
-        publishedAt=row.updated_at_ms,
-    )
+    return event_from_row(row)

@@ -92,7 +92,7 @@ def build(settings: WorkerSettings) -> JobRunner:
     """One worker process's runner, composed from `settings`."""
     indexer = Indexer(
         node=Node(settings.rpc_urls, settings.rpc_timeout),
-        store=Store(settings.database_url),
+        store=Store(settings.database_url, sources=settings.price_sources),
         bus=EventBus.from_url(settings.redis_url, settings.stream_key, settings.stream_maxlen),
         max_reorg_depth=settings.max_reorg_depth,
     )

@@ -37,7 +37,12 @@ def test_uint256_and_exact_decimal_round_trip(migrated_url: str) -> None:
             )
             conn.execute(
                 m.prices.insert().values(
-                    token="ETH", price=PRICE, source="test", updated_at=sa.func.now()
+                    token="ETH",
+                    price=PRICE,
+                    source="test",
+                    updated_at=sa.func.now(),
+                    at_ms=0,
+                    price_key="2",
                 )
             )
         with store.engine.connect() as conn:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from chainpulse.devnet import free_port, wait_until
 from indexer.events import BlockIndexed, BlockRef, BlockReorged, PriceUpdated, to_fields
+from indexer.exact import sort_key
 from indexer.models import blocks, metadata, prices, reorgs
 from realtime.client import OrderedClient
 from tests.harness.environment import CHAINPULSE, service_env
@@ -102,6 +103,9 @@ def insert_blocks(url: str, numbers: range | list[int], fork: int = 0) -> None:
 
 
 def insert_price(url: str, token: str, price: str, number: int | None) -> None:
+    """A stored price: at block `number` (taken to be `number` seconds after the epoch),
+    or a manual price published now when `number` is None."""
+    now = datetime.now(UTC)
     with sa.create_engine(url).begin() as conn:
         conn.execute(
             prices.insert(),
@@ -111,7 +115,9 @@ def insert_price(url: str, token: str, price: str, number: int | None) -> None:
                 "block_number": number,
                 "log_index": 0 if number is not None else None,
                 "source": "db",
-                "updated_at": datetime.now(UTC),
+                "updated_at": now,
+                "at_ms": number * 1000 if number is not None else int(now.timestamp() * 1000),
+                "price_key": sort_key(Decimal(price)),
             },
         )
 

@@ -1,0 +1,293 @@
+"""The price sources file (contract: DESIGN.md, Prices; README, Prices).
+
+`PRICE_SOURCES` names a TOML file (or JSON, by its `.json` suffix) with one `[[source]]`
+table per source. Loading checks everything a worker would otherwise trip over later:
+a bad file raises `SourcesError`, one line naming the file, the entry and the field, so
+every process that reads it stops at start with that line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from indexer.errors import ConfigError
+
+Kind = Literal["uniswap_v2", "uniswap_v3", "chainlink", "derived"]
+KINDS: tuple[Kind, ...] = ("uniswap_v2", "uniswap_v3", "chainlink", "derived")
+TOKEN = re.compile(r"^[A-Za-z0-9._-]{1,32}$")  # the channel rule of `price:<TOKEN>`
+ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+MAX_DECIMALS = 77  # 10**77 is the largest power of ten below 2**256
+
+_COMMON = {"name", "kind", "token", "quote"}
+_FIELDS: dict[Kind, set[str]] = {
+    "uniswap_v2": _COMMON | {"address", "base", "decimals0", "decimals1", "min_liquidity"},
+    "uniswap_v3": _COMMON | {"address", "base", "decimals0", "decimals1"},
+    "chainlink": _COMMON | {"address", "decimals"},
+    "derived": _COMMON | {"legs"},
+}
+_OPTIONAL = {"min_liquidity"}
+
+
+class SourcesError(ConfigError):
+    """The price sources file cannot be used; the message names file, entry and field."""
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One factor of a derived price: another source's token, inverted when written 1/X."""
+
+    token: str
+    inverted: bool = False
+
+    def __str__(self) -> str:
+        return f"1/{self.token}" if self.inverted else self.token
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    kind: Kind
+    token: str
+    quote: str
+    address: str | None = None  # lowercase; pools and feeds
+    base: Literal["token0", "token1"] | None = None  # pools
+    decimals0: int = 0  # pools
+    decimals1: int = 0
+    decimals: int = 0  # feeds
+    legs: tuple[Leg, ...] = ()  # derived
+    min_liquidity: Decimal | None = None  # uniswap_v2
+
+
+@dataclass(frozen=True)
+class PriceSources:
+    """The sources of one file, checked, with the lookups the decoder needs."""
+
+    path: str
+    sources: tuple[Source, ...]
+    by_token: Mapping[str, Source] = field(compare=False, repr=False)
+    # for each token, the derived sources that depend on it (transitively), in an order
+    # where every derived source comes after the derived sources it is built from
+    dependents: Mapping[str, tuple[Source, ...]] = field(compare=False, repr=False)
+
+    def owns(self, token: str) -> Source | None:
+        """The chain source that publishes `token`, if any."""
+        return self.by_token.get(token)
+
+    def __str__(self) -> str:
+        return self.path
+
+
+def load_sources(path: str) -> PriceSources:
+    """Read and check the file at `path`; raises SourcesError."""
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SourcesError(f"PRICE_SOURCES {path}: cannot read it: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SourcesError(f"PRICE_SOURCES {path}: not UTF-8 text") from None
+    is_json = file.suffix.lower() == ".json"
+    try:
+        document = json.loads(text) if is_json else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        kind = "JSON" if is_json else "TOML"
+        raise SourcesError(f"PRICE_SOURCES {path}: not valid {kind}: {exc}") from None
+    return parse_sources(document, path)
+
+
+def parse_sources(document: Any, path: str) -> PriceSources:
+    """Check a parsed file (`{"source": [...]}`); `path` names it in messages."""
+    where = f"PRICE_SOURCES {path}"
+    if not isinstance(document, dict):
+        raise SourcesError(f"{where}: expected [[source]] tables at the top level")
+    unknown = sorted(set(document) - {"source"})
+    if unknown:
+        raise SourcesError(f"{where}: unknown top-level key {unknown[0]!r} (expected [[source]])")
+    entries = document.get("source")
+    if not isinstance(entries, list) or not entries:
+        raise SourcesError(f"{where}: no [[source]] tables")
+    sources: list[Source] = []
+    names: dict[str, int] = {}
+    tokens: dict[str, int] = {}
+    for number, entry in enumerate(entries, start=1):
+        source = _source(where, number, entry)
+        if source.name in names:
+            raise _bad(
+                where, number, source.name, "name", f"also used by source {names[source.name]}"
+            )
+        if source.token in tokens:
+            raise _bad(
+                where,
+                number,
+                source.name,
+                "token",
+                f"{source.token!r} already has source {tokens[source.token]}: one source per token",
+            )
+        names[source.name] = number
+        tokens[source.token] = number
+        sources.append(source)
+    by_token = {s.token: s for s in sources}
+    order = _derived_order(where, sources, by_token, tokens)
+    return PriceSources(path, tuple(sources), by_token, _dependents(sources, order))
+
+
+def _bad(where: str, number: int, name: str | None, key: str, problem: str) -> SourcesError:
+    label = f"source {number}" + (f" ({name!r})" if name else "")
+    return SourcesError(f"{where}: {label}: field {key!r}: {problem}")
+
+
+def _source(where: str, number: int, entry: Any) -> Source:
+    if not isinstance(entry, dict):
+        raise SourcesError(
+            f"{where}: source {number}: expected a table, got {type(entry).__name__}"
+        )
+    raw_name = entry.get("name")
+    name = raw_name if isinstance(raw_name, str) and raw_name.strip() else None
+
+    def bad(key: str, problem: str) -> SourcesError:
+        return _bad(where, number, name, key, problem)
+
+    if name is None:
+        raise bad("name", "missing" if raw_name is None else "must be a non-empty string")
+    if len(name) > 64:
+        raise bad("name", "at most 64 characters")
+    kind = entry.get("kind")
+    if kind is None:
+        raise bad("kind", "missing")
+    if kind not in KINDS:
+        raise bad("kind", f"unknown kind {kind!r} (expected {', '.join(KINDS)})")
+    kind = cast(Kind, kind)
+    allowed = _FIELDS[kind]
+    for key in entry:
+        if key not in allowed:
+            raise bad(key, f"not a field of a {kind} source")
+    for key in sorted(allowed - _OPTIONAL):
+        if key not in entry:
+            raise bad(key, "missing")
+    token = _word(entry["token"], lambda p: bad("token", p))
+    quote = _word(entry["quote"], lambda p: bad("quote", p))
+    values: dict[str, Any] = {"name": name, "kind": kind, "token": token, "quote": quote}
+    if "address" in allowed:
+        address = entry["address"]
+        if not isinstance(address, str) or not ADDRESS.match(address):
+            raise bad("address", f"expected 0x and 40 hex digits, got {address!r}")
+        values["address"] = address.lower()
+    if "base" in allowed:
+        if entry["base"] not in ("token0", "token1"):
+            raise bad("base", f"expected token0 or token1, got {entry['base']!r}")
+        values["base"] = entry["base"]
+    for key in ("decimals0", "decimals1", "decimals"):
+        if key in allowed:
+            value = entry[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad(key, f"expected a whole number, got {value!r}")
+            if not 0 <= value <= MAX_DECIMALS:
+                raise bad(key, f"expected 0 to {MAX_DECIMALS}, got {value}")
+            values[key] = value
+    if "min_liquidity" in entry:
+        values["min_liquidity"] = _amount(entry["min_liquidity"], lambda p: bad("min_liquidity", p))
+    if kind == "derived":
+        values["legs"] = _legs(entry["legs"], token, lambda p: bad("legs", p))
+    return Source(**values)
+
+
+def _word(value: Any, bad: Any) -> str:
+    if not isinstance(value, str) or not TOKEN.match(value):
+        raise bad(f"expected 1 to 32 of A-Z a-z 0-9 . _ -, got {value!r}")
+    return value
+
+
+def _amount(value: Any, bad: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise bad(f"expected a number, got {value!r}")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise bad(f"expected a number, got {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise bad(f"expected a finite number of at least 0, got {value!r}")
+    return amount
+
+
+def _legs(value: Any, own: str, bad: Any) -> tuple[Leg, ...]:
+    if not isinstance(value, list) or not value:
+        raise bad("expected a non-empty list of tokens")
+    legs = []
+    for item in value:
+        if not isinstance(item, str):
+            raise bad(f"expected tokens as strings, got {item!r}")
+        text = item.strip()
+        inverted = text.startswith("1/")
+        token = text[2:].strip() if inverted else text
+        if not TOKEN.match(token):
+            raise bad(f"{item!r} is not a token (or 1/token)")
+        if token == own:
+            raise bad(f"{item!r} names this source's own token")
+        legs.append(Leg(token, inverted))
+    return tuple(legs)
+
+
+def _derived_order(
+    where: str, sources: list[Source], by_token: Mapping[str, Source], numbers: Mapping[str, int]
+) -> list[Source]:
+    """Derived sources ordered so that each follows those it is built from; refuses a
+    leg that names no source and a cycle."""
+    for source in sources:
+        for leg in source.legs:
+            if leg.token not in by_token:
+                raise _bad(
+                    where,
+                    numbers[source.token],
+                    source.name,
+                    "legs",
+                    f"{str(leg)!r} names no source's token",
+                )
+    order: list[Source] = []
+    state: dict[str, str] = {}  # token -> "visiting" | "done"
+
+    def visit(source: Source, path: list[str]) -> None:
+        if state.get(source.token) == "done":
+            return
+        if state.get(source.token) == "visiting":
+            cycle = " -> ".join([*path[path.index(source.token) :], source.token])
+            raise _bad(where, numbers[source.token], source.name, "legs", f"a cycle: {cycle}")
+        state[source.token] = "visiting"
+        for leg in source.legs:
+            visit(by_token[leg.token], [*path, source.token])
+        state[source.token] = "done"
+        if source.kind == "derived":
+            order.append(source)
+
+    for source in sources:
+        visit(source, [])
+    return order
+
+
+def _dependents(sources: list[Source], order: list[Source]) -> dict[str, tuple[Source, ...]]:
+    uses: dict[str, set[str]] = {s.token: set() for s in sources}  # token -> derived using it
+    for derived in order:
+        for leg in derived.legs:
+            uses[leg.token].add(derived.token)
+
+    def closure(token: str) -> set[str]:
+        found: set[str] = set()
+        todo = [token]
+        while todo:
+            for user in uses[todo.pop()]:
+                if user not in found:
+                    found.add(user)
+                    todo.append(user)
+        return found
+
+    result = {}
+    for source in sources:
+        reached = closure(source.token)
+        result[source.token] = tuple(d for d in order if d.token in reached)
+    return result

@@ -1,0 +1,128 @@
+"""Decoding Sync, Initialize, Swap and AnswerUpdated logs, and derived prices, checked
+against values computed here with Fraction."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from indexer.exact import round_exact
+from indexer.pricing import ANSWER_UPDATED, INITIALIZE_V3, SWAP_V3, SYNC, Pricer
+from indexer.sources import parse_sources
+
+PAIR = "0x" + "11" * 20
+POOL = "0x" + "22" * 20
+FEED = "0x" + "33" * 20
+
+
+def sources(**overrides: Any) -> Pricer:
+    entries = [
+        {"name": "pair", "kind": "uniswap_v2", "token": "WETH", "quote": "USDC",
+         "address": PAIR, "base": "token0", "decimals0": 18, "decimals1": 6},
+        {"name": "pool", "kind": "uniswap_v3", "token": "UNI", "quote": "WETH",
+         "address": POOL, "base": "token1", "decimals0": 6, "decimals1": 18},
+        {"name": "feed", "kind": "chainlink", "token": "ETH", "quote": "USD",
+         "address": FEED, "decimals": 8},
+        {"name": "uni-usd", "kind": "derived", "token": "UNI-USD", "quote": "USD",
+         "legs": ["UNI", "ETH"]},
+        {"name": "usd-in-eth", "kind": "derived", "token": "USD-ETH", "quote": "ETH",
+         "legs": ["1/ETH"]},
+    ]  # fmt: skip
+    for entry in entries:
+        entry.update(overrides.get(entry["name"], {}))
+    return Pricer(parse_sources({"source": entries}, "test.toml"))
+
+
+def word(value: int) -> str:
+    return f"{value % 2**256:064x}"
+
+
+def log(
+    address: str, topic0: str, words: list[int], index: int = 0, topic1: str | None = None
+) -> dict[str, Any]:
+    return {
+        "block_number": 7,
+        "log_index": index,
+        "address": address,
+        "topic0": topic0,
+        "topic1": topic1,
+        "data": "0x" + "".join(word(w) for w in words),
+    }
+
+
+def nothing(_token: str) -> str | None:
+    return None
+
+
+def test_sync_prices_token0_in_token1() -> None:
+    r0, r1 = 3 * 10**18, 10_000 * 10**6 + 1  # 3 WETH, 10,000.000001 USDC: 3,333.33…
+    [update] = sources().updates([log(PAIR, SYNC, [r0, r1])], nothing)
+    assert update.token == "WETH" and update.quote == "USDC" and update.source == "pair"
+    assert update.price == round_exact(Fraction(r1, 10**6) / Fraction(r0, 10**18))
+    assert update.price == "3333.333333666666666666666666666666666667"
+
+
+def test_sync_with_base_token1_inverts() -> None:
+    pricer = sources(pair={"base": "token1"})
+    r0, r1 = 2**112 - 1, 7  # a uint112 maximum reserve
+    [update] = pricer.updates([log(PAIR, SYNC, [r0, r1])], nothing)
+    assert update.price == round_exact(Fraction(r0, 10**18) / Fraction(r1, 10**6))
+
+
+def test_a_zero_reserve_or_a_thin_pool_publishes_nothing() -> None:
+    assert sources().updates([log(PAIR, SYNC, [0, 5])], nothing) == []
+    thin = sources(pair={"min_liquidity": 1000})  # whole USDC on the quote side
+    assert thin.updates([log(PAIR, SYNC, [10**18, 999 * 10**6])], nothing) == []
+    assert len(thin.updates([log(PAIR, SYNC, [10**18, 1000 * 10**6])], nothing)) == 1
+
+
+def test_swap_and_initialize_use_sqrt_price() -> None:
+    s = 2**160 - 1  # near the uint160 maximum
+    swap = log(POOL, SWAP_V3, [-5, 7, s, 10**20, 2**24 - 3], index=1)
+    init = log(POOL, INITIALIZE_V3, [2**96, 0], index=0)
+    first, second = sources().updates([init, swap], nothing)
+    # base token1 inverts token0-in-token1 = s^2 / 2^192 * 10^(6 - 18)
+    assert first.price == round_exact(1 / (Fraction(1) * Fraction(10) ** (6 - 18)))
+    assert second.price == round_exact(1 / (Fraction(s * s, 2**192) * Fraction(10) ** -12))
+    assert sources().updates([log(POOL, INITIALIZE_V3, [0, 0])], nothing) == []
+
+
+def test_answer_updated_reads_the_signed_answer_from_topic_one() -> None:
+    negative = "0x" + word(-12_345_678_901)
+    update, inverse = sources().updates(
+        [log(FEED, ANSWER_UPDATED, [1_700_000_000], topic1=negative)], nothing
+    )
+    assert update.price == "-123.45678901"
+    assert inverse.token == "USD-ETH" and inverse.price == round_exact(
+        Fraction(-(10**8), 12_345_678_901)
+    )
+    assert update.updated_at == 1_700_000_000
+
+
+def test_derived_follows_each_leg_with_the_others_latest() -> None:
+    pricer = sources()
+    feed = log(FEED, ANSWER_UPDATED, [1], index=0, topic1="0x" + word(2000 * 10**8))
+    s = 2**96 * 3
+    pool = log(POOL, SWAP_V3, [0, 0, s, 0, 0], index=1)
+    latest = {"UNI": "0.5"}.get
+    updates = pricer.updates([feed], latest)
+    assert [(u.token, u.price) for u in updates] == [
+        ("ETH", "2000"),
+        ("UNI-USD", "1000"),  # UNI's latest before the block, times the new ETH
+        ("USD-ETH", "0.0005"),
+    ]
+    updates = pricer.updates([feed, pool], latest)
+    uni = round_exact(1 / (Fraction(s * s, 2**192) * Fraction(10) ** -12))
+    assert updates[-1].token == "UNI-USD" and updates[-1].log_index == 1
+    assert updates[-1].price == round_exact(Fraction(uni) * 2000)
+
+
+def test_a_zero_leg_to_invert_and_a_missing_leg_publish_nothing() -> None:
+    pricer = sources()
+    zero = log(FEED, ANSWER_UPDATED, [1], topic1="0x" + word(0))
+    assert [u.token for u in pricer.updates([zero], nothing)] == ["ETH"]
+
+
+def test_a_malformed_log_is_skipped() -> None:
+    short = log(PAIR, SYNC, [1])  # one word where Sync has two
+    assert sources().updates([short], nothing) == []
