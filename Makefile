@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 UV_VERSION := 0.13.9
 
-.PHONY: dev test lint typecheck unit deps redis-server clean bench lock
+.PHONY: dev test lint typecheck unit deps redis-server clean bench lock contracts
 
 deps: $(VENV)/.installed node_modules/.installed redis-server
 
@@ -67,6 +67,11 @@ unit: $(VENV)/.installed
 
 dev: deps
 	$(BIN)/chainpulse dev
+
+# Compile the test contracts (chainpulse/contracts/*.sol) with the pinned solc-js into
+# the committed artifacts.json; a test checks that the two agree.
+contracts: node_modules/.installed
+	node chainpulse/contracts/build.js
 
 bench: deps
 	$(BIN)/python bench/backfill/run.py

@@ -153,18 +153,28 @@ def price() -> None:
 @friendly_errors
 def price_set(token_name: str, value: str, quote: str | None) -> None:
     """Store and publish a manual price for TOKEN (`source: manual`)."""
+    from indexer import outbox
+    from indexer.bus import BusUnavailable, EventBus
     from indexer.prices import record_manual_price
     from indexer.store import Store
 
     s = settings()
     store = Store(s.database_url)
+    bus = EventBus.from_url(s.redis_url, s.stream_key, s.stream_maxlen)
     try:
         store.check_schema()
         event = record_manual_price(store, token_name, value, quote, sources=s.price_sources)
+        unit = f" {event.quote}" if event.quote else ""
+        stored = f"{event.token} = {event.price}{unit} (manual)"
+        try:
+            outbox.relay(store, bus)
+        except BusUnavailable as exc:
+            click.echo(f"{stored} stored; Redis did not answer ({exc}): a worker publishes it")
+            return
+        click.echo(f"{stored}, published to price:{event.token}")
     finally:
         store.dispose()
-    unit = f" {event.quote}" if event.quote else ""
-    click.echo(f"{event.token} = {event.price}{unit} (manual), published to price:{event.token}")
+        bus.client.close()
 
 
 @cli.group()

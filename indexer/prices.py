@@ -64,11 +64,13 @@ def record_block_prices(
             return None if row is None else format(row.price, "f")
 
         updates = pricer.updates(data.logs, latest)
-        last: dict[str, Update] = {}
-        for update in updates:
+        last: dict[str, tuple[int, Update]] = {}
+        for position, update in enumerate(updates):
             rows.append(_row(update, number, at_ms, now))
-            last[update.token] = update
-        for token, update in last.items():
+            last[update.token] = (position, update)
+        # in chain order: where each token's last update of the block sits
+        for _, update in sorted(last.values(), key=lambda item: item[0]):
+            token = update.token
             batch[token] = update.price
             events.append(
                 PriceUpdated(

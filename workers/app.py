@@ -16,10 +16,12 @@ timeout (checked in `WorkerSettings`).
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from celery import Celery
 
+from indexer.errors import ConfigError
 from workers import transport
 from workers.config import WorkerSettings
 from workers.jobs import QUEUE, TASK, broker_options
@@ -73,4 +75,11 @@ def default_concurrency() -> int:
 def _from_environment(sender: Celery, **_: Any) -> None:
     # `in` asks the pending configuration without finalising it (which would recurse)
     if SETTINGS_KEY not in sender.conf:
-        configure(sender, WorkerSettings.from_env())
+        try:
+            settings = WorkerSettings.from_env()
+        except ConfigError as exc:
+            # Celery reads its configuration inside handlers that would swallow the
+            # error and start on its defaults: stop here with the one line instead.
+            print(f"chainpulse: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        configure(sender, settings)

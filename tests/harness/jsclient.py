@@ -1,0 +1,97 @@
+"""The official JavaScript socket.io-client (from node_modules), subscribed to price
+rooms, recording every event it receives as a JSON line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = r"""
+const { io } = require(process.argv[2]);
+const url = process.argv[3];
+const tokens = JSON.parse(process.argv[4]);
+const out = (event, data) => process.stdout.write(JSON.stringify({ event, data }) + "\n");
+const socket = io(url + "/realtime", { transports: ["websocket"], reconnection: false });
+for (const event of ["connected", "new-block", "price-update", "reorg", "exception"]) {
+  socket.on(event, (data) => out(event, data));
+}
+socket.on("connect_error", (err) => out("connect_error", err.message));
+socket.once("connected", () => {
+  for (const token of tokens) {
+    socket.emit("subscribe", { channel: `price:${token}` }, (ack) => out("ack", ack));
+  }
+});
+process.stdin.on("data", () => { socket.disconnect(); process.exit(0); });
+"""
+
+
+class JsClient:
+    """`node` running socket.io-client against `url`, subscribed to `tokens`' rooms."""
+
+    def __init__(self, url: str, tokens: list[str], directory: Path) -> None:
+        script = directory / "price-client.js"
+        script.write_text(SCRIPT)
+        self.process = subprocess.Popen(
+            [
+                "node",
+                str(script),
+                str(ROOT / "node_modules/socket.io-client"),
+                url,
+                json.dumps(tokens),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.events: list[tuple[str, Any]] = []
+        self._lines: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            item = json.loads(line)
+            with self._lock:
+                self.events.append((item["event"], item["data"]))
+
+    def of(self, event: str) -> list[Any]:
+        with self._lock:
+            return [data for name, data in self.events if name == event]
+
+    def wait(self, predicate: Any, timeout: float, what: str) -> Any:
+        """The first `price-update` (or other event data) for which `predicate(event,
+        data)` holds, waiting up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                for name, data in self.events:
+                    if predicate(name, data):
+                        return data
+            time.sleep(0.05)
+        with self._lock:
+            seen = self.events[-10:]
+        raise AssertionError(f"JS client: no {what} within {timeout} s; last events {seen}")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            assert self.process.stdin is not None
+            self.process.stdin.write("bye\n")
+            self.process.stdin.flush()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError, ValueError):
+                if pipe is not None:
+                    pipe.close()

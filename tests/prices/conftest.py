@@ -1,0 +1,104 @@
+"""The chain prices tests' market: anvil with the test pair, a second pair, the pool
+and the feed deployed, a price sources file for them, and the stack over it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chainpulse.contracts import Contracts
+from chainpulse.devnet import RedisServer
+from tests.harness.stack import Stack
+from tests.harness.stack import stack as make_stack
+
+SETTINGS = {
+    "ETH_RPC_TIMEOUT": "3",
+    "POLL_INTERVAL": "0.1",
+    "FOLLOWER_LOCK_TTL": "2",
+    "VISIBILITY_TIMEOUT": "10",
+    "RETRY_BACKOFF_MAX": "2",
+    "TASK_MAX_RETRIES": "20",
+}
+
+
+@dataclass
+class Market:
+    stack: Stack
+    contracts: Contracts
+    pair: str  # WETH in USDC: token0 WETH (18 decimals), token1 USDC (6)
+    pair2: str  # DAI in USDC: token0 USDC (6), token1 DAI (18), so base token1
+    pool: str  # UNI in WETH, V3
+    feed: str  # ETH in USD, 8 decimals
+    sources: Path
+
+
+SOURCES = """
+[[source]]
+name = "weth-usdc"
+kind = "uniswap_v2"
+token = "WETH"
+quote = "USDC"
+address = "{pair}"
+base = "token0"
+decimals0 = 18
+decimals1 = 6
+
+[[source]]
+name = "usdc-dai"
+kind = "uniswap_v2"
+token = "DAI"
+quote = "USDC"
+address = "{pair2}"
+base = "token1"
+decimals0 = 6
+decimals1 = 18
+
+[[source]]
+name = "uni-weth"
+kind = "uniswap_v3"
+token = "UNI"
+quote = "WETH"
+address = "{pool}"
+base = "token0"
+decimals0 = 18
+decimals1 = 18
+
+[[source]]
+name = "eth-usd"
+kind = "chainlink"
+token = "ETH"
+quote = "USD"
+address = "{feed}"
+decimals = 8
+
+[[source]]
+name = "uni-usd"
+kind = "derived"
+token = "UNI-USD"
+quote = "USD"
+legs = ["UNI", "ETH"]
+"""
+
+
+def deploy_market(s: Stack, directory: Path) -> Market:
+    contracts = Contracts(s.anvil)
+    pair = contracts.deploy("TestPair", 10**18, 10**6)
+    pair2 = contracts.deploy("TestPair", 10**6, 10**18)
+    pool = contracts.deploy("TestPool")
+    feed = contracts.deploy("TestFeed")
+    path = directory / "prices.toml"
+    path.write_text(SOURCES.format(pair=pair, pair2=pair2, pool=pool, feed=feed))
+    s.variables["PRICE_SOURCES"] = str(path)
+    return Market(s, contracts, pair, pair2, pool, feed, path)
+
+
+@pytest.fixture
+def market(tmp_path: Path, redis_server: RedisServer) -> Iterator[Market]:
+    """The market on SQLite, with a worker running on it."""
+    with make_stack("sqlite", tmp_path, redis_server, **SETTINGS) as s:
+        m = deploy_market(s, tmp_path)
+        s.start_worker(wait=False, loglevel="info")
+        yield m

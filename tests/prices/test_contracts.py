@@ -1,0 +1,39 @@
+"""The test contracts: the committed artifacts are what the pinned solc-js compiles the
+sources to, and their events are the ones the price decoder reads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from eth_utils import keccak
+
+from chainpulse.contracts import artifacts
+from indexer.pricing import ANSWER_UPDATED, INITIALIZE_V3, SWAP_V3, SYNC
+from tests.harness.environment import ROOT
+
+
+def test_the_artifacts_match_the_sources() -> None:
+    done = subprocess.run(
+        ["node", str(ROOT / "chainpulse/contracts/build.js"), "--check"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    pinned = json.loads((ROOT / "package.json").read_text())["dependencies"]["solc"]
+    compiled = json.loads((ROOT / "chainpulse/contracts/artifacts.json").read_text())
+    assert compiled["compiler"].startswith(pinned + "+")
+
+
+def topics(name: str) -> set[str]:
+    found = set()
+    for item in artifacts()[name]["abi"]:
+        if item["type"] == "event":
+            types = ",".join(arg["type"] for arg in item["inputs"])
+            found.add("0x" + keccak(text=f"{item['name']}({types})").hex())
+    return found
+
+
+def test_the_contracts_emit_what_the_decoder_reads() -> None:
+    assert topics("TestPair") == {SYNC}
+    assert topics("TestPool") == {INITIALIZE_V3, SWAP_V3}
+    assert topics("TestFeed") == {ANSWER_UPDATED}
