@@ -1,8 +1,10 @@
 """The benchmark's fixture chain: built once on anvil, saved as an anvil state dump.
 
-Block 1 deploys the log-emitting contract; blocks 2..N+1 carry the load: `txs`
-transactions each, about `log_share` of them calls that emit one log, plus a revert
-every `revert_every` blocks and a deployment every `deploy_every` blocks. The dump and
+Block 1 deploys the log-emitting contract, the test pair and the test feed; blocks
+2..N+1 carry the load: `txs` transactions each, about `log_share` of them calls that
+emit one log, plus a revert every `revert_every` blocks and a deployment every
+`deploy_every` blocks, and in all but every `quiet_every`-th block a swap on the pair
+(a `Sync`) and a new feed answer (an `AnswerUpdated`): price updates in most blocks. The dump and
 a small JSON of expected counts live under `bench/.fixtures/`, keyed by these
 parameters and the anvil version, so a later run with the same parameters loads it
 instead of building it again.
@@ -19,10 +21,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from chainpulse.devnet import Activity, Anvil, anvil_binary
+from chainpulse.contracts import Contracts
+from chainpulse.devnet import PINGER_INIT, Activity, Anvil, anvil_binary
+from indexer.pricing import ANSWER_UPDATED, SYNC
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".fixtures"
-FORMAT = 1  # bump when the way the chain is built changes
+FORMAT = 2  # bump when the way the chain is built changes
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Spec:
     log_share: float = 0.6
     revert_every: int = 5
     deploy_every: int = 25
+    quiet_every: int = 5  # blocks without price updates: one in this many
 
     @property
     def first(self) -> int:
@@ -45,7 +50,12 @@ class Spec:
         return (
             f"chain-f{FORMAT}-anvil{anvil_version}-b{self.blocks}-t{self.txs}"
             f"-l{round(self.log_share * 100)}-r{self.revert_every}-d{self.deploy_every}"
+            f"-q{self.quiet_every}"
         )
+
+    def priced(self, i: int) -> bool:
+        """Whether load block `i` (0-based) carries price updates."""
+        return i % self.quiet_every != self.quiet_every - 1
 
 
 @dataclass
@@ -64,6 +74,9 @@ class Fixture:
     probe_block: int
     probe_hash: str
     build_seconds: float
+    pair: str  # the test pair (token0 18 decimals, token1 6)
+    feed: str  # the test feed (8 decimals)
+    price_updates: int  # Sync and AnswerUpdated logs in first..last
     built_now: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -115,16 +128,41 @@ def build(spec: Spec, state_path: Path, log: Any = print) -> Fixture:
     deadline = started + 120 + spec.blocks * spec.txs * 0.01  # generous: ~0.4 ms/tx seen
     with Anvil(extra_args=["--accounts", "20"]) as node:
         activity = Activity(node)
-        activity.deploy_pinger()  # block 1, automine
-        if node.head() != 1:
-            raise RuntimeError(f"expected the contract in block 1, head is {node.head()}")
+        contracts = Contracts(node)
         node.call("evm_setAutomine", False)
+        deployments = [
+            {"from": activity.accounts[0], "data": PINGER_INIT, "gas": hex(200_000)},
+            contracts.deployment("TestPair", 1000 * 10**18, 2_000_000 * 10**6),
+            contracts.deployment("TestFeed"),
+        ]
+        hashes = node.batch([("eth_sendTransaction", [tx]) for tx in deployments])
+        node.mine()  # block 1
+        receipts = node.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+        pinger, pair, feed = (str(r["contractAddress"]).lower() for r in receipts)
+        activity.pinger = pinger
+        contracts.kinds.update({pair: "TestPair", feed: "TestFeed"})
+        if node.head() != 1:
+            raise RuntimeError(f"expected the contracts in block 1, head is {node.head()}")
         for i in range(spec.blocks):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"fixture build passed its deadline at block {i}")
             reverts = 1 if i % spec.revert_every == 0 else 0
             deploys = 1 if i % spec.deploy_every == 0 else 0
-            node.batch(activity.transactions(spec.txs, spec.log_share, reverts, deploys))
+            calls = activity.transactions(spec.txs, spec.log_share, reverts, deploys)
+            if spec.priced(i):
+                calls.append(
+                    (
+                        "eth_sendTransaction",
+                        [contracts.transaction(pair, "swap", 10**17, i % 2 == 0)],
+                    )
+                )
+                calls.append(
+                    (
+                        "eth_sendTransaction",
+                        [contracts.transaction(feed, "submit", 2000 * 10**8 + i)],
+                    )
+                )
+            node.batch(calls)
             node.mine()
             if (i + 1) % 500 == 0:
                 log(f"  {i + 1} blocks in {time.monotonic() - started:.1f} s")
@@ -160,6 +198,9 @@ def build(spec: Spec, state_path: Path, log: Any = print) -> Fixture:
         probe_block=probe,
         probe_hash=probe_hash,
         build_seconds=round(seconds, 1),
+        pair=pair,
+        feed=feed,
+        price_updates=counts["price_updates"],
         built_now=True,
     )
     log(
@@ -171,7 +212,8 @@ def build(spec: Spec, state_path: Path, log: Any = print) -> Fixture:
 
 def _count(node: Anvil, spec: Spec) -> dict[str, Any]:
     per_block: dict[int, int] = {}
-    totals = {"transactions": 0, "logs": 0, "reverted": 0, "deployments": 0}
+    totals = {"transactions": 0, "logs": 0, "reverted": 0, "deployments": 0, "price_updates": 0}
+    price_topics = {SYNC, ANSWER_UPDATED}
     numbers = list(range(spec.first, spec.last + 1))
     for start in range(0, len(numbers), 50):
         chunk = numbers[start : start + 50]
@@ -181,6 +223,9 @@ def _count(node: Anvil, spec: Spec) -> dict[str, Any]:
             totals["transactions"] += len(block_receipts)
             for r in block_receipts:
                 totals["logs"] += len(r["logs"])
+                totals["price_updates"] += sum(
+                    1 for x in r["logs"] if x["topics"] and x["topics"][0] in price_topics
+                )
                 totals["reverted"] += r["status"] == "0x0"
                 totals["deployments"] += r.get("contractAddress") is not None
     return {"per_block": per_block, **totals}
@@ -205,3 +250,28 @@ def start_node(fixture: Fixture) -> Anvil:
         raise
     print(f"anvil: restored {fixture.head} blocks in {time.monotonic() - started:.1f} s")
     return node
+
+
+def sources_file(fixture: Fixture, path: Path) -> Path:
+    """A price sources file for the fixture's pair and feed."""
+    path.write_text(
+        f"""[[source]]
+name = "pair"
+kind = "uniswap_v2"
+token = "WETH"
+quote = "USDC"
+address = "{fixture.pair}"
+base = "token0"
+decimals0 = 18
+decimals1 = 6
+
+[[source]]
+name = "feed"
+kind = "chainlink"
+token = "ETH"
+quote = "USD"
+address = "{fixture.feed}"
+decimals = 8
+"""
+    )
+    return path

@@ -71,7 +71,9 @@ def run_pipeline(
     profile_dir: Path | None = None,
     log: object = print,
 ) -> PipelineResult:
-    """Backfill the fixture range into a fresh `kind` database; time and verify it."""
+    """Backfill the fixture range into a fresh `kind` database; time and verify it.
+    With PRICE_SOURCES in `extra_env` the price rows are verified too, and the result is
+    labelled `<kind>+prices`."""
     say = log if callable(log) else print
     workdir = Path(tempfile.mkdtemp(prefix=f"chainpulse-bench-{kind}-"))
     logs = workdir / "logs"
@@ -139,9 +141,10 @@ def run_pipeline(
                     spy.send_signal(signal.SIGINT)
             stop(worker, grace=20, group=True)
             rows = _count_rows(db_url, fixture)
-            _check(rows, fixture, kind)
+            priced = bool(env.get("PRICE_SOURCES"))
+            _check(rows, fixture, kind, priced)
             return PipelineResult(
-                kind,
+                f"{kind}+prices" if priced else kind,
                 f"celery prefork x{concurrency}",
                 rows["blocks"],
                 rows["transactions"],
@@ -264,13 +267,15 @@ def _count_rows(db_url: str, fixture: Fixture) -> dict[str, int]:
                     "SELECT count(*) FROM transactions WHERE contract_address IS NOT NULL"
                     " AND block_number BETWEEN :lo AND :hi"
                 ),
+                "prices": one("SELECT count(*) FROM prices WHERE block_number BETWEEN :lo AND :hi"),
             }
     finally:
         engine.dispose()
 
 
-def _check(rows: dict[str, int], fixture: Fixture, kind: str) -> None:
+def _check(rows: dict[str, int], fixture: Fixture, kind: str, priced: bool) -> None:
     expected = {
+        "prices": fixture.price_updates if priced else 0,
         "blocks": fixture.last - fixture.first + 1,
         "tx_count": fixture.transactions,
         "transactions": fixture.transactions,

@@ -11,6 +11,9 @@ Phases, each bounded by a timeout, all on loopback:
   (a')     web3.py with its default decoding, on a sample, for reference
   (b)      `chainpulse backfill FROM TO --wait` with real Celery workers, on PostgreSQL
            and then on SQLite; rows counted against the fixture
+  (b+p)    the same with PRICE_SOURCES naming the fixture's pair and feed (price updates
+           in four blocks of five), run right after (b) on each database: the cost of
+           price decoding, measured in the same run (target: at most 5% on PostgreSQL)
 Then one table with blocks/s, transactions/s, (b)/(a) and the targets.
 """
 
@@ -30,7 +33,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.backfill.fetch import FetchResult, raw_fetch, sweep, web3_fetch  # noqa: E402
-from bench.backfill.fixture import FIXTURES, Spec, anvil_version, load_or_build, start_node  # noqa: E402
+from bench.backfill.fixture import (  # noqa: E402
+    FIXTURES,
+    Spec,
+    anvil_version,
+    load_or_build,
+    sources_file,
+    start_node,
+)
 from bench.backfill.pipeline import PipelineResult, run_pipeline  # noqa: E402
 from bench.backfill.profile import summarize_profiles  # noqa: E402
 from bench.cpu import Groups, Usage, wait_for_quiet  # noqa: E402
@@ -41,6 +51,7 @@ RESULTS = ROOT / "bench" / "results"
 ETL_PASSES = (88.0, 74.0)  # blocks/s, recorded in issue 2: blocks+txs pass, receipts+logs pass
 ETL_TOGETHER = 1 / sum(1 / x for x in ETL_PASSES)  # about 40 blocks/s
 TARGET_RATIO = 0.70
+PRICE_COST_TARGET = 0.05  # price decoding may cost at most 5% of backfill throughput
 NOISY = 0.3  # cores used by others above which a verdict is flagged unreliable
 
 
@@ -91,6 +102,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quiet-threshold", type=float, default=0.15, help="cores others may use (default 0.15)"
     )
     p.add_argument("--rebuild", action="store_true", help="rebuild the fixture even if saved")
+    p.add_argument(
+        "--prices",
+        choices=("both", "off", "only"),
+        default="both",
+        help="(b) without price decoding, (b+p) with it: both (default), off, only",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.blocks = args.blocks or 100
@@ -170,42 +187,53 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         if not args.skip_pipeline:
+            sources = sources_file(fixture, FIXTURES / f"{spec.key(anvil_version())}.prices.toml")
+            variants = {"both": [False, True], "off": [False], "only": [True]}[args.prices]
             for kind in args.databases.split(","):
                 if kind == "postgresql" and not port_open(5432):
                     errors[kind] = "no PostgreSQL answers on 127.0.0.1:5432"
                     print(f"(b) {kind}: skipped: {errors[kind]}")
                     continue
-                best: PipelineResult | None = None
+                best: dict[bool, PipelineResult] = {}
+                failed = False
+                # with and without prices alternate, so that both see the same machine
                 for _ in range(args.repeat):
-                    print(f"(b) {kind}: backfill {first}..{last}, prefork x{args.concurrency} ...")
-                    quiet()
-                    try:
-                        result = run_pipeline(
-                            kind,
-                            fixture,
-                            node.url,
-                            anvil_pid,
-                            args.concurrency,
-                            timeout,
-                            extra_env,
-                            args.profile,
+                    for priced in variants:
+                        label = f"{kind}+prices" if priced else kind
+                        env = {**extra_env, **({"PRICE_SOURCES": str(sources)} if priced else {})}
+                        workers = f"prefork x{args.concurrency}"
+                        print(f"(b) {label}: backfill {first}..{last}, {workers} ...")
+                        quiet()
+                        try:
+                            result = run_pipeline(
+                                kind,
+                                fixture,
+                                node.url,
+                                anvil_pid,
+                                args.concurrency,
+                                timeout,
+                                env,
+                                args.profile,
+                            )
+                        except Exception as exc:  # report it in the table and go on
+                            errors[label] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                            print(f"(b) {label}: FAILED: {exc}")
+                            failed = True
+                            break
+                        assert result.usage is not None
+                        print(
+                            f"(b) {label}: {result.blocks_per_s:.1f} blocks/s, rows verified; "
+                            f"{result.usage.describe()}\n    {result.timeline}"
                         )
-                    except Exception as exc:  # report it in the table and go on
-                        errors[kind] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-                        print(f"(b) {kind}: FAILED: {exc}")
+                        if priced not in best or result.blocks_per_s > best[priced].blocks_per_s:
+                            best[priced] = result
+                    if failed:
                         break
+                for result in best.values():
+                    errors.pop(result.label, None)
+                    results.append(result)
                     assert result.usage is not None
-                    print(
-                        f"(b) {kind}: {result.blocks_per_s:.1f} blocks/s, rows verified; "
-                        f"{result.usage.describe()}\n    {result.timeline}"
-                    )
-                    if best is None or result.blocks_per_s > best.blocks_per_s:
-                        best = result
-                if best is not None:
-                    errors.pop(kind, None)
-                    results.append(best)
-                    assert best.usage is not None
-                    usages[kind] = best.usage
+                    usages[result.label] = result.usage
     finally:
         node.stop()
 
@@ -243,6 +271,8 @@ def table(
         "web3": "(a') web3.py default decoding",
         "postgresql": "(b)  chainpulse -> PostgreSQL",
         "sqlite": "(b)  chainpulse -> SQLite",
+        "postgresql+prices": "(b+p) PostgreSQL, with prices",
+        "sqlite+prices": "(b+p) SQLite, with prices",
     }
     lines = [
         f"backfill benchmark: {args.blocks} blocks x {args.txs} txs "
@@ -326,6 +356,22 @@ def table(
             f"{r.blocks_per_s:6.1f}  "
             + ("PASS" if r.blocks_per_s > ETL_TOGETHER else "FAIL")
             + noisy(r.label)
+        )
+    for kind, name in (("postgresql", "PostgreSQL"), ("sqlite", "SQLite")):
+        plain = next((r for r in results if r.label == kind), None)
+        priced = next((r for r in results if r.label == f"{kind}+prices"), None)
+        if plain is None or priced is None:
+            continue
+        cost = 1 - priced.blocks_per_s / plain.blocks_per_s
+        verdict = ""
+        if kind == "postgresql":
+            verdict = "  PASS" if cost <= PRICE_COST_TARGET else "  FAIL"
+            verdict += noisy(kind, f"{kind}+prices")
+        target = f"<= {PRICE_COST_TARGET:.0%}" if kind == "postgresql" else "(no target)"
+        lines.append(
+            f"  price decoding cost, {name + ' ':11s}{target:12s}: {cost:6.1%} "
+            f"({priced.blocks_per_s:.1f} vs {plain.blocks_per_s:.1f} blocks/s, "
+            f"{priced.rows.get('prices', 0)} price rows){verdict}"
         )
     return "\n".join(lines)
 

@@ -39,15 +39,17 @@ class Contracts:
         self.sender = sender or anvil.accounts()[0]
         self.kinds: dict[str, str] = {}  # address -> contract name
 
-    def deploy(self, name: str, *args: Any) -> str:
-        """Deploy contract `name` with constructor `args`, mined at once; its address."""
+    def deployment(self, name: str, *args: Any) -> dict[str, str]:
+        """The `eth_sendTransaction` parameters that deploy `name` with `args`."""
         spec = artifacts()[name]
         data = spec["bytecode"]
         if args:
             data += encode(_types(spec["abi"], "constructor"), list(args)).hex()
-        tx = self.anvil.call(
-            "eth_sendTransaction", {"from": self.sender, "data": data, "gas": hex(3_000_000)}
-        )
+        return {"from": self.sender, "data": data, "gas": hex(3_000_000)}
+
+    def deploy(self, name: str, *args: Any) -> str:
+        """Deploy contract `name` with constructor `args`, mined at once; its address."""
+        tx = self.anvil.call("eth_sendTransaction", self.deployment(name, *args))
         receipt = self._mined(tx)
         address = str(receipt["contractAddress"]).lower()
         self.kinds[address] = name

@@ -32,6 +32,16 @@ from tests.harness.environment import CHAINPULSE, service_env
 from tests.harness.worker import Worker
 from workers.jobs import broker
 
+# Short timeouts for stacks that follow the head: failures show within seconds.
+FOLLOWING = {
+    "ETH_RPC_TIMEOUT": "3",
+    "POLL_INTERVAL": "0.1",
+    "FOLLOWER_LOCK_TTL": "2",
+    "VISIBILITY_TIMEOUT": "10",
+    "RETRY_BACKOFF_MAX": "2",
+    "TASK_MAX_RETRIES": "20",
+}
+
 
 def fresh_redis(server: RedisServer) -> str:
     """The URL of `server`, started again if a test stopped it, and emptied."""
@@ -125,7 +135,9 @@ class Stack:
         """A follower in a thread, on this stack's settings with `changes`."""
         settings = self.settings.with_(**changes) if changes else self.settings
         follower = process.build(
-            settings, store=Store(settings.database_url, self.store.engine), sweep_interval=1.0
+            settings,
+            store=Store(settings.database_url, self.store.engine, sources=settings.price_sources),
+            sweep_interval=1.0,
         )
         thread = threading.Thread(target=follower.run, name="follower", daemon=True)
         thread.start()

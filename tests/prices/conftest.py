@@ -11,17 +11,8 @@ import pytest
 
 from chainpulse.contracts import Contracts
 from chainpulse.devnet import RedisServer
-from tests.harness.stack import Stack
+from tests.harness.stack import FOLLOWING, Stack
 from tests.harness.stack import stack as make_stack
-
-SETTINGS = {
-    "ETH_RPC_TIMEOUT": "3",
-    "POLL_INTERVAL": "0.1",
-    "FOLLOWER_LOCK_TTL": "2",
-    "VISIBILITY_TIMEOUT": "10",
-    "RETRY_BACKOFF_MAX": "2",
-    "TASK_MAX_RETRIES": "20",
-}
 
 
 @dataclass
@@ -98,7 +89,7 @@ def deploy_market(s: Stack, directory: Path) -> Market:
 @pytest.fixture
 def market(tmp_path: Path, redis_server: RedisServer) -> Iterator[Market]:
     """The market on SQLite, with a worker running on it."""
-    with make_stack("sqlite", tmp_path, redis_server, **SETTINGS) as s:
+    with make_stack("sqlite", tmp_path, redis_server, **FOLLOWING) as s:
         m = deploy_market(s, tmp_path)
         s.start_worker(wait=False, loglevel="info")
         yield m

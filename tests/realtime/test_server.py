@@ -277,3 +277,62 @@ def test_a_polling_client_takes_a_burst_of_blocks_in_small_responses(
     client.wait_for("new-block", 100)
     assert numbers(client) == list(range(1, 101))
     assert client.sio.connected
+
+
+def test_prices_older_than_the_last_pushed_are_not_pushed_but_restores_are(
+    start_server: StartServer, clients: Connect, stream: Stream
+) -> None:
+    from dataclasses import replace
+
+    server = start_server(PUSH_WINDOW="4")
+    client = clients(server)
+    client.call("subscribe", {"channel": "price:BTC"})
+    stream.append(block_event(20), price_event("BTC", "9", 20))
+    client.wait_for("price-update")
+    # a worker that committed block 19 after block 20: older, not pushed
+    stream.append(price_event("BTC", "8", 19), price_event("BTC", "10", 21), block_event(21))
+    client.wait_for("price-update", 2)
+    # a reorg brings back the price of block 3: older and outside the push window, but
+    # named by its reorg, so it is pushed; then one that left no price at all
+    restore = replace(price_event("BTC", "7", 3), reorgId="block.reorged:20:0xa:0xb")
+    gone = replace(price_event("BTC", "1", None), price=None, reorgId="block.reorged:2:0xc:0xd")
+    stream.append(restore, gone)
+    client.wait_for("price-update", 4)
+    updates = client.of("price-update")
+    assert [(u["priceExact"], u["blockNumber"]) for u in updates] == [
+        ("9", 20), ("10", 21), ("7", 3), (None, None),
+    ]  # fmt: skip
+    assert updates[-1]["price"] is None
+
+
+def test_price_history_and_candles_endpoints(start_server: StartServer, db_url: str) -> None:
+    for number, price in ((60, "10"), (70, "9.5"), (130, "11"), (150, "10.25")):
+        insert_price(db_url, "ETH", price, number)  # block n is stamped n seconds
+    server = start_server()
+    history = server.get("/api/prices/ETH?limit=3").json()
+    assert [(h["priceExact"], h["blockNumber"]) for h in history] == [
+        ("10.25", 150), ("11", 130), ("9.5", 70),
+    ]  # fmt: skip
+    candles = server.get("/api/prices/ETH/candles?interval=1m").json()
+    assert candles == [
+        {
+            "start": 120_000,
+            "open": "11",
+            "high": "11",
+            "low": "10.25",
+            "close": "10.25",
+            "count": 2,
+        },
+        {"start": 60_000, "open": "10", "high": "10", "low": "9.5", "close": "9.5", "count": 2},
+    ]
+    assert server.get("/api/prices/ETH/candles?interval=1h&limit=1").json()[0]["count"] == 4
+    assert server.get("/api/prices/NONE").json() == []
+    for bad, status in (
+        ("/api/prices/ETH?limit=0", 400),
+        ("/api/prices/ETH?limit=%C2%B2", 400),
+        ("/api/prices/ETH/candles?interval=2m", 400),
+        ("/api/prices/ETH/candles?limit=1001", 400),
+        ("/api/prices/ETH/other", 404),
+        ("/api/prices/" + "X" * 33, 404),
+    ):
+        assert server.get(bad).status_code == status, bad

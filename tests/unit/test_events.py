@@ -79,3 +79,26 @@ def test_same_block_gives_the_same_id_and_another_hash_another() -> None:
 def test_unknown_type_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown event type 'block.mined'"):
         from_fields({"type": "block.mined", "id": "x", "data": "{}"})
+
+
+def test_readers_ignore_fields_they_do_not_know() -> None:
+    """A newer producer's extra fields (a rolling deploy) do not make its events
+    malformed for an older reader."""
+    fields = to_fields(INDEXED)
+    data = {**json.loads(fields["data"]), "finalized": True}
+    assert from_fields({**fields, "data": json.dumps(data)}) == INDEXED
+    price = PriceUpdated("ETH", "1.5", 3, 1_700_000_000, "feed", 1, quote="USD", updatedAt=9)
+    data = {**json.loads(to_fields(price)["data"]), "confidence": "high"}
+    assert from_fields({**to_fields(price), "data": json.dumps(data)}) == price
+
+
+def test_a_restored_price_has_an_id_of_its_own() -> None:
+    original = PriceUpdated("ETH", "1.5", 3, 1_700_000_000, "feed", 1)
+    restored = PriceUpdated(
+        "ETH", "1.5", 3, 1_700_000_000, "feed", 2, reorgId="block.reorged:4:0xa:0xb"
+    )
+    assert original.id == "price.updated:ETH:3:1.5"
+    assert restored.id == "price.updated:ETH:block.reorged:4:0xa:0xb:1.5" != original.id
+    # an old reader of a price-less restore still parses it
+    gone = PriceUpdated("ETH", None, None, None, "feed", 2, reorgId="r")
+    assert from_fields(to_fields(gone)) == gone
