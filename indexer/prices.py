@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from indexer.store import Store
 
 MANUAL = "manual"
-LIMIT = Decimal(10) ** 78  # a price must stay below 10**78 (uint256 range)
+LIMIT = Decimal("1e78")  # a price must stay below 10**78 (uint256 range)
 
 
 class BadPrice(FatalError):

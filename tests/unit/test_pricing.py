@@ -126,3 +126,22 @@ def test_a_zero_leg_to_invert_and_a_missing_leg_publish_nothing() -> None:
 def test_a_malformed_log_is_skipped() -> None:
     short = log(PAIR, SYNC, [1])  # one word where Sync has two
     assert sources().updates([short], nothing) == []
+
+
+def test_a_tie_reachable_with_uint112_reserves_rounds_half_to_even() -> None:
+    from decimal import ROUND_HALF_EVEN, Context, Decimal
+
+    pricer = sources(pair={"decimals0": 0, "decimals1": 0})
+    wide = Context(prec=100)
+    r0 = 2**9  # an odd r1 over 2^9 has 41 significant digits near 2^112, the last a 5
+    r1 = next(  # the largest uint112 reserve where the tie goes down to an even digit
+        r
+        for r in range(2**112 - 1, 2**112 - 64, -2)
+        if Decimal(r * 5**9).scaleb(-9, wide).as_tuple().digits[-2] % 2 == 0
+    )
+    exact = Decimal(r1 * 5**9).scaleb(-9, wide)
+    assert len(exact.as_tuple().digits) == 41 and exact.as_tuple().digits[-1] == 5
+    [update] = pricer.updates([log(PAIR, SYNC, [r0, r1])], nothing)
+    expected = Context(prec=40, rounding=ROUND_HALF_EVEN).plus(exact)
+    assert update.price == format(expected, "f")
+    assert update.price != format(Context(prec=40, rounding="ROUND_HALF_UP").plus(exact), "f")
