@@ -41,8 +41,18 @@ def friendly_errors(func: F) -> F:
 
 
 def settings() -> Settings:
+    """The settings from the environment over `./.env`, over those of a `chainpulse dev`
+    running in this folder (`chainpulse.devfile`)."""
+    from dotenv import dotenv_values
+
+    from chainpulse import devfile
+
+    own = {**{k: v for k, v in dotenv_values(".env").items() if v is not None}, **os.environ}
+    dev = devfile.read()
+    if any(key not in own for key in dev):
+        click.echo(f"chainpulse: using the running dev stack's settings ({devfile.PATH})", err=True)
     try:
-        return Settings.from_env()
+        return Settings.from_env({**dev, **own}, dotenv=False)
     except ChainpulseError as exc:
         fail(str(exc))
         raise  # unreachable
@@ -222,7 +232,7 @@ def dev(fresh: bool) -> None:
     """The whole stack on embedded defaults: anvil, Redis, worker, follower and server."""
     from chainpulse.dev import run
 
-    run(fresh=fresh)
+    sys.exit(run(fresh=fresh))
 
 
 def _masked(url: str) -> str:

@@ -1,9 +1,19 @@
-"""`chainpulse dev`: the whole stack on this machine, on embedded defaults.
+"""`chainpulse dev`: the production stack on this machine, on embedded defaults.
 
-Starts (or reuses) a Redis server, a local anvil chain that keeps its state in
-`.dev/anvil-state.json` and mines a block a second, chain activity (transfers, logs,
-reverts, deployments) and moving prices for a few tokens, then the Procfile's
-processes: a worker, the follower and the realtime server. Ctrl-C stops them all.
+1. Settings: the environment and `./.env` as every command reads them, over dev
+   defaults (a SQLite database in `.dev/`, a dev JWT secret, a fast poll).
+2. Redis: the one at REDIS_URL, or a `redis-server` started there.
+3. The node: one answering at ETH_RPC_URL is indexed as it is. Otherwise an anvil is
+   started there (state in `.dev/anvil-state.json`, a block a second) with the market
+   of `chainpulse.market` deployed on it, a price sources file for it
+   (`.dev/prices.toml`, unless PRICE_SOURCES is set) and an activity generator.
+4. `.dev/settings.env`: what was chosen, for the other commands in this folder.
+5. The Procfile, with honcho: `release` on its own first, then `web`, `worker` and
+   `follower`, with `web` on PORT, the virtualenv's `bin` first on PATH and no `.env`
+   of honcho's own (settings come through the environment).
+
+Ctrl-C (or SIGTERM) stops honcho, which stops its processes (SIGTERM, SIGKILL after
+5 s); anything still running after that is killed, so nothing is left behind.
 """
 
 from __future__ import annotations
@@ -17,101 +27,125 @@ import subprocess
 import sys
 import threading
 import time
-from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 
+from chainpulse import devfile
 from chainpulse.devnet import Activity, Anvil, RedisServer, port_open, wait_until
+from chainpulse.market import Market, Trader
 from chainpulse.settings import Settings
-from indexer import outbox
-from indexer.bus import EventBus
 from indexer.config import mask_url
-from indexer.prices import record_manual_price
-from indexer.schema import upgrade
-from indexer.store import Store
+from indexer.errors import ConfigError
 
 DEV_DIR = Path(".dev")
-TOKENS = {"ETH": Decimal("3000"), "BTC": Decimal("65000"), "USDC": Decimal("1")}
 DEV_SECRET = "chainpulse-dev-secret-not-for-production-use"
+PROCESSES = ("web", "worker", "follower")  # the Procfile's long-running types, web first
+HONCHO_GRACE_S = 5  # honcho's own SIGTERM-to-SIGKILL wait
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def run(fresh: bool = False) -> None:
+def run(fresh: bool = False) -> int:
     if fresh and DEV_DIR.exists():
         shutil.rmtree(DEV_DIR)
     DEV_DIR.mkdir(exist_ok=True)
-    base = Settings.from_env()
-    env = dict(os.environ)
-    env.setdefault("DATABASE_URL", f"sqlite:///{DEV_DIR / 'chainpulse.db'}")
-    env.setdefault("JWT_SECRET", DEV_SECRET)
-    env.setdefault("POLL_INTERVAL", "0.2")
+    procfile = find_procfile()
+    from dotenv import dotenv_values
+
+    env: dict[str, str] = {
+        "DATABASE_URL": f"sqlite:///{(DEV_DIR / 'chainpulse.db').resolve()}",
+        "JWT_SECRET": DEV_SECRET,
+        "POLL_INTERVAL": "0.2",
+        **{k: v for k, v in dotenv_values(".env").items() if v is not None},
+        **os.environ,
+    }
     settings = Settings.from_env(env, dotenv=False)
     stop = threading.Event()
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
     with contextlib.ExitStack() as stack:
         if not _redis_answers(settings.redis_url):
             port = urlsplit(settings.redis_url).port or 6379
             print(f"dev: starting redis-server on port {port}")
             stack.enter_context(RedisServer(port=port))
-        rpc = urlsplit(settings.rpc_urls[0])
-        if port_open(rpc.port or 8545, rpc.hostname or "127.0.0.1"):
-            print(f"dev: using the node already answering at {mask_url(settings.rpc_urls[0])}")
-            anvil = Anvil(port=rpc.port or 8545)
-        else:
-            print(
-                f"dev: starting anvil on port {rpc.port or 8545} "
-                f"(state in {DEV_DIR}/anvil-state.json)"
-            )
-            anvil = Anvil(
-                port=rpc.port or 8545,
-                block_time=1,
-                extra_args=["--state", str(DEV_DIR / "anvil-state.json")],
-            )
-            stack.enter_context(anvil)
-        upgrade(settings.database_url)
-        print(f"dev: database {mask_url(settings.database_url)} is up to date")
-
-        bin_dir = Path(sys.executable).parent
-        commands = {
-            "worker": [
-                str(bin_dir / "celery"),
-                "-A",
-                "workers",
-                "worker",
-                "-Q",
-                "blocks",
-                "--concurrency",
-                "2",
-                "-l",
-                "warning",
-            ],
-            "follower": [str(bin_dir / "chainpulse"), "follow"],
-            "web": [str(bin_dir / "chainpulse"), "serve"],
+        anvil, ours = _node(settings.rpc_urls[0], stack)
+        if ours:
+            market, deployed = Market.load_or_deploy(anvil, DEV_DIR / "market.json")
+            said = "deployed" if deployed else "found"
+            print(f"dev: {said} the test pair, pool, feed and token ({DEV_DIR}/market.json)")
+            if "PRICE_SOURCES" not in os.environ:
+                sources = DEV_DIR / "prices.toml"
+                sources.write_text(market.sources())
+                env["PRICE_SOURCES"] = str(sources.resolve())
+        settings = Settings.from_env(env, dotenv=False)  # with the price sources
+        chosen = {
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url,
+            "ETH_RPC_URL": ",".join(settings.rpc_urls),
+            "PORT": str(settings.port),
+            "JWT_SECRET": env["JWT_SECRET"],
+            "POLL_INTERVAL": env["POLL_INTERVAL"],
         }
-        for name, argv in commands.items():
-            children.append((name, subprocess.Popen(argv, env=env, start_new_session=True)))
-        stack.callback(_stop_children, children)
+        if settings.price_sources is not None:
+            chosen["PRICE_SOURCES"] = str(settings.price_sources)
+        devfile.write(chosen)
+        stack.callback(devfile.remove)
+        env.update(chosen)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
 
-        threading.Thread(target=_activity, args=(anvil, stop), daemon=True).start()
-        threading.Thread(target=_prices, args=(settings, stop), daemon=True).start()
-        stack.callback(stop.set)
-
+        honcho = [sys.executable, "-m", "honcho", "--env", os.devnull, "-f", str(procfile)]
+        release = subprocess.run([*honcho, "start", "release"], env=env, check=False)
+        if release.returncode != 0:
+            print(f"dev: the Procfile's release step failed (exit {release.returncode})")
+            return 2
+        started = subprocess.Popen(
+            [*honcho, "start", "--port", str(settings.port), *PROCESSES],
+            env=env,
+            start_new_session=True,
+        )
+        stack.callback(_stop, started)
+        if ours:
+            thread = threading.Thread(target=_generate, args=(anvil, stop), daemon=True)
+            thread.start()
+            stack.callback(stop.set)
         with contextlib.suppress(TimeoutError):
-            wait_until(lambda: port_open(settings.port), 20, "the realtime server")
-        _banner(settings, base)
+            wait_until(lambda: port_open(settings.port), 30, "the realtime server")
+        _banner(settings, ours)
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             while not stop.is_set():
-                for name, child in children:
-                    if child.poll() is not None:
-                        print(
-                            f"dev: {name} exited with code {child.returncode}; stopping the stack"
-                        )
-                        stop.set()
-                stop.wait(1.0)
+                if started.poll() is not None:
+                    print(f"dev: honcho exited with code {started.returncode}; stopping")
+                    return 1
+                stop.wait(0.5)
         except KeyboardInterrupt:
             print("\ndev: stopping")
+    return 0
+
+
+def find_procfile() -> Path:
+    """The Procfile of this folder, else of the checkout chainpulse runs from."""
+    for candidate in (Path("Procfile"), Path(__file__).resolve().parents[1] / "Procfile"):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ConfigError("chainpulse dev runs the Procfile: start it in a chainpulse checkout")
+
+
+def _node(url: str, stack: contextlib.ExitStack) -> tuple[Anvil, bool]:
+    """The node at `url`, and whether it is an anvil started here."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 8545
+    if port_open(port, host):
+        print(f"dev: indexing the node at {mask_url(url)} (no anvil, no activity generator)")
+        return Anvil(port=port), False
+    if host not in LOOPBACK:
+        raise ConfigError(f"no node answers at {mask_url(url)}")
+    print(f"dev: starting anvil on port {port} (state in {DEV_DIR}/anvil-state.json)")
+    anvil = Anvil(
+        port=port, block_time=1, extra_args=["--state", str(DEV_DIR / "anvil-state.json")]
+    )
+    stack.enter_context(anvil)
+    return anvil, True
 
 
 def _redis_answers(url: str) -> bool:
@@ -121,73 +155,103 @@ def _redis_answers(url: str) -> bool:
         return False
 
 
-def _banner(settings: Settings, base: Settings) -> None:
+def _banner(settings: Settings, ours: bool) -> None:
     from realtime.auth import issue_token
 
     token = issue_token(settings, "dev-user", 24 * 3600)
-    signer = "JWT_SECRET" if base.jwt_secret else "the built-in dev secret"
+    chain = "anvil with the test market and live activity" if ours else "an existing node"
     print(
         "\n"
-        f"  chainpulse is running\n"
+        f"  chainpulse is running ({chain})\n"
         f"  demo page      http://127.0.0.1:{settings.port}/\n"
         f"  Socket.IO      ws://127.0.0.1:{settings.port}/realtime\n"
         f"  JSON-RPC node  {mask_url(settings.rpc_urls[0])}\n"
         f"  Redis          {mask_url(settings.redis_url)}\n"
         f"  database       {mask_url(settings.database_url)}\n"
+        f"  price sources  {settings.price_sources or 'none'}\n"
         f"  dev token      {token}\n"
-        f"  (sub dev-user, 24 h; signed with {signer})\n"
-        "  Ctrl-C stops everything.\n"
+        f"  (sub dev-user, 24 h)\n"
+        f"  Other chainpulse commands in this folder (status, backfill, price set, token)\n"
+        f"  use these settings while this runs: {devfile.PATH}.\n"
+        "  Ctrl-C stops everything.\n",
+        flush=True,
     )
 
 
-def _activity(anvil: Anvil, stop: threading.Event) -> None:
-    """A few transactions every second: transfers, logs, now and then a revert or deploy."""
+def _generate(anvil: Anvil, stop: threading.Event) -> None:
+    """Every second: transfers, logs, now and then a revert or a deployment, ERC-20
+    transfers, and trades on the pair, the pool and the feed."""
+    market = Market(**_market_json())
     activity: Activity | None = None
+    trader: Trader | None = None
     while not stop.wait(1.0):
         try:
             activity = activity or Activity(anvil)
-            count = random.randint(2, 12)
+            trader = trader or Trader(anvil, market)
             calls = activity.transactions(
-                count,
+                random.randint(1, 8),
                 log_share=0.5,
                 reverts=random.randint(0, 1),
                 deploys=1 if random.random() < 0.05 else 0,
             )
-            anvil.batch(calls)
+            anvil.batch([*calls, *trader.moves()])
         except Exception as exc:  # the node may be restarting; try again next second
-            print(f"dev: activity paused: {exc}")
-            activity = None
+            print(f"dev: activity paused: {exc}", flush=True)
+            activity = trader = None
 
 
-def _prices(settings: Settings, stop: threading.Event) -> None:
-    """A random walk for each token, recorded as manual prices every two seconds."""
-    prices = dict(TOKENS)
-    store = Store(settings.database_url)
-    bus = EventBus.from_url(settings.redis_url, settings.stream_key, settings.stream_maxlen)
+def _market_json() -> dict[str, Any]:
+    import json
+
+    return dict(json.loads((DEV_DIR / "market.json").read_text()))
+
+
+def _stop(honcho: subprocess.Popen[bytes]) -> None:
+    """Stop honcho (it stops its processes); then kill whatever is left of them."""
+    tree = _descendants(honcho.pid)
+    if honcho.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(honcho.pid, signal.SIGTERM)
     try:
-        while not stop.wait(2.0):
-            for token, price in prices.items():
-                step = Decimal(str(round(random.gauss(0, 0.002), 6)))
-                prices[token] = (price * (1 + step)).quantize(Decimal("0.000001"))
-                try:
-                    record_manual_price(store, token, prices[token], quote="USD")
-                    outbox.relay(store, bus)
-                except Exception as exc:
-                    print(f"dev: price update failed: {exc}")
-    finally:
-        bus.close()
-        store.dispose()
+        honcho.wait(HONCHO_GRACE_S + 5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(honcho.pid, signal.SIGKILL)
+        honcho.wait()
+    deadline = time.monotonic() + 5
+    for pid in tree:
+        while _exists(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _exists(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
-def _stop_children(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    for _, child in children:
-        if child.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    for _, child in children:
-        try:
-            child.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc; elsewhere none are known)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as gone
+    with contextlib.suppress(OSError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    return True

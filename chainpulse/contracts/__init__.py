@@ -1,5 +1,5 @@
-"""The test contracts: a Uniswap-V2-style pair, a V3-style pool and a Chainlink-style
-feed, written in Solidity beside this file and compiled with the pinned solc-js into
+"""The test contracts: a Uniswap-V2-style pair, a V3-style pool, a Chainlink-style feed
+and a minimal ERC-20, written in Solidity beside this file and compiled with the pinned solc-js into
 `artifacts.json` (`make contracts`; a test checks the two agree).
 
 `Contracts` deploys them on an anvil node and calls them from its unlocked accounts.

@@ -37,3 +37,4 @@ def test_the_contracts_emit_what_the_decoder_reads() -> None:
     assert topics("TestPair") == {SYNC}
     assert topics("TestPool") == {INITIALIZE_V3, SWAP_V3}
     assert topics("TestFeed") == {ANSWER_UPDATED}
+    assert topics("TestToken") == {"0x" + keccak(text="Transfer(address,address,uint256)").hex()}
