@@ -1,7 +1,8 @@
 # chainpulse: one command to run the stack, one to run the tests.
 #   make dev    the whole stack on this laptop (anvil, Redis, worker, follower, server)
 #   make test   lint, type-check and the whole test suite
-# Both install what they need: the virtualenv at .venv, the npm tools, a redis-server.
+# Both install what they need: the virtualenv at .venv, the npm tools, a redis-server
+# (and for the tests, chromium) from the Debian packages where missing.
 
 # The lock (requirements.lock) is resolved for every Python from 3.11 up; 3.11 is the
 # one CI runs, so it is preferred where several are installed.
@@ -13,9 +14,9 @@ PYTEST_ARGS ?=
 
 UV_VERSION := 0.13.9
 
-.PHONY: dev test lint typecheck unit deps redis-server clean bench lock contracts
+.PHONY: dev test lint typecheck unit deps redis-server chromium clean bench lock contracts assets
 
-deps: $(VENV)/.installed node_modules/.installed redis-server
+deps: $(VENV)/.installed node_modules/.installed assets redis-server
 
 # Exact versions with hashes from the lock (pip itself included), then chainpulse
 # without its dependencies: pip's hash mode cannot hash an editable install.
@@ -38,12 +39,27 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-fund --no-audit --loglevel=error
 	touch $@
 
+# The demo page's socket.io-client comes from the npm registry: copied from node_modules
+# into package data (git-ignored), so that the page works from a wheel as well.
+CLIENT_JS := realtime/web/vendor/socket.io.min.js
+assets: $(CLIENT_JS)
+$(CLIENT_JS): node_modules/.installed
+	mkdir -p $(dir $@)
+	cp node_modules/socket.io-client/dist/socket.io.min.js $@
+
 # A redis-server binary is what the tests and `chainpulse dev` start; install one where none is.
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { \
 		echo "installing redis-server from the Debian packages"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+# The demo page's browser test drives Debian's chromium (Playwright downloads no browser).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		echo "installing chromium from the Debian packages"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check chainpulse follower indexer realtime workers migrations tests bench
@@ -56,7 +72,7 @@ typecheck: $(VENV)/.installed
 # (Celery's pool, redis-server, pytest's own) goes under .test-tmp, removed afterwards.
 TEST_TMP := $(CURDIR)/.test-tmp
 
-test: deps lint typecheck
+test: deps chromium lint typecheck
 	rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP)
 	TMPDIR=$(TEST_TMP) $(BIN)/python -m pytest --basetemp=$(TEST_TMP)/pytest $(PYTEST_ARGS); \
 		status=$$?; rm -rf $(TEST_TMP); exit $$status

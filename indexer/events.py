@@ -27,6 +27,7 @@ class BlockIndexed:
     blockTimestamp: int  # chain time, seconds
     transactions: int
     source: BlockSource
+    gasUsed: int | None = None  # optional: producers before it was added omit it
 
     type = "block.indexed"
 

@@ -203,6 +203,7 @@ class Store:
                     blockTimestamp=int(data.block["timestamp"]),
                     transactions=len(data.transactions),
                     source=source,
+                    gasUsed=int(data.block["gas_used"]),
                 )
             )
         replaced = [d.number for d in todo if d.number in existing]

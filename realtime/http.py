@@ -14,7 +14,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,12 +24,11 @@ from indexer import queries
 from indexer.heads import read_head
 from indexer.reorg import Halt, halt_in
 from indexer.sources import TOKEN
-from realtime import protocol
+from realtime import assets, protocol
 from realtime.admission import client_address
 from realtime.bus import Bus
 from realtime.config import RealtimeSettings
 from realtime.db import Database
-from realtime.demo import PAGE
 from realtime.indexing import IndexingWatch, Progress
 from realtime.metrics import Metrics
 from realtime.ratelimit import SlidingWindowLimiter
@@ -39,7 +37,6 @@ from realtime.stream import StreamReader
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
-CLIENT_JS = Path(__file__).resolve().parent.parent / "node_modules/socket.io-client/dist"
 MAX_LIMIT = 100
 MAX_HEIGHT = 2**63 - 1  # the largest BIGINT
 MAX_PRICE_LIMIT = 1000  # updates or candles per /api/prices/<TOKEN> answer
@@ -67,6 +64,7 @@ class HttpApp:
         )
         self._last_prune = time.monotonic()
         self.watch = IndexingWatch(settings.indexing_stall_timeout)
+        self.assets = assets.load()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -87,17 +85,11 @@ class HttpApp:
                     self._progress(self.db.read(queries.latest_block_number))
                 body = self.metrics.render()
                 return self._send(start_response, 200, body, "text/plain; version=0.0.4", cors)
-            if path == "/":
-                return self._send(
-                    start_response, 200, PAGE.encode(), "text/html; charset=utf-8", cors
-                )
-            if path == "/socket.io.min.js":
-                script = CLIENT_JS / "socket.io.min.js"
-                if not script.is_file():
-                    error = {"error": "socket.io-client is not installed here (run npm ci)"}
-                    return self._json(start_response, 404, error, cors)
-                body = script.read_bytes()
-                return self._send(start_response, 200, body, "application/javascript", cors)
+            if path == "/" or path.startswith("/static/"):
+                asset = self.assets.get("index.html" if path == "/" else path[len("/static/") :])
+                if asset is None:
+                    return self._json(start_response, 404, {"error": "not found"}, cors)
+                return self._send(start_response, 200, asset.body, asset.content_type, cors)
             if path.startswith("/api/"):
                 if not self._allow(environ):
                     self.metrics.refuse("http rate limit")
@@ -129,6 +121,15 @@ class HttpApp:
             if row is None:
                 return self._json(start_response, 404, {"error": "block not found"}, cors)
             return self._json(start_response, 200, _block(row), cors)
+        if path == "/api/status":
+            progress = self._progress(self.db.read(queries.latest_block_number))
+            status = {
+                "indexedBlock": progress.indexed,
+                "nodeHead": progress.head,
+                "lag": progress.lag,
+                "indexing": progress.describe(),
+            }
+            return self._json(start_response, 200, status, cors)
         if path == "/api/prices":
             prices = self.db.read(queries.latest_prices)
             return self._json(start_response, 200, [_price(p) for p in prices], cors)
@@ -263,7 +264,6 @@ def _whole(raw: str) -> int | None:
 def _block(row: queries.BlockRow) -> dict[str, Any]:
     return {
         **protocol.block_fields(row),
-        "gasUsed": row.gas_used,
         "gasLimit": row.gas_limit,
         "baseFeePerGas": None if row.base_fee_per_gas is None else str(row.base_fee_per_gas),
         "miner": row.miner,

@@ -52,7 +52,7 @@ def refused(message: str) -> dict[str, Any]:
 
 
 def new_block(event: BlockIndexed) -> dict[str, Any]:
-    return {
+    payload: dict[str, Any] = {
         "number": event.blockNumber,
         "hash": event.blockHash,
         "parentHash": event.parentHash,
@@ -60,6 +60,9 @@ def new_block(event: BlockIndexed) -> dict[str, Any]:
         "blockTimestamp": event.blockTimestamp,
         "timestamp": now_ms(),
     }
+    if event.gasUsed is not None:
+        payload["gasUsed"] = event.gasUsed
+    return payload
 
 
 def block_fields(row: BlockRow) -> dict[str, Any]:
@@ -70,6 +73,7 @@ def block_fields(row: BlockRow) -> dict[str, Any]:
         "parentHash": row.parent_hash,
         "transactions": row.tx_count,
         "blockTimestamp": row.timestamp,
+        "gasUsed": row.gas_used,
     }
 
 

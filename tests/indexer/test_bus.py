@@ -62,6 +62,7 @@ def test_entries_follow_the_contract(anvil: Anvil, indexer: Indexer, client: red
         "blockTimestamp": int(block["timestamp"], 16),
         "transactions": len(block["transactions"]),
         "source": "backfill",
+        "gasUsed": int(block["gasUsed"], 16),
     }
     assert from_fields(fields) == event
     assert indexer.store.pending_outbox() == []

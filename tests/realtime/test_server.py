@@ -199,10 +199,16 @@ def test_http_endpoints_and_origin_policy(
     ):
         assert name in metrics
     page = server.get("/")
-    assert page.status_code == 200 and "/socket.io.min.js" in page.text
-    script = server.get("/socket.io.min.js")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert '<script src="/static/vendor/socket.io.min.js">' in page.text
+    script = server.get("/static/vendor/socket.io.min.js")
     assert script.status_code == 200 and "io" in script.text[:2000]
-    assert server.get("/nope").status_code == 404
+    assert server.get("/static/app.js").headers["Content-Type"].startswith("application/javascript")
+    assert server.get("/static/app.css").status_code == 200
+    for missing in ("/nope", "/static/../http.py", "/static/", "/static/vendor"):
+        assert server.get(missing).status_code == 404, missing
+    status = server.get("/api/status").json()
+    assert status == {"indexedBlock": 5, "nodeHead": None, "lag": None, "indexing": "ok"}
 
 
 def test_readyz_reports_an_indexing_halt(start_server: StartServer, db_url: str) -> None:

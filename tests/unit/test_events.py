@@ -20,6 +20,7 @@ INDEXED = BlockIndexed(
     blockTimestamp=1_700_000_000,
     transactions=3,
     source="backfill",
+    gasUsed=63_000,
 )
 
 
@@ -35,6 +36,7 @@ def test_block_indexed_fields_follow_the_contract() -> None:
         "blockTimestamp": 1_700_000_000,
         "transactions": 3,
         "source": "backfill",
+        "gasUsed": 63_000,
     }
 
 

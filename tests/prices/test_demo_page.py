@@ -1,0 +1,82 @@
+"""The demo page in headless Chromium (Debian's, driven by Playwright): it shows a newly
+mined block within seconds, a price that moved after a swap, and the reorg banner after
+an `anvil_reorg`. A screenshot is kept in `.test-output/` (or CHAINPULSE_TEST_OUTPUT)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from chainpulse.devnet import wait_until
+from tests.harness.environment import ROOT
+from tests.prices.conftest import Market
+from tests.realtime.helpers import Server
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+OUTPUT = Path(os.environ.get("CHAINPULSE_TEST_OUTPUT", ROOT / ".test-output"))
+WAIT_MS = 20_000
+
+
+@pytest.fixture
+def page(market: Market) -> Iterator[tuple[Page, Server]]:
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed (make test installs it from the Debian packages)")
+    settings = market.stack.settings
+    server = Server(settings.redis_url, settings.database_url)
+    server.start()
+    market.stack.follower()
+    wait_until(lambda: market.stack.start_block() is not None, 30, "the follower starting")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            tab.on("pageerror", lambda exc: errors.append(str(exc)))
+            yield tab, server
+            assert errors == [], errors
+        finally:
+            browser.close()
+            server.stop()
+
+
+def test_the_page_shows_blocks_prices_and_reorgs(market: Market, page: tuple[Page, Server]) -> None:
+    tab, server = page
+    s, c = market.stack, market.contracts
+    c.call(market.pair, "sync", 10**18, 3000 * 10**6)  # WETH = 3000 before the page loads
+    s.wait_consistent()
+    tab.goto(server.url + "/")
+    expect(tab.locator("#connection")).to_have_text("live", timeout=WAIT_MS)
+    weth = tab.locator('.ticker[data-token="WETH"] .value')
+    expect(weth).to_have_text("3000", timeout=WAIT_MS)
+
+    s.anvil.mine()
+    head = s.anvil.head()
+    expect(tab.locator(f'#blocks tr[data-number="{head}"]')).to_be_visible(timeout=WAIT_MS)
+    expect(tab.locator("#lag")).to_have_text("lag 0 blocks", timeout=WAIT_MS)
+
+    c.call(market.pair, "swap", 10**17, False)  # USDC in: WETH's price rises
+    expect(weth).not_to_have_text("3000", timeout=WAIT_MS)
+    assert float(weth.inner_text().rstrip("…")) > 3000
+    expect(tab.locator('.ticker[data-token="WETH"] polyline')).to_have_count(1)
+
+    s.anvil.mine()
+    s.wait_consistent()
+    s.anvil.call("anvil_reorg", 2, [])
+    banner = tab.locator("#reorg-banner")
+    expect(banner).to_be_visible(timeout=WAIT_MS)
+    expect(banner).to_contain_text("Reorg of depth 2")
+    # the price the reorg removed is gone: back to 3000
+    expect(weth).to_have_text("3000", timeout=WAIT_MS)
+    s.anvil.mine()
+    expect(tab.locator(f'#blocks tr[data-number="{s.anvil.head()}"]')).to_be_visible(
+        timeout=WAIT_MS
+    )
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    shot = OUTPUT / "demo-page.png"
+    tab.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
