@@ -28,13 +28,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 
 from chainpulse import devfile
-from chainpulse.devnet import Activity, Anvil, RedisServer, port_open, wait_until
+from chainpulse.devnet import Activity, Anvil, RedisServer, alive, port_open, wait_until
 from chainpulse.market import Market, Trader
 from chainpulse.settings import Settings
 from indexer.config import mask_url
@@ -105,7 +104,7 @@ def run(fresh: bool = False) -> int:
         )
         stack.callback(_stop, started)
         if ours:
-            thread = threading.Thread(target=_generate, args=(anvil, stop), daemon=True)
+            thread = threading.Thread(target=_generate, args=(anvil, market, stop), daemon=True)
             thread.start()
             stack.callback(stop.set)
         with contextlib.suppress(TimeoutError):
@@ -178,10 +177,9 @@ def _banner(settings: Settings, ours: bool) -> None:
     )
 
 
-def _generate(anvil: Anvil, stop: threading.Event) -> None:
+def _generate(anvil: Anvil, market: Market, stop: threading.Event) -> None:
     """Every second: transfers, logs, now and then a revert or a deployment, ERC-20
     transfers, and trades on the pair, the pool and the feed."""
-    market = Market(**_market_json())
     activity: Activity | None = None
     trader: Trader | None = None
     while not stop.wait(1.0):
@@ -200,12 +198,6 @@ def _generate(anvil: Anvil, stop: threading.Event) -> None:
             activity = trader = None
 
 
-def _market_json() -> dict[str, Any]:
-    import json
-
-    return dict(json.loads((DEV_DIR / "market.json").read_text()))
-
-
 def _stop(honcho: subprocess.Popen[bytes]) -> None:
     """Stop honcho (it stops its processes); then kill whatever is left of them."""
     tree = _descendants(honcho.pid)
@@ -220,9 +212,9 @@ def _stop(honcho: subprocess.Popen[bytes]) -> None:
         honcho.wait()
     deadline = time.monotonic() + 5
     for pid in tree:
-        while _exists(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _exists(pid):
+        if alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -241,17 +233,3 @@ def _descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours counts as gone
-    with contextlib.suppress(OSError):
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    return True

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from chainpulse.devnet import alive
+
 PATH = Path(".dev") / "settings.env"
 _HEADER = re.compile(r"^# written by chainpulse dev \(pid (\d+)\)")
 
@@ -47,21 +49,11 @@ def owner(path: Path = PATH) -> int | None:
 def read(path: Path = PATH) -> dict[str, str]:
     """The running dev stack's settings, or {} when there is none."""
     pid = owner(path)
-    if pid is None or not _alive(pid):
+    if pid is None or not alive(pid):
         return {}
     from dotenv import dotenv_values
 
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _quote(value: str) -> str:

@@ -123,6 +123,19 @@ class RedisServer:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
 def _group_states(group: int) -> list[str]:
     """The state letters (R, S, T...) of the processes in process group `group`."""
     states = []
