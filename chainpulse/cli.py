@@ -6,11 +6,15 @@ redis are imported; so this entry module patches first and imports the commands 
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    # Only the Celery worker's pool shares metric files (`workers.metrics`); a directory
+    # set for it in a shared environment must not turn this process's registry into them.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     if args[:1] == ["serve"]:
         import warnings
 

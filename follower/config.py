@@ -25,3 +25,6 @@ class FollowerSettings(IndexerSettings):
     follower_lock_ttl: float = setting(
         "FOLLOWER_LOCK_TTL", 5.0, "seconds before a dead follower's lock passes to a standby"
     )
+    follower_metrics_port: int = setting(
+        "FOLLOWER_METRICS_PORT", 9102, "port of the follower's `/metrics`; 0: none"
+    )

@@ -37,6 +37,7 @@ import redis
 from follower.config import FollowerSettings
 from follower.heads import Header, HeadSubscription
 from follower.lease import Lease
+from follower.metrics import FollowerMetrics
 from follower.queue import Cursor, FencedQueue, read_cursor
 from indexer import outbox
 from indexer.bus import BusUnavailable, EventBus
@@ -70,6 +71,7 @@ class Follower:
         queue: FencedQueue,
         bus: EventBus,
         *,
+        metrics: FollowerMetrics | None = None,
         sweep_interval: float = SWEEP_INTERVAL_S,
     ) -> None:
         self.settings = settings
@@ -79,6 +81,7 @@ class Follower:
         self.queue = queue
         self.lease: Lease = queue.lease
         self.bus = bus
+        self.metrics = metrics or FollowerMetrics()
         self.sweep_interval = sweep_interval
         self.stop = threading.Event()
         self.wake = threading.Event()
@@ -119,6 +122,7 @@ class Follower:
                     self.halted = Halt.now(str(exc))
                     log.critical("follower halted: %s", exc)
                 except (RetryableError, redis.RedisError) as exc:
+                    self.metrics.round_failed(type(exc).__name__)
                     log.warning("follower round failed, retrying in %.1f s: %s", backoff, exc)
                     self.stop.wait(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -128,6 +132,7 @@ class Follower:
             if self._heads is not None:
                 self._heads.stop()
             self.lease.release()
+            self.metrics.role(None)
 
     def _wait(self) -> None:
         if self.stop.is_set():
@@ -155,6 +160,7 @@ class Follower:
         if not taken:
             return False
         log.info("follower active with token %s", self.lease.token)
+        self.metrics.role(self.lease.token)
         self.cursor = None
         self.start = None
         self.halted = None
@@ -165,6 +171,8 @@ class Follower:
     def _stand_down(self, why: str) -> None:
         log.error("follower stands down: %s", why)
         self.lease.release()
+        self.metrics.role(None)
+        self.metrics.lost_head()
         self.cursor = None
 
     # One round ----------------------------------------------------------------------------
@@ -185,6 +193,7 @@ class Follower:
         head = self._head()
         number = int(head["number"], 16)
         record_head(self.client, number)
+        self.metrics.saw_head(number, int(head["timestamp"], 16))
         target = number - self.settings.confirmations
         assert self.start is not None
         if target < self.start:
@@ -218,22 +227,31 @@ class Follower:
                 known = None  # the chain got shorter than the cursor
             if cursor.hash and known != cursor.hash:
                 log.warning(
-                    "block %d changed from %s to %s: reorg", cursor.number, cursor.hash, known
+                    "block %d changed from %s to %s: reorg",
+                    cursor.number,
+                    cursor.hash,
+                    known,
+                    extra={"block": cursor.number},
                 )
                 self._repair(token)
                 self.cursor = cursor = Cursor(min(cursor.number, target), "")
         if cursor.number >= target:
-            self.queue.enqueue([], Cursor(target, hash_))
+            self._enqueue([], Cursor(target, hash_))
             self.cursor = Cursor(target, hash_)
             return
         if target - cursor.number > MAX_ENQUEUE:
             last = cursor.number + MAX_ENQUEUE  # a long catch-up: the rest next round
-            self.queue.enqueue(self._jobs(cursor.number + 1, last), Cursor(last, ""))
+            self._enqueue(self._jobs(cursor.number + 1, last), Cursor(last, ""))
             self.cursor = Cursor(last, "")
             self.wake.set()
             return
-        self.queue.enqueue(self._jobs(cursor.number + 1, target), Cursor(target, hash_))
+        self._enqueue(self._jobs(cursor.number + 1, target), Cursor(target, hash_))
         self.cursor = Cursor(target, hash_)
+
+    def _enqueue(self, jobs: list[IndexBlocks], cursor: Cursor | None) -> None:
+        self.queue.enqueue(jobs, cursor)
+        for job in jobs:
+            self.metrics.queued(job.source, job.last - job.first + 1)
 
     def _jobs(self, first: int, last: int) -> list[IndexBlocks]:
         """Heights first..last as jobs: the newest BACKFILL_BATCH one by one as `head`,
@@ -255,6 +273,7 @@ class Follower:
             source="head",
         )
         if event is not None:
+            self.metrics.reorged(event)
             self._relay()
 
     def _relay(self) -> None:
@@ -303,7 +322,11 @@ class Follower:
             self.finalized = None  # the node has no finality notion
         top = self.store.top()
         if top is not None and self.node.block_hashes([top[0]])[top[0]] != top[1]:
-            log.warning("stored tip %d is no longer the node's block: reorg", top[0])
+            log.warning(
+                "stored tip %d is no longer the node's block: reorg",
+                top[0],
+                extra={"block": top[0]},
+            )
             self._repair(token)
         cursor = self.cursor
         assert cursor is not None and self.start is not None
@@ -321,7 +344,7 @@ class Follower:
                 IndexBlocks(a, b, "backfill")
                 for a, b in chunks(sorted(due), self.settings.backfill_batch)
             ]
-            self.queue.enqueue(jobs, None)
+            self._enqueue(jobs, None)
 
     def _missing(self, lo: int, hi: int) -> list[int]:
         """Missing heights in [lo, hi]; over a long range, the first MAX_ENQUEUE of them."""

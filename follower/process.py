@@ -10,7 +10,9 @@ import redis
 from follower.config import FollowerSettings
 from follower.follower import SWEEP_INTERVAL_S, Follower
 from follower.lease import Lease
+from follower.metrics import FollowerMetrics
 from follower.queue import FencedQueue
+from indexer import logs
 from indexer.bus import EventBus
 from indexer.config import mask_url
 from indexer.rpc import Node
@@ -31,13 +33,17 @@ def build(
     database engine (tests run several followers on one)."""
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     lease = Lease(client, settings.follower_lock_ttl, owner)
+    store = store or Store(settings.database_url, sources=settings.price_sources)
+    metrics = FollowerMetrics()
+    metrics.watch(store, client)
     return Follower(
         settings,
         Node(settings.rpc_urls, settings.rpc_timeout),
-        store or Store(settings.database_url, sources=settings.price_sources),
+        store,
         client,
         FencedQueue(broker(settings.redis_url), client, lease),
         EventBus(client, settings.stream_key, settings.stream_maxlen, settings.redis_url),
+        metrics=metrics,
         sweep_interval=sweep_interval,
     )
 
@@ -53,7 +59,7 @@ def close(follower: Follower, *, store: bool = True) -> None:
 def run(settings: FollowerSettings) -> None:
     """Follow until SIGTERM or SIGINT; refuses to start on a database without the schema
     or one that indexes another chain."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logs.configure(settings.log_format, settings.log_level)
     follower = build(settings)
     try:
         follower.store.check_schema()
@@ -65,6 +71,8 @@ def run(settings: FollowerSettings) -> None:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        if settings.follower_metrics_port:
+            follower.metrics.serve(settings.follower_metrics_port)
         log.info(
             "following %s (redis %s), poll %.2f s%s",
             follower.node.describe(),

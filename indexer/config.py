@@ -24,6 +24,7 @@ from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from indexer.errors import ConfigError
+from indexer.logs import log_format, log_level
 from indexer.sources import PriceSources, load_sources
 
 STREAM_KEY = "chainpulse:events"
@@ -121,6 +122,12 @@ class IndexerSettings:
         None,
         "TOML (or JSON) file of on-chain price sources; checked at start",
         convert=load_sources,
+    )
+    log_format: str = setting(
+        "LOG_FORMAT", "text", "`text`, or `json`: one JSON object per line", convert=log_format
+    )
+    log_level: str = setting(
+        "LOG_LEVEL", "info", "`debug`, `info`, `warning` or `error`", convert=log_level
     )
     stream_key: str = STREAM_KEY  # not a setting: the stream's name is the contract
 

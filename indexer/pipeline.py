@@ -14,6 +14,7 @@ from indexer import outbox
 from indexer.blocks import fetch
 from indexer.bus import BusUnavailable, EventBus
 from indexer.events import BlockIndexed, BlockSource
+from indexer.observer import Observer, Unobserved
 from indexer.reorg import repair
 from indexer.rpc import Node
 from indexer.store import LinkMismatch, Store
@@ -27,6 +28,7 @@ class Indexer:
     store: Store
     bus: EventBus
     max_reorg_depth: int = 64
+    observer: Observer = field(default_factory=Unobserved)
     _backlog: bool = field(default=False, init=False)  # events left in the outbox
 
     def index(
@@ -52,6 +54,7 @@ class Indexer:
         if reorg is None:
             log.info("no stored block was orphaned; re-reading blocks %d-%d", first, last)
         else:
+            self.observer.reorged(reorg)
             self.relay()
         # Still refused: the node is mid-reorg; LinkMismatch is retryable.
         return self._fetch_and_save(numbers, source, force)
@@ -60,6 +63,7 @@ class Indexer:
         self, numbers: list[int], source: BlockSource, force: bool
     ) -> list[BlockIndexed]:
         saved = self.store.save_blocks(fetch(self.node, numbers), source, force)
+        self.observer.indexed(saved.events)
         if self._backlog:
             self.relay()
         else:

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from indexer.models import blocks, prices, reorgs
+from indexer.models import blocks, outbox, prices, reorgs
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,11 @@ def latest_block_number(conn: Connection) -> int | None:
     """The highest indexed block number, or None on an empty database."""
     value = conn.execute(sa.select(sa.func.max(blocks.c.number))).scalar()
     return None if value is None else int(value)
+
+
+def outbox_backlog(conn: Connection) -> int:
+    """Events committed but not yet appended to the stream."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar() or 0)
 
 
 def latest_blocks(conn: Connection, limit: int) -> list[BlockRow]:

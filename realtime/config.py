@@ -92,6 +92,12 @@ class RealtimeSettings(IndexerSettings):
         "header whose last entry is the client's address (e.g. `X-Forwarded-For` behind "
         "a proxy that appends it); unset: the peer's address",
     )
+    shutdown_timeout: float = setting(
+        "SHUTDOWN_TIMEOUT",
+        4.0,
+        "seconds a stopping server waits for its clients to leave before it exits "
+        "(below a process manager's kill timeout: honcho's is 5)",
+    )
     http_timeout: float = setting(
         "HTTP_TIMEOUT",
         30.0,

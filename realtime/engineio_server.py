@@ -159,9 +159,11 @@ def _websocket_class(base: Any) -> Any:
             def run(ws: Any) -> Any:
                 if eio_socket is not None:
                     eio_socket.direct_ws = ws  # see EngineServer.send_packet
+                server.websockets += 1
                 try:
                     return handler(_Connection(ws, server))
                 finally:
+                    server.websockets -= 1
                     if eio_socket is not None:
                         eio_socket.direct_ws = None
 
@@ -234,6 +236,7 @@ class EngineServer(engineio.Server):
         self.count_refusal = count_refusal
         self.direct_writes = 0  # frames written without the queue (since start-up)
         self.partial_writes = 0  # of which the kernel took only a part; the writer sends the rest
+        self.websockets = 0  # WebSocket connections open (their handlers still running)
         if self.async_mode == "eventlet":
             self._queue_class = _heartbeat_first_queue()
             drivers: dict[str, Any] = dict(self._async)  # type: ignore[has-type]
@@ -328,7 +331,9 @@ class EngineServer(engineio.Server):
         if sock.closing or sock.closed:
             return
         self.count_refusal("slow consumer")
-        log.warning("%s: outbound queue full, disconnecting a slow consumer", sock.sid)
+        log.warning(
+            "outbound queue full, disconnecting a slow consumer", extra={"client": sock.sid}
+        )
         sock.queue.queue.clear()  # free the backlog now
         sock.queue.put(
             encode_event(self.namespace, "exception", protocol.exception(protocol.SLOW_CONSUMER))

@@ -229,7 +229,7 @@ class Feed:
         try:
             self._resume(sid, last_block, last_hash)
         except Exception:
-            log.exception("resume of %s failed", sid)
+            log.exception("resume failed", extra={"client": sid})
             self.emit(sid, "exception", protocol.exception(protocol.RESUME_FAILED))
             self.join_live(sid)
 

@@ -104,7 +104,7 @@ class Gateway:
             try:
                 identity = self.validator.validate(token)
             except InvalidToken as exc:
-                log.info("%s: invalid token: %s", sid, exc)
+                log.info("invalid token: %s", exc, extra={"client": sid})
                 state.auth_error = protocol.INVALID_TOKEN
             else:
                 state.sub, state.expires = identity.sub, identity.exp

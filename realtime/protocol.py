@@ -37,6 +37,7 @@ UNKNOWN_EVENT = "Unknown event"
 SLOW_CONSUMER = "Slow consumer: outbound queue full"
 BUS_UNAVAILABLE = "Private messages are unavailable"
 ALREADY_CONNECTED = "Already connected to this namespace"
+SHUTTING_DOWN = "Server shutting down"
 
 
 def now_ms() -> int:

@@ -2,20 +2,29 @@
 
 The entry point (`chainpulse.cli`) has already monkey patched eventlet. Nothing here
 connects at import time: `build` wires the parts, `run` starts the background green
-threads and serves.
+threads and serves until SIGTERM or SIGINT.
+
+Shutting down, the server refuses new sessions and closes every Engine.IO session's
+transport (`GatewayServer.close_sessions`): clients see the transport close and
+reconnect, through a load balancer to another process, where they resume with
+`lastBlock`. It exits once those connections are gone, or after `SHUTDOWN_TIMEOUT`
+seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import resource
+import signal
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import socketio
 
-from indexer import queries
+from indexer import logs, queries
 from realtime import protocol
 from realtime.admission import Admission
 from realtime.bus import Bus
@@ -142,9 +151,10 @@ def _raise_open_files_limit() -> None:
 
 def run(settings: RealtimeSettings) -> None:
     import eventlet
+    import eventlet.event
     import eventlet.wsgi
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log_format, settings.log_level)
     _raise_open_files_limit()
     realtime = build(settings)
     try:
@@ -173,7 +183,8 @@ def run(settings: RealtimeSettings) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     log.info("serving %s on port %d", protocol.NAMESPACE, settings.port)
-    eventlet.wsgi.server(
+    server = eventlet.spawn(
+        eventlet.wsgi.server,
         listener,
         realtime.app,
         max_size=MAX_CONNECTIONS,
@@ -181,4 +192,43 @@ def run(settings: RealtimeSettings) -> None:
         debug=False,
         protocol=Protocol,
         socket_timeout=settings.http_timeout,  # a half-sent request is closed after it
+    )
+    stopping: eventlet.event.Event = eventlet.event.Event()
+
+    def stop(signum: int, _: Any = None) -> None:
+        if not stopping.ready():
+            stopping.send(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.link(lambda _: stop(signal.SIGTERM) if not stopping.ready() else None)
+    why = stopping.wait()
+    drain(realtime, server, settings.shutdown_timeout, why)
+
+
+def drain(realtime: Realtime, server: Any, timeout: float, why: str) -> None:
+    """Close every session, wait (at most `timeout` seconds) for their WebSockets to
+    send the CLOSE and end, then stop accepting and let the open requests finish."""
+    import eventlet
+    from greenlet import GreenletExit
+
+    started = time.monotonic()
+    deadline = started + timeout
+    closed = realtime.sio.close_sessions()
+    log.info("%s: closing %d session(s) so that their clients reconnect", why, closed)
+    eio = realtime.sio.eio
+    while (eio.websockets or eio.sockets) and time.monotonic() < deadline:
+        eventlet.sleep(0.02)
+    # the accept loop's exit cuts idle connections (HTTP keep-alive) and waits for the
+    # requests under way; WebSockets left past the deadline are cut with them
+    server.kill()
+    with (
+        eventlet.Timeout(max(deadline - time.monotonic(), 0.5), False),
+        contextlib.suppress(GreenletExit),  # how a killed green thread ends
+    ):
+        server.wait()
+    log.info(
+        "stopped in %.1f s%s",
+        time.monotonic() - started,
+        f"; {eio.websockets} WebSocket(s) cut at SHUTDOWN_TIMEOUT" if eio.websockets else "",
     )

@@ -9,6 +9,7 @@ for an ack, `{success: false, error}`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -42,13 +43,30 @@ class GatewayServer(socketio.Server):
         self.allow = allow
         self.count_refusal = count_refusal
         self._after_connect: list[Callable[[str], None]] = []
+        self.draining = False  # shutting down: new sessions are refused (clients retry)
 
     def on_connected(self, handler: Callable[[str], None]) -> None:
         """Call `handler(sid)` once a client's CONNECT answer is queued, before anything
         can yield: what it sends reaches the client right after the CONNECT."""
         self._after_connect.append(handler)
 
+    def close_sessions(self) -> int:
+        """Refuse new sessions and close every Engine.IO session by closing its
+        transport (the WebSocket's close frame; a long poll's next request fails), so
+        that every client reconnects. Neither a Socket.IO DISCONNECT (final for
+        socket.io-client: "io server disconnect") nor an Engine.IO CLOSE packet (final
+        for python-socketio's client) is sent. Returns how many were closed."""
+        self.draining = True
+        sessions = list(self.eio.sockets.values())
+        for sock in sessions:
+            with contextlib.suppress(Exception):  # a session that is going anyway
+                sock.close(wait=False, abort=True, reason=self.eio.reason.SERVER_DISCONNECT)
+        return len(sessions)
+
     def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        if self.draining:
+            self.count_refusal("shutting down")
+            return {"message": protocol.SHUTTING_DOWN}
         refusal = self.admission.admit(eio_sid, environ)
         if refusal is not None:
             self.count_refusal(refusal)

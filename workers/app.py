@@ -28,7 +28,7 @@ from workers.jobs import QUEUE, TASK, broker_options
 
 SETTINGS_KEY = "chainpulse_settings"
 
-app = Celery("chainpulse", include=["workers.tasks"], set_as_current=False)
+app = Celery("chainpulse", include=["workers.tasks", "workers.main"], set_as_current=False)
 
 
 def configure(target: Celery, settings: WorkerSettings) -> None:

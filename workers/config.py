@@ -34,7 +34,24 @@ class WorkerSettings(IndexerSettings):
         shown="CPU count + 1",
     )
 
+    worker_metrics_port: int = setting(
+        "WORKER_METRICS_PORT",
+        9101,
+        "port of the worker's `/metrics` (its pool processes summed); one per worker on a "
+        "host; 0: none",
+    )
+    worker_metrics_dir: str | None = setting(
+        "WORKER_METRICS_DIR",
+        None,
+        "directory of the pool's metric files (`PROMETHEUS_MULTIPROC_DIR`), emptied at start",
+        shown="`$TMPDIR/chainpulse-worker-<port>`",
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.retry_backoff_max >= self.visibility_timeout:
             raise ConfigError("RETRY_BACKOFF_MAX must stay below VISIBILITY_TIMEOUT")
+        if self.worker_metrics_port > 65_535:
+            raise ConfigError(
+                f"WORKER_METRICS_PORT must be a port number, got {self.worker_metrics_port}"
+            )

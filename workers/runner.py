@@ -25,6 +25,7 @@ from indexer.store import Store
 from workers.app import app, settings_of
 from workers.config import WorkerSettings
 from workers.jobs import IndexBlocks
+from workers.main import metrics
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,13 @@ class JobRunner:
 
     def record_failure(self, job: IndexBlocks, reason: str) -> None:
         """Remember `job`'s heights as failed for good (works with the node down)."""
-        log.error("blocks %s-%s failed for good: %s", job.first, job.last, reason)
+        log.error(
+            "blocks %s-%s failed for good: %s",
+            job.first,
+            job.last,
+            reason,
+            extra={"block": job.first, "last_block": job.last},
+        )
         try:
             self.indexer.store.record_failure(job.heights, reason)
         except ChainpulseError as exc:
@@ -95,6 +102,7 @@ def build(settings: WorkerSettings) -> JobRunner:
         store=Store(settings.database_url, sources=settings.price_sources),
         bus=EventBus.from_url(settings.redis_url, settings.stream_key, settings.stream_maxlen),
         max_reorg_depth=settings.max_reorg_depth,
+        observer=metrics(),
     )
     return JobRunner(indexer, RetryPolicy(settings.task_max_retries, settings.retry_backoff_max))
 

@@ -13,10 +13,12 @@ from typing import Any
 
 from celery import Task
 
+from indexer import logs
 from indexer.errors import ChainpulseError, RetryableError
 from workers import runner
 from workers.app import app
 from workers.jobs import TASK, BadJob, IndexBlocks
+from workers.main import metrics
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class BlockJob(Task):
             job = IndexBlocks.from_message(args, kwargs)
         except BadJob:
             return  # nothing to record: the message names no heights
+        metrics().failed(type(exc).__name__)
         reason = f"{type(exc).__name__}: {exc}"
         try:
             current = runner.current()
@@ -47,11 +50,19 @@ class BlockJob(Task):
 def index_blocks(self: Task, *args: Any, **kwargs: Any) -> int:
     """Index one `IndexBlocks` job; returns how many blocks were written."""
     job = IndexBlocks.from_message(args, kwargs)
+    last = job.last if job.last > job.first else None
+    with logs.context(job=self.request.id, block=job.first, last_block=last), metrics().job():
+        return _run(self, job)
+
+
+def _run(self: Task, job: IndexBlocks) -> int:
     current = runner.current()
     try:
         return len(current.run(job))
     except RetryableError as exc:
         policy = current.retry
+        if self.request.retries < policy.max_retries:
+            metrics().retried(type(exc).__name__)
         raise self.retry(
             exc=exc,
             countdown=policy.countdown(self.request.retries),

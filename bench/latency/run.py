@@ -229,6 +229,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             REDIS_URL=rs.url,
             ETH_RPC_URL=anvil.url,
             PORT=str(port),
+            WORKER_METRICS_PORT=str(free_port()),
+            LOG_LEVEL="warning",
             PYTHONWARNINGS="ignore",
         )
         celery = str(ROOT / ".venv" / "bin" / "celery")

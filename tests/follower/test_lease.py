@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from chainpulse.devnet import Activity, Anvil, wait_until
+from chainpulse.devnet import Activity, Anvil, free_port, wait_until
 from follower.lease import LOCK_KEY, Lease, holder
 from follower.queue import Cursor, FencedQueue, read_cursor
 from indexer.reorg import Deposed, repair
@@ -70,7 +70,12 @@ def test_tokens_stay_above_the_database_after_redis_lost_its_data(redis_url: str
 
 
 def follow_process(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
-    env = stack.env(POLL_INTERVAL="0.1", FOLLOWER_LOCK_TTL="2", BACKFILL_BATCH="10")
+    env = stack.env(
+        POLL_INTERVAL="0.1",
+        FOLLOWER_LOCK_TTL="2",
+        BACKFILL_BATCH="10",
+        FOLLOWER_METRICS_PORT=str(free_port()),
+    )
     with log.open("ab") as out:
         return subprocess.Popen(
             [CHAINPULSE, "follow"],

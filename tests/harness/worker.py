@@ -9,7 +9,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from chainpulse.devnet import wait_until
+from chainpulse.devnet import free_port, wait_until
 from tests.harness import processes
 from tests.harness.environment import CELERY
 from workers.jobs import broker
@@ -18,24 +18,33 @@ _names = itertools.count(1)
 
 
 class Worker:
-    """A Celery worker in its own process group; `env` from `service_env`."""
+    """A Celery worker in its own process group; `env` from `service_env`. It serves its
+    metrics on a free port (`metrics_url`) from files in its own directory, and logs at
+    `loglevel` unless `env` sets LOG_LEVEL."""
 
     def __init__(
         self, env: dict[str, str], directory: Path, concurrency: int = 2, loglevel: str = "warning"
     ) -> None:
-        self.env = env
         self.directory = directory
         self.concurrency = concurrency
-        self.loglevel = loglevel
         self.hostname = f"w{next(_names)}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
-        self.log_path = directory / f"{self.hostname.split('@')[0]}.log"
+        name = self.hostname.split("@")[0]
+        self.log_path = directory / f"{name}.log"
+        self.metrics_port = free_port()
+        self.env = {
+            "LOG_LEVEL": loglevel,
+            "WORKER_METRICS_PORT": str(self.metrics_port),
+            "WORKER_METRICS_DIR": str(directory / f"{name}.metrics"),
+            **env,
+        }
+        self.metrics_url = f"http://127.0.0.1:{self.env['WORKER_METRICS_PORT']}/metrics"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [CELERY, "-A", "workers", "worker", "-Q", "blocks"]
-                + ["--concurrency", str(self.concurrency), "-l", self.loglevel]
+                + ["--concurrency", str(self.concurrency)]
                 + ["-n", self.hostname, "--without-gossip", "--without-mingle"],
                 cwd=self.directory,
                 env=self.env,

@@ -1,0 +1,148 @@
+"""SIGTERM on the server: its clients' transports close (never a final Socket.IO
+disconnect), the process exits 0 within SHUTDOWN_TIMEOUT, and the clients reconnect to
+the next server on that address and resume with `lastBlock`, missing nothing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import socketio
+
+from chainpulse.devnet import wait_until
+from tests.harness.jsclient import ROOT
+from tests.realtime.helpers import NS, Server, Stream, block_event, insert_blocks
+
+StartServer = Callable[..., Server]
+
+RESUMING_CLIENT = r"""
+const { io } = require(process.argv[2]);
+let lastBlock = null;
+const out = (event, data) => process.stdout.write(JSON.stringify({ event, data }) + "\n");
+const socket = io(process.argv[3] + "/realtime", {
+  transports: ["websocket"],
+  reconnectionDelay: 200,
+  reconnectionDelayMax: 500,
+  auth: (send) => send(lastBlock === null ? {} : { lastBlock }),
+});
+socket.on("connected", () => out("connected", null));
+socket.on("new-block", (block) => { lastBlock = block.number; out("new-block", block.number); });
+socket.on("disconnect", (reason) => out("disconnect", reason));
+process.stdin.on("data", () => { socket.disconnect(); process.exit(0); });
+"""
+
+
+class Resuming:
+    """python-socketio with reconnection on, resuming from the last block it saw."""
+
+    def __init__(self, server: Server) -> None:
+        self.blocks: list[int] = []
+        self.reasons: list[str] = []
+        self.connects = 0
+        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.2)
+        self.sio.on("new-block", lambda b: self.blocks.append(b["number"]), namespace=NS)
+        self.sio.on("connected", self._connected, namespace=NS)
+        self.sio.on("disconnect", lambda reason=None: self.reasons.append(reason), namespace=NS)
+        self.sio.connect(
+            server.url,
+            namespaces=[NS],
+            transports=["websocket"],
+            auth=lambda: {"lastBlock": self.blocks[-1]} if self.blocks else {},
+            wait_timeout=10,
+        )
+
+    def _connected(self, _: Any = None) -> None:
+        self.connects += 1
+
+
+class Node:
+    """The official socket.io-client with the same resume rule."""
+
+    def __init__(self, server: Server, directory: Path) -> None:
+        script = directory / "resuming-client.js"
+        script.write_text(RESUMING_CLIENT)
+        self.process = subprocess.Popen(
+            ["node", str(script), str(ROOT / "node_modules/socket.io-client"), server.url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.events: list[tuple[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            item = json.loads(line)
+            self.events.append((item["event"], item["data"]))
+
+    def of(self, name: str) -> list[Any]:
+        return [data for event, data in list(self.events) if event == name]
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("bye\n")
+        self.process.stdin.close()
+        self.process.wait(10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+def test_sigterm_moves_clients_on_and_they_resume(
+    start_server: StartServer, stream: Stream, db_url: str, tmp_path: Path
+) -> None:
+    insert_blocks(db_url, range(1, 4))
+    server = start_server(SHUTDOWN_TIMEOUT="5")
+    python = Resuming(server)
+    node = Node(server, tmp_path)
+    try:
+        wait_until(lambda: len(node.of("connected")) == 1, 20, "the JS client connected")
+        insert_blocks(db_url, [4])
+        stream.append(block_event(4))
+        wait_until(lambda: python.blocks == [4] and node.of("new-block") == [4], 10, "block 4")
+
+        assert server.process is not None
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(15) == 0, server.log()[-3000:]
+        took = time.monotonic() - started
+        assert took < 5, f"the server took {took:.1f} s to stop"
+        assert "closing 2 session(s)" in server.log()
+        # the transport closed: both clients are reconnecting, not told to stay away
+        wait_until(lambda: python.reasons and node.of("disconnect"), 10, "the disconnects")
+        assert python.reasons == [socketio.Client.reason.TRANSPORT_ERROR]
+        assert node.of("disconnect") == ["transport close"]
+
+        # blocks indexed while no server runs; then a server comes back on that address
+        insert_blocks(db_url, range(5, 8))
+        server.start()
+        wait_until(lambda: python.connects == 2, 20, "the python client back")
+        wait_until(lambda: len(node.of("connected")) == 2, 20, "the JS client back")
+        insert_blocks(db_url, [8])
+        stream.append(block_event(8))
+        wait_until(
+            lambda: python.blocks[-1:] == [8] and node.of("new-block")[-1:] == [8],
+            15,
+            "block 8 live after the resume",
+        )
+        assert python.blocks == [4, 5, 6, 7, 8]
+        assert node.of("new-block") == [4, 5, 6, 7, 8]
+    finally:
+        python.sio.disconnect()
+        node.close()
+
+
+def test_sigterm_with_no_clients_exits_at_once(start_server: StartServer) -> None:
+    server = start_server()
+    assert server.process is not None
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(15) == 0
+    assert time.monotonic() - started < 2
+    assert "SIGTERM: closing 0 session(s)" in server.log()

@@ -1,0 +1,61 @@
+"""The worker's main process: its log format and its metrics endpoint, set up once at
+start (before the pool forks, so every pool process inherits both) and closed at exit.
+
+Celery imports this module with the tasks (`include`), before any of these signals.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from celery.signals import celeryd_init, setup_logging, worker_process_shutdown, worker_shutdown
+
+from indexer import logs
+from indexer.errors import ConfigError
+from workers.app import app, settings_of
+from workers.metrics import Exporter, NoMetrics, WorkerMetrics
+
+_exporter: Exporter | None = None
+_metrics: NoMetrics = NoMetrics()
+
+
+def metrics() -> NoMetrics:
+    """This process's metrics (counting nothing when `WORKER_METRICS_PORT` is 0)."""
+    return _metrics
+
+
+@setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    # connected, this signal keeps Celery from configuring logging itself; a worker's
+    # `-l` is therefore not used: LOG_LEVEL sets every process's level
+    settings = settings_of(app)
+    logs.configure(settings.log_format, settings.log_level)
+
+
+@celeryd_init.connect
+def _start_metrics(**_: Any) -> None:
+    global _exporter, _metrics
+    settings = settings_of(app)
+    if not settings.worker_metrics_port:
+        return
+    exporter = Exporter(settings)
+    try:
+        exporter.start()
+    except ConfigError as exc:
+        print(f"chainpulse: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    _exporter, _metrics = exporter, WorkerMetrics()
+
+
+@worker_process_shutdown.connect
+def _pool_process_exited(**_: Any) -> None:
+    if _exporter is not None:
+        _exporter.process_exited(os.getpid())
+
+
+@worker_shutdown.connect
+def _close_metrics(**_: Any) -> None:
+    if _exporter is not None:
+        _exporter.close()
