@@ -110,3 +110,4 @@ def configure(fmt: str = "text", level: str = "info", stream: IO[str] | None = N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # warnings are log lines too (logger `py.warnings`)

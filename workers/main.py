@@ -35,9 +35,13 @@ def _configure_logging(**_: Any) -> None:
 
 
 @celeryd_init.connect
-def _start_metrics(**_: Any) -> None:
+def _start(instance: Any = None, **_: Any) -> None:
     global _exporter, _metrics
     settings = settings_of(app)
+    # before Celery's first warnings (it checks its privileges right after this signal)
+    logs.configure(settings.log_format, settings.log_level)
+    if settings.log_format == "json" and instance is not None:
+        instance.quiet = True  # no start-up banner: every line of output is JSON
     if not settings.worker_metrics_port:
         return
     exporter = Exporter(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -69,10 +70,10 @@ def test_tokens_stay_above_the_database_after_redis_lost_its_data(redis_url: str
     client.close()
 
 
-def follow_process(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
+def follow_process(stack: Stack, log: Path, ttl: float = 2) -> subprocess.Popen[bytes]:
     env = stack.env(
         POLL_INTERVAL="0.1",
-        FOLLOWER_LOCK_TTL="2",
+        FOLLOWER_LOCK_TTL=str(ttl),
         BACKFILL_BATCH="10",
         FOLLOWER_METRICS_PORT=str(free_port()),
     )
@@ -117,6 +118,33 @@ def test_a_standby_takes_over_after_kill_9(stack: Stack, tmp_path: Path) -> None
         stack.wait_consistent()
         sources = {d["source"] for t, d in stack.events() if t == "block.indexed"}
         assert sources == {"head", "backfill"}
+    finally:
+        for p in processes:
+            stop(p)
+
+
+def test_sigterm_hands_the_lock_over_at_once(stack: Stack, tmp_path: Path) -> None:
+    """A follower stopped with SIGTERM releases its lock: the standby takes over in
+    about a poll, not after the lock's 30 s expiry."""
+    processes = [follow_process(stack, tmp_path / f"follower{i}.log", ttl=30) for i in range(2)]
+    try:
+        wait_until(lambda: holder(stack.client) is not None, 30, "a follower taking the lock")
+        first = holder(stack.client)
+        assert first is not None
+        logs = [tmp_path / f"follower{i}.log" for i in range(2)]
+        active = next(i for i in range(2) if f"token {first.token}" in logs[i].read_text())
+
+        started = time.monotonic()
+        processes[active].send_signal(signal.SIGTERM)
+        assert processes[active].wait(10) == 0
+        wait_until(
+            lambda: (h := holder(stack.client)) is not None and h.token > first.token,
+            10,
+            "the standby taking over",
+        )
+        assert time.monotonic() - started < 5
+        stack.activity().block()
+        stack.wait_consistent()
     finally:
         for p in processes:
             stop(p)

@@ -1,7 +1,9 @@
 """A loopback HTTP proxy in front of a real node, for failure paths a node cannot stage.
 
 It forwards every request to the node, except that it can first answer a number of
-requests with a canned reply (e.g. HTTP 429). Used by the RPC and worker tests.
+requests with a canned reply (e.g. HTTP 429), and can hold each request for `delay`
+seconds first (a slow node: a job that is still running when a test needs one).
+Used by the RPC and worker tests.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import collections
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,6 +30,7 @@ class RpcProxy:
         self.forwarded = 0
         self.answered_canned = 0
         self.rewrite: Rewrite | None = None
+        self.delay = 0.0  # seconds each forwarded request waits first
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -57,6 +61,7 @@ class RpcProxy:
                     body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                     canned = proxy._next()
                     if canned is None:
+                        time.sleep(proxy.delay)
                         try:
                             reply = requests.post(
                                 proxy.upstream,

@@ -146,3 +146,21 @@ def test_sigterm_with_no_clients_exits_at_once(start_server: StartServer) -> Non
     assert server.process.wait(15) == 0
     assert time.monotonic() - started < 2
     assert "SIGTERM: closing 0 session(s)" in server.log()
+
+
+def test_a_shared_multiprocess_directory_is_left_to_the_workers(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """Under a process manager every process has the worker's environment; the server
+    keeps its own registry and writes nothing into the workers' directory."""
+    shared = tmp_path / "worker-metrics"
+    shared.mkdir()
+    server = start_server(PROMETHEUS_MULTIPROC_DIR=str(shared), LOG_FORMAT="json")
+    metrics = server.get("/metrics").text
+    assert "chainpulse_realtime_connected_clients 0.0" in metrics
+    assert list(shared.iterdir()) == []
+    # and LOG_FORMAT=json: every line of its log is one JSON object
+    lines = [line for line in server.log().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]
+    assert any(r["message"].startswith("serving /realtime") for r in records)
+    assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)

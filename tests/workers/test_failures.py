@@ -16,6 +16,7 @@ import pytest
 
 from chainpulse.devnet import RedisServer, free_port
 from chainpulse.status import render_status
+from tests.harness.metrics import scrape, total, value
 from tests.harness.proxy import RpcProxy
 from tests.harness.stack import Backfill, Stack, stack
 from tests.harness.worker import Worker
@@ -64,13 +65,25 @@ def test_http_429_is_retried_until_the_job_succeeds(failing: Failing) -> None:
     catch_up(s)
     first, last = s.new_blocks(2)
     failing.proxy.answer_next(2)  # each of the first two attempts meets a 429
+    before = scrape(failing.worker.metrics_url)
 
     result = s.cli("backfill", str(first), str(last), "--wait")
 
     assert result.returncode == 0, result.stderr + s.tails()
     assert failing.proxy.answered_canned == 2 and not failing.proxy.canned
+    after = scrape(failing.worker.metrics_url)
+    retries = "chainpulse_job_retries_total"
+    # two retries; the reason is the last endpoint's error (the closed one, or the 429)
+    assert total(after, retries) == total(before, retries) + 2
+    assert {dict(labels)["reason"] for name, labels in after if name == retries} <= {
+        "RateLimited",
+        "NodeUnavailable",
+    }
+    indexed = "chainpulse_blocks_indexed_total"
+    assert total(after, indexed, source="backfill") == total(before, indexed) + 2
     assert s.rows_per_height(first, last) == s.node_rows_per_height(first, last)
-    assert "answered HTTP 429 (rate limited)" in s.logs()
+    limited = [line for line in s.logs().splitlines() if "answered HTTP 429" in line]
+    assert limited and f"block={first} last_block={last} job=" in limited[0], limited
     assert s.failed() == []
 
 
@@ -93,6 +106,9 @@ def test_frozen_node_fails_the_job_for_good_and_writes_nothing(
 
     output = backfill.output()
     assert code == 1, output + s.tails()
+    samples = scrape(worker.metrics_url)
+    assert total(samples, "chainpulse_job_failures_total", reason="NodeUnavailable") >= 1
+    assert value(samples, "chainpulse_jobs_running") == 0
     assert f"3 blocks failed: {first}-{last}" in output
     assert "first error: NodeUnavailable: node at" in output
 
