@@ -108,6 +108,18 @@ class FollowerMetrics:
         return server
 
 
+# read when scraped: name -> help
+SCRAPED = {
+    "chainpulse_outbox_backlog": "Events committed, not yet on the stream",
+    "chainpulse_indexed_block": "The highest indexed block",
+    "chainpulse_indexing_lag_blocks": "The node's head minus the highest indexed block",
+    "chainpulse_indexing_lag_seconds": (
+        "Chain time of the node's head minus that of the highest indexed block"
+    ),
+    "chainpulse_queue_depth": "Jobs waiting on the blocks queue",
+}
+
+
 class _Backlog(Collector):
     def __init__(self, metrics: FollowerMetrics, store: Store, broker: redis.Redis) -> None:
         self.metrics = metrics
@@ -125,31 +137,23 @@ class _Backlog(Collector):
         except Exception as exc:  # noqa: BLE001 - a scrape must answer without the database
             log.warning("metrics: database unreachable: %s", exc)
         else:
-            yield _gauge(
-                "chainpulse_outbox_backlog", "Events committed, not yet on the stream", backlog
-            )
+            yield _gauge("chainpulse_outbox_backlog", backlog)
             if top:
                 tip = top[0]
-                yield _gauge("chainpulse_indexed_block", "The highest indexed block", tip.number)
+                yield _gauge("chainpulse_indexed_block", tip.number)
                 if self.metrics.last_head is not None:
                     head, head_time = self.metrics.last_head
+                    yield _gauge("chainpulse_indexing_lag_blocks", max(head - tip.number, 0))
                     yield _gauge(
-                        "chainpulse_indexing_lag_blocks",
-                        "The node's head minus the highest indexed block",
-                        max(head - tip.number, 0),
-                    )
-                    yield _gauge(
-                        "chainpulse_indexing_lag_seconds",
-                        "Chain time of the node's head minus that of the highest indexed block",
-                        max(head_time - tip.timestamp, 0),
+                        "chainpulse_indexing_lag_seconds", max(head_time - tip.timestamp, 0)
                     )
         try:
             depth = int(self.broker.llen(QUEUE))
         except redis.RedisError as exc:
             log.warning("metrics: Redis unreachable: %s", exc)
         else:
-            yield _gauge("chainpulse_queue_depth", "Jobs waiting on the blocks queue", depth)
+            yield _gauge("chainpulse_queue_depth", depth)
 
 
-def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, value=value)
+def _gauge(name: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, SCRAPED[name], value=value)

@@ -44,7 +44,7 @@ class WorkerSettings(IndexerSettings):
         "WORKER_METRICS_DIR",
         None,
         "directory of the pool's metric files (`PROMETHEUS_MULTIPROC_DIR`), emptied at start",
-        shown="`$TMPDIR/chainpulse-worker-<port>`",
+        shown="$TMPDIR/chainpulse-worker-<port>",
     )
 
     def __post_init__(self) -> None:

@@ -62,29 +62,36 @@ class NoMetrics:
 class WorkerMetrics(NoMetrics):
     """The counters; build only after `prepare` (it imports prometheus_client)."""
 
-    def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
+    def __init__(self, registry: Any = None) -> None:
+        from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
+        r = registry or REGISTRY  # the pool's values go to files, whatever the registry
         self.blocks = Counter(
-            "chainpulse_blocks_indexed", "Blocks written, by job source", ["source"]
+            "chainpulse_blocks_indexed", "Blocks written, by job source", ["source"], registry=r
         )
         self.transactions = Counter(
-            "chainpulse_transactions_indexed", "Transactions written with their blocks"
+            "chainpulse_transactions_indexed", "Transactions written with their blocks", registry=r
         )
         self.retries = Counter(
-            "chainpulse_job_retries", "Jobs retried after a retryable error, by reason", ["reason"]
+            "chainpulse_job_retries",
+            "Jobs retried after a retryable error, by reason",
+            ["reason"],
+            registry=r,
         )
         self.failures = Counter(
-            "chainpulse_job_failures", "Jobs failed for good, by reason", ["reason"]
+            "chainpulse_job_failures", "Jobs failed for good, by reason", ["reason"], registry=r
         )
         self.running = Gauge(
-            "chainpulse_jobs_running", "Jobs running now", multiprocess_mode="livesum"
+            "chainpulse_jobs_running", "Jobs running now", multiprocess_mode="livesum", registry=r
         )
-        self.duration = Histogram("chainpulse_job_duration_seconds", "Time a job ran, any outcome")
+        self.duration = Histogram(
+            "chainpulse_job_duration_seconds", "Time a job ran, any outcome", registry=r
+        )
         self.reorgs = Histogram(
             "chainpulse_reorg_depth_blocks",
             "Reorgs repaired, by depth (blocks removed)",
             buckets=REORG_BUCKETS,
+            registry=r,
         )
 
     def indexed(self, events: Sequence[BlockIndexed]) -> None:

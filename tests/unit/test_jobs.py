@@ -53,3 +53,19 @@ def test_the_realtime_server_never_imports_celery() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_nothing_on_the_workers_import_path_imports_prometheus_client() -> None:
+    """The worker sets PROMETHEUS_MULTIPROC_DIR before prometheus_client's first import
+    (which reads it); Celery's worker, our app and tasks, web3 and the drivers must not
+    import it first."""
+    code = (
+        "import sys, celery.bin.celery, celery.apps.worker, celery.concurrency.prefork, "
+        "workers.app, workers.tasks, workers.main, workers.runner, indexer.rpc, "
+        "indexer.store; print('prometheus_client' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
