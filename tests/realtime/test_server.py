@@ -342,3 +342,32 @@ def test_price_history_and_candles_endpoints(start_server: StartServer, db_url: 
         ("/api/prices/" + "X" * 33, 404),
     ):
         assert server.get(bad).status_code == status, bad
+
+
+def test_metrics_count_clients_pushes_and_the_stream_lag(
+    start_server: StartServer, clients: Connect, stream: Stream, db_url: str
+) -> None:
+    from indexer.events import to_fields
+
+    server = start_server()
+    a, b = clients(server), clients(server)
+
+    def metric(line: str) -> float | None:
+        for text in server.get("/metrics").text.splitlines():
+            if text.startswith(line + " "):
+                return float(text.split()[-1])
+        return None
+
+    assert metric("chainpulse_realtime_connected_clients") == 2
+    assert metric("chainpulse_realtime_stream_lag_seconds") == 0
+    # an entry written 5 s ago (its id is its time): handled, the lag says its age
+    insert_blocks(db_url, [1])
+    old = int(time.time() * 1000) - 5_000
+    stream.redis.xadd(stream.key, to_fields(block_event(1)), id=f"{old}-0")  # type: ignore[arg-type]
+    a.wait_for("new-block")
+    b.wait_for("new-block")
+    assert metric('chainpulse_realtime_messages_pushed_total{event="new-block"}') == 2
+    lag = metric("chainpulse_realtime_stream_lag_seconds")
+    assert lag is not None and 5 <= lag < 60
+    b.close()
+    wait_until(lambda: metric("chainpulse_realtime_connected_clients") == 1, 10, "one client")

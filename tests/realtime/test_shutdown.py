@@ -48,7 +48,7 @@ class Resuming:
         self.sio = socketio.Client(reconnection=True, reconnection_delay=0.2)
         self.sio.on("new-block", lambda b: self.blocks.append(b["number"]), namespace=NS)
         self.sio.on("connected", self._connected, namespace=NS)
-        self.sio.on("disconnect", lambda reason=None: self.reasons.append(reason), namespace=NS)
+        self.sio.on("disconnect", self._disconnected, namespace=NS)
         self.sio.connect(
             server.url,
             namespaces=[NS],
@@ -59,6 +59,13 @@ class Resuming:
 
     def _connected(self, _: Any = None) -> None:
         self.connects += 1
+
+    def _disconnected(self, reason: Any = None) -> None:
+        self.reasons.append(reason)
+        # python-engineio's client leaves the socket of a WebSocket lost this way open
+        ws = self.sio.eio.ws
+        if ws is not None:
+            ws.shutdown()
 
 
 class Node:
