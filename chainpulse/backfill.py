@@ -62,7 +62,7 @@ def run_backfill(
     out: TextIO = sys.stderr,
 ) -> int:
     first, last = parse_range(start, end)
-    node = Node(settings.rpc_urls, settings.rpc_timeout)
+    node = Node.from_settings(settings)
     head = node.head()
     if last > head:
         raise BadRange(f"TO ({last}) is beyond the node's head ({head})")

@@ -67,7 +67,7 @@ def collect_status(settings: IndexerSettings) -> StatusReport:
         "errors": [],
     }
     try:
-        report["head"] = Node(settings.rpc_urls, settings.rpc_timeout).head()
+        report["head"] = Node.from_settings(settings).head()
     except ChainpulseError as exc:
         report["errors"].append(str(exc))
     store = Store(settings.database_url)

@@ -38,7 +38,7 @@ def build(
     metrics.watch(store, client)
     return Follower(
         settings,
-        Node(settings.rpc_urls, settings.rpc_timeout),
+        Node.from_settings(settings),
         store,
         client,
         FencedQueue(broker(settings.redis_url), client, lease),

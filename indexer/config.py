@@ -117,6 +117,12 @@ class IndexerSettings:
     backfill_batch: int = setting(
         "BACKFILL_BATCH", 25, "heights per backfill job (one JSON-RPC batch each)", minimum=1
     )
+    rpc_rate_limit: float | None = setting(
+        "RPC_RATE_LIMIT",
+        None,
+        "JSON-RPC calls per second for the whole deployment (each call of a batch counts), "
+        "shared through Redis by every process that calls the node; unset: no limit",
+    )
     price_sources: PriceSources | None = setting(
         "PRICE_SOURCES",
         None,

@@ -9,6 +9,10 @@ half the time of the standard library's parser on 100 KB full blocks.
 Failover: `ETH_RPC_URL` may list several endpoints. A call goes to the current one;
 on a retryable failure it moves on to the next, and raises once all have failed.
 Every endpoint must serve the same chain id.
+
+With a `CallBudget` (`RPC_RATE_LIMIT`), every request waits for its calls' share of the
+deployment's budget before it is sent, and a rate-limit answer slows the whole
+deployment down (`indexer.throttle`).
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import orjson
+import redis
 import requests
 from web3 import HTTPProvider
 from web3.types import RPCEndpoint, RPCResponse
 
-from indexer.config import mask_url
+from indexer.config import IndexerSettings, mask_url
 from indexer.errors import (
     BlockNotFound,
     ChainMismatch,
@@ -32,6 +37,7 @@ from indexer.errors import (
     RetryableError,
     RpcError,
 )
+from indexer.throttle import CallBudget, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +62,9 @@ class JsonRpcProvider(HTTPProvider):
 class Node:
     """A JSON-RPC node behind one or more HTTP endpoints (failover in listed order)."""
 
-    def __init__(self, urls: Sequence[str], timeout: float = 10.0) -> None:
+    def __init__(
+        self, urls: Sequence[str], timeout: float = 10.0, budget: CallBudget | None = None
+    ) -> None:
         if not urls:
             raise ValueError("at least one JSON-RPC URL is needed")
         self.urls = tuple(urls)
@@ -70,6 +78,21 @@ class Node:
         self._lock = threading.Lock()
         self._chain_ids: dict[int, int] = {}
         self._receipts_by_block = True
+        self.budget = budget
+
+    @classmethod
+    def from_settings(cls, settings: IndexerSettings, max_wait: float = 10.0) -> Node:
+        """The node of `settings`, with the deployment's call budget when
+        `RPC_RATE_LIMIT` is set (its burst: the largest batch a job sends, a block and
+        its receipts per height of `BACKFILL_BATCH`). Connects to nothing yet."""
+        budget = None
+        if settings.rpc_rate_limit is not None:
+            client = redis.Redis.from_url(
+                settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+            )
+            burst = 2 * settings.backfill_batch
+            budget = CallBudget(client, settings.rpc_rate_limit, burst, max_wait)
+        return cls(settings.rpc_urls, settings.rpc_timeout, budget)
 
     @property
     def url(self) -> str:
@@ -113,11 +136,16 @@ class Node:
         url = mask_url(self.urls[index])
         if index not in self._chain_ids and calls[0][0] != "eth_chainId":
             self._check_chain_id(index)
+        if self.budget is not None:
+            self.budget.acquire(len(calls))
         try:
             replies = provider.make_batch_request([(RPCEndpoint(m), list(p)) for m, p in calls])
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             if status == 429:
+                if self.budget is not None:
+                    headers = exc.response.headers if exc.response is not None else {}
+                    self.budget.slow_down(retry_after(headers.get("Retry-After")))
                 raise RateLimited(f"node at {url} answered HTTP 429 (rate limited)") from exc
             if status >= 500 or status in (408, 425):
                 raise NodeUnavailable(f"node at {url} answered HTTP {status}") from exc
@@ -128,15 +156,20 @@ class Node:
             raise NodeUnavailable(f"node at {url} is unreachable ({type(exc).__name__})") from exc
         except ValueError as exc:  # not JSON
             raise NodeUnavailable(f"node at {url} sent a malformed response") from exc
-        if isinstance(replies, dict):  # the whole batch was refused with one error
-            _raise_rpc_error(url, calls[0][0], replies.get("error") or {})
-        if not isinstance(replies, list) or len(replies) != len(calls):
-            raise NodeUnavailable(f"node at {url} answered {len(calls)} calls incompletely")
-        results = []
-        for (method, _), reply in zip(calls, replies, strict=True):
-            if reply.get("error"):
-                _raise_rpc_error(url, method, reply["error"])
-            results.append(reply.get("result"))
+        try:
+            if isinstance(replies, dict):  # the whole batch was refused with one error
+                _raise_rpc_error(url, calls[0][0], replies.get("error") or {})
+            if not isinstance(replies, list) or len(replies) != len(calls):
+                raise NodeUnavailable(f"node at {url} answered {len(calls)} calls incompletely")
+            results = []
+            for (method, _), reply in zip(calls, replies, strict=True):
+                if reply.get("error"):
+                    _raise_rpc_error(url, method, reply["error"])
+                results.append(reply.get("result"))
+        except RateLimited:
+            if self.budget is not None:
+                self.budget.slow_down(None)
+            raise
         return results
 
     def _check_chain_id(self, index: int) -> None:

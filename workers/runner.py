@@ -98,7 +98,8 @@ class JobRunner:
 def build(settings: WorkerSettings) -> JobRunner:
     """One worker process's runner, composed from `settings`."""
     indexer = Indexer(
-        node=Node(settings.rpc_urls, settings.rpc_timeout),
+        # a job that waits longer than this for the budget may be delivered twice
+        node=Node.from_settings(settings, max_wait=settings.visibility_timeout / 2),
         store=Store(settings.database_url, sources=settings.price_sources),
         bus=EventBus.from_url(settings.redis_url, settings.stream_key, settings.stream_maxlen),
         max_reorg_depth=settings.max_reorg_depth,

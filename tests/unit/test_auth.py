@@ -44,7 +44,7 @@ def test_valid_hs256_token() -> None:
     [
         hs({"sub": "alice"}, key="x" * 32),  # wrong key
         hs({"sub": "alice", "exp": int(time.time()) - 10}),  # expired
-        hs({"sub": "alice", "nbf": later(600)}),  # not yet valid
+        hs({"sub": "alice", "nbf": later(86_400)}),  # not yet valid (built at collection)
         hs({"exp": later()}),  # no subject
         hs({"sub": "alice", "aud": "other"}),  # an audience nobody configured
         jwt.encode({"sub": "alice"}, None, algorithm="none"),  # alg: none
