@@ -83,15 +83,13 @@ class Node:
     @classmethod
     def from_settings(cls, settings: IndexerSettings, max_wait: float = 10.0) -> Node:
         """The node of `settings`, with the deployment's call budget when
-        `RPC_RATE_LIMIT` is set (its burst: the largest batch a job sends, a block and
-        its receipts per height of `BACKFILL_BATCH`). Connects to nothing yet."""
+        `RPC_RATE_LIMIT` is set. Connects to nothing yet."""
         budget = None
         if settings.rpc_rate_limit is not None:
             client = redis.Redis.from_url(
                 settings.redis_url, socket_timeout=2, socket_connect_timeout=2
             )
-            burst = 2 * settings.backfill_batch
-            budget = CallBudget(client, settings.rpc_rate_limit, burst, max_wait)
+            budget = CallBudget(client, settings.rpc_rate_limit, max_wait)
         return cls(settings.rpc_urls, settings.rpc_timeout, budget)
 
     @property

@@ -1,12 +1,16 @@
 """A deployment-wide JSON-RPC call budget (`RPC_RATE_LIMIT`), shared through Redis.
 
-Hosted nodes count every call of a batch against one per-second quota for the whole
-deployment, so the budget is one generic cell rate algorithm (GCRA) state in Redis that
-every process calling the node draws on: workers on every machine, the follower's
-polls, the command line. One Lua script reserves `n` calls at once and says how long to
-wait before sending them; waiting is done here, never inside Redis.
+Hosted nodes count every call of a batch against one quota per second for the whole
+deployment, so the budget is one sliding one-second window in Redis, the way providers
+count, that every process calling the node draws on: workers on every machine, the
+follower's polls, the command line. One Lua script reserves a request's `n` calls at
+the first moment they fit and says how long to wait until then; waiting is done here,
+never inside Redis. (A token bucket or GCRA lets `rate + burst` calls into some
+second, and its burst must admit a whole batch: with 50-call batches under a 200/s
+quota it either overruns the quota or wastes a quarter of it.)
 
-- The burst admits the largest batch a job sends (`burst` calls at once from idle).
+- A whole batch fits in the window from idle, as long as it is not larger than the
+  limit (a larger one is counted as the limit: the provider would refuse it anyway).
 - A caller never waits longer than `max_wait` seconds: past it nothing is reserved and
   `RateLimited` is raised (a job retries; Celery's backoff spreads it out). Workers pass
   half of `VISIBILITY_TIMEOUT`: a job held unacknowledged longer than that may be
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 import redis
 
@@ -30,29 +35,50 @@ from indexer.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
-KEY = "chainpulse:rpc:budget"
+KEY = "chainpulse:rpc:budget"  # hash: rate (calls/s now), hold (no call before, µs)
+WINDOW_KEY = "chainpulse:rpc:window"  # sorted set: one entry per request, score = its time
 
-# KEYS[1]: hash {tat, rate, hold}; ARGV: limit (calls/s), burst (calls), n, max_wait (s).
-# Times are Redis's own clock, in microseconds, so every host agrees; they are stored
-# with string.format, since Lua 5.1 would write them with 14 digits.
+# The same sliding one-second window a provider counts with: a request of n calls is
+# placed at the first moment T (not before now, the last request placed, or a hold)
+# at which the calls in (T - 1 s, T] plus n stay within the rate; requests are placed
+# in time order, so only the window that ends at T needs checking.
+# KEYS: the hash, the window; ARGV: limit, n, max_wait (s). Redis's own clock, in µs,
+# so every host agrees; times are written with string.format (Lua 5.1 would write 14
+# digits).
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit, burst, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local max_wait = tonumber(ARGV[4]) * 1000000
-local state = redis.call('HMGET', KEYS[1], 'tat', 'rate', 'hold')
-local rate = tonumber(state[2]) or limit
-local hold = tonumber(state[3]) or 0
-local interval = 1000000 / rate
-local new_tat = math.max(tonumber(state[1]) or now, now, hold) + n * interval
-local allow_at = math.max(new_tat - burst * interval, hold)
-local wait = math.max(allow_at - now, 0)
-if wait > max_wait then return {-1, tostring(rate)} end
-rate = math.min(rate + limit / 100, limit)
-redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', new_tat),
-  'rate', string.format('%.6f', rate))
-redis.call('EXPIRE', KEYS[1], 3600)
-return {math.floor(wait), tostring(rate)}
+local limit, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3]) * 1000000
+local state = redis.call('HMGET', KEYS[1], 'rate', 'hold')
+local rate = tonumber(state[1]) or limit
+n = math.min(n, math.floor(rate))
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('%.0f', now - 1000000))
+local entries = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+local at = math.max(now, tonumber(state[2]) or 0)
+local count = #entries / 2
+if count > 0 then at = math.max(at, tonumber(entries[count * 2])) end
+local sum, first = 0, 1
+for i = 1, count do
+  if tonumber(entries[i * 2]) > at - 1000000 then
+    sum = sum + tonumber(string.match(entries[i * 2 - 1], '^(%d+):'))
+  elseif i == first then
+    first = i + 1
+  end
+end
+while sum + n > rate and first <= count do
+  at = math.max(at, tonumber(entries[first * 2]) + 1000000 + 1)
+  sum = sum - tonumber(string.match(entries[first * 2 - 1], '^(%d+):'))
+  first = first + 1
+end
+local wait = at - now
+if wait > max_wait then return -1 end
+redis.call('ZADD', KEYS[2], string.format('%.0f', at), n .. ':' .. ARGV[4])
+redis.call('PEXPIRE', KEYS[2], math.floor(wait / 1000) + 2000)
+if rate < limit then
+  redis.call('HSET', KEYS[1], 'rate', string.format('%.6f', math.min(rate + limit / 100, limit)))
+end
+return math.floor(wait)
 """
 
 # ARGV: limit, hold (seconds to hold every caller, 0 for none)
@@ -76,16 +102,14 @@ return tostring(rate)
 
 
 class CallBudget:
-    """`limit` calls per second for the deployment, `burst` at once, waits ≤ `max_wait`."""
+    """At most `limit` calls in any second for the deployment; waits ≤ `max_wait` s."""
 
-    def __init__(
-        self, client: redis.Redis, limit: float, burst: int, max_wait: float, key: str = KEY
-    ) -> None:
+    def __init__(self, client: redis.Redis, limit: float, max_wait: float, key: str = KEY) -> None:
         self.client = client
         self.limit = limit
-        self.burst = burst
         self.max_wait = max_wait
         self.key = key
+        self.window_key = WINDOW_KEY if key == KEY else f"{key}:window"
         self.waited = 0.0  # seconds this process spent waiting for the budget
         self._acquire = client.register_script(_ACQUIRE)
         self._slow_down = client.register_script(_SLOW_DOWN)
@@ -95,8 +119,9 @@ class CallBudget:
         """Wait until `calls` calls may be sent; RateLimited when that would take
         longer than `max_wait` (nothing is reserved then)."""
         try:
-            wait_us, _rate = self._acquire(
-                keys=[self.key], args=[self.limit, self.burst, calls, self.max_wait]
+            wait_us = self._acquire(
+                keys=[self.key, self.window_key],
+                args=[self.limit, calls, self.max_wait, uuid.uuid4().hex],
             )
         except redis.RedisError as exc:
             self._warn(f"the JSON-RPC budget is unreachable, calling without it: {exc}")

@@ -14,47 +14,52 @@ from indexer.throttle import KEY, CallBudget, retry_after
 from tests.harness.proxy import RpcProxy
 
 
-def rate(client: redis.Redis) -> float:
-    return float(client.hget(KEY, "rate") or 0)
+def rate(client: redis.Redis, limit: float) -> float:
+    """The deployment's rate now (unset: the limit)."""
+    raw = client.hget(KEY, "rate")
+    return float(raw) if raw is not None else limit
 
 
 def test_a_reservation_is_shared_and_refused_past_max_wait(redis_url: str) -> None:
     one, two = redis.Redis.from_url(redis_url), redis.Redis.from_url(redis_url)
-    first = CallBudget(one, limit=10, burst=10, max_wait=0.5)
-    second = CallBudget(two, limit=10, burst=10, max_wait=0.5)  # another process's
-    first.acquire(10)  # the burst, from idle: no wait
+    first = CallBudget(one, limit=10, max_wait=0.5)
+    second = CallBudget(two, limit=10, max_wait=0.5)  # another process's
+    first.acquire(10)  # a whole second's calls, from idle: no wait
     assert first.waited == 0
-    with pytest.raises(RateLimited, match=r"RPC_RATE_LIMIT=10/s\) has no room for 10 calls"):
-        second.acquire(10)  # a second burst would wait 1 s: refused, nothing reserved
-    second.acquire(4)  # 0.4 s of calls: waits for them
-    assert 0.2 < second.waited <= 0.5
+    with pytest.raises(RateLimited, match=r"RPC_RATE_LIMIT=10/s\) has no room for 4 calls"):
+        second.acquire(4)  # fits only once the first 10 are a second old: refused
+    patient = CallBudget(two, limit=10, max_wait=2)
+    patient.acquire(4)  # waits for that second
+    assert 0.5 < patient.waited <= 1.1
+    patient.acquire(6)  # fits beside the 4, in the same window
+    assert patient.waited <= 1.1
     one.close()
     two.close()
 
 
 def test_the_rate_halves_on_the_nodes_refusal_and_recovers(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    budget = CallBudget(client, limit=100, burst=100, max_wait=5)
+    budget = CallBudget(client, limit=100, max_wait=5)
     budget.acquire(1)
-    assert rate(client) == 100
+    assert rate(client, 100) == 100
     budget.slow_down(None)
-    assert rate(client) == 50
+    assert rate(client, 100) == 50
     for _ in range(5):
         budget.slow_down(None)
-    assert rate(client) == 5  # never below a twentieth of the limit
+    assert rate(client, 100) == 5  # never below a twentieth of the limit
     for _ in range(3):
         budget.acquire(1)  # each granted request adds back a hundredth
-    assert rate(client) == 8
+    assert rate(client, 100) == 8
     client.close()
 
 
 def test_retry_after_holds_every_caller(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    budget = CallBudget(client, limit=100, burst=100, max_wait=0.5)
+    budget = CallBudget(client, limit=100, max_wait=0.5)
     budget.slow_down(1.0)
     with pytest.raises(RateLimited):
         budget.acquire(1)
-    patient = CallBudget(client, limit=100, burst=100, max_wait=5)
+    patient = CallBudget(client, limit=100, max_wait=5)
     patient.acquire(1)
     assert patient.waited > 0.5
     client.close()
@@ -62,7 +67,7 @@ def test_retry_after_holds_every_caller(redis_url: str) -> None:
 
 def test_without_redis_calls_go_through_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     client = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
-    budget = CallBudget(client, limit=1, burst=1, max_wait=0.1)
+    budget = CallBudget(client, limit=1, max_wait=0.1)
     with caplog.at_level(logging.WARNING):
         for _ in range(5):
             budget.acquire(50)
@@ -73,13 +78,13 @@ def test_without_redis_calls_go_through_with_a_warning(caplog: pytest.LogCapture
 def test_a_429_slows_the_deployment_down(redis_url: str, anvil: Anvil) -> None:
     client = redis.Redis.from_url(redis_url)
     with RpcProxy(anvil.url) as proxy:
-        node = Node([proxy.url], 5, CallBudget(client, limit=40, burst=40, max_wait=5))
+        node = Node([proxy.url], 5, CallBudget(client, limit=40, max_wait=5))
         assert node.head() >= 0
-        assert rate(client) == 40
+        assert rate(client, 40) == 40
         proxy.answer_next(1)
         with pytest.raises(RateLimited):
             node.head()
-        assert rate(client) == 20
+        assert rate(client, 40) == 20
     client.close()
 
 
