@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -146,6 +147,7 @@ def run_variant(
     finally:
         for proc in procs:
             stop(proc, grace=20, group=True)
+        shutil.rmtree(workdir, ignore_errors=True)
     counts = provider.counts
     blocks = last - first + 1
     offered = counts.calls + counts.refused_calls

@@ -146,12 +146,17 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = service_env(
-            PORT=str(self.port),
-            REDIS_URL=redis_url,
-            DATABASE_URL=database_url,
-            JWT_SECRET=SECRET,
-            PUBSUB_CANARY_INTERVAL="0.5",
-            **{k: str(v) for k, v in env.items()},
+            **{
+                "PORT": str(self.port),
+                "REDIS_URL": redis_url,
+                "DATABASE_URL": database_url,
+                "JWT_SECRET": SECRET,
+                "PUBSUB_CANARY_INTERVAL": "0.5",
+                # a stopping server waits this long for clients that never close their
+                # side (raw sockets that read nothing); test_shutdown.py sets its own
+                "SHUTDOWN_TIMEOUT": "1",
+                **{k: str(v) for k, v in env.items()},
+            }
         )
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = Path(database_url.removeprefix("sqlite:///")).with_suffix(
