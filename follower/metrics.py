@@ -11,7 +11,7 @@ but no head and so no lag: the active follower's is the deployment's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from indexer import queries
 from indexer.errors import ConfigError
-from indexer.events import BlockIndexed, BlockReorged
+from indexer.events import BlockReorged
 from indexer.store import Store
 from workers.jobs import QUEUE
 from workers.metrics import REORG_BUCKETS
@@ -85,9 +85,6 @@ class FollowerMetrics:
 
     def round_failed(self, reason: str) -> None:
         self.failed_rounds.labels(reason).inc()
-
-    def indexed(self, events: Sequence[BlockIndexed]) -> None:
-        pass  # the workers count what they write
 
     def reorged(self, event: BlockReorged) -> None:
         self.reorgs.observe(event.depth)
