@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -24,7 +24,7 @@ from indexer.errors import ConfigError
 from indexer.events import BlockReorged
 from indexer.store import Store
 from workers.jobs import QUEUE
-from workers.metrics import REORG_BUCKETS
+from workers.metrics import reorg_depths
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,7 @@ class FollowerMetrics:
             ["reason"],
             registry=r,
         )
-        self.reorgs = Histogram(
-            "chainpulse_reorg_depth_blocks",
-            "Reorgs repaired, by depth (blocks removed)",
-            buckets=REORG_BUCKETS,
-            registry=r,
-        )
+        self.reorgs = reorg_depths(r)
         self.last_head: tuple[int, int] | None = None  # (number, chain time) read last
 
     # as the follower works

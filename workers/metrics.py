@@ -39,6 +39,20 @@ from workers.config import WorkerSettings
 REORG_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
 
 
+def reorg_depths(registry: Any) -> Any:
+    """The reorgs-by-depth histogram, as the worker and the follower both declare it
+    (whoever repairs a reorg counts it). Imports prometheus_client: see the module's
+    docstring for when the worker may."""
+    from prometheus_client import Histogram
+
+    return Histogram(
+        "chainpulse_reorg_depth_blocks",
+        "Reorgs repaired, by depth (blocks removed)",
+        buckets=REORG_BUCKETS,
+        registry=registry,
+    )
+
+
 class NoMetrics:
     """The worker's metrics when `WORKER_METRICS_PORT` is 0: counts nothing."""
 
@@ -87,12 +101,7 @@ class WorkerMetrics(NoMetrics):
         self.duration = Histogram(
             "chainpulse_job_duration_seconds", "Time a job ran, any outcome", registry=r
         )
-        self.reorgs = Histogram(
-            "chainpulse_reorg_depth_blocks",
-            "Reorgs repaired, by depth (blocks removed)",
-            buckets=REORG_BUCKETS,
-            registry=r,
-        )
+        self.reorgs = reorg_depths(r)
 
     def indexed(self, events: Sequence[BlockIndexed]) -> None:
         for event in events:

@@ -42,17 +42,22 @@ def test_a_message_no_worker_can_run_is_refused_with_its_reason(
         IndexBlocks.from_message(args, kwargs)
 
 
+def fresh_interpreter(code: str) -> str:
+    """What `code` prints in a new Python process started in the checkout."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def test_the_realtime_server_never_imports_celery() -> None:
     """`chainpulse serve` composes the server from the settings of every part."""
     code = (
         "import sys, chainpulse.commands, realtime.server; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'celery'))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert fresh_interpreter(code) == "[]"
 
 
 def test_nothing_on_the_workers_import_path_imports_prometheus_client() -> None:
@@ -64,8 +69,4 @@ def test_nothing_on_the_workers_import_path_imports_prometheus_client() -> None:
         "workers.app, workers.tasks, workers.main, workers.runner, indexer.rpc, "
         "indexer.store; print('prometheus_client' in sys.modules)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
+    assert fresh_interpreter(code) == "False"

@@ -56,7 +56,12 @@ METHODS: list[tuple[type, str, list[str], str]] = [
     (engineio_socket.Socket, "receive", ["self", "pkt"], "InboundSocket"),
     (engineio_socket.Socket, "check_ping_timeout", ["self"], "engineio_server"),
     (engineio_socket.Socket, "send", ["self", "pkt"], "engineio_server"),
-    (engineio_socket.Socket, "close", ["self", "wait", "abort", "reason"], "engineio_server"),
+    (
+        engineio_socket.Socket,
+        "close",
+        ["self", "wait", "abort", "reason"],
+        "engineio_server; socketio_server.close_sessions (SIGTERM)",
+    ),
     (eventlet.websocket.RFC6455WebSocket, "_send", ["self", "frame"], "engineio_server"),
     (
         eventlet.websocket.RFC6455WebSocket,
@@ -110,7 +115,7 @@ ATTRIBUTES: list[tuple[str, str, str]] = [
     ("socketio.Server", "reserved_events", "socketio_server"),
     ("socketio.Server", "environ", "gateway: trims the WSGI environ"),
     ("engineio.Server", "_async", "engineio_server: the websocket driver"),
-    ("engineio.Server", "sockets", "engineio_server"),
+    ("engineio.Server", "sockets", "engineio_server; socketio_server.close_sessions, server.drain"),
     ("socketio.Manager", "rooms", "feed: fan-out"),
     ("socketio.Manager", "callbacks", "rooms"),
     ("socketio.Manager", "pending_connect", "rooms"),
