@@ -10,8 +10,8 @@ Failover: `ETH_RPC_URL` may list several endpoints. A call goes to the current o
 on a retryable failure it moves on to the next, and raises once all have failed.
 Every endpoint must serve the same chain id.
 
-With a `CallBudget` (`RPC_RATE_LIMIT`), every request waits for its calls' share of the
-deployment's budget before it is sent, and a rate-limit answer slows the whole
+With a `CallBudget` (`RPC_RATE_LIMIT`), a batch goes in the pieces the deployment's
+budget grants, each sent when its calls fit, and a rate-limit answer slows the whole
 deployment down (`indexer.throttle`).
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, cast
 
 import orjson
@@ -47,6 +48,7 @@ Call = tuple[str, Sequence[Any]]
 
 METHOD_NOT_FOUND = -32601
 MAX_BATCH_CALLS = 100  # per-transaction receipts go in batches of this many calls
+PIECES_IN_FLIGHT = 4  # a budgeted batch's pieces sent at once, each when it is granted
 _RATE_LIMIT_CODES = {-32005, -32029, 429}
 _RATE_LIMIT_WORDS = ("rate limit", "too many requests", "limit exceeded", "exceeded the quota")
 
@@ -79,6 +81,7 @@ class Node:
         self._chain_ids: dict[int, int] = {}
         self._receipts_by_block = True
         self.budget = budget
+        self._pieces: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_settings(cls, settings: IndexerSettings, max_wait: float = 10.0) -> Node:
@@ -130,12 +133,54 @@ class Node:
         return self.batch([(method, params)])[0]
 
     def _batch_on(self, index: int, calls: Sequence[Call]) -> list[Any]:
-        provider = self._providers[index]
-        url = mask_url(self.urls[index])
         if index not in self._chain_ids and calls[0][0] != "eth_chainId":
             self._check_chain_id(index)
-        if self.budget is not None:
+        if self.budget is None:
+            return self._send(index, calls)
+        if len(calls) <= self.budget.burst:
             self.budget.acquire(len(calls))
+            return self._send(index, calls)
+        return self._send_in_pieces(index, calls, self.budget)
+
+    def _send_in_pieces(self, index: int, calls: Sequence[Call], budget: CallBudget) -> list[Any]:
+        """Send `calls` in the pieces `budget` grants, each as soon as it is granted,
+        up to PIECES_IN_FLIGHT at once: the round trips overlap the pacing, so one job
+        alone can keep the budget used. Results in call order; the first failure raises
+        (no piece is sent after it)."""
+        with self._lock:
+            if self._pieces is None:
+                self._pieces = ThreadPoolExecutor(PIECES_IN_FLIGHT, thread_name_prefix="rpc-piece")
+            pieces = self._pieces
+        slots = threading.BoundedSemaphore(PIECES_IN_FLIGHT)
+        sent: list[Future[list[Any]]] = []
+
+        def send(piece: Sequence[Call]) -> list[Any]:
+            try:
+                return self._send(index, piece)
+            finally:
+                slots.release()
+
+        done = 0
+        try:
+            while done < len(calls) and not any(f.done() and f.exception() for f in sent):
+                slots.acquire()  # a free slot first: a granted piece is sent at once
+                try:
+                    size = budget.acquire(len(calls) - done)
+                except BaseException:
+                    slots.release()
+                    raise
+                sent.append(pieces.submit(send, calls[done : done + size]))
+                done += size
+        finally:
+            wait(sent)  # nothing of this batch outlives the call
+        results: list[Any] = []
+        for future in sent:
+            results += future.result()
+        return results
+
+    def _send(self, index: int, calls: Sequence[Call]) -> list[Any]:
+        provider = self._providers[index]
+        url = mask_url(self.urls[index])
         try:
             replies = provider.make_batch_request([(RPCEndpoint(m), list(p)) for m, p in calls])
         except requests.HTTPError as exc:

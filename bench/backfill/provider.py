@@ -12,6 +12,7 @@ It counts what it forwarded and what it refused, for the benchmark's report.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import threading
 import time
@@ -55,6 +56,11 @@ class Provider:
         self._server.request_queue_size = 128
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def snapshot(self) -> Counts:
+        """The counts until now (calls per second over first call .. now)."""
+        with self._lock:
+            return dataclasses.replace(self.counts, last=time.monotonic())
 
     def reset(self) -> None:
         with self._lock:

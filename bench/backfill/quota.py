@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--txs", type=int, default=5)
     p.add_argument("--quota", type=int, default=200, help="provider calls per second")
     p.add_argument("--rtt", type=float, default=0.040, help="provider round trip, seconds")
-    p.add_argument("--share", type=float, default=0.95, help="RPC_RATE_LIMIT / quota")
+    p.add_argument("--share", type=float, default=1.0, help="RPC_RATE_LIMIT / quota")
     p.add_argument("--database", default="postgresql", choices=["postgresql", "sqlite"])
     p.add_argument("--timeout", type=float, default=900)
     p.add_argument("--only", default="", help="comma-separated variant names to run")
@@ -131,6 +131,7 @@ def run_variant(
                 timeout=timeout,
             )
             seconds = time.monotonic() - started
+            counts = provider.snapshot()  # the backfill's calls, not the status call's
             status = subprocess.run(
                 [str(BIN / "chainpulse"), "status", "--json"],
                 env=env,
@@ -148,7 +149,6 @@ def run_variant(
         for proc in procs:
             stop(proc, grace=20, group=True)
         shutil.rmtree(workdir, ignore_errors=True)
-    counts = provider.counts
     blocks = last - first + 1
     offered = counts.calls + counts.refused_calls
     name = f"{'with' if limit else 'without'} limiter, {workers} x{concurrency}"
