@@ -71,10 +71,15 @@ typecheck: $(VENV)/.installed
 # Everything the tests and the processes they start write to a temporary directory
 # (Celery's pool, redis-server, pytest's own) goes under .test-tmp, removed afterwards.
 TEST_TMP := $(CURDIR)/.test-tmp
+# Two pytest processes (pytest-xdist), a test file each at a time: most tests wait on
+# the processes they start, so two keep this 2-core machine busy. PYTEST_WORKERS=0 runs
+# the suite in one process.
+PYTEST_WORKERS ?= 2
 
 test: deps chromium lint typecheck
 	rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP)
-	TMPDIR=$(TEST_TMP) $(BIN)/python -m pytest --basetemp=$(TEST_TMP)/pytest $(PYTEST_ARGS); \
+	TMPDIR=$(TEST_TMP) $(BIN)/python -m pytest --basetemp=$(TEST_TMP)/pytest \
+		-n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
 		status=$$?; rm -rf $(TEST_TMP); exit $$status
 
 # The tests of pure logic, which need no service: seconds.
