@@ -24,11 +24,23 @@ Callback = Callable[[dict[str, Any]], None]
 
 
 class OrderedEngineClient(engineio.Client):
-    """engineio.Client that handles messages in arrival order, on its read thread."""
+    """engineio.Client that handles messages in arrival order, on its read thread, and
+    closes its WebSocket when the connection is lost.
+
+    python-engineio's client, when the server goes away, resets its state and leaves the
+    lost WebSocket open: a socket (and its descriptor) per reconnect, freed only by the
+    garbage collector, since a websocket-client WebSocket refers to itself."""
 
     def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
         kwargs["run_async"] = False
         return super()._trigger_event(event, *args, **kwargs)
+
+    def _reset(self) -> None:
+        ws: Any = self.ws  # type: ignore[has-type]
+        self.ws = None
+        if ws is not None:
+            ws.shutdown()  # closes the socket at once; a no-op after a clean close
+        super()._reset()
 
 
 class OrderedClient(socketio.Client):

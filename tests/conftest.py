@@ -52,3 +52,14 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Collect cycles when each test ends: a socket or file a test left open in a
+    reference cycle (a websocket-client WebSocket is one) then warns in that test's
+    teardown, instead of in whichever later test the collector happens to run."""
+    yield
+    import gc
+
+    gc.collect()

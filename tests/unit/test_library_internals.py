@@ -46,6 +46,7 @@ METHODS: list[tuple[type, str, list[str], str]] = [
     (socketio.Server, "_handle_eio_disconnect", ["self", "eio_sid", "reason"], "admission"),
     (socketio.Client, "_engineio_client_class", ["self"], "client"),
     (engineio.Client, "_trigger_event", ["self", "event", "args", "kwargs"], "client"),
+    (engineio.Client, "_reset", ["self"], "client: closes a lost WebSocket"),
     (engineio.Server, "start_background_task", ["self", "target", "args", "kwargs"], "engineio"),
     (engineio.Server, "create_queue", ["self", "args", "kwargs"], "engineio_server"),
     (engineio.Server, "send_packet", ["self", "sid", "pkt"], "engineio_server"),
@@ -114,6 +115,7 @@ ATTRIBUTES: list[tuple[str, str, str]] = [
     ("socketio.Server", "_binary_packet", "socketio_server: binary refusal"),
     ("socketio.Server", "reserved_events", "socketio_server"),
     ("socketio.Server", "environ", "gateway: trims the WSGI environ"),
+    ("engineio.Client", "ws", "client: closes a lost WebSocket"),
     ("engineio.Server", "_async", "engineio_server: the websocket driver"),
     ("engineio.Server", "sockets", "engineio_server; socketio_server.close_sessions, server.drain"),
     ("socketio.Manager", "rooms", "feed: fan-out"),
@@ -139,6 +141,7 @@ def _build(what: str) -> Any:
     makers: dict[str, Callable[[], Any]] = {
         "socketio.Server": lambda: socketio.Server(async_mode="threading"),
         "engineio.Server": lambda: server,
+        "engineio.Client": engineio.Client,
         "socketio.Manager": lambda: socketio.Server(async_mode="threading").manager,
         "engineio.Socket": lambda: engineio_socket.Socket(server, "sid"),
         "engineio.Packet": lambda: packet.Packet(packet.MESSAGE, data="x"),
