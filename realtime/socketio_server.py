@@ -10,11 +10,13 @@ for an ack, `{success: false, error}`.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import socketio
+from engineio import packet as eio_packet
 
 from realtime import protocol
 from realtime.admission import Admission
@@ -88,6 +90,14 @@ class GatewayServer(socketio.Server):
         if ack_id is not None:
             self.eio.send_packet(eio_sid, encode_ack(ns, ack_id, protocol.refused(message)))
 
+    def _refuse_connect(self, eio_sid: str, data: str, message: str) -> None:
+        """Answer a CONNECT that is not read with CONNECT_ERROR, so that the client
+        fails at once with `message` instead of waiting for an answer."""
+        head = data[1:256]
+        ns = head[: head.index(",")] if head.startswith("/") and "," in head else "/"
+        text = f"4{ns},{json.dumps({'message': message})}"
+        self.eio.send_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, data=text))
+
     def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         # Let the writers run between inbound messages: a client flooding the server
         # must not starve its own (or anyone's) outbound queue into a slow-consumer drop.
@@ -102,6 +112,8 @@ class GatewayServer(socketio.Server):
                 len(data.encode("utf-8", "surrogatepass")) > self.max_message_bytes
             ):
                 self.refuse(eio_sid, protocol.MESSAGE_TOO_LARGE, "too large")
+                if data[:1] == "0":  # a CONNECT (a huge token): fail the connect at once
+                    self._refuse_connect(eio_sid, data, protocol.MESSAGE_TOO_LARGE)
                 return
             if data[:1] in ("5", "6"):
                 self.refuse(eio_sid, protocol.BINARY_REFUSED, "binary")
