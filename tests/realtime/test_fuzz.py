@@ -1,0 +1,147 @@
+"""Hostile input, generated: every Socket.IO handler's payload and raw Engine.IO frames
+fuzzed with hypothesis against one real server. Each event with an ack id is answered
+(success or a documented refusal), the connection stays up, the server logs no
+traceback, and a bystander keeps being served."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chainpulse.devnet import RedisServer
+from realtime import protocol
+from tests.realtime.helpers import NS, Client, RawSocket, Server, make_database
+
+# The refusals an ack may carry (README, Wire protocol), by their first words.
+DOCUMENTED = (
+    protocol.UNAUTHORIZED,
+    protocol.FORBIDDEN,
+    protocol.RATE_LIMITED,
+    "Invalid payload",
+    "Invalid channel",
+    "Too many subscriptions",
+    protocol.MALFORMED,
+    "Unknown event",
+)
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40),  # any code point, control characters included
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+channels = st.builds(
+    "{}:{}".format, st.sampled_from(["price", "user", "news", ""]), st.text(max_size=40)
+)
+payloads = (
+    json_values
+    | st.fixed_dictionaries({"channel": channels | json_values})
+    | st.fixed_dictionaries({"to": json_values | st.text(max_size=20), "message": json_values})
+)
+events = st.sampled_from(["subscribe", "unsubscribe", "ping", "private-message"]) | st.text(
+    max_size=20
+)
+
+
+@pytest.fixture(scope="module")
+def server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    db = make_database(tmp_path_factory.mktemp("fuzz") / "chainpulse.db")
+    server = Server(redis_server.url, db, RATE_LIMIT="100000").start()
+    yield server
+    server.stop()
+
+
+def acked(raw: RawSocket, ack: int) -> Any:
+    prefix = f"43{NS},{ack}["
+    reply = raw.recv_until(lambda text: text.startswith(prefix))
+    return json.loads(reply[len(prefix) - 1 :])
+
+
+def check_answer(answer: Any, frame: str) -> None:
+    assert isinstance(answer, list), frame
+    for item in answer:
+        if isinstance(item, dict) and item.get("success") is False:
+            assert str(item.get("error", "")).startswith(DOCUMENTED), (frame, item)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(event=events, args=st.lists(payloads, max_size=3))
+def _one_event(raw: RawSocket, ids: Iterator[int], event: str, args: list[Any]) -> None:
+    ack = next(ids)
+    frame = f"42{NS},{ack}{json.dumps([event, *args])}"
+    raw.send(frame)
+    check_answer(acked(raw, ack), frame)
+
+
+def test_every_handler_answers_any_payload(server: Server) -> None:
+    bystander = Client(server).connect()
+    raw = RawSocket(server)
+    raw.event("connected")
+    before = server.log().count("Traceback")
+    try:
+        _one_event(raw, itertools.count(1))
+        raw.send(f'42{NS},0["ping"]')
+        assert acked(raw, 0) == []  # still connected, still answered
+        assert bystander.call("subscribe", {"channel": "price:ETH"})["success"] is True
+    finally:
+        raw.close()
+        bystander.close()
+    assert server.log().count("Traceback") == before, server.log()[-3000:]
+
+
+frames = st.text(max_size=200) | st.builds(
+    "{}{}".format,
+    st.sampled_from(["2", "3", "4", "40", "42", "43", "44", "45", "46", "42/realtime,", "4x"]),
+    st.text(max_size=200),
+)
+
+
+def _ends_the_session(frame: str | bytes) -> bool:
+    """An Engine.IO CLOSE or a Socket.IO DISCONNECT: the client asked to leave."""
+    return isinstance(frame, str) and (frame.startswith("1") or frame.startswith("41"))
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(frame=(frames | st.binary(max_size=200)).filter(lambda f: not _ends_the_session(f)))
+def _one_frame(raw: RawSocket, ids: Iterator[int], frame: str | bytes) -> None:
+    ack = next(ids)
+    if isinstance(frame, bytes):
+        raw.send_binary(frame)
+    else:
+        raw.send(frame)
+    raw.send(f'42{NS},{ack}["ping"]')
+    assert acked(raw, ack) == [], frame  # answered: the session survived the frame
+
+
+def test_raw_frames_never_break_the_server(server: Server) -> None:
+    bystander = Client(server).connect()
+    raw = RawSocket(server)
+    raw.event("connected")
+    before = server.log().count("Traceback")
+    try:
+        _one_frame(raw, itertools.count(1))
+        assert bystander.call("subscribe", {"channel": "price:ETH"})["success"] is True
+    finally:
+        raw.close()
+        bystander.close()
+    assert server.log().count("Traceback") == before, server.log()[-3000:]
+    assert server.get("/healthz").status_code == 200
