@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 MANUAL = "manual"
 LIMIT = Decimal("1e78")  # a price must stay below 10**78 (uint256 range)
+PLACES = 78  # and has at most 78 decimal places: 1e-999999999 would be a 1 GB text
 
 
 class BadPrice(FatalError):
@@ -156,22 +157,31 @@ def event_from_row(
 
 def parse_price(value: str | int | Decimal) -> Decimal:
     """An exact, finite, non-negative decimal below 10**78 with at most 40 significant
-    digits (what a stored price can hold); floats are refused (they are not exact)."""
+    digits and 78 decimal places (what a stored price can hold); floats are refused
+    (they are not exact)."""
     if isinstance(value, float):
         raise BadPrice("prices must be given as strings or integers, not floats")
     try:
         price = Decimal(value.strip() if isinstance(value, str) else value)
     except (InvalidOperation, ValueError):
-        raise BadPrice(f"not a decimal number: {value!r}") from None
+        raise BadPrice(f"not a decimal number: {_shown(value)}") from None
     if not price.is_finite():
-        raise BadPrice(f"a price must be a finite number, got {value!r}")
+        raise BadPrice(f"a price must be a finite number, got {_shown(value)}")
     if price < 0:
-        raise BadPrice(f"a price must not be negative, got {value!r}")
+        raise BadPrice(f"a price must not be negative, got {_shown(value)}")
     if price >= LIMIT:
-        raise BadPrice(f"a price must be below 10^78, got {value!r}")
+        raise BadPrice(f"a price must be below 10^78, got {_shown(value)}")
     if significant_digits(price) > DIGITS:
-        raise BadPrice(f"a price has at most {DIGITS} significant digits, got {value!r}")
-    return price
+        raise BadPrice(f"a price has at most {DIGITS} significant digits, got {_shown(value)}")
+    exponent = price.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -PLACES:
+        raise BadPrice(f"a price has at most {PLACES} decimal places, got {_shown(value)}")
+    return price if price else abs(price)  # "-0" is 0
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def check_token(token: str, sources: PriceSources | None = None) -> None:

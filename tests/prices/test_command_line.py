@@ -75,6 +75,8 @@ def test_price_set_stores_and_publishes(tmp_path: Path, database: str, redis_url
         ("BTC", "NaN", "must be a finite number"),
         ("BTC", "1" + "0" * 78, "must be below 10^78"),
         ("BTC", "1." + "1" * 40, "at most 40 significant digits"),
+        ("BTC", "1e-999999999", "at most 78 decimal places"),
+        ("BTC", "0e-1000000", "at most 78 decimal places"),
         ("ETH", "3000", "token ETH is priced by source 'eth-usd' (chainlink)"),
     ],
 )
