@@ -1,6 +1,7 @@
 """SIGTERM on the server: its clients' transports close (never a final Socket.IO
 disconnect), the process exits 0 within SHUTDOWN_TIMEOUT, and the clients reconnect to
-the next server on that address and resume with `lastBlock`, missing nothing."""
+the next server on that address and resume with `lastBlock`, missing nothing; the same
+resume after kill -9."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import socketio
 
 from chainpulse.devnet import wait_until
@@ -103,9 +105,12 @@ class Node:
         self.process.stdout.close()
 
 
-def test_sigterm_moves_clients_on_and_they_resume(
-    start_server: StartServer, stream: Stream, db_url: str, tmp_path: Path
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def test_a_stopped_server_moves_clients_on_and_they_resume(
+    start_server: StartServer, stream: Stream, db_url: str, tmp_path: Path, sig: signal.Signals
 ) -> None:
+    """SIGTERM drains; kill -9 gives no warning at all: in both, the clients reconnect
+    to the next server on the address and resume, missing nothing."""
     insert_blocks(db_url, range(1, 4))
     server = start_server(SHUTDOWN_TIMEOUT="5")
     python = Resuming(server)
@@ -118,11 +123,14 @@ def test_sigterm_moves_clients_on_and_they_resume(
 
         assert server.process is not None
         started = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        assert server.process.wait(15) == 0, server.log()[-3000:]
-        took = time.monotonic() - started
-        assert took < 5, f"the server took {took:.1f} s to stop"
-        assert "closing 2 session(s)" in server.log()
+        server.process.send_signal(sig)
+        if sig == signal.SIGTERM:
+            assert server.process.wait(15) == 0, server.log()[-3000:]
+            took = time.monotonic() - started
+            assert took < 5, f"the server took {took:.1f} s to stop"
+            assert "closing 2 session(s)" in server.log()
+        else:
+            assert server.process.wait(15) == -signal.SIGKILL
         # the transport closed: both clients are reconnecting, not told to stay away
         wait_until(lambda: python.reasons and node.of("disconnect"), 10, "the disconnects")
         assert python.reasons == [socketio.Client.reason.TRANSPORT_ERROR]
