@@ -148,3 +148,49 @@ def test_sigterm_hands_the_lock_over_at_once(stack: Stack, tmp_path: Path) -> No
     finally:
         for p in processes:
             stop(p)
+
+
+def test_a_paused_leader_that_wakes_after_its_lease_moved_on_does_not_act(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """SIGSTOP the active follower past its lease: the standby takes over; on SIGCONT
+    the old leader finds its lease gone and stands down (its fencing token is stale,
+    so nothing it had in hand is enqueued or repaired), and the chain stays followed."""
+    activity = Activity(stack.anvil)
+    activity.block()
+    logs = [tmp_path / f"follower{i}.log" for i in range(2)]
+    processes = [follow_process(stack, log) for log in logs]
+    try:
+        wait_until(lambda: holder(stack.client) is not None, 30, "a follower taking the lock")
+        stack.wait_consistent()
+        first = holder(stack.client)
+        assert first is not None
+        active = next(i for i in range(2) if f"token {first.token}" in logs[i].read_text())
+        os.kill(processes[active].pid, signal.SIGSTOP)
+        try:
+            wait_until(
+                lambda: (h := holder(stack.client)) is not None and h.token > first.token,
+                30,
+                "the standby taking over",
+            )
+            activity.block(count=3)
+            stack.wait_consistent()
+        finally:
+            os.kill(processes[active].pid, signal.SIGCONT)
+        second = holder(stack.client)
+        assert second is not None
+        wait_until(
+            lambda: any(
+                words in logs[active].read_text() for words in ("standing down", "stands down")
+            ),
+            30,
+            "the woken leader standing down",
+        )
+        activity.block(count=2)
+        stack.wait_consistent()
+        now = holder(stack.client)  # the woken one did not take it back
+        assert now is not None and (now.token, now.owner) == (second.token, second.owner)
+        assert processes[active].poll() is None  # a standby now, still running
+    finally:
+        for p in processes:
+            stop(p)

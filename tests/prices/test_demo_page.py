@@ -71,7 +71,11 @@ def test_the_page_shows_blocks_prices_and_reorgs(market: Market, page: tuple[Pag
     expect(banner).to_be_visible(timeout=WAIT_MS)
     expect(banner).to_contain_text("Reorg of depth 2")
     # the price the reorg removed is gone: back to 3000
-    expect(weth).to_have_text("3000", timeout=WAIT_MS)
+    try:
+        expect(weth).to_have_text("3000", timeout=WAIT_MS)
+    except AssertionError:
+        print(what_the_stack_holds(market, server))  # shown with the failure
+        raise
     s.anvil.mine()
     expect(tab.locator(f'#blocks tr[data-number="{s.anvil.head()}"]')).to_be_visible(
         timeout=WAIT_MS
@@ -80,3 +84,27 @@ def test_the_page_shows_blocks_prices_and_reorgs(market: Market, page: tuple[Pag
     shot = OUTPUT / "demo-page.png"
     tab.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+def what_the_stack_holds(market: Market, server: Server) -> str:
+    """The prices and blocks stored, the node's blocks and the stream's last events: what
+    a failure of the reorg step needs to be understood."""
+    import redis
+    import sqlalchemy as sa
+
+    s = market.stack
+    lines = []
+    with sa.create_engine(s.database_url).connect() as conn:
+        query = "SELECT token, price, block_number, at_ms, source FROM prices ORDER BY at_ms"
+        lines += [f"price row {tuple(r)}" for r in conn.execute(sa.text(query))]
+        query = "SELECT number, hash FROM blocks ORDER BY number DESC LIMIT 6"
+        lines += [f"stored block {tuple(r)}" for r in conn.execute(sa.text(query))]
+    for n in range(max(0, s.anvil.head() - 5), s.anvil.head() + 1):
+        block = s.anvil.call("eth_getBlockByNumber", hex(n), False)
+        lines.append(f"node block {n} {block['hash']} txs {block['transactions']}")
+    client = redis.Redis.from_url(s.settings.redis_url)
+    for entry, fields in client.xrange("chainpulse:events")[-15:]:
+        lines.append(f"event {entry!r} {fields.get(b'data', b'')[:300]!r}")
+    client.close()
+    lines.append(f"--- server log tail ---\n{server.log()[-2000:]}")
+    return "\n".join(lines)
