@@ -150,6 +150,9 @@ def test_sigterm_hands_the_lock_over_at_once(stack: Stack, tmp_path: Path) -> No
             stop(p)
 
 
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
+)
 def test_a_paused_leader_that_wakes_after_its_lease_moved_on_does_not_act(
     stack: Stack, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ traceback, and a bystander keeps being served."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from collections.abc import Iterator
@@ -29,6 +30,13 @@ DOCUMENTED = (
     protocol.MALFORMED,
     "Unknown event",
 )
+
+FUZZ = settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+# examples per run: a hundred in `make test`, a thousand with `-m slow`
+EXAMPLES = pytest.mark.parametrize("examples", [100, pytest.param(1000, marks=pytest.mark.slow)])
 
 json_values = st.recursive(
     st.none()
@@ -75,11 +83,6 @@ def check_answer(answer: Any, frame: str) -> None:
             assert str(item.get("error", "")).startswith(DOCUMENTED), (frame, item)
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 @given(event=events, args=st.lists(payloads, max_size=3))
 def _one_event(raw: RawSocket, ids: Iterator[int], event: str, args: list[Any]) -> None:
     ack = next(ids)
@@ -88,13 +91,16 @@ def _one_event(raw: RawSocket, ids: Iterator[int], event: str, args: list[Any]) 
     check_answer(acked(raw, ack), frame)
 
 
-def test_every_handler_answers_any_payload(server: Server) -> None:
+@contextlib.contextmanager
+def fuzzing(server: Server) -> Iterator[RawSocket]:
+    """A raw socket to fuzz through, beside a bystander that must stay served, and no
+    traceback in the server's log by the end."""
     bystander = Client(server).connect()
     raw = RawSocket(server)
     raw.event("connected")
     before = server.log().count("Traceback")
     try:
-        _one_event(raw, itertools.count(1))
+        yield raw
         raw.send(f'42{NS},0["ping"]')
         assert acked(raw, 0) == []  # still connected, still answered
         assert bystander.call("subscribe", {"channel": "price:ETH"})["success"] is True
@@ -102,6 +108,13 @@ def test_every_handler_answers_any_payload(server: Server) -> None:
         raw.close()
         bystander.close()
     assert server.log().count("Traceback") == before, server.log()[-3000:]
+    assert server.get("/healthz").status_code == 200
+
+
+@EXAMPLES
+def test_every_handler_answers_any_payload(server: Server, examples: int) -> None:
+    with fuzzing(server) as raw:
+        settings(FUZZ, max_examples=examples)(_one_event)(raw, itertools.count(1))
 
 
 frames = st.text(max_size=200) | st.builds(
@@ -116,11 +129,6 @@ def _ends_the_session(frame: str | bytes) -> bool:
     return isinstance(frame, str) and (frame.startswith("1") or frame.startswith("41"))
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 @given(frame=(frames | st.binary(max_size=200)).filter(lambda f: not _ends_the_session(f)))
 def _one_frame(raw: RawSocket, ids: Iterator[int], frame: str | bytes) -> None:
     ack = next(ids)
@@ -132,16 +140,7 @@ def _one_frame(raw: RawSocket, ids: Iterator[int], frame: str | bytes) -> None:
     assert acked(raw, ack) == [], frame  # answered: the session survived the frame
 
 
-def test_raw_frames_never_break_the_server(server: Server) -> None:
-    bystander = Client(server).connect()
-    raw = RawSocket(server)
-    raw.event("connected")
-    before = server.log().count("Traceback")
-    try:
-        _one_frame(raw, itertools.count(1))
-        assert bystander.call("subscribe", {"channel": "price:ETH"})["success"] is True
-    finally:
-        raw.close()
-        bystander.close()
-    assert server.log().count("Traceback") == before, server.log()[-3000:]
-    assert server.get("/healthz").status_code == 200
+@EXAMPLES
+def test_raw_frames_never_break_the_server(server: Server, examples: int) -> None:
+    with fuzzing(server) as raw:
+        settings(FUZZ, max_examples=examples)(_one_frame)(raw, itertools.count(1))

@@ -83,11 +83,6 @@ def request(server: Server, method: str, target: str) -> tuple[int, str, bytes]:
         conn.close()
 
 
-@settings(
-    max_examples=400,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 @given(method=methods, path=paths, query=params)
 def _one_request(server: Server, method: str, path: str, query: dict[str, str]) -> None:
     target = path + ("?" + urllib.parse.urlencode(query) if query else "")
@@ -98,9 +93,15 @@ def _one_request(server: Server, method: str, path: str, query: dict[str, str]) 
         assert json.loads(body)["error"], (method, target)
 
 
-def test_any_request_is_answered_without_a_server_error(server: Server) -> None:
+@pytest.mark.parametrize("examples", [200, pytest.param(2000, marks=pytest.mark.slow)])
+def test_any_request_is_answered_without_a_server_error(server: Server, examples: int) -> None:
     before = server.log().count("Traceback")
-    _one_request(server)
+    fuzz = settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    fuzz(_one_request)(server)
     assert server.log().count("Traceback") == before, server.log()[-3000:]
 
 

@@ -15,7 +15,7 @@ from tests.harness.stack import stack
 VISIBILITY_TIMEOUT = 10  # longer than a worker takes to start, so a restart alone won't do
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def test_kill_9_mid_backfill_leaves_no_gap_and_no_duplicate(
     kind: str, tmp_path: Path, redis_server: RedisServer
 ) -> None:

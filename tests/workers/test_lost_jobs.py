@@ -16,7 +16,7 @@ from tests.harness.stack import stack
 from workers.jobs import IndexBlocks
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def test_backfill_wait_enqueues_a_lost_job_again(
     kind: str, tmp_path: Path, redis_server: RedisServer
 ) -> None:
