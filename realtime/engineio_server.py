@@ -4,9 +4,12 @@ that are not Engine.IO text packets.
 
 - A broadcast is encoded once into a `Frame` (the Engine.IO text); the first WebSocket
   that sends it packs the RFC 6455 frame and every other recipient reuses those bytes.
-- To an idle WebSocket (nothing queued, nothing being sent) the frame is written
-  straight to the socket, without the per-client queue, the writer's wake-up and its
-  timers; whatever the kernel does not take at once is queued first for the writer.
+- To an idle WebSocket (nothing queued, nothing being sent) a packet is written
+  straight to the socket, without the per-client queue; whatever the kernel does not
+  take at once is queued first for the writer. The writer is a green thread that runs
+  only while a WebSocket's queue holds something and ends when it is empty
+  (`FanoutSocket`): python-engineio keeps one per client for the session's life, and
+  its stack and frames were a quarter of a connection's memory.
 - `HeartbeatFirstQueue` puts Engine.IO PING packets ahead of any backlog, so a client
   behind on broadcasts is not dropped for a ping that waited in its own queue. It also
   hands engine.io at most `POLL_BATCH_MAX` packets per poll: a long-polling response
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 _EIO_TYPES = frozenset("0123456")
 # Packets per polling response: python-engineio clients refuse a longer one (their
 # decoder's limit, `Payload.max_decode_packets`, 16). Our own constant: the server's
-# inbound limit is another matter (see `InboundSocket`).
+# inbound limit is another matter (see `FanoutSocket`).
 POLL_BATCH_MAX = 16
 
 
@@ -77,7 +80,23 @@ def encode_event(namespace: str, event: str, data: Any) -> eio_packet.Packet:
 
 def encode_ack(namespace: str, ack_id: int, data: Any) -> eio_packet.Packet:
     text = f"3{namespace},{ack_id}{json.dumps([data], separators=(',', ':'))}"
-    return eio_packet.Packet(eio_packet.MESSAGE, data=text)
+    pkt = eio_packet.Packet(eio_packet.MESSAGE, data=text)
+    pkt.encode_cache = Frame("4" + text)
+    return pkt
+
+
+def _frame_of(pkt: eio_packet.Packet) -> Frame | None:
+    """The packet's text as a `Frame` (None for a binary packet)."""
+    cached = pkt.encode_cache
+    if type(cached) is Frame:
+        return cached
+    if pkt.binary:
+        return None
+    return Frame(pkt.encode())
+
+
+PING = eio_packet.Packet(eio_packet.PING)  # one for every client: its frame is packed once
+PING.encode_cache = Frame(PING.encode())
 
 
 def _heartbeat_first_queue() -> Any:
@@ -87,6 +106,15 @@ def _heartbeat_first_queue() -> Any:
         # engine.io's Socket.poll takes one packet with a blocking get, then drains the
         # queue with non-blocking gets; "empty" after POLL_BATCH_MAX ends its batch.
         _batch = 0
+
+        # called after each put (FanoutSocket wakes its WebSocket writer with it)
+        on_put: Callable[[], None] | None = None
+
+        def take(self) -> Any:
+            """The next packet, for the WebSocket writer (no batch); Empty when none."""
+            if not self.queue:
+                raise Empty
+            return Queue.get(self, False)
 
         def get(self, block: bool = True, timeout: float | None = None) -> Any:
             if block:
@@ -105,6 +133,8 @@ def _heartbeat_first_queue() -> Any:
                 self._put_bookkeeping()
             else:
                 super()._put(item)
+            if self.on_put is not None:
+                self.on_put()
 
     return HeartbeatFirstQueue
 
@@ -157,15 +187,17 @@ def _websocket_class(base: Any) -> Any:
             eio_socket = getattr(handler, "__self__", None)
 
             def run(ws: Any) -> Any:
-                if eio_socket is not None:
-                    eio_socket.direct_ws = ws  # see EngineServer.send_packet
+                conn = _Connection(ws, server)
+                if eio_socket is None:
+                    return handler(conn)
+                FanoutSocket.adopt(eio_socket)
+                eio_socket.direct_ws = ws  # see EngineServer.send_packet
                 server.websockets += 1
                 try:
-                    return handler(_Connection(ws, server))
+                    return eio_socket._websocket_handler(conn)
                 finally:
                     server.websockets -= 1
-                    if eio_socket is not None:
-                        eio_socket.direct_ws = None
+                    eio_socket.direct_ws = None
 
             super().__init__(run, server)
             self._compression = server.compression
@@ -181,22 +213,40 @@ def _websocket_class(base: Any) -> Any:
 def _send_ping(sock: Any) -> None:
     if not sock.closing and not sock.closed:
         sock.last_ping = time.time()
-        sock.send(eio_packet.Packet(eio_packet.PING))
+        sock.server.deliver(sock, PING)
 
 
 class _InboundPayload(eio_payload.Payload):
     max_decode_packets = 10**9  # bounded by the POST's size (max_http_buffer_size) instead
 
 
-class InboundSocket(engineio_socket.Socket):
-    """An Engine.IO session that takes every packet of a long-polling POST.
+class FanoutSocket(engineio_socket.Socket):
+    """An Engine.IO session with a WebSocket writer that runs only when needed, and
+    long-polling POSTs taken whole.
 
-    python-engineio refuses a POST of more than 16 packets and answers `200 OK`,
-    silently dropping all of them; engine.io-client bounds a POST by bytes only, so a
-    page subscribing to 18 tokens at once lost every subscribe. A body that cannot be
-    decoded ends the session with 400 (the client sees a transport error and reconnects)
-    instead of vanishing.
+    WebSocket: python-engineio starts a writer green thread per client that waits on the
+    client's queue for the session's life. Here most packets never reach the queue
+    (`EngineServer.deliver` writes to an idle socket directly); a writer is started when
+    something is queued (the kernel did not take all of a frame, or the socket was busy)
+    and ends once the queue is empty. A client at rest holds one green thread, the one
+    that reads its socket.
+
+    Long-polling POST: python-engineio refuses a POST of more than 16 packets and answers
+    `200 OK`, silently dropping all of them; engine.io-client bounds a POST by bytes only,
+    so a page subscribing to 18 tokens at once lost every subscribe. A body that cannot
+    be decoded ends the session with 400 (the client sees a transport error and
+    reconnects) instead of vanishing.
     """
+
+    connected: bool  # set by python-engineio
+    writing = False  # a writer is sending this WebSocket's queue
+    writer: Any = None  # the last writer green thread started
+    ws_conn: Any = None  # the WebSocket (a `_Connection`) while the handler runs
+
+    @classmethod
+    def adopt(cls, sock: Any) -> None:
+        if type(sock) is engineio_socket.Socket:
+            sock.__class__ = cls  # python-engineio builds plain Sockets
 
     def handle_post_request(self, environ: dict[str, Any]) -> None:
         length = int(environ.get("CONTENT_LENGTH", "0") or 0)
@@ -210,6 +260,101 @@ class InboundSocket(engineio_socket.Socket):
             raise engineio.exceptions.EngineIOError(f"undecodable payload: {exc}") from None
         for pkt in packets:
             self.receive(pkt)
+
+    def _websocket_handler(self, ws: Any) -> list[Any]:
+        """python-engineio's handler (the upgrade from polling, then a read loop),
+        without its writer green thread."""
+        with contextlib.suppress(AttributeError, OSError):
+            ws.socket.settimeout(self.server.ping_interval + self.server.ping_timeout)
+        if self.connected:  # an upgrade from long-polling
+            self.upgrading = True  # engine.io holds sends until the upgrade is done
+            if not self._upgrade(ws):
+                self.upgrading = False
+                return []
+            self.upgraded = True
+            self.upgrading = False
+        else:
+            self.connected = True
+            self.upgraded = True
+        self.ws_conn = ws
+        self.queue.on_put = self._wake_writer
+        self._flush()  # what was queued before the WebSocket (the OPEN packet), here
+        while True:
+            try:
+                data = self._wait(ws)
+            except Exception:  # noqa: BLE001 - a socket error or timeout ends the session
+                break
+            if data is None:  # closed by the client
+                break
+            try:
+                self.receive(eio_packet.Packet(encoded_packet=data))
+            except engineio.exceptions.UnknownPacketError:
+                pass
+            except engineio.exceptions.SocketIsClosedError:
+                break
+            except Exception:
+                log.exception("unexpected error handling a packet; closing the session")
+                break
+        self.queue.on_put = None
+        self.queue.put(None)  # the writer closes the WebSocket after what is queued
+        if self.writing:
+            self.writer.wait()
+        else:
+            self._flush()
+        self.ws_conn = None
+        self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        return []
+
+    def _wait(self, ws: Any) -> Any:
+        data = ws.wait()
+        if data and len(data) > self.server.max_http_buffer_size:
+            raise ValueError("packet is too large")
+        return data
+
+    def _upgrade(self, ws: Any) -> bool:
+        """The probe of an upgrade from long-polling: PING "probe", PONG, UPGRADE."""
+        pkt = eio_packet.Packet(encoded_packet=self._wait(ws))
+        if pkt.packet_type != eio_packet.PING or pkt.data != "probe":
+            return False
+        ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+        self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
+        pkt = eio_packet.Packet(encoded_packet=self._wait(ws))
+        if pkt.packet_type != eio_packet.UPGRADE:
+            self.upgraded = False
+            return False
+        return True
+
+    def _wake_writer(self) -> None:
+        if not self.writing and self.queue.queue:
+            import eventlet
+
+            self.writing = True  # before it runs: the next put must not start another
+            self.writer = eventlet.spawn(self._flush)
+
+    def _flush(self) -> None:
+        """Send the queue until it is empty; None in it closes the WebSocket (as
+        python-engineio's writer does), and so does a send that fails."""
+        from eventlet.queue import Empty
+
+        ws = self.ws_conn
+        self.writing = True
+        try:
+            while True:
+                try:
+                    pkt = self.queue.take()
+                except Empty:
+                    return
+                self.queue.task_done()
+                if pkt is None:
+                    self.queue.on_put = None  # what is queued after the close stays there
+                    ws.close()
+                    return
+                ws.send(pkt.encode())
+        except Exception:  # noqa: BLE001 - the client is gone; the reader ends the session
+            with contextlib.suppress(Exception):
+                ws.close()
+        finally:
+            self.writing = False
 
 
 class EngineServer(engineio.Server):
@@ -259,8 +404,7 @@ class EngineServer(engineio.Server):
 
     def _get_socket(self, sid: str) -> Any:
         sock = super()._get_socket(sid)
-        if type(sock) is engineio_socket.Socket:
-            sock.__class__ = InboundSocket  # python-engineio builds plain Sockets
+        FanoutSocket.adopt(sock)
         return sock
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
@@ -281,6 +425,11 @@ class EngineServer(engineio.Server):
         sock = self.sockets.get(sid)
         if sock is None or sock.closed:
             return
+        self.deliver(sock, pkt)
+
+    def deliver(self, sock: Any, pkt: Any) -> None:
+        """Send `pkt` to one session: written at once when its WebSocket is idle, else
+        queued (a client whose queue is full is dropped as a slow consumer)."""
         if sock.queue.qsize() >= self.outbound_queue_max:
             self.drop_slow(sock)
             return
@@ -289,23 +438,25 @@ class EngineServer(engineio.Server):
         sock.send(pkt)
 
     def _write_directly(self, sock: Any, pkt: Any) -> bool:
-        """Write a broadcast frame straight to an idle WebSocket, skipping the queue, the
-        writer's wake-up and its timers. Only when nothing is queued and no send is in
-        progress (so order is kept), and only as far as the kernel takes it without
-        waiting: the rest goes to the queue, in front, for the writer."""
+        """Write a packet straight to an idle WebSocket, skipping the queue and the
+        writer. Only when nothing is queued and no send is in progress (so order is
+        kept), and only as far as the kernel takes it without waiting: the rest goes to
+        the queue, in front, for the writer."""
         ws = sock.__dict__.get("direct_ws")
-        frame = pkt.encode_cache
         if (
             ws is None
-            or type(frame) is not Frame
             or ws.extensions
             or not sock.upgraded
             or sock.upgrading
             or sock.closing
+            or sock.writing
             or sock.queue.qsize()
             or ws._sendlock.locked()
             or ws.websocket_closed
         ):
+            return False
+        frame = _frame_of(pkt)
+        if frame is None:
             return False
         if not sock.check_ping_timeout():
             return True

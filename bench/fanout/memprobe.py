@@ -4,7 +4,8 @@ under tracemalloc, with a snapshot on each SIGUSR1, then a comparison.
     # run the server (same environment as `chainpulse serve`), then `kill -USR1 <pid>`
     # before and after connecting clients:
     MEMPROBE_DIR=/tmp/probe .venv/bin/python bench/fanout/memprobe.py serve [chainpulse|plain]
-    # (MEMPROBE_GC=1: log every garbage collection that takes 20 ms or more)
+    # (MEMPROBE_GC=1: log every garbage collection that takes 20 ms or more;
+    # MEMPROBE_TRACE=0: no tracemalloc, so `drive` prints the true RSS per connection)
     # compare two snapshots, divided by the number of connections:
     .venv/bin/python bench/fanout/memprobe.py compare /tmp/probe/snap-1 /tmp/probe/snap-2 5000
     # or all of it: Redis, the server, N clients (run.py's load generator), snapshots:
@@ -39,7 +40,8 @@ def serve(kind: str) -> None:
 
     def snap(signum: int, frame: object) -> None:
         count[0] += 1
-        tracemalloc.take_snapshot().dump(str(out / f"snap-{count[0]}"))
+        if tracemalloc.is_tracing():
+            tracemalloc.take_snapshot().dump(str(out / f"snap-{count[0]}"))
         (out / f"done-{count[0]}").write_text("ok")
 
     signal.signal(signal.SIGUSR1, snap)
@@ -135,15 +137,18 @@ def drive(kind: str, n: int) -> None:
                 wait_until((work / f"done-{k}").exists, 300, f"snapshot {k}", 0.2)
                 return rss_kb([proc.pid])
 
+            traced = "" if os.environ.get("MEMPROBE_TRACE") == "0" else "(with tracemalloc) "
             rss1 = snapshot(1)
             pool = ClientPool(2, work)
             conn = pool.connect([f"ws://127.0.0.1:{port}/realtime"], n, 100, 60, True)
             time.sleep(2)
             rss2 = snapshot(2)
             print(
-                f"{kind}: {conn['connected']} connections; RSS (with tracemalloc) grew "
+                f"{kind}: {conn['connected']} connections; RSS {traced}grew "
                 f"{(rss2 - rss1) / conn['connected']:.1f} KB per connection"
             )
+            if not traced:
+                return
             compare(str(work / "snap-1"), str(work / "snap-2"), conn["connected"])
             print("-- by file")
             compare(str(work / "snap-1"), str(work / "snap-2"), conn["connected"], "filename")

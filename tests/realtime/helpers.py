@@ -328,6 +328,23 @@ class RawSocket:
         text = self.recv_until(lambda t: t.startswith(prefix))
         return json.loads(text[len(f"42{NS},") :])[1]
 
+    def until_closed(self) -> list[str]:
+        """Every text frame until the server ends the connection (heartbeats left out)."""
+        import websocket
+
+        frames: list[str] = []
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            try:
+                text = self.ws.recv()
+            except (websocket.WebSocketConnectionClosedException, ConnectionError):
+                return frames
+            if not text:  # the close frame
+                return frames
+            if text != "2":
+                frames.append(str(text))
+        raise TimeoutError("the server did not close the connection")
+
     def close_frame(self) -> tuple[int, str]:
         """Read until the server's close frame; returns (code, reason)."""
         import websocket

@@ -116,6 +116,44 @@ def test_slow_consumer_is_dropped_and_others_are_unaffected(
     http.close()
 
 
+def test_websocket_readers_that_stop_reading_are_dropped_and_the_others_get_everything(
+    start_server: StartServer, clients: Connect, stream: Stream
+) -> None:
+    """Several WebSocket clients stop reading while ~6 MB of reorgs are pushed: once the
+    kernel's buffers and then their queues are full, each is sent `exception` "Slow
+    consumer" and CLOSE after what it had been sent (its backlog discarded) and its
+    connection is closed; a reading client gets every reorg, in order."""
+    from tests.realtime.helpers import reorg_event
+
+    server = start_server(OUTBOUND_QUEUE_MAX="50", PING_TIMEOUT="30")
+    fast = clients(server)
+    slow = [RawSocket(server) for _ in range(5)]
+    for raw in slow:
+        raw.event("connected")
+    count = 600
+    stream.append(*(reorg_event(10_000 + i * 100, 60) for i in range(count)))
+    fast.wait_for("reorg", count, timeout=WAIT * 4)
+    ancestors = [r["commonAncestor"]["number"] for r in fast.of("reorg")]
+    assert ancestors == [10_000 + i * 100 for i in range(count)]
+    metrics = server.get("/metrics").text
+    assert 'refusals_total{reason="slow consumer"} 5.0' in metrics
+    assert "chainpulse_realtime_connected_clients 1.0" in metrics
+    for raw in slow:
+        frames = raw.until_closed()
+        raw.close()
+        assert frames[-1] == "1", frames[-3:]  # Engine.IO CLOSE
+        assert frames[-2].startswith(f'42{NS},["exception"'), frames[-3:]
+        assert "Slow consumer: outbound queue full" in frames[-2]
+        got = [
+            json.loads(f[len(f"42{NS},") :])[1]["commonAncestor"]["number"]
+            for f in frames[:-2]
+            if f.startswith(f'42{NS},["reorg"')
+        ]
+        assert got == [10_000 + i * 100 for i in range(len(got))]  # a prefix, in order
+        assert 0 < len(got) < count
+    assert fast.sio.connected
+
+
 NODE_CLIENT = r"""
 // Modelled on the reference's client example (socket.io-client, reconnection on).
 const { io } = require(process.argv[2]);

@@ -51,10 +51,17 @@ METHODS: list[tuple[type, str, list[str], str]] = [
     (engineio.Server, "create_queue", ["self", "args", "kwargs"], "engineio_server"),
     (engineio.Server, "send_packet", ["self", "sid", "pkt"], "engineio_server"),
     (engineio_socket.Socket, "_send_ping", ["self"], "engineio_server: heartbeat timers"),
-    (engineio.Server, "_get_socket", ["self", "sid"], "engineio_server: InboundSocket"),
+    (engineio.Server, "_get_socket", ["self", "sid"], "engineio_server: FanoutSocket"),
     (engineio.Server, "disconnect", ["self", "sid"], "engineio_server"),
-    (engineio_socket.Socket, "handle_post_request", ["self", "environ"], "InboundSocket"),
-    (engineio_socket.Socket, "receive", ["self", "pkt"], "InboundSocket"),
+    (engineio_socket.Socket, "handle_post_request", ["self", "environ"], "FanoutSocket"),
+    (engineio_socket.Socket, "receive", ["self", "pkt"], "FanoutSocket"),
+    (
+        engineio_socket.Socket,
+        "_websocket_handler",
+        ["self", "ws"],
+        "FanoutSocket: the WebSocket handler without a writer green thread",
+    ),
+    (eventlet.queue.Queue, "task_done", ["self"], "FanoutSocket: the writer"),
     (engineio_socket.Socket, "check_ping_timeout", ["self"], "engineio_server"),
     (engineio_socket.Socket, "send", ["self", "pkt"], "engineio_server"),
     (
@@ -125,6 +132,7 @@ ATTRIBUTES: list[tuple[str, str, str]] = [
     ("engineio.Socket", "queue", "engineio_server"),
     ("engineio.Socket", "upgraded", "engineio_server: direct writes"),
     ("engineio.Socket", "upgrading", "engineio_server"),
+    ("engineio.Socket", "connected", "FanoutSocket: an upgrade from long-polling"),
     ("engineio.Socket", "closing", "engineio_server"),
     ("engineio.Socket", "closed", "engineio_server"),
     ("engineio.Socket", "last_ping", "engineio_server: heartbeat timers"),
@@ -184,9 +192,20 @@ def test_the_request_our_protocol_reads_before_a_response_is_where_it_looks() ->
 
 def test_the_polling_decoder_limit_is_the_one_our_responses_keep_to() -> None:
     """python-engineio clients refuse a polling response of more than 16 packets
-    (engineio_server.POLL_BATCH_MAX); InboundSocket lifts the same limit for what the
+    (engineio_server.POLL_BATCH_MAX); FanoutSocket lifts the same limit for what the
     server decodes, through the class attribute its decoder reads."""
     assert payload.Payload.max_decode_packets == 16
     assert "self.max_decode_packets" in inspect.getsource(payload.Payload.decode)
     source = inspect.getsource(engineio_socket.Socket.handle_post_request)
     assert "payload.Payload(encoded_payload=" in source and "self.receive(" in source
+
+
+def test_the_websocket_handler_we_replace_is_reached_through_the_driver() -> None:
+    """FanoutSocket replaces `Socket._websocket_handler` (python-engineio's reads, the
+    upgrade probe and a writer green thread); engineio_server's WebSocket driver finds
+    the session as the handler's `__self__`, handed over by `_upgrade_websocket`, and
+    python-engineio's handler still ends a session by queueing None for its writer."""
+    upgrade = inspect.getsource(engineio_socket.Socket._upgrade_websocket)
+    assert "self._websocket_handler, self.server" in upgrade
+    handler = inspect.getsource(engineio_socket.Socket._websocket_handler)
+    assert "self.queue.put(None)" in handler and "packet.UPGRADE" in handler
