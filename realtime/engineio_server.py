@@ -140,13 +140,26 @@ def _heartbeat_first_queue() -> Any:
 
 
 class _Connection:
-    """What engine.io's WebSocket handler talks to: eventlet's WebSocket, filtered."""
+    """A WebSocket session's connection: eventlet's WebSocket, its inbound frames
+    filtered, read when the hub says its socket is readable.
 
-    __slots__ = ("ws", "server")
+    eventlet.wsgi runs each connection in a green thread that would live as long as the
+    WebSocket, parked in a read with the HTTP request's objects (headers, environ,
+    buffers) on its stack: most of what a connection cost. Once the handshake (and an
+    upgrade's probe) is done, `hand_over` takes the socket from eventlet.wsgi, whose
+    green thread then ends, and waits for the socket to be readable with a hub listener;
+    a green thread is started when there is something to read and ends when nothing is
+    left. A client at rest holds no green thread.
+    """
+
+    __slots__ = ("ws", "server", "session", "listener", "closed")
 
     def __init__(self, ws: Any, server: EngineServer) -> None:
         self.ws = ws
         self.server = server
+        self.session: FanoutSocket | None = None
+        self.listener: Any = None
+        self.closed = False
 
     @property
     def socket(self) -> Any:
@@ -177,8 +190,109 @@ class _Connection:
         else:
             self.ws.send(message)
 
+    def hand_over(self, session: FanoutSocket) -> None:
+        """Take the socket from eventlet.wsgi (its own socket object is left detached,
+        so that closing it when its green thread ends closes nothing) and read it from
+        the hub from now on."""
+        from eventlet import patcher
+        from eventlet.greenio import GreenSocket
+
+        taken = self.ws.socket
+        raw = patcher.original("socket").socket(fileno=taken.fd.detach())
+        sock = GreenSocket(raw)
+        # bounds reading a frame that arrives in parts and a send the client does not read
+        sock.settimeout(self.server.ping_interval + self.server.ping_timeout)
+        self.ws.socket = sock
+        self.ws.environ = None  # the HTTP request's environ, not needed past the handshake
+        self.session = session
+        self.server.websockets += 1
+        self._listen()
+
+    def _listen(self) -> None:
+        from eventlet.hubs import get_hub
+
+        hub = get_hub()
+        self.listener = hub.add(hub.READ, self.ws.socket.fileno(), self._readable, self._lost, None)
+
+    def _unlisten(self) -> None:
+        if self.listener is not None:
+            from eventlet.hubs import get_hub
+
+            get_hub().remove(self.listener)
+            self.listener = None
+
+    def _readable(self, fileno: int) -> None:  # in the hub: must not block or raise
+        import eventlet
+
+        self._unlisten()
+        eventlet.spawn_n(self._read)
+
+    def _lost(self, exc: BaseException) -> None:  # in the hub: the descriptor went away
+        import eventlet
+
+        self.listener = None
+        eventlet.spawn_n(self._end)
+
+    def _read(self) -> None:
+        """Handle every whole frame that has arrived, then listen again."""
+        session = self.session
+        assert session is not None
+        while not self.closed:
+            try:
+                data = self.wait()
+            except Exception:  # noqa: BLE001 - a socket error or timeout ends the session
+                data = None
+            if data is None or not session.take(data):
+                self._end()
+                return
+            if not self._pending():
+                break
+        if not self.closed:
+            self._listen()
+
+    def _pending(self) -> bool:
+        import socket
+
+        try:
+            self.ws.socket.fd.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True  # the next read meets it and ends the session
+        return True  # data, or the end of the stream
+
+    def _end(self) -> None:
+        if not self.closed and self.session is not None:
+            self.session.end_websocket()
+
     def close(self) -> None:
+        """Close the WebSocket (its closing frame, then the socket) and, once handed
+        over, end its session. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self._unlisten()
         self.ws.close()
+        session = self.session
+        if session is None:
+            return
+        self.server.websockets -= 1
+        session.direct_ws = None
+        session.ws_conn = None
+        session.queue.on_put = None
+        if not session.closed:
+            session.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        # python-engineio forgets a closed session when its WebSocket request returns;
+        # that request returned at the hand-over
+        if self.server.sockets.get(session.sid) is session:
+            del self.server.sockets[session.sid]
+
+
+def _kept_open(ws: Any) -> Callable[..., None]:
+    def skip(*args: Any, **kwargs: Any) -> None:
+        del ws._send_closing_frame  # once: the WebSocket's own close sends it later
+
+    return skip
 
 
 def _websocket_class(base: Any) -> Any:
@@ -191,13 +305,12 @@ def _websocket_class(base: Any) -> Any:
                 if eio_socket is None:
                     return handler(conn)
                 FanoutSocket.adopt(eio_socket)
-                eio_socket.direct_ws = ws  # see EngineServer.send_packet
-                server.websockets += 1
-                try:
-                    return eio_socket._websocket_handler(conn)
-                finally:
-                    server.websockets -= 1
-                    eio_socket.direct_ws = None
+                result = eio_socket._websocket_handler(conn)
+                if conn.session is not None and not conn.closed:
+                    # eventlet.wsgi sends a closing frame when this handler returns;
+                    # this WebSocket lives on
+                    ws._send_closing_frame = _kept_open(ws)
+                return result
 
             super().__init__(run, server)
             self._compression = server.compression
@@ -262,8 +375,9 @@ class FanoutSocket(engineio_socket.Socket):
             self.receive(pkt)
 
     def _websocket_handler(self, ws: Any) -> list[Any]:
-        """python-engineio's handler (the upgrade from polling, then a read loop),
-        without its writer green thread."""
+        """python-engineio's handler without its green threads: the upgrade's probe
+        from long-polling here, then the connection read from the hub (`_Connection`)
+        and written by `deliver` or a writer while something is queued."""
         with contextlib.suppress(AttributeError, OSError):
             ws.socket.settimeout(self.server.ping_interval + self.server.ping_timeout)
         if self.connected:  # an upgrade from long-polling
@@ -276,34 +390,40 @@ class FanoutSocket(engineio_socket.Socket):
         else:
             self.connected = True
             self.upgraded = True
+        ws.hand_over(self)
         self.ws_conn = ws
+        self.direct_ws = ws.ws  # see EngineServer.deliver
         self.queue.on_put = self._wake_writer
         self._flush()  # what was queued before the WebSocket (the OPEN packet), here
-        while True:
-            try:
-                data = self._wait(ws)
-            except Exception:  # noqa: BLE001 - a socket error or timeout ends the session
-                break
-            if data is None:  # closed by the client
-                break
-            try:
-                self.receive(eio_packet.Packet(encoded_packet=data))
-            except engineio.exceptions.UnknownPacketError:
-                pass
-            except engineio.exceptions.SocketIsClosedError:
-                break
-            except Exception:
-                log.exception("unexpected error handling a packet; closing the session")
-                break
+        return []
+
+    def take(self, data: str) -> bool:
+        """Handle one inbound WebSocket message; False when the session must end."""
+        if len(data) > self.server.max_http_buffer_size:
+            return False
+        try:
+            self.receive(eio_packet.Packet(encoded_packet=data))
+        except engineio.exceptions.UnknownPacketError:
+            pass
+        except engineio.exceptions.SocketIsClosedError:
+            return False
+        except Exception:
+            log.exception("unexpected error handling a packet; closing the session")
+            return False
+        return True
+
+    def end_websocket(self) -> None:
+        """The client closed (or its socket failed): send what is queued, as
+        python-engineio does, then close the WebSocket and the session."""
         self.queue.on_put = None
         self.queue.put(None)  # the writer closes the WebSocket after what is queued
         if self.writing:
             self.writer.wait()
         else:
             self._flush()
-        self.ws_conn = None
+        if self.ws_conn is not None:
+            self.ws_conn.close()
         self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
-        return []
 
     def _wait(self, ws: Any) -> Any:
         data = ws.wait()
@@ -350,7 +470,7 @@ class FanoutSocket(engineio_socket.Socket):
                     ws.close()
                     return
                 ws.send(pkt.encode())
-        except Exception:  # noqa: BLE001 - the client is gone; the reader ends the session
+        except Exception:  # noqa: BLE001 - the client is gone: end the session
             with contextlib.suppress(Exception):
                 ws.close()
         finally:

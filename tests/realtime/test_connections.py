@@ -154,6 +154,46 @@ def test_websocket_readers_that_stop_reading_are_dropped_and_the_others_get_ever
     assert fast.sio.connected
 
 
+def _frame(text: str) -> bytes:
+    import websocket
+
+    return bytes(websocket.ABNF.create_frame(text, websocket.ABNF.OPCODE_TEXT).format())
+
+
+def test_websocket_frames_are_read_however_they_arrive(start_server: StartServer) -> None:
+    """The server reads a WebSocket when the hub says it is readable: frames that arrive
+    together are all handled, a frame that arrives a few bytes at a time is handled once
+    whole, and a client that stops halfway through a frame is closed once the heartbeat
+    would have given up on it, without holding anyone else up."""
+    server = start_server(PING_INTERVAL="0.5", PING_TIMEOUT="1")
+    together = RawSocket(server)
+    together.send_raw(b"".join(_frame(f'42{NS},{i}["ping"]') for i in range(1, 6)))
+    acks = [together.recv_until(lambda t: t.startswith(f"43{NS},")) for _ in range(5)]
+    assert [int(a[len(f"43{NS},") :].split("[")[0]) for a in acks] == [1, 2, 3, 4, 5]
+
+    trickle = RawSocket(server)
+    data = _frame(f'42{NS},7["ping"]')
+    for at in range(0, len(data), 3):
+        trickle.send_raw(data[at : at + 3])
+        time.sleep(0.02)
+    assert trickle.recv_until(lambda t: t.startswith(f"43{NS},7"))
+
+    stalled = RawSocket(server)
+    stalled.send_raw(_frame(f'42{NS},8["ping"]')[:6])
+    together.send_raw(_frame(f'42{NS},9["ping"]'))  # others are served meanwhile
+    assert together.recv_until(lambda t: t.startswith(f"43{NS},9"))
+    started = time.monotonic()
+    stalled.until_closed()
+    assert time.monotonic() - started < 10
+    for raw in (together, trickle, stalled):
+        raw.close()
+    wait_until(
+        lambda: "chainpulse_realtime_connected_clients 0.0" in server.get("/metrics").text,
+        WAIT,
+        "every session to end",
+    )
+
+
 NODE_CLIENT = r"""
 // Modelled on the reference's client example (socket.io-client, reconnection on).
 const { io } = require(process.argv[2]);

@@ -22,6 +22,8 @@ from kombu.transport import redis as kombu_redis
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    import eventlet.greenio
+    import eventlet.hubs.hub
     import eventlet.queue
     import eventlet.websocket
     import eventlet.wsgi
@@ -62,6 +64,13 @@ METHODS: list[tuple[type, str, list[str], str]] = [
         "FanoutSocket: the WebSocket handler without a writer green thread",
     ),
     (eventlet.queue.Queue, "task_done", ["self"], "FanoutSocket: the writer"),
+    (
+        eventlet.hubs.hub.BaseHub,
+        "add",
+        ["self", "evtype", "fileno", "cb", "tb", "mark_as_closed"],
+        "engineio_server._Connection: a WebSocket read from the hub",
+    ),
+    (eventlet.hubs.hub.BaseHub, "remove", ["self", "listener"], "engineio_server._Connection"),
     (engineio_socket.Socket, "check_ping_timeout", ["self"], "engineio_server"),
     (engineio_socket.Socket, "send", ["self", "pkt"], "engineio_server"),
     (
@@ -209,3 +218,19 @@ def test_the_websocket_handler_we_replace_is_reached_through_the_driver() -> Non
     assert "self._websocket_handler, self.server" in upgrade
     handler = inspect.getsource(engineio_socket.Socket._websocket_handler)
     assert "self.queue.put(None)" in handler and "packet.UPGRADE" in handler
+
+
+def test_a_websocket_can_outlive_its_wsgi_request_as_we_hand_it_over() -> None:
+    """engineio_server._Connection.hand_over: eventlet's WebSocketWSGI sends a closing
+    frame right after the handler returns (which we skip once); the WebSocket reads and
+    writes `self.socket` (which we replace) and reads a frame's exact length, never
+    beyond it (so a peek at the socket says whether another frame has begun); a
+    GreenSocket wraps an existing socket and keeps it as `fd` (which we detach)."""
+    call = inspect.getsource(eventlet.websocket.WebSocketWSGI.__call__)
+    assert call.index("self.handler(ws)") < call.index("ws._send_closing_frame(True)")
+    rfc = eventlet.websocket.RFC6455WebSocket
+    assert "self.socket.recv(numbytes - len(data))" in inspect.getsource(rfc._get_bytes)
+    assert "self.socket.sendall(frame)" in inspect.getsource(rfc._send)
+    assert "self.socket.close()" in inspect.getsource(rfc.close)
+    green = inspect.getsource(eventlet.greenio.GreenSocket.__init__)
+    assert "fd = family" in green and "self.fd = fd" in green
