@@ -1,21 +1,22 @@
-"""Engine.IO transport tuned for fan-out: frames encoded once, heartbeats first,
-bounded per-client queues, no per-message deflate unless asked, and refusal of frames
-that are not Engine.IO text packets.
+"""Engine.IO transport tuned for fan-out: frames encoded once, no green thread per
+idle WebSocket, heartbeats first, bounded per-client queues, no per-message deflate
+unless asked, and refusal of frames that are not Engine.IO text packets.
 
 - A broadcast is encoded once into a `Frame` (the Engine.IO text); the first WebSocket
   that sends it packs the RFC 6455 frame and every other recipient reuses those bytes.
-- To an idle WebSocket (nothing queued, nothing being sent) a packet is written
-  straight to the socket, without the per-client queue; whatever the kernel does not
-  take at once is queued first for the writer. The writer is a green thread that runs
-  only while a WebSocket's queue holds something and ends when it is empty
-  (`FanoutSocket`): python-engineio keeps one per client for the session's life, and
-  its stack and frames were a quarter of a connection's memory.
+- A WebSocket at rest holds no green thread. python-engineio and eventlet.wsgi keep two
+  per client for the session's life (a reader parked in a read, with the HTTP request's
+  objects on its stack, and a writer parked on the queue): three quarters of what a
+  connection cost. Here the socket is read when the hub says it is readable
+  (`_Connection`), and written at once when idle (`EngineServer.deliver`); a writer
+  green thread runs only while the client's queue holds what the kernel did not take
+  (`FanoutSocket`).
 - `HeartbeatFirstQueue` puts Engine.IO PING packets ahead of any backlog, so a client
   behind on broadcasts is not dropped for a ping that waited in its own queue. It also
   hands engine.io at most `POLL_BATCH_MAX` packets per poll: a long-polling response
   carries no more than python-engineio clients accept (16; they drop the connection
   on a longer payload), and the rest go in the next response.
-- `EngineServer.send_packet` refuses to grow a client's queue past `outbound_queue_max`:
+- `EngineServer.deliver` refuses to grow a client's queue past `outbound_queue_max`:
   the backlog is discarded, the client gets `exception` "Slow consumer: outbound queue
   full" and the transport is closed, so a slow client holds no server memory.
 - Inbound WebSocket frames above `max_http_buffer_size` are closed by eventlet with
@@ -341,8 +342,7 @@ class FanoutSocket(engineio_socket.Socket):
     client's queue for the session's life. Here most packets never reach the queue
     (`EngineServer.deliver` writes to an idle socket directly); a writer is started when
     something is queued (the kernel did not take all of a frame, or the socket was busy)
-    and ends once the queue is empty. A client at rest holds one green thread, the one
-    that reads its socket.
+    and ends once the queue is empty. Reading is `_Connection`'s.
 
     Long-polling POST: python-engineio refuses a POST of more than 16 packets and answers
     `200 OK`, silently dropping all of them; engine.io-client bounds a POST by bytes only,
