@@ -30,7 +30,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import engineio
@@ -134,6 +134,13 @@ def _heartbeat_first_queue() -> Any:
                 self._put_bookkeeping()
             else:
                 super()._put(item)
+            if self.on_put is not None:
+                self.on_put()
+
+        def put_first(self, item: Any) -> None:
+            """Queue `item` ahead of everything (frames that were held for a socket)."""
+            self.queue.appendleft(item)
+            self._put_bookkeeping()
             if self.on_put is not None:
                 self.on_put()
 
@@ -501,7 +508,8 @@ class EngineServer(engineio.Server):
         self.count_refusal = count_refusal
         self.direct_writes = 0  # frames written without the queue (since start-up)
         self.partial_writes = 0  # of which the kernel took only a part; the writer sends the rest
-        self.websockets = 0  # WebSocket connections open (their handlers still running)
+        self.websockets = 0  # WebSocket connections open
+        self._held: dict[Any, list[bytes]] | None = None  # frames held while corked
         if self.async_mode == "eventlet":
             self._queue_class = _heartbeat_first_queue()
             drivers: dict[str, Any] = dict(self._async)  # type: ignore[has-type]
@@ -581,6 +589,14 @@ class EngineServer(engineio.Server):
         if not sock.check_ping_timeout():
             return True
         data = frame.frame(ws)
+        if self._held is not None:
+            held = self._held.get(sock)
+            if held is None:
+                self._held[sock] = [data]
+            else:
+                held.append(data)
+            self.direct_writes += 1
+            return True
         try:
             sent = ws.socket.fd.send(data)
         except BlockingIOError:
@@ -592,6 +608,41 @@ class EngineServer(engineio.Server):
             self.partial_writes += 1
             sock.queue.put(_RemainderPacket(data[sent:]))
         return True
+
+    @contextlib.contextmanager
+    def corked(self) -> Iterator[None]:
+        """Hold what is written to idle WebSockets until the block ends, then write each
+        socket's frames in one send: a client gets a batch of events in one TCP segment,
+        one wake-up and one read, instead of one per event (and the server makes one
+        system call per client instead of one per event). Frames stay in order: while a
+        socket has frames held, what else it is sent is held behind them."""
+        if self._held is not None:
+            yield
+            return
+        self._held = {}
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            for sock, frames in held.items():
+                self._release(sock, frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def _release(self, sock: Any, data: bytes) -> None:
+        ws = sock.__dict__.get("direct_ws")
+        if ws is None or sock.closing or sock.closed or ws.websocket_closed:
+            return  # the client is gone or being dropped
+        if sock.writing or sock.queue.qsize() or ws._sendlock.locked():
+            sock.queue.put_first(_RemainderPacket(data))  # something bypassed the hold
+            return
+        try:
+            sent = ws.socket.fd.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return  # the writer or the reader meets the same error and ends the session
+        if sent < len(data):
+            self.partial_writes += 1
+            sock.queue.put(_RemainderPacket(data[sent:]))
 
     def has_room(self, sid: str) -> bool:
         """True while the client's outbound queue is less than half full."""

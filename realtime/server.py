@@ -130,6 +130,7 @@ def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool 
             tick=feed.tick,
             metrics=metrics,
             sleep=sio.sleep,
+            corked=sio.eio.corked,
         )
         if redis
         else None

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 BLOCK_MS = 1_000  # XREAD BLOCK; the socket timeout must stay above it (redis-py: 5 s)
 BATCH = 500
+# entries whose pushes are written together (see EngineServer.corked): a client gets a
+# block and its prices in one TCP segment; more would delay a backlog's first push
+CORK_ENTRIES = 32
 
 
 class StreamReader:
@@ -38,8 +41,12 @@ class StreamReader:
         metrics: Metrics,
         sleep: Callable[[float], Any] = time.sleep,
         dedup_size: int = 10_000,
+        corked: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
+        """`corked()` wraps the handling of up to CORK_ENTRIES entries (the server's
+        `EngineServer.corked`: their pushes written together)."""
         self.key = key
+        self.corked = corked
         self.handle = handle
         self.tick = tick
         self.metrics = metrics
@@ -64,12 +71,14 @@ class StreamReader:
                 self._set_connected(True)
                 backoff = 0.1
                 for _key, entries in reply or []:
-                    for entry_id, fields in entries:
-                        self.last_id = (
-                            entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                        )
-                        self._entry(self.last_id, fields)
-                        self.sleep(0)  # let the writers drain between pushes
+                    for at in range(0, len(entries), CORK_ENTRIES):
+                        with self.corked() if len(entries) > 1 else contextlib.nullcontext():
+                            for entry_id, fields in entries[at : at + CORK_ENTRIES]:
+                                self.last_id = (
+                                    entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                                )
+                                self._entry(self.last_id, fields)
+                                self.sleep(0)  # let inbound messages and writers run
             except redis.RedisError as exc:
                 if self.connected:
                     log.warning(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from chainpulse.devnet import Activity, RedisServer, wait_until
 from tests.harness.environment import CHAINPULSE
 from tests.harness.stack import stack
+from workers.runner import RELAY_INTERVAL_S
 
 VISIBILITY_TIMEOUT = 10  # longer than a worker takes to start, so a restart alone won't do
 
@@ -74,8 +76,17 @@ def test_kill_9_mid_backfill_leaves_no_gap_and_no_duplicate(
 
                 assert store.missing(1, head) == []
                 assert s.rows_per_height(1, head) == s.node_rows_per_height(1, head)
-                ids = s.stream_ids()
-                assert set(ids) == s.node_ids(1, head)  # repeats allowed, with the same id
+                # a block the killed worker committed but did not announce is appended by
+                # a relay (every RELAY_INTERVAL_S in each worker process); repeats are
+                # allowed, with the same id
+                node_ids = s.node_ids(1, head)
+                with contextlib.suppress(TimeoutError):
+                    wait_until(
+                        lambda: set(s.stream_ids()) == node_ids,
+                        RELAY_INTERVAL_S * 3,
+                        "every block's event on the stream",
+                    )
+                assert set(s.stream_ids()) == node_ids
                 wait_until(
                     lambda: client.hlen("unacked") == 0 and client.llen("blocks") == 0,
                     30,
