@@ -11,6 +11,9 @@ unless asked, and refusal of frames that are not Engine.IO text packets.
   (`_Connection`), and written at once when idle (`EngineServer.deliver`); a writer
   green thread runs only while the client's queue holds what the kernel did not take
   (`FanoutSocket`).
+- `EngineServer.corked` holds what is written to idle WebSockets while the pushes of
+  one stream read are made, then writes each client's frames in one send: one TCP
+  segment and one wake-up per client instead of one per event.
 - `HeartbeatFirstQueue` puts Engine.IO PING packets ahead of any backlog, so a client
   behind on broadcasts is not dropped for a ping that waited in its own queue. It also
   hands engine.io at most `POLL_BATCH_MAX` packets per poll: a long-polling response
