@@ -1,6 +1,7 @@
 """A full disk under SQLite (`PRAGMA max_page_count` gives SQLITE_FULL without mounting
-anything): the job fails with a clear, retryable error, nothing is half-written and
-no event is announced; once space returns, indexing resumes where it stopped."""
+anything) and an unwritable database: the job fails with a clear, retryable error,
+nothing is half-written and no event is announced; once space (or write access)
+returns, indexing resumes where it stopped."""
 
 from __future__ import annotations
 
@@ -69,4 +70,52 @@ def test_a_full_disk_fails_the_job_cleanly_and_indexing_resumes(
             for n in range(1, head + 1)
         )
         assert transactions.scalar_one() == on_node
+    assert len(stream_ids(redis_url)) == head
+
+
+def _immutable(paths: list[Path], on: bool) -> None:
+    import subprocess
+
+    for path in paths:
+        subprocess.run(["chattr", "+i" if on else "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("what", ["files", "directory"])
+def test_an_unwritable_database_fails_the_job_cleanly_and_indexing_resumes(
+    anvil: Anvil, indexer: Indexer, redis_url: str, tmp_path: Path, what: str
+) -> None:
+    """The database's files, or its directory, made unwritable (`chattr +i`: the tests
+    run as root, whom file modes do not stop): the job fails with a clear, retryable
+    one-line error and nothing is announced; once writable again, indexing resumes."""
+    import shutil
+    import subprocess
+
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed")
+    activity = Activity(anvil)
+    for _ in range(3):
+        activity.block(count=5, log_share=0.5)
+    head = anvil.head()
+    indexer.index(1, 1, "backfill")
+    before = counts(indexer)
+    indexer.store.engine.dispose()
+    files = sorted(tmp_path.glob("chainpulse.db*")) if what == "files" else [tmp_path]
+    probe = subprocess.run(["chattr", "+i", str(files[0])], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"this file system has no immutable attribute: {probe.stderr.strip()}")
+    try:
+        _immutable(files, True)
+        with pytest.raises(RetryableError) as failed:
+            indexer.index(2, head, "backfill")
+        says = "attempt to write a readonly database" if what == "files" else "unable to open"
+        assert f"{indexer.store.engine.url.render_as_string()} failed: {says}" in str(
+            failed.value
+        ), str(failed.value)
+        assert "\n" not in str(failed.value)
+    finally:
+        _immutable(files, False)
+    assert counts(indexer) == before  # nothing half-written
+    assert len(stream_ids(redis_url)) == 1  # nothing announced
+    indexer.store.engine.dispose()
+    indexer.index(2, head, "backfill")
     assert len(stream_ids(redis_url)) == head
