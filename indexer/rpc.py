@@ -243,9 +243,26 @@ class Node:
         if not numbers:
             return {}
         results = self.batch([("eth_getBlockByNumber", (hex(n), False)) for n in numbers])
+        for n, r in zip(numbers, results, strict=True):
+            if r is not None:
+                self._check_block(n, r)
         return {
             n: (r["hash"].lower() if r else None) for n, r in zip(numbers, results, strict=True)
         }
+
+    def _check_block(self, number: int, block: Any) -> None:
+        """A reply to `eth_getBlockByNumber(number)` is that block (a node or proxy that
+        mixes up replies must not have one block stored under another's height)."""
+        try:
+            ok = isinstance(block, dict) and int(block["number"], 16) == number
+            ok = ok and isinstance(block["hash"], str) and isinstance(block["parentHash"], str)
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise NodeUnavailable(
+                f"node at {mask_url(self.url)} answered the call for block {number} with "
+                "something else"
+            )
 
     def blocks_with_receipts(
         self, numbers: Sequence[int]
@@ -290,6 +307,15 @@ class Node:
         for n, (block, receipts) in zip(numbers, pairs, strict=True):
             if block is None or receipts is None:
                 raise BlockNotFound(f"block {n} is not available from the node yet")
+            self._check_block(n, block)
+            if not isinstance(receipts, list) or not all(
+                isinstance(r, dict | None) and isinstance((r or {}).get("blockHash", ""), str)
+                for r in receipts
+            ):
+                raise NodeUnavailable(
+                    f"node at {mask_url(self.url)} answered the receipts of block {n} with "
+                    "something else"
+                )
             for receipt in receipts:
                 if receipt is None or receipt["blockHash"].lower() != block["hash"].lower():
                     raise BlockNotFound(f"block {n} changed while it was read (reorg in progress)")

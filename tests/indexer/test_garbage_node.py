@@ -1,0 +1,143 @@
+"""A node that answers garbage for one request (truncated JSON, HTTP 500, replies that
+answer each other's calls, a block whose parent hash is wrong): the job fails with a clear,
+retryable one-line error and writes and announces nothing, or (the wrong parent hash)
+checks the stored chain, reads the blocks again and stores what the node holds. Either
+way the database ends equal to the node."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from chainpulse.devnet import Activity, Anvil
+from indexer import models as m
+from indexer.errors import RetryableError
+from indexer.pipeline import Indexer
+from indexer.schema import upgrade
+from tests.harness.indexer import build_indexer, close_indexer
+from tests.harness.proxy import RpcProxy
+from tests.indexer.test_idempotency import counts, stream_ids
+
+
+@pytest.fixture
+def proxy(anvil: Anvil) -> Iterator[RpcProxy]:
+    with RpcProxy(anvil.url) as p:
+        yield p
+
+
+@pytest.fixture
+def indexer(proxy: RpcProxy, tmp_path: Path, redis_url: str) -> Iterator[Indexer]:
+    url = f"sqlite:///{tmp_path}/chainpulse.db"
+    upgrade(url)
+    built = build_indexer(proxy.url, url, redis_url)
+    yield built
+    close_indexer(built)
+
+
+def once(rewrite: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
+    """A proxy rewrite that spoils the first reply and passes the rest."""
+    done = {"yes": False}
+
+    def spoil(_request: Any, reply: Any) -> Any:
+        if done["yes"]:
+            return reply
+        done["yes"] = True
+        return rewrite(reply)
+
+    return spoil
+
+
+def swapped(first: int, second: int) -> Callable[[Any], Any]:
+    """Two replies of a batch answer each other's calls (their ids kept)."""
+
+    def swap(reply: Any) -> Any:
+        if isinstance(reply, list) and len(reply) > max(first, second):
+            a, b = reply[first], reply[second]
+            a["result"], b["result"] = b["result"], a["result"]
+        return reply
+
+    return swap
+
+
+def wrong_parent(reply: Any) -> Any:
+    for item in reply if isinstance(reply, list) else [reply]:
+        result = item.get("result")
+        if isinstance(result, dict) and "parentHash" in result:
+            result["parentHash"] = "0x" + "de" * 32
+            return reply
+    return reply
+
+
+def stored_as_on_node(anvil: Anvil, indexer: Indexer, head: int) -> None:
+    with indexer.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(m.blocks.c.number, m.blocks.c.hash, m.blocks.c.parent_hash).order_by(
+                m.blocks.c.number
+            )
+        ).all()
+        transactions = conn.execute(
+            sa.select(sa.func.count()).select_from(m.transactions)
+        ).scalar_one()
+    blocks = [anvil.call("eth_getBlockByNumber", hex(n), False) for n in range(1, head + 1)]
+    assert [tuple(r) for r in rows] == [
+        (int(b["number"], 16), b["hash"], b["parentHash"]) for b in blocks
+    ]
+    assert transactions == sum(len(b["transactions"]) for b in blocks)
+
+
+@pytest.mark.parametrize(
+    ("garbage", "says"),
+    [
+        ("truncated JSON", "sent a malformed response"),
+        ("HTTP 500", "HTTP 500"),
+        ("a block's receipts for the block", "answered the call for block 2 with something"),
+        ("another height's block", "answered the call for block 2 with something"),
+    ],
+)
+def test_a_garbage_reply_fails_the_job_cleanly_and_the_retry_indexes_all(
+    anvil: Anvil, proxy: RpcProxy, indexer: Indexer, redis_url: str, garbage: str, says: str
+) -> None:
+    activity = Activity(anvil)
+    for _ in range(3):
+        activity.block(count=5, log_share=0.5)
+    head = anvil.head()
+    indexer.index(1, 1, "backfill")
+    before = counts(indexer)
+    if garbage == "truncated JSON":
+        proxy.answer_next(1, 200, b'[{"jsonrpc":"2.0","id":1,"result":{"number":"0x')
+    elif garbage == "HTTP 500":
+        proxy.answer_next(1, 500, b"Internal Server Error")
+    elif garbage == "another height's block":
+        proxy.rewrite = once(swapped(0, 2))  # calls: block 2, its receipts, block 3, ...
+    else:
+        proxy.rewrite = once(swapped(0, 1))
+    with pytest.raises(RetryableError) as failed:
+        indexer.index(2, head, "backfill")
+    message = str(failed.value)
+    assert says in message and "\n" not in message, message
+    assert counts(indexer) == before  # nothing half-written
+    assert len(stream_ids(redis_url)) == 1  # nothing announced
+    indexer.index(2, head, "backfill")  # the job's retry
+    stored_as_on_node(anvil, indexer, head)
+    assert len(stream_ids(redis_url)) == head
+
+
+def test_a_block_with_a_wrong_parent_hash_is_checked_and_read_again(
+    anvil: Anvil, proxy: RpcProxy, indexer: Indexer, redis_url: str
+) -> None:
+    activity = Activity(anvil)
+    for _ in range(3):
+        activity.block(count=5, log_share=0.5)
+    head = anvil.head()
+    indexer.index(1, 1, "backfill")
+    proxy.rewrite = once(wrong_parent)
+    indexer.index(2, head, "backfill")
+    stored_as_on_node(anvil, indexer, head)
+    assert len(stream_ids(redis_url)) == head
+    with indexer.store.engine.connect() as conn:
+        reorgs = conn.execute(sa.select(sa.func.count()).select_from(m.reorgs)).scalar_one()
+    assert reorgs == 0  # nothing was orphaned: the node had not reorganised
