@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from chainpulse.devnet import Activity, Anvil
 from chainpulse.settings import Settings
 from indexer.pipeline import Indexer
+from indexer.schema import upgrade
 from workers.runner import build
 
 
@@ -22,3 +27,24 @@ def build_indexer(
 def close_indexer(indexer: Indexer) -> None:
     indexer.store.dispose()
     indexer.bus.close()
+
+
+@contextlib.contextmanager
+def migrated_indexer(rpc_url: str, database_url: str, redis_url: str) -> Iterator[Indexer]:
+    """An indexer on a database migrated to the latest schema, closed afterwards."""
+    upgrade(database_url)
+    built = build_indexer(rpc_url, database_url, redis_url)
+    try:
+        yield built
+    finally:
+        close_indexer(built)
+
+
+def first_block_indexed(anvil: Anvil, indexer: Indexer, blocks: int, txs: int) -> int:
+    """Mine `blocks` blocks of `txs` transactions (half with logs) on `anvil`, index
+    block 1 only, and return the head: what a fault test then indexes under its fault."""
+    activity = Activity(anvil)
+    for _ in range(blocks):
+        activity.block(count=txs, log_share=0.5)
+    indexer.index(1, 1, "backfill")
+    return anvil.head()

@@ -13,32 +13,24 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from chainpulse.devnet import Activity, Anvil
+from chainpulse.devnet import Anvil
 from indexer import models as m
 from indexer.errors import DatabaseBusy, RetryableError
 from indexer.pipeline import Indexer
-from indexer.schema import upgrade
-from tests.harness.indexer import build_indexer, close_indexer
+from tests.harness.indexer import first_block_indexed, migrated_indexer
 from tests.indexer.test_idempotency import counts, stream_ids
 
 
 @pytest.fixture
 def indexer(anvil: Anvil, tmp_path: Path, redis_url: str) -> Iterator[Indexer]:
-    url = f"sqlite:///{tmp_path}/chainpulse.db"
-    upgrade(url)
-    built = build_indexer(anvil.url, url, redis_url)
-    yield built
-    close_indexer(built)
+    with migrated_indexer(anvil.url, f"sqlite:///{tmp_path}/chainpulse.db", redis_url) as built:
+        yield built
 
 
 def test_a_full_disk_fails_the_job_cleanly_and_indexing_resumes(
     anvil: Anvil, indexer: Indexer, redis_url: str
 ) -> None:
-    activity = Activity(anvil)
-    for _ in range(4):
-        activity.block(count=20, log_share=0.5)
-    head = anvil.head()
-    indexer.index(1, 1, "backfill")
+    head = first_block_indexed(anvil, indexer, 4, 20)
     before = counts(indexer)
     full = {"on": True}
 
@@ -92,11 +84,7 @@ def test_an_unwritable_database_fails_the_job_cleanly_and_indexing_resumes(
 
     if shutil.which("chattr") is None:
         pytest.skip("chattr is not installed")
-    activity = Activity(anvil)
-    for _ in range(3):
-        activity.block(count=5, log_share=0.5)
-    head = anvil.head()
-    indexer.index(1, 1, "backfill")
+    head = first_block_indexed(anvil, indexer, 3, 5)
     before = counts(indexer)
     indexer.store.engine.dispose()
     files = sorted(tmp_path.glob("chainpulse.db*")) if what == "files" else [tmp_path]

@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from chainpulse.devnet import Activity, Anvil
+from chainpulse.devnet import Anvil
 from indexer import models as m
 from indexer.errors import RetryableError
 from indexer.pipeline import Indexer
-from indexer.schema import upgrade
-from tests.harness.indexer import build_indexer, close_indexer
+from tests.harness.indexer import first_block_indexed, migrated_indexer
 from tests.harness.proxy import RpcProxy
 from tests.indexer.test_idempotency import counts, stream_ids
 
@@ -31,11 +30,8 @@ def proxy(anvil: Anvil) -> Iterator[RpcProxy]:
 
 @pytest.fixture
 def indexer(proxy: RpcProxy, tmp_path: Path, redis_url: str) -> Iterator[Indexer]:
-    url = f"sqlite:///{tmp_path}/chainpulse.db"
-    upgrade(url)
-    built = build_indexer(proxy.url, url, redis_url)
-    yield built
-    close_indexer(built)
+    with migrated_indexer(proxy.url, f"sqlite:///{tmp_path}/chainpulse.db", redis_url) as built:
+        yield built
 
 
 def once(rewrite: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
@@ -101,11 +97,7 @@ def stored_as_on_node(anvil: Anvil, indexer: Indexer, head: int) -> None:
 def test_a_garbage_reply_fails_the_job_cleanly_and_the_retry_indexes_all(
     anvil: Anvil, proxy: RpcProxy, indexer: Indexer, redis_url: str, garbage: str, says: str
 ) -> None:
-    activity = Activity(anvil)
-    for _ in range(3):
-        activity.block(count=5, log_share=0.5)
-    head = anvil.head()
-    indexer.index(1, 1, "backfill")
+    head = first_block_indexed(anvil, indexer, 3, 5)
     before = counts(indexer)
     if garbage == "truncated JSON":
         proxy.answer_next(1, 200, b'[{"jsonrpc":"2.0","id":1,"result":{"number":"0x')
@@ -129,11 +121,7 @@ def test_a_garbage_reply_fails_the_job_cleanly_and_the_retry_indexes_all(
 def test_a_block_with_a_wrong_parent_hash_is_checked_and_read_again(
     anvil: Anvil, proxy: RpcProxy, indexer: Indexer, redis_url: str
 ) -> None:
-    activity = Activity(anvil)
-    for _ in range(3):
-        activity.block(count=5, log_share=0.5)
-    head = anvil.head()
-    indexer.index(1, 1, "backfill")
+    head = first_block_indexed(anvil, indexer, 3, 5)
     proxy.rewrite = once(wrong_parent)
     indexer.index(2, head, "backfill")
     stored_as_on_node(anvil, indexer, head)

@@ -12,32 +12,25 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from chainpulse.devnet import Activity, Anvil
+from chainpulse.devnet import Anvil
 from indexer import models as m
 from indexer.db import make_engine
 from indexer.errors import DatabaseBusy
 from indexer.pipeline import Indexer
-from indexer.schema import upgrade
-from tests.harness.indexer import build_indexer, close_indexer
+from tests.harness.indexer import first_block_indexed, migrated_indexer
 from tests.indexer.test_idempotency import counts, stream_ids
 
 
 @pytest.fixture
 def indexer(anvil: Anvil, postgres_url: str, redis_url: str) -> Iterator[Indexer]:
-    upgrade(postgres_url)
-    built = build_indexer(anvil.url, postgres_url, redis_url)
-    yield built
-    close_indexer(built)
+    with migrated_indexer(anvil.url, postgres_url, redis_url) as built:
+        yield built
 
 
 def test_a_connection_terminated_mid_job_rolls_back_and_the_retry_indexes_once(
     anvil: Anvil, indexer: Indexer, postgres_url: str, redis_url: str
 ) -> None:
-    activity = Activity(anvil)
-    for _ in range(3):
-        activity.block(count=10, log_share=0.5)
-    head = anvil.head()
-    indexer.index(1, 1, "backfill")
+    head = first_block_indexed(anvil, indexer, 3, 10)
     before = counts(indexer)
     admin = make_engine(postgres_url)
     terminated: list[int] = []
