@@ -81,6 +81,24 @@ class JsClient:
             seen = self.events[-10:]
         raise AssertionError(f"JS client: no {what} within {timeout} s; last events {seen}")
 
+    def wait_after(self, first: str, predicate: Any, timeout: float, what: str) -> Any:
+        """As `wait`, among the events after the first one named `first` (a `reorg`,
+        say): `wait` alone would take a matching event from before it."""
+        seen: list[tuple[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                seen = list(self.events)
+            at = next((i for i, (name, _) in enumerate(seen) if name == first), None)
+            if at is not None:
+                for name, data in seen[at + 1 :]:
+                    if predicate(name, data):
+                        return data
+            time.sleep(0.05)
+        raise AssertionError(
+            f"JS client: no {what} after {first} within {timeout} s; last events {seen[-10:]}"
+        )
+
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             assert self.process.stdin is not None

@@ -131,16 +131,13 @@ def test_chain_prices_reach_their_rooms_exactly(
         update_of(client, "WETH", "9")
         s.anvil.call("anvil_reorg", 1, [])
         s.wait_consistent()
-        restored = update_of(client, "WETH", last)
+        restored = client.wait_after(
+            "reorg",
+            lambda e, d: e == "price-update" and d["token"] == "WETH" and d["priceExact"] == last,
+            WAIT,
+            f"price-update WETH = {last}",
+        )  # (update_of would take the push of `last` from before the reorg)
         assert restored["blockNumber"] == block
-        names = [(e, d) for e, d in client.events if e in ("reorg", "price-update")]
-        at_reorg = next(i for i, (e, _) in enumerate(names) if e == "reorg")
-        at_restore = max(
-            i
-            for i, (e, d) in enumerate(names)
-            if e == "price-update" and d["token"] == "WETH" and d["priceExact"] == last
-        )
-        assert at_reorg < at_restore
         weth_pushes = [d["priceExact"] for d in client.of("price-update") if d["token"] == "WETH"]
         assert weth_pushes[-3:] == [last, "9", last]  # the update, then its restore
         assert rows(market, "WETH")[-1][2] == Decimal(last)
