@@ -309,7 +309,7 @@ class Node:
                 raise BlockNotFound(f"block {n} is not available from the node yet")
             self._check_block(n, block)
             if not isinstance(receipts, list) or not all(
-                isinstance(r, dict | None) and isinstance((r or {}).get("blockHash", ""), str)
+                r is None or (isinstance(r, dict) and isinstance(r.get("blockHash"), str))
                 for r in receipts
             ):
                 raise NodeUnavailable(

@@ -59,6 +59,16 @@ def swapped(first: int, second: int) -> Callable[[Any], Any]:
     return swap
 
 
+def receipt_without_block_hash(reply: Any) -> Any:
+    """The first receipt list of a batch loses its first receipt's `blockHash`."""
+    for item in reply if isinstance(reply, list) else [reply]:
+        result = item.get("result")
+        if isinstance(result, list) and result and isinstance(result[0], dict):
+            del result[0]["blockHash"]
+            return reply
+    return reply
+
+
 def wrong_parent(reply: Any) -> Any:
     for item in reply if isinstance(reply, list) else [reply]:
         result = item.get("result")
@@ -92,6 +102,7 @@ def stored_as_on_node(anvil: Anvil, indexer: Indexer, head: int) -> None:
         ("HTTP 500", "HTTP 500"),
         ("a block's receipts for the block", "answered the call for block 2 with something"),
         ("another height's block", "answered the call for block 2 with something"),
+        ("a receipt without its block hash", "answered the receipts of block 2 with something"),
     ],
 )
 def test_a_garbage_reply_fails_the_job_cleanly_and_the_retry_indexes_all(
@@ -103,6 +114,8 @@ def test_a_garbage_reply_fails_the_job_cleanly_and_the_retry_indexes_all(
         proxy.answer_next(1, 200, b'[{"jsonrpc":"2.0","id":1,"result":{"number":"0x')
     elif garbage == "HTTP 500":
         proxy.answer_next(1, 500, b"Internal Server Error")
+    elif garbage == "a receipt without its block hash":
+        proxy.rewrite = once(receipt_without_block_hash)
     elif garbage == "another height's block":
         proxy.rewrite = once(swapped(0, 2))  # calls: block 2, its receipts, block 3, ...
     else:
