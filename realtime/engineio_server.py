@@ -600,16 +600,9 @@ class EngineServer(engineio.Server):
                 held.append(data)
             self.direct_writes += 1
             return True
-        try:
-            sent = ws.socket.fd.send(data)
-        except BlockingIOError:
-            return False
-        except OSError:
-            return False  # the writer meets the same error and closes the socket
+        if not self._send_nowait(sock, ws, data):
+            return False  # the kernel took nothing (or the writer meets the same error)
         self.direct_writes += 1
-        if sent < len(data):
-            self.partial_writes += 1
-            sock.queue.put(_RemainderPacket(data[sent:]))
         return True
 
     @contextlib.contextmanager
@@ -637,15 +630,24 @@ class EngineServer(engineio.Server):
         if sock.writing or sock.queue.qsize() or ws._sendlock.locked():
             sock.queue.put_first(_RemainderPacket(data))  # something bypassed the hold
             return
+        if self._send_nowait(sock, ws, data) == 0:  # the kernel took nothing yet
+            self.partial_writes += 1
+            sock.queue.put(_RemainderPacket(data))
+
+    def _send_nowait(self, sock: Any, ws: Any, data: bytes) -> int | None:
+        """Send as much of `data` as the kernel takes without waiting and queue the rest
+        for the writer; returns how much it took, None when the socket failed (the
+        writer or the reader meets the same error and ends the session)."""
         try:
             sent = ws.socket.fd.send(data)
         except BlockingIOError:
-            sent = 0
+            return 0
         except OSError:
-            return  # the writer or the reader meets the same error and ends the session
-        if sent < len(data):
+            return None
+        if 0 < sent < len(data):
             self.partial_writes += 1
             sock.queue.put(_RemainderPacket(data[sent:]))
+        return sent
 
     def has_room(self, sid: str) -> bool:
         """True while the client's outbound queue is less than half full."""
