@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import sqlalchemy as sa
+
 from chainpulse.devnet import Activity, Anvil
 from chainpulse.settings import Settings
+from indexer import models as m
 from indexer.pipeline import Indexer
 from indexer.schema import upgrade
 from workers.runner import build
@@ -48,3 +51,21 @@ def first_block_indexed(anvil: Anvil, indexer: Indexer, blocks: int, txs: int) -
         activity.block(count=txs, log_share=0.5)
     indexer.index(1, 1, "backfill")
     return anvil.head()
+
+
+def stored_as_on_node(anvil: Anvil, indexer: Indexer, head: int) -> None:
+    """Blocks 1..head are stored with the node's hashes, parents and transactions."""
+    with indexer.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(m.blocks.c.number, m.blocks.c.hash, m.blocks.c.parent_hash).order_by(
+                m.blocks.c.number
+            )
+        ).all()
+        transactions = conn.execute(
+            sa.select(sa.func.count()).select_from(m.transactions)
+        ).scalar_one()
+    blocks = [anvil.call("eth_getBlockByNumber", hex(n), False) for n in range(1, head + 1)]
+    assert [tuple(r) for r in rows] == [
+        (int(b["number"], 16), b["hash"], b["parentHash"]) for b in blocks
+    ]
+    assert transactions == sum(len(b["transactions"]) for b in blocks)

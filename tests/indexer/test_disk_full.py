@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy import event
 
 from chainpulse.devnet import Anvil
-from indexer import models as m
 from indexer.errors import DatabaseBusy, RetryableError
 from indexer.pipeline import Indexer
-from tests.harness.indexer import first_block_indexed, migrated_indexer
+from tests.harness.indexer import first_block_indexed, migrated_indexer, stored_as_on_node
 from tests.indexer.test_idempotency import counts, stream_ids
 
 
@@ -53,15 +51,7 @@ def test_a_full_disk_fails_the_job_cleanly_and_indexing_resumes(
     full["on"] = False  # space returns
     indexer.store.engine.dispose()
     indexer.index(2, head, "backfill")
-    with indexer.store.engine.connect() as conn:
-        stored = conn.execute(sa.select(m.blocks.c.number).order_by(m.blocks.c.number))
-        assert [n for (n,) in stored] == list(range(1, head + 1))
-        transactions = conn.execute(sa.select(sa.func.count()).select_from(m.transactions))
-        on_node = sum(
-            len(anvil.call("eth_getBlockByNumber", hex(n), False)["transactions"])
-            for n in range(1, head + 1)
-        )
-        assert transactions.scalar_one() == on_node
+    stored_as_on_node(anvil, indexer, head)
     assert len(stream_ids(redis_url)) == head
 
 

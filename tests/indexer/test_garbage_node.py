@@ -17,7 +17,7 @@ from chainpulse.devnet import Anvil
 from indexer import models as m
 from indexer.errors import RetryableError
 from indexer.pipeline import Indexer
-from tests.harness.indexer import first_block_indexed, migrated_indexer
+from tests.harness.indexer import first_block_indexed, migrated_indexer, stored_as_on_node
 from tests.harness.proxy import RpcProxy
 from tests.indexer.test_idempotency import counts, stream_ids
 
@@ -76,23 +76,6 @@ def wrong_parent(reply: Any) -> Any:
             result["parentHash"] = "0x" + "de" * 32
             return reply
     return reply
-
-
-def stored_as_on_node(anvil: Anvil, indexer: Indexer, head: int) -> None:
-    with indexer.store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(m.blocks.c.number, m.blocks.c.hash, m.blocks.c.parent_hash).order_by(
-                m.blocks.c.number
-            )
-        ).all()
-        transactions = conn.execute(
-            sa.select(sa.func.count()).select_from(m.transactions)
-        ).scalar_one()
-    blocks = [anvil.call("eth_getBlockByNumber", hex(n), False) for n in range(1, head + 1)]
-    assert [tuple(r) for r in rows] == [
-        (int(b["number"], 16), b["hash"], b["parentHash"]) for b in blocks
-    ]
-    assert transactions == sum(len(b["transactions"]) for b in blocks)
 
 
 @pytest.mark.parametrize(
