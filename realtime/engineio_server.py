@@ -4,13 +4,10 @@ unless asked, and refusal of frames that are not Engine.IO text packets.
 
 - A broadcast is encoded once into a `Frame` (the Engine.IO text); the first WebSocket
   that sends it packs the RFC 6455 frame and every other recipient reuses those bytes.
-- A WebSocket at rest holds no green thread. python-engineio and eventlet.wsgi keep two
-  per client for the session's life (a reader parked in a read, with the HTTP request's
-  objects on its stack, and a writer parked on the queue): three quarters of what a
-  connection cost. Here the socket is read when the hub says it is readable
-  (`_Connection`), and written at once when idle (`EngineServer.deliver`); a writer
-  green thread runs only while the client's queue holds what the kernel did not take
-  (`FanoutSocket`).
+- A WebSocket at rest holds no green thread (`realtime.connection`): it is read when
+  the hub says it is readable, and written at once when idle (`EngineServer.deliver`);
+  a writer green thread runs only while the client's queue holds what the kernel did
+  not take (`FanoutSocket`), and sends that backlog in batches.
 - `EngineServer.corked` holds what is written to idle WebSockets while the pushes of
   one stream read are made, then writes each client's frames in one send: one TCP
   segment and one wake-up per client instead of one per event.
@@ -22,81 +19,53 @@ unless asked, and refusal of frames that are not Engine.IO text packets.
 - `EngineServer.deliver` refuses to grow a client's queue past `outbound_queue_max`:
   the backlog is discarded, the client gets `exception` "Slow consumer: outbound queue
   full" and the transport is closed, so a slow client holds no server memory.
-- Inbound WebSocket frames above `max_http_buffer_size` are closed by eventlet with
-  code 1009 and a reason naming the limit; binary frames and text that is not an
-  Engine.IO packet are answered with an `exception` event and ignored.
+- Inbound WebSocket frames above `max_http_buffer_size` close the connection with code
+  1009 and a reason naming the limit; binary frames and text that is not an Engine.IO
+  packet are answered with an `exception` event and ignored.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import engineio
+import eventlet
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 from engineio import socket as engineio_socket
+from eventlet.queue import Empty
 
-from realtime import protocol
+from realtime import codec, protocol
+from realtime.connection import Connection, RawPacket, Readers, WebSocketDriver
+from realtime.websocket import Frame
 
 log = logging.getLogger(__name__)
 
-_EIO_TYPES = frozenset("0123456")
 # Packets per polling response: python-engineio clients refuse a longer one (their
 # decoder's limit, `Payload.max_decode_packets`, 16). Our own constant: the server's
 # inbound limit is another matter (see `FanoutSocket`).
 POLL_BATCH_MAX = 16
-
-
-class Frame(str):
-    """Engine.IO packet text that remembers its WebSocket frame once packed."""
-
-    packed: bytes | None = None
-
-    def frame(self, ws: Any) -> bytes:
-        if self.packed is None:
-            self.packed = ws._pack_message(str(self))
-        return self.packed
-
-
-class Remainder(bytes):
-    """The unsent tail of a WebSocket frame written directly; the writer sends it first."""
-
-
-class _RemainderPacket(eio_packet.Packet):
-    def __init__(self, tail: bytes) -> None:
-        super().__init__(eio_packet.MESSAGE, data="")
-        self.encode_cache = Remainder(tail)
+WRITE_BATCH = 65_536  # bytes a writer sends at once from a backlog
 
 
 def encode_event(namespace: str, event: str, data: Any) -> eio_packet.Packet:
     """One Engine.IO MESSAGE carrying a Socket.IO EVENT, encoded once for any number of
     recipients. `data` must be JSON (no bytes): there is no binary scan."""
-    text = f"2{namespace},{json.dumps([event, data], separators=(',', ':'))}"
+    text = f"2{namespace},{codec.dumps([event, data])}"
     pkt = eio_packet.Packet(eio_packet.MESSAGE, data=text)
     pkt.encode_cache = Frame("4" + text)
     return pkt
 
 
 def encode_ack(namespace: str, ack_id: int, data: Any) -> eio_packet.Packet:
-    text = f"3{namespace},{ack_id}{json.dumps([data], separators=(',', ':'))}"
+    text = f"3{namespace},{ack_id}{codec.dumps([data])}"
     pkt = eio_packet.Packet(eio_packet.MESSAGE, data=text)
     pkt.encode_cache = Frame("4" + text)
     return pkt
-
-
-def _frame_of(pkt: eio_packet.Packet) -> Frame | None:
-    """The packet's text as a `Frame` (None for a binary packet)."""
-    cached = pkt.encode_cache
-    if type(cached) is Frame:
-        return cached
-    if pkt.binary:
-        return None
-    return Frame(pkt.encode())
 
 
 PING = eio_packet.Packet(eio_packet.PING)  # one for every client: its frame is packed once
@@ -132,7 +101,7 @@ def _heartbeat_first_queue() -> Any:
         def _put(self, item: Any) -> None:
             if isinstance(item, eio_packet.Packet) and item.packet_type == eio_packet.PING:
                 # ahead of the backlog, but never inside a frame already half written
-                at = 1 if self.queue and isinstance(self.queue[0], _RemainderPacket) else 0
+                at = 1 if self.queue and getattr(self.queue[0], "tail", False) else 0
                 self.queue.insert(at, item)
                 self._put_bookkeeping()
             else:
@@ -148,190 +117,6 @@ def _heartbeat_first_queue() -> Any:
                 self.on_put()
 
     return HeartbeatFirstQueue
-
-
-class _Connection:
-    """A WebSocket session's connection: eventlet's WebSocket, its inbound frames
-    filtered, read when the hub says its socket is readable.
-
-    eventlet.wsgi runs each connection in a green thread that would live as long as the
-    WebSocket, parked in a read with the HTTP request's objects (headers, environ,
-    buffers) on its stack: most of what a connection cost. Once the handshake (and an
-    upgrade's probe) is done, `hand_over` takes the socket from eventlet.wsgi, whose
-    green thread then ends, and waits for the socket to be readable with a hub listener;
-    a green thread is started when there is something to read and ends when nothing is
-    left. A client at rest holds no green thread.
-    """
-
-    __slots__ = ("ws", "server", "session", "listener", "closed")
-
-    def __init__(self, ws: Any, server: EngineServer) -> None:
-        self.ws = ws
-        self.server = server
-        self.session: FanoutSocket | None = None
-        self.listener: Any = None
-        self.closed = False
-
-    @property
-    def socket(self) -> Any:
-        return self.ws.socket
-
-    def wait(self) -> Any:
-        data = self.ws.wait()
-        if data is None:
-            return None
-        if isinstance(data, bytes | bytearray):
-            return self._refuse(protocol.BINARY_REFUSED, "binary frame")
-        if not data or data[0] not in _EIO_TYPES:
-            return self._refuse(protocol.MALFORMED, "malformed frame")
-        return data
-
-    def _refuse(self, message: str, reason: str) -> str:
-        self.server.count_refusal(reason)
-        frame = encode_event(self.server.namespace, "exception", protocol.exception(message))
-        with contextlib.suppress(OSError):
-            self.ws.send(frame.encode())
-        return "6"  # an Engine.IO NOOP, which engine.io ignores
-
-    def send(self, message: Any) -> None:
-        if type(message) is Remainder:
-            self.ws._send(bytes(message))
-        elif type(message) is Frame and not self.ws.extensions:
-            self.ws._send(message.frame(self.ws))
-        else:
-            self.ws.send(message)
-
-    def hand_over(self, session: FanoutSocket) -> None:
-        """Take the socket from eventlet.wsgi (its own socket object is left detached,
-        so that closing it when its green thread ends closes nothing) and read it from
-        the hub from now on."""
-        from eventlet import patcher
-        from eventlet.greenio import GreenSocket
-
-        taken = self.ws.socket
-        raw = patcher.original("socket").socket(fileno=taken.fd.detach())
-        sock = GreenSocket(raw)
-        # bounds reading a frame that arrives in parts and a send the client does not read
-        sock.settimeout(self.server.ping_interval + self.server.ping_timeout)
-        self.ws.socket = sock
-        self.ws.environ = None  # the HTTP request's environ, not needed past the handshake
-        self.session = session
-        self.server.websockets += 1
-        self._listen()
-
-    def _listen(self) -> None:
-        from eventlet.hubs import get_hub
-
-        hub = get_hub()
-        self.listener = hub.add(hub.READ, self.ws.socket.fileno(), self._readable, self._lost, None)
-
-    def _unlisten(self) -> None:
-        if self.listener is not None:
-            from eventlet.hubs import get_hub
-
-            get_hub().remove(self.listener)
-            self.listener = None
-
-    def _readable(self, fileno: int) -> None:  # in the hub: must not block or raise
-        import eventlet
-
-        self._unlisten()
-        eventlet.spawn_n(self._read)
-
-    def _lost(self, exc: BaseException) -> None:  # in the hub: the descriptor went away
-        import eventlet
-
-        self.listener = None
-        eventlet.spawn_n(self._end)
-
-    def _read(self) -> None:
-        """Handle every whole frame that has arrived, then listen again."""
-        session = self.session
-        assert session is not None
-        while not self.closed:
-            try:
-                data = self.wait()
-            except Exception:  # noqa: BLE001 - a socket error or timeout ends the session
-                data = None
-            if data is None or not session.take(data):
-                self._end()
-                return
-            if not self._pending():
-                break
-        if not self.closed:
-            self._listen()
-
-    def _pending(self) -> bool:
-        import socket
-
-        try:
-            self.ws.socket.fd.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True  # the next read meets it and ends the session
-        return True  # data, or the end of the stream
-
-    def _end(self) -> None:
-        if not self.closed and self.session is not None:
-            self.session.end_websocket()
-
-    def close(self) -> None:
-        """Close the WebSocket (its closing frame, then the socket) and, once handed
-        over, end its session. Idempotent."""
-        if self.closed:
-            return
-        self.closed = True
-        self._unlisten()
-        self.ws.close()
-        session = self.session
-        if session is None:
-            return
-        self.server.websockets -= 1
-        session.direct_ws = None
-        session.ws_conn = None
-        session.queue.on_put = None
-        if not session.closed:
-            session.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
-        # python-engineio forgets a closed session when its WebSocket request returns;
-        # that request returned at the hand-over
-        if self.server.sockets.get(session.sid) is session:
-            del self.server.sockets[session.sid]
-
-
-def _kept_open(ws: Any) -> Callable[..., None]:
-    def skip(*args: Any, **kwargs: Any) -> None:
-        del ws._send_closing_frame  # once: the WebSocket's own close sends it later
-
-    return skip
-
-
-def _websocket_class(base: Any) -> Any:
-    class FanoutWebSocketWSGI(base):
-        def __init__(self, handler: Callable[[Any], Any], server: EngineServer) -> None:
-            eio_socket = getattr(handler, "__self__", None)
-
-            def run(ws: Any) -> Any:
-                conn = _Connection(ws, server)
-                if eio_socket is None:
-                    return handler(conn)
-                FanoutSocket.adopt(eio_socket)
-                result = eio_socket._websocket_handler(conn)
-                if conn.session is not None and not conn.closed:
-                    # eventlet.wsgi sends a closing frame when this handler returns;
-                    # this WebSocket lives on
-                    ws._send_closing_frame = _kept_open(ws)
-                return result
-
-            super().__init__(run, server)
-            self._compression = server.compression
-
-        def _negotiate_permessage_deflate(self, extensions: Any) -> Any:
-            if not self._compression:
-                return None
-            return super()._negotiate_permessage_deflate(extensions)
-
-    return FanoutWebSocketWSGI
 
 
 def _send_ping(sock: Any) -> None:
@@ -352,7 +137,8 @@ class FanoutSocket(engineio_socket.Socket):
     client's queue for the session's life. Here most packets never reach the queue
     (`EngineServer.deliver` writes to an idle socket directly); a writer is started when
     something is queued (the kernel did not take all of a frame, or the socket was busy)
-    and ends once the queue is empty. Reading is `_Connection`'s.
+    and ends once the queue is empty, sending what is queued in batches. Reading is the
+    `Connection`'s.
 
     Long-polling POST: python-engineio refuses a POST of more than 16 packets and answers
     `200 OK`, silently dropping all of them; engine.io-client bounds a POST by bytes only,
@@ -364,7 +150,7 @@ class FanoutSocket(engineio_socket.Socket):
     connected: bool  # set by python-engineio
     writing = False  # a writer is sending this WebSocket's queue
     writer: Any = None  # the last writer green thread started
-    ws_conn: Any = None  # the WebSocket (a `_Connection`) while the handler runs
+    ws_conn: Connection | None = None  # the WebSocket, once the session is on it
 
     @classmethod
     def adopt(cls, sock: Any) -> None:
@@ -383,13 +169,15 @@ class FanoutSocket(engineio_socket.Socket):
             raise engineio.exceptions.EngineIOError(f"undecodable payload: {exc}") from None
         for pkt in packets:
             self.receive(pkt)
+            # let the writers run between inbound messages: a client flooding the server
+            # must not starve its own (or anyone's) outbound queue into a slow-consumer
+            # drop (a WebSocket's reader yields likewise, `Connection`)
+            self.server.sleep(0)
 
-    def _websocket_handler(self, ws: Any) -> list[Any]:
+    def _websocket_handler(self, ws: Connection) -> list[Any]:
         """python-engineio's handler without its green threads: the upgrade's probe
-        from long-polling here, then the connection read from the hub (`_Connection`)
-        and written by `deliver` or a writer while something is queued."""
-        with contextlib.suppress(AttributeError, OSError):
-            ws.socket.settimeout(self.server.ping_interval + self.server.ping_timeout)
+        from long-polling here, then the connection read from the hub and written by
+        `deliver` or a writer while something is queued."""
         if self.connected:  # an upgrade from long-polling
             self.upgrading = True  # engine.io holds sends until the upgrade is done
             if not self._upgrade(ws):
@@ -400,11 +188,11 @@ class FanoutSocket(engineio_socket.Socket):
         else:
             self.connected = True
             self.upgraded = True
-        ws.hand_over(self)
+        ws.listen(self)
         self.ws_conn = ws
-        self.direct_ws = ws.ws  # see EngineServer.deliver
         self.queue.on_put = self._wake_writer
-        self._flush()  # what was queued before the WebSocket (the OPEN packet), here
+        # what was queued before the WebSocket (the OPEN packet), with the 101 reply
+        self._flush()
         return []
 
     def take(self, data: str) -> bool:
@@ -435,51 +223,61 @@ class FanoutSocket(engineio_socket.Socket):
             self.ws_conn.close()
         self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
 
-    def _wait(self, ws: Any) -> Any:
-        data = ws.wait()
-        if data and len(data) > self.server.max_http_buffer_size:
-            raise ValueError("packet is too large")
-        return data
-
-    def _upgrade(self, ws: Any) -> bool:
+    def _upgrade(self, ws: Connection) -> bool:
         """The probe of an upgrade from long-polling: PING "probe", PONG, UPGRADE."""
-        pkt = eio_packet.Packet(encoded_packet=self._wait(ws))
-        if pkt.packet_type != eio_packet.PING or pkt.data != "probe":
+        try:
+            probe = ws.wait()
+            if probe != "2probe":
+                return False
+            ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+            self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
+            upgrade = ws.wait()
+        except OSError:  # the client went away, or said nothing in time
             return False
-        ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
-        self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
-        pkt = eio_packet.Packet(encoded_packet=self._wait(ws))
-        if pkt.packet_type != eio_packet.UPGRADE:
+        if upgrade is None or upgrade[:1] != "5":
             self.upgraded = False
             return False
         return True
 
     def _wake_writer(self) -> None:
         if not self.writing and self.queue.queue:
-            import eventlet
-
             self.writing = True  # before it runs: the next put must not start another
             self.writer = eventlet.spawn(self._flush)
 
     def _flush(self) -> None:
-        """Send the queue until it is empty; None in it closes the WebSocket (as
-        python-engineio's writer does), and so does a send that fails."""
-        from eventlet.queue import Empty
-
+        """Send the queue until it is empty, up to `WRITE_BATCH` bytes a send; None in
+        it closes the WebSocket (as python-engineio's writer does), and so does a send
+        that fails."""
         ws = self.ws_conn
+        assert ws is not None
         self.writing = True
         try:
             while True:
-                try:
-                    pkt = self.queue.take()
-                except Empty:
-                    return
-                self.queue.task_done()
-                if pkt is None:
+                batch: list[bytes] = []
+                size = 0
+                closing = False
+                while size < WRITE_BATCH:
+                    try:
+                        pkt = self.queue.take()
+                    except Empty:
+                        break
+                    self.queue.task_done()
+                    if pkt is None:
+                        closing = True
+                        break
+                    data = ws.wire(pkt)
+                    batch.append(data)
+                    size += len(data)
+                if batch:
+                    ws.send(batch[0] if len(batch) == 1 else b"".join(batch))
+                if closing:
                     self.queue.on_put = None  # what is queued after the close stays there
                     ws.close()
                     return
-                ws.send(pkt.encode())
+                if not batch:
+                    if ws.greeting:  # nothing was queued with it
+                        ws.send(b"")
+                    return
         except Exception:  # noqa: BLE001 - the client is gone: end the session
             with contextlib.suppress(Exception):
                 ws.close()
@@ -513,10 +311,11 @@ class EngineServer(engineio.Server):
         self.partial_writes = 0  # of which the kernel took only a part; the writer sends the rest
         self.websockets = 0  # WebSocket connections open
         self._held: dict[Any, list[bytes]] | None = None  # frames held while corked
+        self.readers = Readers()
         if self.async_mode == "eventlet":
             self._queue_class = _heartbeat_first_queue()
             drivers: dict[str, Any] = dict(self._async)  # type: ignore[has-type]
-            drivers["websocket"] = _websocket_class(drivers["websocket"])
+            drivers["websocket"] = WebSocketDriver
             self._async = drivers
         else:
             self._queue_class = None
@@ -537,6 +336,10 @@ class EngineServer(engineio.Server):
         sock = super()._get_socket(sid)
         FanoutSocket.adopt(sock)
         return sock
+
+    def adopt(self, sock: Any) -> None:
+        """Make a session python-engineio built a `FanoutSocket`."""
+        FanoutSocket.adopt(sock)
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         # Engine.IO parks one green thread per client in `sleep(ping_interval)` between
@@ -573,31 +376,26 @@ class EngineServer(engineio.Server):
         writer. Only when nothing is queued and no send is in progress (so order is
         kept), and only as far as the kernel takes it without waiting: the rest goes to
         the queue, in front, for the writer."""
-        ws = sock.__dict__.get("direct_ws")
+        ws = getattr(sock, "ws_conn", None)
         if (
             ws is None
-            or ws.extensions
             or not sock.upgraded
             or sock.upgrading
             or sock.closing
             or sock.writing
             or sock.queue.qsize()
-            or ws._sendlock.locked()
-            or ws.websocket_closed
+            or ws.sending
+            or ws.closed
         ):
-            return False
-        frame = _frame_of(pkt)
-        if frame is None:
             return False
         if not sock.check_ping_timeout():
             return True
-        data = frame.frame(ws)
-        if self._held is not None:
-            held = self._held.get(sock)
-            if held is None:
-                self._held[sock] = [data]
-            else:
-                held.append(data)
+        data = ws.wire(pkt)
+        held = ws.held
+        if held is None and self._held is not None:
+            held = self._held.setdefault(sock, [])
+        if held is not None:
+            held.append(data)
             self.direct_writes += 1
             return True
         if not self._send_nowait(sock, ws, data):
@@ -623,31 +421,54 @@ class EngineServer(engineio.Server):
             for sock, frames in held.items():
                 self._release(sock, frames[0] if len(frames) == 1 else b"".join(frames))
 
+    def hold(self, sock: Any) -> bool:
+        """Hold what is written to `sock` while its client's messages are handled, until
+        `release`: the answers to one read (a CONNECT's and the `connected` event, say)
+        go out in one send. False when it cannot be held (already held, or it has frames
+        held by `corked`, which must go first)."""
+        ws = getattr(sock, "ws_conn", None)
+        if ws is None or ws.held is not None or (self._held is not None and sock in self._held):
+            return False
+        ws.held = []
+        return True
+
+    def release(self, sock: Any) -> None:
+        ws = getattr(sock, "ws_conn", None)
+        if ws is None or ws.held is None:
+            return
+        frames, ws.held = ws.held, None
+        if not frames:
+            return
+        if self._held is not None:  # a stream read is corked: its release sends these
+            self._held[sock] = frames
+            return
+        self._release(sock, frames[0] if len(frames) == 1 else b"".join(frames))
+
     def _release(self, sock: Any, data: bytes) -> None:
-        ws = sock.__dict__.get("direct_ws")
-        if ws is None or sock.closing or sock.closed or ws.websocket_closed:
+        ws = getattr(sock, "ws_conn", None)
+        if ws is None or sock.closing or sock.closed or ws.closed:
             return  # the client is gone or being dropped
-        if sock.writing or sock.queue.qsize() or ws._sendlock.locked():
-            sock.queue.put_first(_RemainderPacket(data))  # something bypassed the hold
+        if sock.writing or sock.queue.qsize() or ws.sending:
+            sock.queue.put_first(RawPacket(data, tail=True))  # something bypassed the hold
             return
         if self._send_nowait(sock, ws, data) == 0:  # the kernel took nothing yet
             self.partial_writes += 1
-            sock.queue.put(_RemainderPacket(data))
+            sock.queue.put(RawPacket(data, tail=True))
 
-    def _send_nowait(self, sock: Any, ws: Any, data: bytes) -> int | None:
+    def _send_nowait(self, sock: Any, ws: Connection, data: bytes) -> int | None:
         """Send as much of `data` as the kernel takes without waiting and queue the rest
         for the writer; returns how much it took, None when the socket failed (the
         writer or the reader meets the same error and ends the session)."""
-        try:
-            sent = ws.socket.fd.send(data)
-        except BlockingIOError:
-            return 0
-        except OSError:
-            return None
-        if 0 < sent < len(data):
+        sent = ws.send_nowait(data)
+        if sent and sent < len(data):
             self.partial_writes += 1
-            sock.queue.put(_RemainderPacket(data[sent:]))
+            sock.queue.put(RawPacket(data[sent:], tail=True))
         return sent
+
+    def refuse(self, sock: Any, message: str, reason: str) -> None:
+        """Answer one session with an `exception` event (a frame that is refused)."""
+        self.count_refusal(reason)
+        self.deliver(sock, encode_event(self.namespace, "exception", protocol.exception(message)))
 
     def has_room(self, sid: str) -> bool:
         """True while the client's outbound queue is less than half full."""

@@ -46,6 +46,16 @@ def _when(event: PriceUpdated) -> tuple[int, int]:
     return (event.blockTimestamp * 1000, event.blockNumber)
 
 
+class _Read:
+    """A snapshot read under way: `done` is set once `row` holds its answer."""
+
+    __slots__ = ("done", "row")
+
+    def __init__(self, done: Any) -> None:
+        self.done = done
+        self.row: queries.PriceRow | None = None
+
+
 class Feed:
     def __init__(
         self,
@@ -72,6 +82,7 @@ class Feed:
         self.no_price: set[str] = set()
         self.price_changes = 0  # counts price events and reorgs, to spot one during a read
         self.waiting: dict[int, list[str]] = {}  # lastBlock ahead of us -> sids
+        self._reads: dict[str, _Read] = {}  # snapshot reads under way, by token
 
     # stream side --------------------------------------------------------------------
 
@@ -116,21 +127,32 @@ class Feed:
 
     def snapshot(self, token: str) -> PriceUpdated | None:
         """`token`'s latest price: the last one pushed, else the database's (a read that
-        yields to other green threads), else None. Best effort: a failed read is None."""
+        yields to other green threads), else None. Best effort: a failed read is None.
+
+        One read per token at a time: the subscribers that ask while it runs wait for
+        its row (a reconnect storm after a restart would otherwise queue one read per
+        subscriber, and reads run one at a time)."""
         known = self.prices.get(token)
         if known is not None or self.db is None or token in self.no_price:
             return known
-        changes = self.price_changes
-        try:
-            row = self.db.read(queries.latest_price, token)
-        except Exception as exc:  # noqa: BLE001 - a snapshot is best effort
-            log.warning("price snapshot for %s unavailable: %s", token, exc)
-            return self.prices.get(token)
-        if row is None and changes == self.price_changes:
-            self.note_no_price(token)
+        read = self._reads.get(token)
+        if read is not None:
+            read.done.wait()
+        else:
+            read = self._reads[token] = _Read(self.sio.eio.create_event())
+            changes = self.price_changes
+            try:
+                read.row = self.db.read(queries.latest_price, token)
+                if read.row is None and changes == self.price_changes:
+                    self.note_no_price(token)
+            except Exception as exc:  # noqa: BLE001 - a snapshot is best effort
+                log.warning("price snapshot for %s unavailable: %s", token, exc)
+            finally:
+                del self._reads[token]
+                read.done.set()
         # a live update that arrived during the read is newer than the row
         return self.prices.get(token) or (
-            protocol.price_event_from_row(row) if row is not None else None
+            protocol.price_event_from_row(read.row) if read.row is not None else None
         )
 
     def note_no_price(self, token: str) -> None:

@@ -25,10 +25,11 @@ from typing import Any
 import socketio
 
 from indexer import logs, queries
-from realtime import protocol
+from realtime import codec, protocol
 from realtime.admission import Admission
 from realtime.bus import Bus
 from realtime.config import RealtimeSettings
+from realtime.connection import first_request
 from realtime.db import Database
 from realtime.feed import Feed
 from realtime.gateway import Gateway, Schedule
@@ -101,6 +102,10 @@ def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool 
         outbound_queue_max=settings.outbound_queue_max,
         ws_compression=settings.compression,
         async_mode=async_mode,
+        # a client's events run in order in the green thread that read them (one per
+        # read, `connection.Connection`), not in a green thread each
+        async_handlers=False,
+        serializer=codec.Packet,
         client_manager=manager,
         cors_allowed_origins=cors,
         ping_interval=settings.ping_interval,
@@ -165,18 +170,18 @@ def run(settings: RealtimeSettings) -> None:
     realtime.start_background()
     listener = eventlet.listen(("0.0.0.0", settings.port), backlog=LISTEN_BACKLOG)
 
+    app = realtime.app
+
     class Protocol(eventlet.wsgi.HttpProtocol):
-        # per-connection HTTP buffers: a WebSocket holds them for its whole life, and
-        # after the upgrade eventlet reads and writes the raw socket
+        # A Socket.IO WebSocket connect is served without eventlet.wsgi's HTTP machinery
+        # (`connection.first_request`); every other request goes through it. HTTP_TIMEOUT
+        # bounds reading a request; a WebSocket then lives as long as its heartbeats say.
         rbufsize = 1024
         wbufsize = 1024
 
-        def handle_one_response(self) -> None:
-            # HTTP_TIMEOUT bounds reading a request (a half-sent one is closed); a
-            # WebSocket then lives as long as its heartbeats say, not this timeout
-            if self.headers.get("Upgrade", "").lower() == "websocket":
-                self.connection.settimeout(None)
-            super().handle_one_response()
+        def __init__(self, conn_state: Any, server: Any) -> None:
+            if not first_request(conn_state, app):
+                super().__init__(conn_state, server)
 
     # Thousands of long-lived objects per client make full collections slow and
     # frequent; collect young objects less often and leave start-up state out of it.

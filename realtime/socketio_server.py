@@ -99,10 +99,6 @@ class GatewayServer(socketio.Server):
         self.eio.send_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, data=text))
 
     def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        # Let the writers run between inbound messages: a client flooding the server
-        # must not starve its own (or anyone's) outbound queue into a slow-consumer drop.
-        if self.async_mode == "eventlet":
-            self.sleep(0)
         if isinstance(data, bytes | bytearray):
             if eio_sid not in self._binary_packet:
                 self.refuse(eio_sid, protocol.BINARY_REFUSED, "binary")

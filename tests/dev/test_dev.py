@@ -163,7 +163,8 @@ def test_the_procfile_under_honcho_answers_readyz(tmp_path: Path, redis_url: str
             wait_until(ready, WAIT, "/readyz of the Procfile's web process")
         finally:
             tree = descendants(started.pid)
-            os.killpg(started.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # honcho may have ended already
+                os.killpg(started.pid, signal.SIGTERM)
             started.wait(30)
             for pid in tree:
                 with_suppress_kill(pid)

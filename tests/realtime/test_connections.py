@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jwt
+import pytest
 import requests
 
 from chainpulse.devnet import ROOT, wait_until
@@ -366,3 +367,129 @@ def test_frames_stay_whole_and_in_order_when_the_socket_backs_up(
     raw.send('42/realtime,["ping"]')
     assert "timestamp" in raw.event("pong")
     raw.close()
+
+
+def test_frames_sent_with_the_upgrade_from_long_polling_are_all_handled(
+    start_server: StartServer,
+) -> None:
+    """An upgrade from long-polling reads the probe and the UPGRADE packet before the
+    connection is read from the hub: frames that arrive in the same segment as the
+    UPGRADE (a client flushing what it emitted meanwhile) are handled too."""
+    import websocket
+
+    server = start_server()
+    http = requests.Session()
+    base = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    sid = json.loads(http.get(base, timeout=WAIT).text[1:])["sid"]
+    assert http.post(f"{base}&sid={sid}", data=f"40{NS},", timeout=WAIT).text.lower() == "ok"
+    assert '"connected"' in http.get(f"{base}&sid={sid}", timeout=WAIT).text
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket&sid={sid}",
+        timeout=WAIT,
+    )
+    ws.send("2probe")
+    assert ws.recv() == "3probe"
+    ws.sock.sendall(_frame("5") + _frame(f'42{NS},1["ping"]') + _frame(f'42{NS},2["ping"]'))
+    answers = []
+    while len(answers) < 2:
+        text = ws.recv()
+        if text.startswith(f"43{NS},"):
+            answers.append(text)
+    assert [a.split("[")[0] for a in answers] == [f"43{NS},1", f"43{NS},2"]
+    ws.close()
+    http.close()
+
+
+def test_websocket_control_frames_are_answered(start_server: StartServer) -> None:
+    """A client's ping gets a pong with its payload; its close gets a close with its
+    code, and the session ends."""
+    import websocket
+
+    server = start_server()
+    raw = RawSocket(server)
+    raw.ws.ping("are you there")
+    opcode, frame = raw.ws.recv_data_frame(control_frame=True)
+    while opcode != websocket.ABNF.OPCODE_PONG:  # a heartbeat may come first
+        opcode, frame = raw.ws.recv_data_frame(control_frame=True)
+    assert frame.data == b"are you there"
+    raw.ws.send_close(1001, b"going away")
+    opcode, frame = raw.ws.recv_data_frame(control_frame=True)
+    while opcode != websocket.ABNF.OPCODE_CLOSE:
+        opcode, frame = raw.ws.recv_data_frame(control_frame=True)
+    assert int.from_bytes(frame.data[:2], "big") == 1001
+    raw.ws.shutdown()
+    wait_until(
+        lambda: "chainpulse_realtime_connected_clients 0.0" in server.get("/metrics").text,
+        WAIT,
+        "the session to end",
+    )
+
+
+def test_a_websocket_connect_from_a_refused_origin_is_answered_400(
+    start_server: StartServer,
+) -> None:
+    import websocket
+
+    server = start_server(CORS_ORIGIN="https://app.example")
+    url = f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url, timeout=WAIT, origin="https://evil.example")
+    assert refused.value.status_code == 400
+    assert b"Not an accepted origin" in (refused.value.resp_body or b"")
+    allowed = websocket.create_connection(url, timeout=WAIT, origin="https://app.example")
+    assert allowed.recv().startswith("0{")
+    allowed.close()
+
+
+COMPRESSED_CLIENT = r"""
+// socket.io-client offers permessage-deflate (as browsers do) and compresses what it
+// sends above its threshold.
+const { io } = require(process.argv[2]);
+const out = (event, data) => process.stdout.write(JSON.stringify({ event, data }) + "\n");
+const socket = io(process.argv[3] + "/realtime", {
+  transports: ["websocket"],
+  auth: { token: process.argv[4] },
+  perMessageDeflate: { threshold: 256 },
+});
+socket.on("connected", () => {
+  socket.emit("private-message", { to: "me", message: "x".repeat(3000) }, (ack) => out("ack", ack));
+});
+socket.on("private-message", (m) => out("private-message", m.message.length));
+socket.on("reorg", (r) => out("reorg", r.removed.length));
+process.stdin.on("data", () => { socket.disconnect(); process.exit(0); });
+"""
+
+
+def test_per_message_deflate_with_socket_io_client(
+    start_server: StartServer, stream: Stream, tmp_path: Path
+) -> None:
+    """With WS_COMPRESSION on, the official client's compressed frames are inflated and
+    what the server sends it (compressed above 128 bytes) reaches it whole."""
+    from tests.realtime.helpers import reorg_event
+
+    server = start_server(WS_COMPRESSION="true")
+    script = tmp_path / "compressed.js"
+    script.write_text(COMPRESSED_CLIENT)
+    token = jwt.encode({"sub": "me", "exp": int(time.time()) + 600}, SECRET, algorithm="HS256")
+    proc = subprocess.Popen(
+        ["node", str(script), str(ROOT / "node_modules/socket.io-client"), server.url, token],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[dict] = []
+    threading.Thread(
+        target=lambda: [seen.append(json.loads(line)) for line in proc.stdout or []], daemon=True
+    ).start()
+    try:
+        wait_until(lambda: {"event": "private-message", "data": 3000} in seen, WAIT, "the echo")
+        assert {"event": "ack", "data": {"success": True}} in seen
+        stream.append(reorg_event(100, 60))
+        wait_until(lambda: {"event": "reorg", "data": 60} in seen, WAIT, "the reorg")
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.write("bye\n")
+        proc.stdin.close()
+        proc.wait(10)
+        if proc.stdout:
+            proc.stdout.close()

@@ -25,7 +25,6 @@ with warnings.catch_warnings():
     import eventlet.greenio
     import eventlet.hubs.hub
     import eventlet.queue
-    import eventlet.websocket
     import eventlet.wsgi
 
 # (class, method, its parameters as chainpulse calls or overrides them, who relies on it)
@@ -68,9 +67,9 @@ METHODS: list[tuple[type, str, list[str], str]] = [
         eventlet.hubs.hub.BaseHub,
         "add",
         ["self", "evtype", "fileno", "cb", "tb", "mark_as_closed"],
-        "engineio_server._Connection: a WebSocket read from the hub",
+        "connection.Connection: a WebSocket read from the hub",
     ),
-    (eventlet.hubs.hub.BaseHub, "remove", ["self", "listener"], "engineio_server._Connection"),
+    (eventlet.hubs.hub.BaseHub, "remove", ["self", "listener"], "connection.Connection"),
     (engineio_socket.Socket, "check_ping_timeout", ["self"], "engineio_server"),
     (engineio_socket.Socket, "send", ["self", "pkt"], "engineio_server"),
     (
@@ -79,27 +78,13 @@ METHODS: list[tuple[type, str, list[str], str]] = [
         ["self", "wait", "abort", "reason"],
         "engineio_server; socketio_server.close_sessions (SIGTERM)",
     ),
-    (eventlet.websocket.RFC6455WebSocket, "_send", ["self", "frame"], "engineio_server"),
-    (
-        eventlet.websocket.RFC6455WebSocket,
-        "_pack_message",
-        ["self", "message", "masked", "continuation", "final", "control_code"],
-        "engineio_server: Frame",
-    ),
-    (
-        eventlet.websocket.WebSocketWSGI,
-        "_negotiate_permessage_deflate",
-        ["self", "extensions"],
-        "engineio_server",
-    ),
-    (
-        eventlet.websocket.WebSocketWSGI,
-        "__init__",
-        ["self", "handler", "max_frame_length"],
-        "engineio_server",
-    ),
     (eventlet.queue.Queue, "_put", ["self", "item"], "engineio_server: HeartbeatFirstQueue"),
-    (eventlet.wsgi.HttpProtocol, "handle_one_response", ["self"], "server: WebSocket timeout"),
+    (
+        eventlet.wsgi.HttpProtocol,
+        "__init__",
+        ["self", "conn_state", "server"],
+        "server: Protocol serves a WebSocket connect itself (connection.first_request)",
+    ),
     (eventlet.queue.Queue, "_put_bookkeeping", ["self"], "engineio_server"),
     (eventlet.queue.Queue, "get", ["self", "block", "timeout"], "engineio_server"),
     (socketio.RedisManager, "_publish", ["self", "data"], "bus: canary"),
@@ -191,12 +176,15 @@ def test_the_held_jobs_the_mended_transport_forgets_are_where_it_looks() -> None
     assert issubclass(kombu_redis.Transport.Channel, kombu_redis.Channel)
 
 
-def test_the_request_our_protocol_reads_before_a_response_is_where_it_looks() -> None:
-    """realtime.server's Protocol reads `self.headers` and `self.connection` (the socket
-    whose timeout it clears for a WebSocket) in `handle_one_response`."""
-    source = inspect.getsource(eventlet.wsgi.HttpProtocol)
-    assert "self.connection = self.request" in source
-    assert "self.headers" in inspect.getsource(eventlet.wsgi.HttpProtocol.handle_one_response)
+def test_the_first_request_is_handed_to_our_protocol_as_we_expect() -> None:
+    """connection.first_request: eventlet.wsgi's accept loop builds the protocol with
+    `[address, socket, state]` (the socket with HTTP_TIMEOUT as its timeout) through the
+    `protocol` option of `eventlet.wsgi.server`."""
+    assert "protocol" in inspect.signature(eventlet.wsgi.server).parameters
+    loop = inspect.getsource(eventlet.wsgi.server)
+    assert "client_socket.settimeout(serv.socket_timeout)" in loop
+    assert "[client_addr, client_socket, STATE_IDLE]" in loop
+    assert "self.protocol(conn_state, self)" in inspect.getsource(eventlet.wsgi.Server)
 
 
 def test_the_polling_decoder_limit_is_the_one_our_responses_keep_to() -> None:
@@ -220,17 +208,16 @@ def test_the_websocket_handler_we_replace_is_reached_through_the_driver() -> Non
     assert "self.queue.put(None)" in handler and "packet.UPGRADE" in handler
 
 
-def test_a_websocket_can_outlive_its_wsgi_request_as_we_hand_it_over() -> None:
-    """engineio_server._Connection.hand_over: eventlet's WebSocketWSGI sends a closing
-    frame right after the handler returns (which we skip once); the WebSocket reads and
-    writes `self.socket` (which we replace) and reads a frame's exact length, never
-    beyond it (so a peek at the socket says whether another frame has begun); a
-    GreenSocket wraps an existing socket and keeps it as `fd` (which we detach)."""
-    call = inspect.getsource(eventlet.websocket.WebSocketWSGI.__call__)
-    assert call.index("self.handler(ws)") < call.index("ws._send_closing_frame(True)")
-    rfc = eventlet.websocket.RFC6455WebSocket
-    assert "self.socket.recv(numbytes - len(data))" in inspect.getsource(rfc._get_bytes)
-    assert "self.socket.sendall(frame)" in inspect.getsource(rfc._send)
-    assert "self.socket.close()" in inspect.getsource(rfc.close)
+def test_a_websocket_can_outlive_its_wsgi_request_as_we_take_its_socket() -> None:
+    """connection.WebSocketDriver takes the socket from eventlet.wsgi: its environ holds
+    `eventlet.input` (whose `get_socket` is the connection's GreenSocket, which keeps
+    the real socket as `fd`, which we detach) and `eventlet.set_idle`; setting
+    `WSGI_LOCAL.already_handled` makes it write no response of its own."""
+    environ = inspect.getsource(eventlet.wsgi.HttpProtocol.get_environ)
+    assert "env['eventlet.input'] = Input(" in environ.replace("env['wsgi.input'] = ", "")
+    assert "env['eventlet.set_idle'] = set_idle" in environ
+    assert "return self._sock" in inspect.getsource(eventlet.wsgi.Input.get_socket)
+    respond = inspect.getsource(eventlet.wsgi.HttpProtocol.handle_one_response)
+    assert "if WSGI_LOCAL.already_handled:" in respond
     green = inspect.getsource(eventlet.greenio.GreenSocket.__init__)
     assert "fd = family" in green and "self.fd = fd" in green

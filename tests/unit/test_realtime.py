@@ -3,6 +3,7 @@ encoding and the heartbeat-first queue; and the read queries against SQLite."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -188,14 +189,39 @@ def test_reorg_resets_to_the_ancestor_and_uses_early_replacements() -> None:
 
 
 def test_encode_event_matches_python_socketio() -> None:
+    """Our one-pass encoder writes what the server's python-socketio packets write (with
+    the server's JSON), and what the standard library's JSON would decode the same."""
+    import json
+
     import socketio
+
+    from realtime.codec import Packet
 
     data = {"number": 1, "hash": "0xab", "price": 1.5, "note": "é"}
     ours = encode_event("/realtime", "new-block", data)
-    theirs = socketio.packet.Packet(
+    theirs = Packet(socketio.packet.EVENT, namespace="/realtime", data=["new-block", data]).encode()
+    assert ours.encode() == "4" + theirs
+    standard = socketio.packet.Packet(
         socketio.packet.EVENT, namespace="/realtime", data=["new-block", data]
     ).encode()
-    assert ours.encode() == "4" + theirs
+    prefix = "2/realtime,"
+    assert json.loads(theirs[len(prefix) :]) == json.loads(standard[len(prefix) :])
+
+
+def test_the_packet_json_accepts_and_refuses_what_the_standard_library_does() -> None:
+    import json
+    import math
+
+    from realtime import codec
+
+    assert codec.dumps({"a": 2**70, 1: "x"}) == json.dumps(
+        {"a": 2**70, 1: "x"}, separators=(",", ":")
+    )  # beyond orjson: the standard library's output
+    assert codec.dumps(["é", 1.5]) == '["é",1.5]'
+    assert math.isnan(codec.loads("[NaN]")[0])
+    assert codec.loads('["\\ud800"]') == json.loads('["\\ud800"]')
+    with pytest.raises(ValueError):
+        codec.loads("[1,")
 
 
 def test_heartbeats_go_ahead_of_the_backlog() -> None:
@@ -322,3 +348,47 @@ def test_indexing_is_stalled_only_when_the_node_moves_on_without_it() -> None:
     assert watch.observe(6, 12, now=35).stalled_for is None  # not for long enough yet
     assert watch.observe(6, 12, now=42).stalled_for == 10
     assert watch.observe(None, None, now=50).lag is None
+
+
+def test_subscribers_asking_for_one_tokens_snapshot_together_share_one_read(
+    tmp_path: Path,
+) -> None:
+    """A reconnect storm: many subscribers of a token nobody has asked for yet. One
+    database read answers them all (reads run one at a time; one each would queue)."""
+    import threading
+
+    from chainpulse.settings import Settings
+    from realtime.server import build
+    from tests.realtime.helpers import make_database
+
+    rt = build(
+        Settings(database_url=make_database(tmp_path / "db.sqlite")),
+        async_mode="threading",
+        redis=False,
+    )
+    release = threading.Event()
+    reads: list[str] = []
+
+    class SlowDatabase:
+        def read(self, query: object, token: str) -> queries.PriceRow | None:
+            reads.append(token)
+            release.wait(10)
+            return None
+
+    rt.feed.db = SlowDatabase()  # type: ignore[assignment]
+    answers: list[object] = []
+    askers = [
+        threading.Thread(target=lambda: answers.append(rt.feed.snapshot("ETH"))) for _ in range(20)
+    ]
+    for asker in askers:
+        asker.start()
+    deadline = time.monotonic() + 10
+    while len(rt.feed._reads) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the other askers reach the read under way
+    release.set()
+    for asker in askers:
+        asker.join(10)
+    assert reads == ["ETH"] and answers == [None] * 20
+    assert "ETH" in rt.feed.no_price  # the next subscriber does not read at all
+    assert rt.feed.snapshot("ETH") is None and reads == ["ETH"]

@@ -1,0 +1,513 @@
+"""A WebSocket session's connection: the socket taken from eventlet.wsgi at the
+handshake, read when the hub says it is readable, written at once when it is idle.
+
+- No green thread waits on a connection at rest. eventlet.wsgi would keep one per
+  client for its whole life, parked in a read with the HTTP request's objects on its
+  stack. Here the hub's listener starts a green thread when there is something to read
+  (`Connection._readable`), which parses every whole frame that arrived with one
+  `recv` (`websocket.FrameParser`) and ends when nothing is left; a writer runs only
+  while a backlog waits (`engineio_server.FanoutSocket`).
+- `WebSocketDriver` is python-engineio's "websocket" driver: the opening handshake
+  (`websocket.handshake`), then the session's handler with a `Connection`. The `101`
+  reply goes out with the first frames (the Engine.IO OPEN): one segment.
+- `first_request` serves a new connection's first request, when it is a Socket.IO
+  WebSocket connect, without eventlet.wsgi's HTTP machinery (its buffered files, the
+  standard library's header parser, the full WSGI environ): the request head is read
+  with one peek, and anything that is not a plain connect is left to eventlet.wsgi.
+"""
+
+from __future__ import annotations
+
+import _socket
+import contextlib
+import logging
+import socket
+from typing import Any
+from urllib.parse import parse_qsl
+
+import eventlet
+import greenlet
+from engineio import packet as eio_packet
+from engineio import socket as engineio_socket
+from eventlet import patcher, wsgi
+from eventlet.hubs import get_hub, trampoline
+
+from realtime import protocol
+from realtime.websocket import (
+    BINARY,
+    CLOSE,
+    PING,
+    PONG,
+    TEXT,
+    Deflate,
+    Frame,
+    FrameParser,
+    HandshakeError,
+    Message,
+    ProtocolError,
+    close_frame,
+    frame,
+    handshake,
+    text_frame,
+)
+
+log = logging.getLogger(__name__)
+
+_EIO_TYPES = frozenset("0123456")
+READ_SIZE = 65_536
+# Every read lands here first and only what arrived is copied out: `recv(65536)` would
+# allocate (and, above glibc's mmap threshold, map and unmap) 64 KB per read. One buffer
+# serves every connection: a read never yields between the `recv_into` and the copy.
+_buffer = bytearray(READ_SIZE)
+_view = memoryview(_buffer)
+READS_PER_WAKEUP = 16  # then the hub's other work runs before this client is read again
+YIELD_EVERY = 16  # messages handled between yields to the other green threads
+HEAD_MAX = 4_096  # a first request longer than this goes to eventlet.wsgi
+# messages below this size are not worth deflating (the frame would barely shrink)
+DEFLATE_MIN = 128
+
+
+class Raw(bytes):
+    """Bytes sent as they are: a control frame, or the unsent tail of a write."""
+
+
+class RawPacket(eio_packet.Packet):
+    """A queued `Raw`; `tail`: the rest of a frame already partly written, which nothing
+    may overtake."""
+
+    def __init__(self, data: bytes, tail: bool = False) -> None:
+        super().__init__(eio_packet.NOOP)
+        self.encode_cache = Raw(data)
+        self.tail = tail
+
+
+class Connection:
+    """A WebSocket over a non-blocking socket; `server` is the `EngineServer`."""
+
+    __slots__ = (
+        "sock",
+        "fd",
+        "server",
+        "parser",
+        "compressed",
+        "session",
+        "listener",
+        "closed",
+        "sending",
+        "greeting",
+        "timeout",
+        "close_code",
+        "close_reason",
+        "inbox",
+        "held",
+        "reading",
+    )
+
+    def __init__(self, sock: socket.socket, server: Any, deflate: Deflate | None, greeting: bytes):
+        self.sock = sock  # non-blocking: eventlet made it so (see `take_socket`)
+        self.fd = sock.fileno()
+        self.server = server
+        self.parser = FrameParser(server.max_http_buffer_size, deflate)
+        self.compressed = deflate is not None
+        self.session: Any = None  # the FanoutSocket, once listening
+        self.listener: Any = None
+        self.closed = False
+        self.sending = False  # a blocking send is under way (a writer, or a handshake)
+        self.greeting = greeting  # the 101 reply, sent with the first frames
+        # bounds a send that the client does not read, and a read during the upgrade
+        self.timeout = server.ping_interval + server.ping_timeout
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.inbox: list[Message] = []  # read by `wait` after the message it returned
+        self.held: list[bytes] | None = None  # frames held while a read is handled
+        self.reading = False  # a reader green thread is handling what arrived
+
+    # writing -------------------------------------------------------------------------
+
+    def wire(self, pkt: Any) -> bytes:
+        """An Engine.IO packet as the bytes this connection sends for it."""
+        cached = pkt.encode_cache
+        if type(cached) is Frame:
+            return cached.frame(self.compressed and len(cached) >= DEFLATE_MIN)
+        if type(cached) is Raw:
+            return cached
+        data = pkt.encode()
+        if pkt.binary:
+            return frame(BINARY, data)
+        return text_frame(data, self.compressed and len(data) >= DEFLATE_MIN)
+
+    def send(self, message: str | bytes) -> None:
+        """Send a text message, or wire bytes (`Raw`, a joined batch), blocking this
+        green thread until the kernel has taken all of it."""
+        if isinstance(message, str):
+            data = text_frame(message, self.compressed and len(message) >= DEFLATE_MIN)
+        else:
+            data = message
+        self.sendall(data)
+
+    def sendall(self, data: bytes) -> None:
+        if self.greeting:
+            data, self.greeting = self.greeting + data, b""
+        view = memoryview(data)
+        self.sending = True
+        try:
+            while view:
+                try:
+                    view = view[self.sock.send(view) :]
+                except BlockingIOError:
+                    trampoline(self.fd, write=True, timeout=self.timeout, timeout_exc=TimeoutError)
+        finally:
+            self.sending = False
+
+    def send_nowait(self, data: bytes) -> int | None:
+        """Send what the kernel takes of `data` without waiting; how much it took, or
+        None when the socket failed (the reader or a writer meets the same error)."""
+        try:
+            return self.sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            return None
+
+    # reading -------------------------------------------------------------------------
+
+    def wait(self) -> str | None:
+        """The next text message, waiting for it (only before `listen`: an upgrade's
+        probe); None when the connection ends instead."""
+        if self.greeting:
+            self.sendall(b"")
+        while not self.closed:
+            while self.inbox:
+                opcode, payload = self.inbox.pop(0)
+                if opcode == TEXT:
+                    return str(payload)
+                if opcode == CLOSE:
+                    return None
+            try:
+                data = _recv(self.sock)
+            except BlockingIOError:
+                trampoline(self.fd, read=True, timeout=self.timeout, timeout_exc=TimeoutError)
+                continue
+            if not data:
+                return None
+            try:
+                self.inbox += self.parser.feed(data)
+            except ProtocolError as exc:
+                self.close_code, self.close_reason = exc.code, exc.reason
+                return None
+        return None
+
+    def listen(self, session: Any) -> None:
+        """Hand the connection to `session` (a FanoutSocket) and read it from the hub
+        (after what `wait` read beyond the message it returned)."""
+        self.session = session
+        self.server.websockets += 1
+        self._listen()
+        if self.inbox:
+            self.reading = True
+            self.server.readers.read(self)
+
+    def _listen(self) -> None:
+        hub = get_hub()
+        self.listener = hub.add(hub.READ, self.fd, self._readable, self._lost, None)
+
+    def _unlisten(self) -> None:
+        if self.listener is not None:
+            get_hub().remove(self.listener)
+            self.listener = None
+
+    def _readable(self, fileno: int) -> None:  # in the hub: must not block or raise
+        if self.reading:
+            # more arrived while a reader handles what came before (and waits on
+            # something): stop listening, or the hub would call this on every turn;
+            # the reader listens again when it is done
+            self._unlisten()
+            return
+        self.reading = True
+        self.server.readers.read(self)
+
+    def _lost(self, exc: BaseException) -> None:  # in the hub: the descriptor went away
+        self.listener = None
+        eventlet.spawn_n(self._end)
+
+    def read(self) -> None:
+        """Handle every whole message that has arrived (in a `Readers` green thread).
+        The listener stays in the hub meanwhile (no system call to remove and add it per
+        read); what the server sends this client meanwhile goes out in one write
+        (`EngineServer.hold`)."""
+        session, server = self.session, self.server
+        held = server.hold(session)
+        try:
+            self._read_messages()
+        finally:
+            self.reading = False
+            if held:
+                server.release(session)
+            if not self.closed and self.listener is None:
+                self._listen()
+
+    def _read_messages(self) -> None:
+        messages, self.inbox = self.inbox, []
+        handled = reads = 0
+        data = b""
+        while True:
+            for opcode, payload in messages:
+                if handled and not handled % YIELD_EVERY:
+                    eventlet.sleep(0)  # a flooding client must not starve the others
+                handled += 1
+                if not self._handle(opcode, payload):
+                    self._end()
+                    return
+                if self.closed:
+                    return
+            if reads == READS_PER_WAKEUP or (reads and len(data) < READ_SIZE):
+                # a read shorter than asked took everything there was: the hub says
+                # when more comes (no read that would only say EAGAIN)
+                return
+            reads += 1
+            try:
+                data = _recv(self.sock)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._end()
+                return
+            try:
+                messages = self.parser.feed(data)
+            except ProtocolError as exc:
+                self.close_code, self.close_reason = exc.code, exc.reason
+                self._end()
+                return
+
+    def _handle(self, opcode: int, payload: Any) -> bool:
+        """One inbound message; False when the session must end."""
+        session = self.session
+        if opcode == TEXT:
+            if not payload or payload[0] not in _EIO_TYPES:
+                self._refuse(protocol.MALFORMED, "malformed frame")
+                return True
+            return bool(session.take(payload))
+        if opcode == BINARY:
+            self._refuse(protocol.BINARY_REFUSED, "binary frame")
+            return True
+        if opcode == PING:
+            self.server.deliver(session, RawPacket(frame(PONG, payload)))
+            return True
+        if opcode == CLOSE:
+            self.close_code = payload  # echoed in our closing frame
+            return False
+        return True  # a PONG
+
+    def _refuse(self, message: str, reason: str) -> None:
+        self.server.refuse(self.session, message, reason)
+
+    def _end(self) -> None:
+        if not self.closed and self.session is not None:
+            self.session.end_websocket()
+
+    # closing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Send the closing frame (what the kernel takes of it) and close the socket;
+        once listening, end the session too. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self._unlisten()
+        with contextlib.suppress(OSError):
+            self.sock.send(self.greeting + close_frame(self.close_code, self.close_reason))
+            self.sock.shutdown(socket.SHUT_WR)
+        self.sock.close()
+        session = self.session
+        if session is None:
+            return
+        self.server.websockets -= 1
+        session.ws_conn = None
+        session.queue.on_put = None
+        if not session.closed:
+            session.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        # python-engineio forgets a closed session when its WebSocket request returns;
+        # that request returned at the hand-over
+        if self.server.sockets.get(session.sid) is session:
+            del self.server.sockets[session.sid]
+
+
+class Readers:
+    """The green threads that read connections, kept for the next read once done: a new
+    green thread per read would cost more than reading a small message (a greenlet and,
+    under Python 3.11, a 16 KB frame stack mapped and unmapped). At most `idle_max` wait
+    idle; a read finds one, or starts a new one."""
+
+    def __init__(self, idle_max: int = 64) -> None:
+        self.idle: list[Any] = []
+        self.idle_max = idle_max
+
+    def read(self, conn: Connection) -> None:  # in the hub, or a green thread
+        if self.idle:
+            get_hub().schedule_call_global(0, self.idle.pop().switch, conn)
+        else:
+            eventlet.spawn_n(self._run, conn)
+
+    def _run(self, conn: Connection) -> None:
+        hub, me = get_hub(), greenlet.getcurrent()
+        while True:
+            try:
+                conn.read()
+            except Exception:
+                log.exception("reading a WebSocket failed; closing it")
+                with contextlib.suppress(Exception):
+                    conn.close()
+            if len(self.idle) >= self.idle_max:
+                return
+            self.idle.append(me)
+            conn = hub.switch()  # parked until `read` hands it the next connection
+
+
+def _recv(sock: socket.socket) -> bytes:
+    n = sock.recv_into(_buffer)
+    return bytes(_view[:n])
+
+
+def take_socket(environ: dict[str, Any]) -> socket.socket:
+    """The connection's socket, taken from eventlet.wsgi: its own socket object is left
+    detached, so that closing it when its green thread ends closes nothing. The
+    descriptor stays non-blocking, as eventlet set it (O_NONBLOCK belongs to the open
+    file, not to the socket object)."""
+    green = environ["eventlet.input"].get_socket().fd
+    # the plain values (the socket module's properties convert them to enums, slowly);
+    # given, they spare the constructor the system calls that would find them out
+    family, kind, proto = (d.__get__(green) for d in _PLAIN)
+    raw: socket.socket = patcher.original("socket").socket(
+        family, kind, proto, fileno=green.detach()
+    )
+    return raw
+
+
+_PLAIN = (_socket.socket.family, _socket.socket.type, _socket.socket.proto)
+
+
+class WebSocketDriver:
+    """python-engineio's "websocket" driver: the opening handshake, then the session's
+    handler with a `Connection` (the 101 reply goes out with its first frames)."""
+
+    def __init__(self, handler: Any, server: Any) -> None:
+        self.handler = handler  # a session's `_websocket_handler`
+        self.server = server
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        try:
+            greeting, deflate = handshake(environ, self.server.compression)
+        except HandshakeError as exc:
+            start_response(exc.status, [("Connection", "close"), *exc.headers])
+            return [b""]
+        conn = Connection(take_socket(environ), self.server, deflate, greeting)
+        session = getattr(self.handler, "__self__", None)
+        if isinstance(session, engineio_socket.Socket):
+            self.server.adopt(session)
+            session._websocket_handler(conn)  # the adopted class's handler
+        else:
+            self.handler(conn)
+        if not conn.closed and conn.session is None:  # the upgrade failed
+            conn.close()
+        if "eventlet.set_idle" in environ:  # under eventlet.wsgi: no response to write
+            wsgi.WSGI_LOCAL.already_handled = True
+        return []
+
+
+class _Input:
+    """`environ["eventlet.input"]` for a request served by `first_request`."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+
+    def get_socket(self) -> Any:
+        return self.sock
+
+
+def upgrade_environ(head: bytes, address: tuple[str, int]) -> tuple[dict[str, Any], int] | None:
+    """The WSGI environ of a request head that is a plain Socket.IO WebSocket connect
+    (`GET /socket.io/?EIO=4&transport=websocket`, no session, no body), and the head's
+    length; None for anything else, which eventlet.wsgi then serves (and refuses)."""
+    end = head.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    try:
+        text = head[:end].decode("latin-1")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
+        return None
+    request_line, *lines = text.split("\r\n")
+    parts = request_line.split(" ")
+    if len(parts) != 3 or parts[0] != "GET" or parts[2] != "HTTP/1.1":
+        return None
+    path, _, query = parts[1].partition("?")
+    if path != "/socket.io/":
+        return None
+    if "%" in query or "+" in query:
+        params = dict(parse_qsl(query, keep_blank_values=True))
+    else:  # the common case, without the general parser
+        params = dict(pair.partition("=")[::2] for pair in query.split("&"))
+    if params.get("EIO") != "4" or params.get("transport") != "websocket":
+        return None
+    if "sid" in params or "j" in params:
+        return None
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": address[0],
+        "REMOTE_PORT": str(address[1]),
+        "wsgi.url_scheme": "http",
+    }
+    for line in lines:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip() or " " in name:
+            return None  # folded or malformed: eventlet.wsgi answers it
+        key = "HTTP_" + name.upper().replace("-", "_")
+        if key in ("HTTP_CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"):
+            return None
+        value = value.strip()
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
+        return None
+    return environ, end + 4
+
+
+def first_request(conn_state: list[Any], app: Any) -> bool:
+    """Serve a new connection's first request when it is a Socket.IO WebSocket connect
+    (see `upgrade_environ`); True when it was served (or the connection is gone), False
+    to leave it, unread, to eventlet.wsgi. Waits for the request up to the socket's
+    timeout (HTTP_TIMEOUT)."""
+    address, sock = conn_state[0], conn_state[1]
+    try:
+        head = sock.recv(HEAD_MAX, socket.MSG_PEEK)
+    except TimeoutError:
+        sock.close()  # a half-sent request (slowloris): closed, as eventlet.wsgi would
+        return True
+    except OSError:
+        return False
+    parsed = upgrade_environ(head, address) if head else None
+    if parsed is None:
+        return False
+    environ, length = parsed
+    sock.recv(length)  # the head, which the peek showed is there
+    environ["eventlet.input"] = _Input(sock)
+    answer: list[Any] = []
+    result = app(environ, lambda status, headers, exc_info=None: answer.append((status, headers)))
+    try:
+        if answer:  # refused: write the response and close
+            status, headers = answer[0]
+            body = b"".join(result)
+            lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers)]
+            lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+            with contextlib.suppress(OSError):
+                sock.sendall("\r\n".join(lines).encode("latin-1") + body)
+            sock.close()
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return True
