@@ -280,7 +280,7 @@ def _measure_n(
     res["rss_before_kb"] = rss0
     res["rss_connected_kb"] = rss1
     res["rss_per_conn_kb"] = (rss1 - rss0) / conn["connected"] if conn["connected"] else None
-    if not conn["connected"]:
+    if not conn["connected"] or args.connect_only:
         return
     if not warm_up(ctx):
         res["error"] = "no broadcast reached the clients"

@@ -86,6 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--no-search", dest="search", action="store_false", help="skip the rate searches"
     )
+    ap.add_argument(
+        "--connect-only", action="store_true", help="only the connects and RSS of each N"
+    )
     ap.add_argument("--budget", type=float, default=840.0, help="seconds for the whole run")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for chainpulse serve")
     ap.add_argument("--json", help="write all results to this file")
