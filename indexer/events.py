@@ -63,6 +63,7 @@ class PriceUpdated:
     quote: str | None = None  # what the price is expressed in
     updatedAt: int | None = None  # a feed's round time, seconds
     reorgId: str | None = None  # set when a reorg republishes the price now valid
+    blockHash: str | None = None  # the block of a chain price (readers may drop an orphan's)
 
     type = "price.updated"
 

@@ -83,6 +83,7 @@ def record_block_prices(
                     publishedAt=int(time.time() * 1000),
                     quote=update.quote,
                     updatedAt=update.updated_at,
+                    blockHash=data.hash,
                 )
             )
     if rows:

@@ -36,6 +36,9 @@ NS = protocol.NAMESPACE
 
 
 NO_PRICE_CAP = 10_000  # tokens remembered as having no price
+# seconds a gap in the heights waits for the stream before the database is asked (the
+# stream usually fills it within milliseconds: workers commit out of order)
+FILL_AFTER = 1.0
 
 
 def _when(event: PriceUpdated) -> tuple[int, int]:
@@ -54,6 +57,19 @@ class _Read:
     def __init__(self, done: Any) -> None:
         self.done = done
         self.row: queries.PriceRow | None = None
+
+
+def _indexed(row: queries.BlockRow) -> BlockIndexed:
+    """A stored block as the `block.indexed` that announced it."""
+    return BlockIndexed(
+        blockNumber=row.number,
+        blockHash=row.hash,
+        parentHash=row.parent_hash,
+        blockTimestamp=row.timestamp,
+        transactions=row.tx_count,
+        source="head",
+        gasUsed=row.gas_used,
+    )
 
 
 class Feed:
@@ -83,6 +99,7 @@ class Feed:
         self.price_changes = 0  # counts price events and reorgs, to spot one during a read
         self.waiting: dict[int, list[str]] = {}  # lastBlock ahead of us -> sids
         self._reads: dict[str, _Read] = {}  # snapshot reads under way, by token
+        self._filling = False  # a read of missing blocks is under way
 
     # stream side --------------------------------------------------------------------
 
@@ -102,11 +119,57 @@ class Feed:
             self.push_price(event)
 
     def tick(self) -> None:
+        now = self.clock()
         skipped = self.sequencer.skipped
-        self._push(self.sequencer.tick(self.clock()))
+        self._push(self.sequencer.tick(now))
         if self.sequencer.skipped != skipped:
             self.metrics.blocks_skipped.inc(self.sequencer.skipped - skipped)
             log.warning("gave up on %d missing height(s)", self.sequencer.skipped - skipped)
+        gap = self.sequencer.gap(now, min(FILL_AFTER, self.sequencer.gap_timeout / 2))
+        if gap is not None and self.db is not None and not self._filling:
+            self._filling = True
+            self.sio.start_background_task(self._fill, gap[0] - 1, gap[1])
+
+    def catch_up(self) -> None:
+        """The stream came back after an outage, in which Redis may have lost entries
+        this process had not read (a restart loses the stream): push what the database
+        holds beyond what was pushed, blocks and prices, in a green thread of its own."""
+        if self.db is not None and not self._filling:
+            self._filling = True
+            last = self.sequencer.last
+            if last is not None:
+                self.sio.start_background_task(self._fill, last, last + self.push_window, True)
+
+    def _fill(self, after: int, up_to: int, prices: bool = False) -> None:
+        """Blocks `after < n <= up_to` from the database into the sequence (see
+        `BlockSequencer.fill`), and with `prices` each token's latest price."""
+        assert self.db is not None
+        try:
+            rows = self.db.read(queries.blocks_between, after, up_to)
+            before = self.sequencer.filled
+            self._push(self.sequencer.fill([_indexed(row) for row in rows], self.clock()))
+            if self.sequencer.filled != before:
+                filled = self.sequencer.filled - before
+                self.metrics.blocks_filled.inc(filled)
+                log.warning("pushed %d block(s) from the database: the stream lost them", filled)
+            if prices:
+                for row in self.db.read(queries.latest_prices):
+                    self._catch_up_price(protocol.price_event_from_row(row))
+        except Exception as exc:  # noqa: BLE001 - the stream, or the gap timeout, goes on
+            log.warning("reading missed blocks from the database failed: %s", exc)
+        finally:
+            self._filling = False
+
+    def _catch_up_price(self, event: PriceUpdated) -> None:
+        """Push a stored price that is newer than what this process last told anyone
+        about its token (its update was lost with the stream)."""
+        known = self.prices.get(event.token)
+        if known is None:
+            if not self.sio.manager.rooms.get(NS, {}).get(f"price:{event.token}"):
+                return  # nobody to tell; a subscriber gets it as its snapshot
+        elif _when(event) <= _when(known):
+            return
+        self.push_price(event)
 
     def _push(self, actions: list[BlockIndexed | BlockReorged]) -> None:
         for action in actions:
@@ -150,10 +213,12 @@ class Feed:
             finally:
                 del self._reads[token]
                 read.done.set()
-        # a live update that arrived during the read is newer than the row
-        return self.prices.get(token) or (
-            protocol.price_event_from_row(read.row) if read.row is not None else None
-        )
+        # a live update that arrived during the read is newer than the row; the row is
+        # what subscribers are told, so an older update must not be pushed after it
+        known = self.prices.get(token)
+        if known is None and read.row is not None:
+            known = self.prices[token] = protocol.price_event_from_row(read.row)
+        return known
 
     def note_no_price(self, token: str) -> None:
         if len(self.no_price) >= NO_PRICE_CAP:
@@ -167,6 +232,12 @@ class Feed:
         self.price_changes += 1
         self.no_price.discard(event.token)
         if event.reorgId is None:
+            if (
+                event.blockHash is not None
+                and event.blockNumber is not None
+                and self.sequencer.orphaned(event.blockNumber, event.blockHash)
+            ):
+                return  # a worker's late commit of a block a reorg removed
             highest = self.sequencer.highest
             if (
                 event.blockNumber is not None

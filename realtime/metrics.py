@@ -56,6 +56,12 @@ class Metrics:
             "Heights given up on by the new-block sequencer (gaps that never filled)",
             registry=r,
         )
+        self.blocks_filled = Counter(
+            "chainpulse_realtime_blocks_filled",
+            "Blocks pushed from the database because their stream entry never came "
+            "(Redis lost it before this process read it)",
+            registry=r,
+        )
         self.pubsub_healthy = Gauge(
             "chainpulse_realtime_pubsub_healthy",
             "1 while this process hears its own pub/sub canary (python-socketio #1581)",

@@ -6,11 +6,14 @@ Invariants (contract: DESIGN.md, `new-block` ordering):
 - a block more than `window` behind the highest height seen is not pushed (backfill).
 
 Parallel workers publish out of order, so a block that arrives ahead of its
-predecessor waits in a buffer. A gap that does not fill within `gap_timeout` seconds
-(a block that failed for good), or that leaves more than `window` blocks waiting, is
-given up: the sequence continues at the lowest waiting block. That jump is the only
-exception to "+1", and it is counted in `skipped`; a client sees it as a `parentHash`
-that does not match and can load the missing heights from `/api/blocks/<number>`.
+predecessor waits in a buffer. A gap whose blocks the database holds (their stream
+entries were lost: Redis restarted before this server read them) is filled from there
+(`gap`, `fill`), provided the stored blocks link by hash the last pushed block to the
+lowest waiting one. A gap that does not fill within `gap_timeout` seconds (a block
+that failed for good), or that leaves more than `window` blocks waiting, is given up:
+the sequence continues at the lowest waiting block. That jump is the only exception
+to "+1", and it is counted in `skipped`; a client sees it as a `parentHash` that does
+not match and can load the missing heights from `/api/blocks/<number>`.
 A missing block that arrives after it was given up is dropped, as any stale block is,
 and so is a late `block.indexed` for a block that a reorg already removed.
 
@@ -35,6 +38,7 @@ class BlockSequencer:
     last: int | None = None  # height of the last block pushed
     highest: int | None = None  # highest height seen
     skipped: int = 0  # heights given up on
+    filled: int = 0  # heights taken from the database (`fill`)
     _pending: dict[int, BlockIndexed] = field(default_factory=dict)
     _pushed: dict[int, str] = field(default_factory=dict)  # height -> hash, last `window`
     _early: dict[int, BlockIndexed] = field(default_factory=dict)  # same height, other hash
@@ -97,6 +101,53 @@ class BlockSequencer:
         assert self.last is not None
         self.skipped += lowest - 1 - self.last
         self.last = lowest - 1
+        return self._drain(now)
+
+    def orphaned(self, number: int, block_hash: str) -> bool:
+        """Whether block `number` with `block_hash` is known not to be canonical: a reorg
+        removed it, or another block was pushed at its height."""
+        pushed = self._pushed.get(number)
+        return block_hash in self._removed or (pushed is not None and pushed != block_hash)
+
+    def gap(self, now: float, age: float) -> tuple[int, int] | None:
+        """The heights missing below the lowest waiting block (first, last), once the
+        gap is `age` seconds old; None when nothing waits for them."""
+        if not self._pending or self._gap_since is None or self.last is None:
+            return None
+        if now - self._gap_since < age:
+            return None
+        return self.last + 1, min(self._pending) - 1
+
+    def fill(self, blocks: list[BlockIndexed], now: float) -> list[Action]:
+        """Take stored blocks for the heights after the last pushed one (a gap, or what
+        came after it), and return the blocks then ready. They are taken only as far as
+        they follow on by height and hash, and only if they link to the waiting block
+        above them: a reorg under way breaks the link, and then the stream decides."""
+        if self.last is None:
+            return []
+        chain: list[BlockIndexed] = []
+        n, parent = self.last, self._pushed.get(self.last)
+        for block in sorted(blocks, key=lambda b: b.blockNumber):
+            if block.blockNumber <= n:
+                continue
+            waiting = self._pending.get(block.blockNumber)
+            if (
+                block.blockNumber != n + 1
+                or block.blockHash in self._removed
+                or (parent is not None and block.parentHash != parent)
+                or (waiting is not None and waiting.blockHash != block.blockHash)
+            ):
+                break
+            chain.append(block)
+            n, parent = block.blockNumber, block.blockHash
+        above = self._pending.get(n + 1)
+        if not chain or (above is not None and above.parentHash != parent):
+            return []
+        for block in chain:
+            self._pending[block.blockNumber] = block
+        self.filled += len(chain)
+        if self.highest is None or n > self.highest:
+            self.highest = n
         return self._drain(now)
 
     @property

@@ -133,6 +133,7 @@ def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool 
             settings.stream_key,
             handle=feed.handle,
             tick=feed.tick,
+            catch_up=feed.catch_up,
             metrics=metrics,
             sleep=sio.sleep,
             corked=sio.eio.corked,

@@ -2,8 +2,10 @@
 
 It reads `chainpulse:events` with XREAD from the last id it handled, starting at the
 end of the stream when the process starts (a restarted server's clients catch up from
-the database with `lastBlock`). When Redis goes away it reconnects and continues after
-the last id, so connected clients miss nothing that Redis still holds. Entries are
+the database with `lastBlock`). When Redis goes away it reconnects (within a second of
+Redis answering again) and continues after the last id, so connected clients miss
+nothing that Redis still holds; what a Redis restart lost is read from the database
+(the feed's `catch_up`). Entries are
 delivered at least once by the producers; a repeated entry carries the same `id` field
 and is dropped here (the last `dedup_size` ids are remembered).
 """
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 BLOCK_MS = 1_000  # XREAD BLOCK; the socket timeout must stay above it (redis-py: 5 s)
 BATCH = 500
+RECONNECT_MAX_S = 1.0  # the longest wait between attempts to reach Redis again
 # entries whose pushes are written together (see EngineServer.corked): a client gets a
 # block and its prices in one TCP segment; more would delay a backlog's first push
 CORK_ENTRIES = 32
@@ -42,13 +45,16 @@ class StreamReader:
         sleep: Callable[[float], Any] = time.sleep,
         dedup_size: int = 10_000,
         corked: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+        catch_up: Callable[[], None] = lambda: None,
     ) -> None:
         """`corked()` wraps the handling of up to CORK_ENTRIES entries (the server's
-        `EngineServer.corked`: their pushes written together)."""
+        `EngineServer.corked`: their pushes written together); `catch_up()` is called
+        when the stream is back after an outage."""
         self.key = key
         self.corked = corked
         self.handle = handle
         self.tick = tick
+        self.catch_up = catch_up
         self.metrics = metrics
         self.sleep = sleep
         self.dedup_size = dedup_size
@@ -68,7 +74,9 @@ class StreamReader:
                     self.last_id = self._end_of_stream()
                     self._set_connected(True)
                 reply: Any = self.redis.xread({self.key: self.last_id}, count=BATCH, block=BLOCK_MS)
-                self._set_connected(True)
+                if not self.connected:
+                    self._set_connected(True)
+                    self.catch_up()
                 backoff = 0.1
                 for _key, entries in reply or []:
                     for at in range(0, len(entries), CORK_ENTRIES):
@@ -86,7 +94,7 @@ class StreamReader:
                     )
                 self._set_connected(False)
                 self.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = min(backoff * 2, RECONNECT_MAX_S)
             except Exception:
                 log.exception("event stream reader error")
                 self.sleep(backoff)

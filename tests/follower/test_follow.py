@@ -54,6 +54,9 @@ def test_catches_up_after_the_node_froze_for_ten_seconds(stack: Stack) -> None:
     assert running.follower.lease.token == token  # the lease survived the stall
 
 
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
+)
 def test_a_reorg_deeper_than_allowed_halts_and_is_reported(stack: Stack) -> None:
     from chainpulse.status import collect_status, render_status
     from indexer.reorg import clear_halt

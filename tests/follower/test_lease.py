@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import redis
 
-from chainpulse.devnet import Activity, Anvil, free_port, wait_until
+from chainpulse.devnet import Activity, Anvil, wait_until
 from follower.lease import LOCK_KEY, Lease, holder
 from follower.queue import Cursor, FencedQueue, read_cursor
 from indexer.reorg import Deposed, repair
 from indexer.rpc import Node
 from indexer.schema import upgrade
 from indexer.store import Store
-from tests.harness.environment import CHAINPULSE
 from tests.harness.processes import stop
 from tests.harness.stack import Stack
 from workers.jobs import QUEUE, IndexBlocks, broker
@@ -70,27 +68,17 @@ def test_tokens_stay_above_the_database_after_redis_lost_its_data(redis_url: str
     client.close()
 
 
-def follow_process(stack: Stack, log: Path, ttl: float = 2) -> subprocess.Popen[bytes]:
-    env = stack.env(
-        POLL_INTERVAL="0.1",
-        FOLLOWER_LOCK_TTL=str(ttl),
-        BACKFILL_BATCH="10",
-        FOLLOWER_METRICS_PORT=str(free_port()),
-    )
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [CHAINPULSE, "follow"],
-            cwd=stack.directory,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+# PostgreSQL behind `slow`: the fault suite (tests/faults) kills and pauses followers too
+POSTGRES_SLOW = pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
+)
 
 
+@POSTGRES_SLOW
 def test_a_standby_takes_over_after_kill_9(stack: Stack, tmp_path: Path) -> None:
     activity = Activity(stack.anvil)
     activity.block()
-    processes = [follow_process(stack, tmp_path / f"follower{i}.log") for i in range(2)]
+    processes = [stack.follow_process(tmp_path / f"follower{i}.log") for i in range(2)]
     try:
         wait_until(lambda: holder(stack.client) is not None, 30, "a follower taking the lock")
         activity.block()
@@ -123,10 +111,14 @@ def test_a_standby_takes_over_after_kill_9(stack: Stack, tmp_path: Path) -> None
             stop(p)
 
 
+@POSTGRES_SLOW
 def test_sigterm_hands_the_lock_over_at_once(stack: Stack, tmp_path: Path) -> None:
     """A follower stopped with SIGTERM releases its lock: the standby takes over in
     about a poll, not after the lock's 30 s expiry."""
-    processes = [follow_process(stack, tmp_path / f"follower{i}.log", ttl=30) for i in range(2)]
+    processes = [
+        stack.follow_process(tmp_path / f"follower{i}.log", FOLLOWER_LOCK_TTL="30")
+        for i in range(2)
+    ]
     try:
         wait_until(lambda: holder(stack.client) is not None, 30, "a follower taking the lock")
         first = holder(stack.client)
@@ -150,9 +142,7 @@ def test_sigterm_hands_the_lock_over_at_once(stack: Stack, tmp_path: Path) -> No
             stop(p)
 
 
-@pytest.mark.parametrize(
-    "database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)], indirect=True
-)
+@POSTGRES_SLOW
 def test_a_paused_leader_that_wakes_after_its_lease_moved_on_does_not_act(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -162,7 +152,7 @@ def test_a_paused_leader_that_wakes_after_its_lease_moved_on_does_not_act(
     activity = Activity(stack.anvil)
     activity.block()
     logs = [tmp_path / f"follower{i}.log" for i in range(2)]
-    processes = [follow_process(stack, log) for log in logs]
+    processes = [stack.follow_process(log) for log in logs]
     try:
         wait_until(lambda: holder(stack.client) is not None, 30, "a follower taking the lock")
         stack.wait_consistent()

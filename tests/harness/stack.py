@@ -131,6 +131,25 @@ class Stack:
         """A broker app for sending jobs and asking workers (the caller closes it)."""
         return broker(self.redis_url)
 
+    def follow_process(self, log: Path, **env: str) -> subprocess.Popen[bytes]:
+        """`chainpulse follow` as a process of its own (one that kill -9 can reach), its
+        output in `log`; polling every 0.1 s, the lock's TTL 2 s, no metrics port."""
+        settings = {
+            "POLL_INTERVAL": "0.1",
+            "FOLLOWER_LOCK_TTL": "2",
+            "BACKFILL_BATCH": "10",
+            "FOLLOWER_METRICS_PORT": "0",
+            **env,
+        }
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [CHAINPULSE, "follow"],
+                cwd=self.directory,
+                env=self.env(**settings),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
     def follower(self, **changes: Any) -> Running:
         """A follower in a thread, on this stack's settings with `changes`."""
         settings = self.settings.with_(**changes) if changes else self.settings

@@ -311,6 +311,29 @@ def test_prices_older_than_the_last_pushed_are_not_pushed_but_restores_are(
     assert updates[-1]["price"] is None
 
 
+def test_a_price_of_a_block_a_reorg_removed_is_not_pushed(
+    start_server: StartServer, clients: Connect, stream: Stream
+) -> None:
+    """A worker that read block 22 just before a reorg commits it after the reorg was
+    announced: its price (named by the removed block's hash) is not pushed; the price
+    of the new block 22 is."""
+    from dataclasses import replace
+
+    server = start_server()
+    client = clients(server)
+    client.call("subscribe", {"channel": "price:BTC"})
+    stream.append(*(block_event(n) for n in range(20, 23)))
+    client.wait_for("new-block", 3)
+    stream.append(reorg_event(21, 1), block_event(22, fork=1))
+    late = replace(price_event("BTC", "66", 22), blockHash=block_hash(22, 0))
+    canonical = replace(price_event("BTC", "55", 22), blockHash=block_hash(22, 1))
+    stream.append(late, canonical, block_event(23, fork=1))
+    client.wait_for("new-block", 5)
+    client.wait_for("price-update")
+    time.sleep(0.5)  # the late price, had it been pushed, would have come first
+    assert [u["priceExact"] for u in client.of("price-update")] == ["55"]
+
+
 def test_price_history_and_candles_endpoints(start_server: StartServer, db_url: str) -> None:
     for number, price in ((60, "10"), (70, "9.5"), (130, "11"), (150, "10.25")):
         insert_price(db_url, "ETH", price, number)  # block n is stamped n seconds

@@ -105,7 +105,12 @@ class Node:
         self.process.stdout.close()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+@pytest.mark.parametrize(
+    "sig",
+    # kill -9 behind `slow`: the fault suite (tests/faults) kills the server under clients
+    [signal.SIGTERM, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)],
+    ids=["sigterm", "kill-9"],
+)
 def test_a_stopped_server_moves_clients_on_and_they_resume(
     start_server: StartServer, stream: Stream, db_url: str, tmp_path: Path, sig: signal.Signals
 ) -> None:

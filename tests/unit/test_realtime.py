@@ -185,6 +185,41 @@ def test_reorg_resets_to_the_ancestor_and_uses_early_replacements() -> None:
     assert pushed(seq.block(block_event(23, fork=1), 0)) == [23]
 
 
+def test_a_gap_the_stream_lost_is_filled_from_the_database() -> None:
+    """Redis restarted before this server read blocks 11 and 12: block 13 waits; after
+    `age` seconds the gap is named, and the stored 11 and 12, linked by hash, fill it."""
+    seq = BlockSequencer(window=64, gap_timeout=10)
+    assert pushed(seq.block(block_event(10), 0)) == [10]
+    assert pushed(seq.block(block_event(13), 0.0)) == []
+    assert seq.gap(0.5, age=1.0) is None  # the stream may still bring them
+    assert seq.gap(1.5, age=1.0) == (11, 12)
+    assert pushed(seq.fill([block_event(12), block_event(11)], 1.5)) == [11, 12, 13]
+    assert seq.filled == 2 and seq.skipped == 0 and seq.gap(2, age=1.0) is None
+    assert pushed(seq.block(block_event(12), 2)) == []  # the entry, late: a repeat
+
+
+def test_stored_blocks_that_do_not_link_are_not_pushed() -> None:
+    seq = BlockSequencer(window=64, gap_timeout=10)
+    seq.block(block_event(10), 0)
+    seq.block(block_event(13), 0)
+    # another fork at 11..12 (a reorg under way): they link to neither side
+    assert pushed(seq.fill([block_event(11, fork=1), block_event(12, fork=1)], 2)) == []
+    # a hole in what was read: nothing is taken past it, and 13 still waits
+    assert pushed(seq.fill([block_event(12)], 2)) == []
+    assert seq.filled == 0 and seq.waiting == 1
+    assert pushed(seq.tick(11)) == [13] and seq.skipped == 2  # the gap timeout still applies
+
+
+def test_blocks_after_the_last_pushed_are_filled_after_an_outage() -> None:
+    """Nothing waits (the lost entries were the newest): the stored blocks after the last
+    pushed one follow on; a repeat of what was pushed, or a block far ahead, does not."""
+    seq = BlockSequencer(window=64, gap_timeout=10)
+    seq.block(block_event(10), 0)
+    assert pushed(seq.fill([block_event(9), block_event(10), block_event(11)], 1)) == [11]
+    assert pushed(seq.fill([block_event(13)], 1)) == []
+    assert seq.highest == 11
+
+
 # transport ----------------------------------------------------------------------------
 
 
@@ -392,3 +427,17 @@ def test_subscribers_asking_for_one_tokens_snapshot_together_share_one_read(
     assert reads == ["ETH"] and answers == [None] * 20
     assert "ETH" in rt.feed.no_price  # the next subscriber does not read at all
     assert rt.feed.snapshot("ETH") is None and reads == ["ETH"]
+
+
+def test_a_price_of_a_block_a_reorg_removed_is_not_pushed() -> None:
+    """A worker's late commit of an orphaned block announces its price after the reorg:
+    the sequencer knows the block is not canonical, by its hash."""
+    seq = BlockSequencer(window=64, gap_timeout=10)
+    for n in range(10, 13):
+        seq.block(block_event(n), 0)
+    seq.reorg(reorg_event(10, 2), 0)  # 11 and 12 of fork 0 removed
+    seq.block(block_event(11, fork=1), 0)
+    assert seq.orphaned(12, block_hash(12, 0))  # removed
+    assert seq.orphaned(11, block_hash(11, 0))  # removed, and 11 of fork 1 pushed
+    assert not seq.orphaned(11, block_hash(11, 1))
+    assert not seq.orphaned(13, block_hash(13, 1))  # not seen yet: no reason to drop it
