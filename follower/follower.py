@@ -288,15 +288,17 @@ class Follower:
         """Where to continue: the recorded start and the cursor (Redis, else the database)."""
         stored_start = self.store.get_meta(START_KEY)
         top = self.store.top()
-        if stored_start is None:
-            start = self.settings.start_block
-            if start is None:  # the target at first start, even over backfilled blocks
-                start = max(self.node.head() - self.settings.confirmations, 0)
-            with self.store.writing() as conn:
-                claim_fence(self.store, conn, token)
-                if self.store.get_meta(START_KEY, conn) is None:
-                    self.store.set_meta(conn, START_KEY, str(start))
-            stored_start = self.store.get_meta(START_KEY)
+        start = self.settings.start_block
+        if stored_start is None and start is None:
+            # the target at first start, even over backfilled blocks
+            start = max(self.node.head() - self.settings.confirmations, 0)
+        with self.store.writing() as conn:
+            # every token taken is recorded: if Redis loses its counter, the next holder's
+            # token is still above every token that ever acted (`Lease.acquire`'s floor)
+            claim_fence(self.store, conn, token)
+            if stored_start is None and self.store.get_meta(START_KEY, conn) is None:
+                self.store.set_meta(conn, START_KEY, str(start))
+        stored_start = self.store.get_meta(START_KEY)
         assert stored_start is not None
         self.start = int(stored_start)
         cursor = read_cursor(self.client)

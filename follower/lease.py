@@ -9,7 +9,8 @@ token (`follower.queue`), and the reorg repair's database transaction, which ref
 a token older than one it has seen (`indexer.reorg.claim_fence`).
 
 If Redis loses its data (no persistence), the counter restarts; `acquire` raises it
-to the database's newest token first so that tokens keep increasing.
+to the database's newest token first so that tokens keep increasing (the follower
+records every token it takes in the database before it acts with it).
 """
 
 from __future__ import annotations

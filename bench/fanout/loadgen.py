@@ -60,13 +60,14 @@ class Hist:
 
 
 class ClientProc:
-    """One `node clients.js` process, spoken to with JSON lines."""
+    """One `node clients.js` process (or another `script` that speaks the same way),
+    spoken to with JSON lines; one command at a time (a reply to another is dropped)."""
 
-    def __init__(self, index: int, logdir: Path) -> None:
+    def __init__(self, index: int, logdir: Path, script: Path = HERE / "clients.js") -> None:
         self.index = index
         self.stderr = open(logdir / f"clients-{index}-{time.time_ns()}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            ["node", "--max-old-space-size=4096", str(HERE / "clients.js")],
+            ["node", "--max-old-space-size=4096", str(script)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,

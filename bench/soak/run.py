@@ -25,10 +25,8 @@ allocator's high-water mark without being a leak).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,7 +43,7 @@ import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from bench.common import log, markdown_table  # noqa: E402
-from bench.fanout.loadgen import Hist, block_hash  # noqa: E402
+from bench.fanout.loadgen import ClientProc, Hist, block_hash  # noqa: E402
 from bench.fanout.servers import make_database, start_server  # noqa: E402
 from chainpulse.devnet import RedisServer  # noqa: E402
 from indexer.config import STREAM_KEY  # noqa: E402
@@ -72,55 +70,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-class ClientProc:
-    """One `node clients.js` process, spoken to with JSON lines (one command at a time)."""
+class SoakClients(ClientProc):
+    """bench/soak/clients.js; `ask` holds a lock, so that the storm and a minute's
+    report can be asked for from two threads."""
 
     def __init__(self, workdir: Path, index: int) -> None:
-        self.stderr = open(workdir / f"clients-{index}.log", "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            ["node", "--max-old-space-size=4096", str(HERE / "clients.js")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-            bufsize=1,
-        )
-        self.seq = 0
+        super().__init__(index, workdir, HERE / "clients.js")
         self.lock = threading.Lock()
 
     def ask(self, cmd: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
         with self.lock:
-            self.seq += 1
-            assert self.proc.stdin is not None and self.proc.stdout is not None
-            self.proc.stdin.write(json.dumps({**cmd, "seq": self.seq}) + "\n")
-            self.proc.stdin.flush()
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                line = self.proc.stdout.readline()
-                if not line:
-                    raise RuntimeError(f"client process ended; see {self.stderr.name}")
-                reply: dict[str, Any] = json.loads(line)
-                if reply.get("seq") == self.seq:
-                    if "error" in reply:
-                        raise RuntimeError(reply["error"])
-                    return reply
-            raise TimeoutError(f"no reply to {cmd['cmd']}")
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.ask({"cmd": "close"}, timeout=10)
-        with contextlib.suppress(Exception):
-            self.proc.wait(5)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            with contextlib.suppress(Exception):
-                pipe.close()  # type: ignore[union-attr]
-        self.stderr.close()
+            return self.wait(self.send(cmd), timeout)
 
 
-def each(procs: list[ClientProc], make: Any) -> list[dict[str, Any]]:
+def each(procs: list[SoakClients], make: Any) -> list[dict[str, Any]]:
     """Ask every process at once (`make(i)` is process i's command)."""
     replies: list[dict[str, Any]] = [{} for _ in procs]
 
@@ -196,7 +159,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     env = dict(kv.split("=", 1) for kv in args.env)
     with RedisServer() as rs:
         server = start_server("chainpulse", 1, rs.url, workdir, env)
-        procs = [ClientProc(workdir, i) for i in range(args.procs)]
+        procs = [SoakClients(workdir, i) for i in range(args.procs)]
         publisher = Publisher(rs.url, f"sqlite:///{workdir / 'bench.db'}", args.rooms)
         try:
             publisher.block()  # the clients' first block, so that they resume from one
@@ -221,14 +184,14 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         finally:
             publisher.close()
             for p in procs:
-                p.close()
+                p.stop()
             server.stop()
             shutil.rmtree(workdir, ignore_errors=True)
     return rows
 
 
 def soak(
-    args: argparse.Namespace, server: Any, procs: list[ClientProc], pub: Publisher
+    args: argparse.Namespace, server: Any, procs: list[SoakClients], pub: Publisher
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     reports: list[threading.Thread] = []
@@ -280,7 +243,7 @@ def soak(
 
 def report(
     args: argparse.Namespace,
-    procs: list[ClientProc],
+    procs: list[SoakClients],
     published: dict[str, float],
     row: dict[str, Any],
 ) -> None:

@@ -93,7 +93,8 @@ class Producer:
     def close(self) -> None:
         self.done.set()
         self.running.set()
-        self.thread.join(30)
+        if self.thread.is_alive():
+            self.thread.join(30)
 
 
 @dataclass
@@ -126,7 +127,8 @@ class Live:
         return next(
             i
             for i in range(len(self.followers))
-            if f"token {held.token}" in self.follower_log(i).read_text(errors="replace")
+            if f"active with token {held.token}\n"
+            in self.follower_log(i).read_text(errors="replace")
         )
 
     def restart_worker(self) -> None:
@@ -195,6 +197,8 @@ class Live:
             waiting = conn.execute(sa.select(sa.func.count()).select_from(m.outbox)).scalar()
         if waiting:
             found.append(f"{waiting} event(s) still in the outbox")
+        if "Traceback" in self.server.log():
+            found.append("the server logged an unhandled exception")
         return found
 
     def tails(self) -> str:
@@ -223,7 +227,7 @@ def live(database: str, directory: Path, redis: RedisServer, size: Size) -> Iter
                 producer.block()
         s.variables["ETH_RPC_URL"] = proxy.url  # every process reaches the node through it
         s.start_worker()
-        server = Server(s.redis_url, s.database_url)
+        server = Server(s.redis_url, s.database_url, directory)
         system = Live(s, redis, directory, server, producer, proxy, history=s.anvil.head())
         s.start = 1  # the database must hold the history too (see kill_workers_mid_backfill)
         try:
@@ -440,7 +444,10 @@ COMMON: list[Fault] = [
 def run(system: Live, size: Size, faults: list[Fault]) -> None:
     for fault in faults:
         print(f"fault: {fault.__name__}")
-        fault(system, size)
+        try:
+            fault(system, size)
+        except (AssertionError, TimeoutError) as exc:
+            raise AssertionError(f"during {fault.__name__}: {exc}\n{system.tails()}") from None
         system.settle(fault.__name__)
 
 

@@ -13,7 +13,7 @@ import redis
 from chainpulse.devnet import Activity, Anvil, wait_until
 from follower.lease import LOCK_KEY, Lease, holder
 from follower.queue import Cursor, FencedQueue, read_cursor
-from indexer.reorg import Deposed, repair
+from indexer.reorg import Deposed, fence_floor, repair
 from indexer.rpc import Node
 from indexer.schema import upgrade
 from indexer.store import Store
@@ -57,6 +57,25 @@ def test_a_deposed_follower_can_neither_enqueue_nor_repair(
     old.close()
     client.close()
     store.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_token_once_taken_is_never_taken_again_after_redis_lost_its_data(
+    stack: Stack,
+) -> None:
+    """Redis restarts empty (its token counter with it) before any repair recorded a
+    token in the database: every token taken was recorded when taken, so the next one
+    is still larger (a paused holder of an earlier epoch's token 2 cannot pass for the
+    new token 2)."""
+    Activity(stack.anvil).block()
+    running = stack.follower()
+    wait_until(lambda: running.follower.lease.token is not None, 30, "a token")
+    wait_until(lambda: stack.start_block() is not None, 30, "the follower starting")
+    first = running.follower.lease.token
+    assert first is not None
+    stack.client.flushall()  # Redis lost everything: lock, counter, cursor
+    wait_until(lambda: (running.follower.lease.token or 0) > first, 30, "the lock taken again")
+    assert fence_floor(stack.store) >= (running.follower.lease.token or 0) > first
 
 
 def test_tokens_stay_above_the_database_after_redis_lost_its_data(redis_url: str) -> None:

@@ -100,16 +100,22 @@ class JsClient:
         )
 
     def close(self) -> None:
+        stop_node(self.process)
+
+
+def stop_node(process: subprocess.Popen[str]) -> None:
+    """Ask a client script to disconnect and exit (a line on its stdin), kill it if it
+    does not within 5 s, and close its pipes."""
+    with contextlib.suppress(OSError, ValueError):
+        assert process.stdin is not None
+        process.stdin.write("bye\n")
+        process.stdin.flush()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for pipe in (process.stdin, process.stdout):
         with contextlib.suppress(OSError, ValueError):
-            assert self.process.stdin is not None
-            self.process.stdin.write("bye\n")
-            self.process.stdin.flush()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        for pipe in (self.process.stdin, self.process.stdout):
-            with contextlib.suppress(OSError, ValueError):
-                if pipe is not None:
-                    pipe.close()
+            if pipe is not None:
+                pipe.close()

@@ -14,7 +14,6 @@ stored one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import threading
@@ -25,7 +24,7 @@ from typing import Any
 import requests
 
 from realtime.client import NAMESPACE, RealtimeClient
-from tests.harness.jsclient import ROOT
+from tests.harness.jsclient import ROOT, stop_node
 
 JS_CLIENT = r"""
 const { io } = require(process.argv[2]);
@@ -192,16 +191,4 @@ class JsWatcher(Watcher):
             self.record(item["event"], item["data"])
 
     def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            assert self.process.stdin is not None
-            self.process.stdin.write("bye\n")
-            self.process.stdin.flush()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        for pipe in (self.process.stdin, self.process.stdout):
-            with contextlib.suppress(OSError, ValueError):
-                if pipe is not None:
-                    pipe.close()
+        stop_node(self.process)

@@ -142,7 +142,10 @@ def insert_reorg(url: str, event: BlockReorged) -> None:
 class Server:
     """`.venv/bin/chainpulse serve` on a free port."""
 
-    def __init__(self, redis_url: str, database_url: str, **env: Any) -> None:
+    def __init__(
+        self, redis_url: str, database_url: str, directory: Path | None = None, **env: Any
+    ) -> None:
+        """Its log goes beside the SQLite database, or into `directory`."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = service_env(
@@ -159,8 +162,11 @@ class Server:
             }
         )
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = Path(database_url.removeprefix("sqlite:///")).with_suffix(
-            f".{self.port}.log"
+        beside = Path(database_url.removeprefix("sqlite:///"))
+        self.log_path = (
+            directory / f"server.{self.port}.log"
+            if directory is not None
+            else beside.with_suffix(f".{self.port}.log")
         )
 
     def start(self, ready: bool = True) -> Server:
