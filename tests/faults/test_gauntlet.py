@@ -34,6 +34,7 @@ from chainpulse.devnet import RedisServer, wait_until
 from chainpulse.market import Market, Trader
 from follower.lease import holder
 from indexer import models as m
+from tests.harness.disk import fill, small_disk
 from tests.harness.live import JsWatcher, PythonWatcher, Watcher, served_by
 from tests.harness.pgcluster import Cluster, cluster
 from tests.harness.processes import stop
@@ -401,6 +402,21 @@ def make_sqlite_unwritable(system: Live, size: Size) -> None:
         subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
 
 
+def fill_the_disk(system: Live, size: Size) -> None:
+    """The SQLite database's file system full (every free block taken) until a job has
+    met it, then the space back: jobs fail with a retryable error and resume."""
+    folder = Path(system.s.database_url.removeprefix("sqlite:///")).parent
+    if not os.path.ismount(folder):
+        print("the database is not on a file system of the test's own: fault skipped")
+        return
+    fillers = fill(folder)
+    try:
+        wait_until(lambda: "database or disk is full" in system.s.logs(), WAIT, "a job meeting it")
+    finally:
+        for filler in fillers:
+            filler.unlink()
+
+
 def terminate_postgres_connections(system: Live, size: Size) -> None:
     """pg_terminate_backend on every connection to the database, several times."""
     url = system.s.database_url
@@ -451,15 +467,30 @@ def run(system: Live, size: Size, faults: list[Fault]) -> None:
         system.settle(fault.__name__)
 
 
+SQLITE: list[Fault] = [*COMMON, make_sqlite_unwritable, fill_the_disk]
+
+
+def sqlite_on(disk: Path | None) -> str:
+    """The SQLite database, on a file system of the test's own (one that can fill up)
+    where the machine allows one."""
+    return f"sqlite:///{disk}/chainpulse.db" if disk is not None else "sqlite"
+
+
 def test_the_gauntlet_on_sqlite(tmp_path: Path, redis_server: RedisServer) -> None:
-    with live("sqlite", tmp_path, redis_server, SMALL) as system:
-        run(system, SMALL, [*COMMON, make_sqlite_unwritable])
+    with (
+        small_disk(tmp_path) as disk,
+        live(sqlite_on(disk), tmp_path, redis_server, SMALL) as system,
+    ):
+        run(system, SMALL, SQLITE)
 
 
 @pytest.mark.slow
 def test_the_full_gauntlet_on_sqlite(tmp_path: Path, redis_server: RedisServer) -> None:
-    with live("sqlite", tmp_path, redis_server, FULL) as system:
-        run(system, FULL, [*COMMON, make_sqlite_unwritable])
+    with (
+        small_disk(tmp_path) as disk,
+        live(sqlite_on(disk), tmp_path, redis_server, FULL) as system,
+    ):
+        run(system, FULL, SQLITE)
 
 
 @pytest.mark.slow
