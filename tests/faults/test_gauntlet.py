@@ -476,21 +476,15 @@ def sqlite_on(disk: Path | None) -> str:
     return f"sqlite:///{disk}/chainpulse.db" if disk is not None else "sqlite"
 
 
-def test_the_gauntlet_on_sqlite(tmp_path: Path, redis_server: RedisServer) -> None:
+@pytest.mark.parametrize(
+    "size", [SMALL, pytest.param(FULL, marks=pytest.mark.slow)], ids=["small", "full"]
+)
+def test_the_gauntlet_on_sqlite(tmp_path: Path, redis_server: RedisServer, size: Size) -> None:
     with (
         small_disk(tmp_path) as disk,
-        live(sqlite_on(disk), tmp_path, redis_server, SMALL) as system,
+        live(sqlite_on(disk), tmp_path, redis_server, size) as system,
     ):
-        run(system, SMALL, SQLITE)
-
-
-@pytest.mark.slow
-def test_the_full_gauntlet_on_sqlite(tmp_path: Path, redis_server: RedisServer) -> None:
-    with (
-        small_disk(tmp_path) as disk,
-        live(sqlite_on(disk), tmp_path, redis_server, FULL) as system,
-    ):
-        run(system, FULL, SQLITE)
+        run(system, size, SQLITE)
 
 
 @pytest.mark.slow
