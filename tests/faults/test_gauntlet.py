@@ -39,6 +39,7 @@ from tests.harness.live import JsWatcher, PythonWatcher, Watcher, served_by
 from tests.harness.pgcluster import Cluster, cluster
 from tests.harness.processes import stop
 from tests.harness.proxy import RpcProxy
+from tests.harness.rows import rows_mismatch
 from tests.harness.stack import FOLLOWING, Backfill, Stack, stack
 from tests.indexer.test_garbage_node import receipt_without_block_hash, swapped, wrong_parent
 from tests.realtime.helpers import Server
@@ -198,6 +199,9 @@ class Live:
             waiting = conn.execute(sa.select(sa.func.count()).select_from(m.outbox)).scalar()
         if waiting:
             found.append(f"{waiting} event(s) still in the outbox")
+        differ = rows_mismatch(self.s.anvil, self.s.store.engine, range(1, head + 1))
+        if differ:
+            found.append(differ)
         if "Traceback" in self.server.log():
             found.append("the server logged an unhandled exception")
         return found

@@ -7,7 +7,6 @@ whose value plus fee reaches 2**128, so 2**256-1 is covered with plain data in t
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +15,7 @@ from chainpulse.devnet import PINGER_TOPIC, Activity, Anvil, wait_until
 from indexer import models as m
 from indexer.pipeline import Indexer
 from tests.harness.indexer import build_indexer, close_indexer
+from tests.harness.rows import expected_rows, rows_mismatch, stored_rows
 
 HUGE = 2**127 + 12345  # beyond int64 and float precision: 39 digits
 
@@ -46,80 +46,6 @@ def make_chain(anvil: Anvil) -> str:
     return tx
 
 
-def q(value: str | None) -> int | None:
-    return None if value is None else int(value, 16)
-
-
-def low(value: str | None) -> str | None:
-    return None if value is None else value.lower()
-
-
-def expected_rows(anvil: Anvil, numbers: range) -> tuple[list[Any], list[Any], list[Any]]:
-    """Rows as the Database contract defines them, read from the node's raw JSON."""
-    calls: list[tuple[str, list[Any]]] = []
-    for n in numbers:
-        calls += [("eth_getBlockByNumber", [hex(n), True]), ("eth_getBlockReceipts", [hex(n)])]
-    replies = anvil.batch(calls)
-    blocks, txs, logs = [], [], []
-    for i, n in enumerate(numbers):
-        block, receipts = replies[2 * i], replies[2 * i + 1]
-        by_hash = {r["transactionHash"]: r for r in receipts}
-        blocks.append(
-            {
-                "number": n,
-                "hash": low(block["hash"]),
-                "parent_hash": low(block["parentHash"]),
-                "timestamp": q(block["timestamp"]),
-                "tx_count": len(block["transactions"]),
-                "gas_used": q(block["gasUsed"]),
-                "gas_limit": q(block["gasLimit"]),
-                "base_fee_per_gas": q(block.get("baseFeePerGas")),
-                "miner": low(block["miner"]),
-            }
-        )
-        for tx in block["transactions"]:
-            receipt = by_hash[tx["hash"]]
-            txs.append(
-                {
-                    "hash": low(tx["hash"]),
-                    "block_number": n,
-                    "transaction_index": q(tx["transactionIndex"]),
-                    "from_address": low(tx["from"]),
-                    "to_address": low(tx["to"]),
-                    "value": q(tx["value"]),
-                    "gas": q(tx["gas"]),
-                    "gas_price": q(tx["gasPrice"]),
-                    "nonce": q(tx["nonce"]),
-                    "status": q(receipt["status"]),
-                    "gas_used": q(receipt["gasUsed"]),
-                    "contract_address": low(receipt["contractAddress"]),
-                }
-            )
-            for log in receipt["logs"]:
-                topics = [low(t) for t in log["topics"]] + [None] * 4
-                logs.append(
-                    {
-                        "block_number": n,
-                        "log_index": q(log["logIndex"]),
-                        "transaction_hash": low(tx["hash"]),
-                        "address": low(log["address"]),
-                        **{f"topic{k}": topics[k] for k in range(4)},
-                        "data": low(log["data"]),
-                    }
-                )
-    return blocks, txs, logs
-
-
-def stored_rows(indexer: Indexer) -> tuple[list[Any], list[Any], list[Any]]:
-    with indexer.store.engine.connect() as conn:
-        blocks = [dict(r) for r in conn.execute(sa.select(m.blocks).order_by("number")).mappings()]
-        txs = conn.execute(
-            sa.select(m.transactions).order_by("block_number", "transaction_index")
-        ).mappings()
-        logs = conn.execute(sa.select(m.logs).order_by("block_number", "log_index")).mappings()
-        return blocks, [dict(r) for r in txs], [dict(r) for r in logs]
-
-
 def test_stored_rows_equal_the_node(anvil: Anvil, indexer: Indexer) -> None:
     huge_tx = make_chain(anvil)
     head = anvil.head()
@@ -128,7 +54,7 @@ def test_stored_rows_equal_the_node(anvil: Anvil, indexer: Indexer) -> None:
     events = indexer.index(1, head, "backfill")
 
     assert [e.blockNumber for e in events] == list(range(1, head + 1))
-    blocks, txs, logs = stored_rows(indexer)
+    blocks, txs, logs = stored_rows(indexer.store.engine)
     want_blocks, want_txs, want_logs = expected_rows(anvil, range(1, head + 1))
     for row in blocks:
         indexed_at = row.pop("indexed_at")
@@ -151,6 +77,21 @@ def test_stored_rows_equal_the_node(anvil: Anvil, indexer: Indexer) -> None:
         for key, value in row.items():
             if isinstance(value, str):
                 assert value == value.lower() and value.startswith("0x"), (key, value)
+
+
+def test_the_fault_suites_comparison_finds_a_changed_field_and_an_orphan(
+    anvil: Anvil, indexer: Indexer
+) -> None:
+    make_chain(anvil)
+    head = anvil.head()
+    indexer.index(1, head, "backfill")
+    assert rows_mismatch(anvil, indexer.store.engine, range(1, head + 1), chunk=3) is None
+    assert "blocks differ" in str(rows_mismatch(anvil, indexer.store.engine, range(1, head)))
+
+    with indexer.store.engine.begin() as conn:
+        changed = conn.execute(sa.select(sa.func.min(m.logs.c.block_number))).scalar_one()
+        conn.execute(sa.update(m.logs).where(m.logs.c.block_number == changed).values(data="0x"))
+    assert "logs differ" in str(rows_mismatch(anvil, indexer.store.engine, range(1, head + 1)))
 
 
 def test_huge_value_is_exact_in_sql(anvil: Anvil, indexer: Indexer) -> None:
