@@ -26,7 +26,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import eventlet
-import greenlet
 from engineio import packet as eio_packet
 from engineio import socket as engineio_socket
 from eventlet import patcher, wsgi
@@ -205,7 +204,7 @@ class Connection:
         self._listen()
         if self.inbox:
             self.reading = True
-            self.server.readers.read(self)
+            self.server.threads.run(self.read)
 
     def _listen(self) -> None:
         hub = get_hub()
@@ -224,17 +223,25 @@ class Connection:
             self._unlisten()
             return
         self.reading = True
-        self.server.readers.read(self)
+        self.server.threads.run(self.read)
 
     def _lost(self, exc: BaseException) -> None:  # in the hub: the descriptor went away
         self.listener = None
         eventlet.spawn_n(self._end)
 
     def read(self) -> None:
-        """Handle every whole message that has arrived (in a `Readers` green thread).
-        The listener stays in the hub meanwhile (no system call to remove and add it per
-        read); what the server sends this client meanwhile goes out in one write
-        (`EngineServer.hold`)."""
+        """Handle every whole message that has arrived (in one of the server's
+        `GreenThreads`). The listener stays in the hub meanwhile (no system call to
+        remove and add it per read); what the server sends this client meanwhile goes
+        out in one write (`EngineServer.hold`)."""
+        try:
+            self._read()
+        except Exception:
+            log.exception("reading a WebSocket failed; closing it")
+            with contextlib.suppress(Exception):
+                self.close()
+
+    def _read(self) -> None:
         session, server = self.session, self.server
         held = server.hold(session)
         try:
@@ -332,37 +339,6 @@ class Connection:
         # that request returned at the hand-over
         if self.server.sockets.get(session.sid) is session:
             del self.server.sockets[session.sid]
-
-
-class Readers:
-    """The green threads that read connections, kept for the next read once done: a new
-    green thread per read would cost more than reading a small message (a greenlet and,
-    under Python 3.11, a 16 KB frame stack mapped and unmapped). At most `idle_max` wait
-    idle; a read finds one, or starts a new one."""
-
-    def __init__(self, idle_max: int = 64) -> None:
-        self.idle: list[Any] = []
-        self.idle_max = idle_max
-
-    def read(self, conn: Connection) -> None:  # in the hub, or a green thread
-        if self.idle:
-            get_hub().schedule_call_global(0, self.idle.pop().switch, conn)
-        else:
-            eventlet.spawn_n(self._run, conn)
-
-    def _run(self, conn: Connection) -> None:
-        hub, me = get_hub(), greenlet.getcurrent()
-        while True:
-            try:
-                conn.read()
-            except Exception:
-                log.exception("reading a WebSocket failed; closing it")
-                with contextlib.suppress(Exception):
-                    conn.close()
-            if len(self.idle) >= self.idle_max:
-                return
-            self.idle.append(me)
-            conn = hub.switch()  # parked until `read` hands it the next connection
 
 
 def _recv(sock: socket.socket) -> bytes:

@@ -40,7 +40,8 @@ from engineio import socket as engineio_socket
 from eventlet.queue import Empty
 
 from realtime import codec, protocol
-from realtime.connection import Connection, RawPacket, Readers, WebSocketDriver
+from realtime.connection import Connection, RawPacket, WebSocketDriver
+from realtime.greenthreads import GreenThreads
 from realtime.websocket import Frame
 
 log = logging.getLogger(__name__)
@@ -311,7 +312,7 @@ class EngineServer(engineio.Server):
         self.partial_writes = 0  # of which the kernel took only a part; the writer sends the rest
         self.websockets = 0  # WebSocket connections open
         self._held: dict[Any, list[bytes]] | None = None  # frames held while corked
-        self.readers = Readers()
+        self.threads = GreenThreads()  # read WebSockets, serve first requests
         if self.async_mode == "eventlet":
             self._queue_class = _heartbeat_first_queue()
             drivers: dict[str, Any] = dict(self._async)  # type: ignore[has-type]

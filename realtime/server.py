@@ -33,6 +33,7 @@ from realtime.connection import first_request
 from realtime.db import Database
 from realtime.feed import Feed
 from realtime.gateway import Gateway, Schedule
+from realtime.greenthreads import RequestPool
 from realtime.http import HttpApp
 from realtime.metrics import Metrics
 from realtime.ratelimit import SlidingWindowLimiter
@@ -43,7 +44,7 @@ from realtime.stream import StreamReader
 log = logging.getLogger("chainpulse.realtime")
 
 LISTEN_BACKLOG = 4_096  # the kernel caps it at net.core.somaxconn
-MAX_CONNECTIONS = 100_000  # eventlet.wsgi's max_size (its default is 1,024)
+MAX_CONNECTIONS = 100_000  # requests served at once (eventlet.wsgi's max_size: 1,024)
 
 
 @dataclass
@@ -194,7 +195,7 @@ def run(settings: RealtimeSettings) -> None:
         eventlet.wsgi.server,
         listener,
         realtime.app,
-        max_size=MAX_CONNECTIONS,
+        custom_pool=RequestPool(realtime.sio.eio.threads, MAX_CONNECTIONS),
         log_output=False,
         debug=False,
         protocol=Protocol,

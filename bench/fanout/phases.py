@@ -205,7 +205,7 @@ def run_server(
         try:
             ctx = Ctx(args, pool, pub, server, deadline)
             measure_n(ctx, n, res, sizes)
-            if n == args.rate_n and args.scale and args.search:
+            if n == args.rate_n and args.scale and args.search and not args.connect_only:
                 pool.stop()
                 server.stop()
                 res["scale"] = scale_phase(args, kind, redis_url, workdir, deadline, n, res)

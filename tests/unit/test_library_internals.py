@@ -187,6 +187,21 @@ def test_the_first_request_is_handed_to_our_protocol_as_we_expect() -> None:
     assert "self.protocol(conn_state, self)" in inspect.getsource(eventlet.wsgi.Server)
 
 
+def test_the_request_pool_we_give_the_accept_loop_is_used_as_we_expect() -> None:
+    """greenthreads.RequestPool is eventlet.wsgi.server's `custom_pool`: the accept loop
+    calls `spawn(process_request, connection)`, links its clean-up to what `spawn`
+    returns, and `waitall()`s when it stops. greenthreads.GreenThreads switches into
+    parked greenlets from the hub: the hub's greenlet is `hub.greenlet`, and
+    `hub.switch()` from a green thread returns what the next `switch` hands it."""
+    assert "custom_pool" in inspect.signature(eventlet.wsgi.server).parameters
+    loop = inspect.getsource(eventlet.wsgi.server)
+    assert "pool.spawn(serv.process_request, connection)" in loop
+    assert ".link(_clean_connection, connection)" in loop
+    assert "pool.waitall()" in loop
+    hub = inspect.getsource(eventlet.hubs.hub.BaseHub.switch)
+    assert "return self.greenlet.switch()" in hub
+
+
 def test_the_polling_decoder_limit_is_the_one_our_responses_keep_to() -> None:
     """python-engineio clients refuse a polling response of more than 16 packets
     (engineio_server.POLL_BATCH_MAX); FanoutSocket lifts the same limit for what the
