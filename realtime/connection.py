@@ -3,10 +3,11 @@ handshake, read when the hub says it is readable, written at once when it is idl
 
 - No green thread waits on a connection at rest. eventlet.wsgi would keep one per
   client for its whole life, parked in a read with the HTTP request's objects on its
-  stack. Here the hub's listener starts a green thread when there is something to read
-  (`Connection._readable`), which parses every whole frame that arrived with one
-  `recv` (`websocket.FrameParser`) and ends when nothing is left; a writer runs only
-  while a backlog waits (`engineio_server.FanoutSocket`).
+  stack. Here the hub's listener hands the connection to one of the server's green
+  threads when there is something to read (`Connection._readable`,
+  `greenthreads.GreenThreads`), which parses every whole frame that arrived with one
+  `recv` (`websocket.FrameParser`) and parks again when nothing is left; a writer runs
+  only while a backlog waits (`engineio_server.FanoutSocket`).
 - `WebSocketDriver` is python-engineio's "websocket" driver: the opening handshake
   (`websocket.handshake`), then the session's handler with a `Connection`. The `101`
   reply goes out with the first frames (the Engine.IO OPEN): one segment.
