@@ -464,11 +464,15 @@ COMMON: list[Fault] = [
 def run(system: Live, size: Size, faults: list[Fault]) -> None:
     for fault in faults:
         print(f"fault: {fault.__name__}")
+        started = time.monotonic()
         try:
             fault(system, size)
         except (AssertionError, TimeoutError) as exc:
             raise AssertionError(f"during {fault.__name__}: {exc}\n{system.tails()}") from None
+        thrown = time.monotonic()
         system.settle(fault.__name__)
+        took = time.monotonic() - thrown
+        print(f"  {thrown - started:.1f} s, then settled and checked in {took:.1f} s")
 
 
 SQLITE: list[Fault] = [*COMMON, make_sqlite_unwritable, fill_the_disk]
