@@ -19,6 +19,7 @@ import contextlib
 import os
 import random
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -409,10 +410,15 @@ def make_sqlite_unwritable(system: Live, size: Size) -> None:
 def fill_the_disk(system: Live, size: Size) -> None:
     """The SQLite database's file system full (every free block taken) until a job has
     met it, then the space back: jobs fail with a retryable error and resume."""
-    folder = Path(system.s.database_url.removeprefix("sqlite:///")).parent
+    database = Path(system.s.database_url.removeprefix("sqlite:///"))
+    folder = database.parent
     if not os.path.ismount(folder):
         print("the database is not on a file system of the test's own: fault skipped")
         return
+    # An empty WAL first: the next job's commit must grow a file, and meets the full disk
+    # at once (else it waits until the reused WAL and the free pages run out).
+    with contextlib.closing(sqlite3.connect(database, timeout=10)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     fillers = fill(folder)
     try:
         wait_until(lambda: "database or disk is full" in system.s.logs(), WAIT, "a job meeting it")
