@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,24 @@ import pytest
 from chainpulse.devnet import Anvil, RedisServer
 from tests.harness.databases import throwaway_postgres
 from tests.harness.stack import fresh_redis
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_under_pytests_own_directory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """The processes tests start put their temporary files under pytest's base
+    directory, not in /tmp (a Celery pool process killed with -9 leaves its `pymp-*`
+    directory behind), however pytest was started. `make test` points TMPDIR at
+    .test-tmp, removed at the end, and is left alone."""
+    if os.environ.get("TMPDIR"):
+        yield
+        return
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmp"))
+    try:
+        yield
+    finally:
+        del os.environ["TMPDIR"]
 
 
 @pytest.fixture(scope="session")
