@@ -126,19 +126,22 @@ class Feed:
             self.metrics.blocks_skipped.inc(self.sequencer.skipped - skipped)
             log.warning("gave up on %d missing height(s)", self.sequencer.skipped - skipped)
         gap = self.sequencer.gap(now, min(FILL_AFTER, self.sequencer.gap_timeout / 2))
-        if gap is not None and self.db is not None and not self._filling:
-            self._filling = True
-            self.sio.start_background_task(self._fill, gap[0] - 1, gap[1])
+        if gap is not None:
+            self._start_fill(gap[0] - 1, gap[1])
 
     def catch_up(self) -> None:
         """The stream came back after an outage, in which Redis may have lost entries
         this process had not read (a restart loses the stream): push what the database
         holds beyond what was pushed, blocks and prices, in a green thread of its own."""
+        last = self.sequencer.last
+        if last is not None:
+            self._start_fill(last, last + self.push_window, prices=True)
+
+    def _start_fill(self, after: int, up_to: int, prices: bool = False) -> None:
+        """`_fill` in a green thread of its own, unless one runs already."""
         if self.db is not None and not self._filling:
             self._filling = True
-            last = self.sequencer.last
-            if last is not None:
-                self.sio.start_background_task(self._fill, last, last + self.push_window, True)
+            self.sio.start_background_task(self._fill, after, up_to, prices)
 
     def _fill(self, after: int, up_to: int, prices: bool = False) -> None:
         """Blocks `after < n <= up_to` from the database into the sequence (see

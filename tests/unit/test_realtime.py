@@ -441,3 +441,27 @@ def test_a_price_of_a_block_a_reorg_removed_is_not_pushed() -> None:
     assert seq.orphaned(11, block_hash(11, 0))  # removed, and 11 of fork 1 pushed
     assert not seq.orphaned(11, block_hash(11, 1))
     assert not seq.orphaned(13, block_hash(13, 1))  # not seen yet: no reason to drop it
+
+
+def test_a_catch_up_before_any_block_was_pushed_leaves_gaps_to_be_filled(
+    tmp_path: Path,
+) -> None:
+    """The stream came back before this process had pushed a block: nothing to catch up
+    on, and a later gap the stream lost is still read from the database."""
+    from chainpulse.settings import Settings
+    from realtime.server import build
+
+    url = make_database(tmp_path / "db.sqlite")
+    insert_blocks(url, range(1, 5))
+    rt = build(Settings(database_url=url), async_mode="threading", redis=False)
+    clock = Clock()
+    rt.feed.clock = clock
+    rt.feed.catch_up()  # reconnected with nothing pushed yet
+    rt.feed.handle(block_event(1))
+    rt.feed.handle(block_event(4))  # 2 and 3 lost with the stream
+    clock.now += 2  # past FILL_AFTER
+    rt.feed.tick()
+    deadline = time.monotonic() + 10
+    while rt.feed.sequencer.last != 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rt.feed.sequencer.last == 4 and rt.feed.sequencer.filled == 2
