@@ -36,18 +36,11 @@ class GreenThreads:
 
     def run(self, job: Callable[[], object]) -> None:
         hub = get_hub()
-        thread = self._idle() or greenlet.greenlet(self._loop, hub.greenlet)
+        thread = self.idle.pop() if self.idle else greenlet.greenlet(self._loop, hub.greenlet)
         if greenlet.getcurrent() is hub.greenlet:
             thread.switch(job)  # back here once it parks, or waits on something
         else:
             hub.schedule_call_global(0, thread.switch, job)
-
-    def _idle(self) -> Any:
-        while self.idle:
-            thread = self.idle.pop()
-            if not thread.dead:
-                return thread
-        return None
 
     def _loop(self, job: Callable[[], object]) -> None:
         hub, me = get_hub(), greenlet.getcurrent()
@@ -61,7 +54,7 @@ class GreenThreads:
             self.idle.append(me)
             try:
                 job = hub.switch()  # parked until `run` hands it the next job
-            except BaseException:  # thrown in while parked (a stray timeout): end here
+            except BaseException:  # thrown in while parked (a kill): leave the idle list
                 if me in self.idle:
                     self.idle.remove(me)
                 raise
