@@ -1,11 +1,13 @@
 """Decoding raw JSON-RPC blocks and receipts into the rows chainpulse stores.
 
-Only stored fields are decoded. Hashes and addresses become lowercase `0x` hex;
-quantities become Python ints (exact, whatever their size).
+Only stored fields are decoded. Hashes and addresses become lowercase `0x` hex of
+their exact length (66 and 42 characters, the columns' widths); anything else is a
+node answering garbage. Quantities become Python ints (exact, whatever their size).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,8 +46,23 @@ def _int(value: str | int | None) -> int | None:
     return value if isinstance(value, int) else int(value, 16)
 
 
-def _hex(value: str | None) -> str | None:
-    return value.lower() if value is not None else None
+_HASH = re.compile(r"0x[0-9a-f]{64}")
+_ADDRESS = re.compile(r"0x[0-9a-f]{40}")
+
+
+def _hash(value: str) -> str:
+    return _checked(_HASH, value, "hash")
+
+
+def _address(value: str | None) -> str | None:
+    return None if value is None else _checked(_ADDRESS, value, "address")
+
+
+def _checked(pattern: re.Pattern[str], value: str, what: str) -> str:
+    lowered = value.lower()
+    if not pattern.fullmatch(lowered):
+        raise ValueError(f"not a {what}: {value[:80]!r}")
+    return lowered
 
 
 def fetch(node: Node, numbers: Sequence[int]) -> list[BlockData]:
@@ -67,36 +84,38 @@ def decode(raw: dict[str, Any], receipts: list[dict[str, Any]]) -> BlockData:
 
 def _decode(raw: dict[str, Any], receipts: list[dict[str, Any]]) -> BlockData:
     number = int(raw["number"], 16)
-    by_hash = {r["transactionHash"].lower(): r for r in receipts}
+    by_hash = {_hash(r["transactionHash"]): r for r in receipts}
     txs: list[Row] = []
     logs: list[Row] = []
     for tx in raw["transactions"]:
-        tx_hash = tx["hash"].lower()
+        tx_hash = _hash(tx["hash"])
         receipt = by_hash[tx_hash]
         txs.append(
             {
                 "hash": tx_hash,
                 "block_number": number,
                 "transaction_index": int(tx["transactionIndex"], 16),
-                "from_address": tx["from"].lower(),
-                "to_address": _hex(tx.get("to")),
+                "from_address": _address(tx["from"]),
+                "to_address": _address(tx.get("to")),
                 "value": int(tx["value"], 16),
                 "gas": int(tx["gas"], 16),
                 "gas_price": _int(tx.get("gasPrice")),
                 "nonce": int(tx["nonce"], 16),
                 "status": _int(receipt.get("status")),
                 "gas_used": _int(receipt.get("gasUsed")),
-                "contract_address": _hex(receipt.get("contractAddress")),
+                "contract_address": _address(receipt.get("contractAddress")),
             }
         )
         for entry in receipt["logs"]:
-            topics = [t.lower() for t in entry["topics"]] + [None] * 4
+            if len(entry["topics"]) > 4:
+                raise ValueError(f"a log with {len(entry['topics'])} topics")
+            topics = [_hash(t) for t in entry["topics"]] + [None] * 4
             logs.append(
                 {
                     "block_number": number,
                     "log_index": int(entry["logIndex"], 16),
                     "transaction_hash": tx_hash,
-                    "address": entry["address"].lower(),
+                    "address": _address(entry["address"]),
                     "topic0": topics[0],
                     "topic1": topics[1],
                     "topic2": topics[2],
@@ -106,14 +125,14 @@ def _decode(raw: dict[str, Any], receipts: list[dict[str, Any]]) -> BlockData:
             )
     block = {
         "number": number,
-        "hash": raw["hash"].lower(),
-        "parent_hash": raw["parentHash"].lower(),
+        "hash": _hash(raw["hash"]),
+        "parent_hash": _hash(raw["parentHash"]),
         "timestamp": int(raw["timestamp"], 16),
         "tx_count": len(txs),
         "gas_used": int(raw["gasUsed"], 16),
         "gas_limit": int(raw["gasLimit"], 16),
         "base_fee_per_gas": _int(raw.get("baseFeePerGas")),
-        "miner": raw["miner"].lower(),
+        "miner": _address(raw["miner"]),
         "indexed_at": datetime.now(UTC),
     }
     return BlockData(block=block, transactions=txs, logs=logs)

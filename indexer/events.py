@@ -2,15 +2,26 @@
 
 Each stream entry has the fields `type`, `id` and `data` (JSON). A repeated entry
 carries the same `id`, so consumers can drop it. Events are named in the past tense.
+
+Every id is at most MAX_ID_LENGTH characters, whatever the event holds: the outbox's
+`event_id` column is wider still, with room for a chain id in front.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, TypeAlias
 
 BlockSource = Literal["head", "backfill"]
+
+MAX_ID_LENGTH = 200  # characters; `outbox.event_id` holds 255
+
+
+def digest(*parts: str) -> str:
+    """32 hex digits of SHA-256 over `parts`: a fixed-length stand-in for long id parts."""
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -69,10 +80,16 @@ class PriceUpdated:
 
     @property
     def id(self) -> str:
+        """`price.updated:<token>:<where>:<digest>`: where is the block, `manual:<ms>` or
+        `reorg`; the digest stands for the price (a price has no length bound: a derived
+        price multiplies its legs), with the block's hash or the reorg's id."""
         if self.reorgId is not None:
-            return f"{self.type}:{self.token}:{self.reorgId}:{self.price}"
-        where = self.blockNumber if self.blockNumber is not None else f"manual:{self.publishedAt}"
-        return f"{self.type}:{self.token}:{where}:{self.price}"
+            where, key = "reorg", digest(self.reorgId, str(self.price))
+        elif self.blockNumber is None:
+            where, key = f"manual:{self.publishedAt}", digest(str(self.price))
+        else:
+            where, key = str(self.blockNumber), digest(self.blockHash or "", str(self.price))
+        return f"{self.type}:{self.token}:{where}:{key}"
 
 
 Event: TypeAlias = BlockIndexed | BlockReorged | PriceUpdated

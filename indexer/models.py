@@ -172,7 +172,7 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("event_id", String(200), nullable=False),
+    Column("event_id", String(255), nullable=False),  # ids are at most 200 (events.py)
     Column("delivery_id", String(32), nullable=False),  # random; makes re-delivery idempotent
     Column("type", String(32), nullable=False),
     Column("data", Text, nullable=False),

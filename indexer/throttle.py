@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import redis
 
@@ -49,7 +50,8 @@ RECOVER_PER_S = 0.05  # what the rate regains each second, as a share of the lim
 # piece of k calls conforms at `at` once tat - at <= (burst - k) / rate; granting it
 # moves tat to max(tat, at) + k / rate. The rate climbs back with time since `seen`.
 # KEYS: the hash; ARGV: limit, n, max_wait (s), PACE, BURST, RECOVER_PER_S.
-# Returns {calls granted, µs to wait}, or {0, -1} when the wait would pass max_wait.
+# Returns {calls granted, µs to wait, the grant's moment in µs}, or {0, -1, 0} when the
+# wait would pass max_wait.
 # Times are written with string.format (Lua 5.1 would write 14 digits).
 _ACQUIRE = """
 local t = redis.call('TIME')
@@ -69,12 +71,12 @@ local interval = 1000000 / rate
 local tat = tonumber(s[1]) or now
 local at = math.max(now, tonumber(s[4]) or 0, tat - (burst - k) * interval)
 local wait = at - now
-if wait > max_wait then return {0, -1} end
+if wait > max_wait then return {0, -1, 0} end
 tat = math.max(tat, at) + k * interval
 redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', tat),
   'rate', string.format('%.6f', rate), 'seen', string.format('%.0f', now))
 redis.call('PEXPIRE', KEYS[1], math.floor((tat - now) / 1000) + 60000)
-return {k, math.floor(wait)}
+return {k, math.floor(wait), string.format('%.0f', at)}
 """
 
 # ARGV: limit, hold (seconds to hold every caller, 0 for none), PACE, FLOOR
@@ -96,6 +98,16 @@ end
 redis.call('EXPIRE', KEYS[1], 3600)
 return tostring(rate)
 """
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A piece of the budget: `calls` calls that may be sent `wait` seconds from now,
+    at the moment `at` of Redis's clock (µs), as the shared schedule holds it."""
+
+    calls: int
+    wait: float
+    at: int
 
 
 class CallBudget:
@@ -121,23 +133,28 @@ class CallBudget:
         """Wait until the first piece of `calls` calls may be sent; returns its size
         (all of `calls` when the budget is unreachable). RateLimited when the wait would
         pass `max_wait` (nothing is reserved then)."""
+        grant = self.reserve(calls)
+        if grant.wait:
+            self.waited += grant.wait
+            time.sleep(grant.wait)
+        return grant.calls
+
+    def reserve(self, calls: int) -> Grant:
+        """Reserve the first piece of `calls` calls without waiting for it: what
+        `acquire` waits for. With the budget unreachable, every call at once."""
         try:
-            granted, wait_us = self._acquire(
+            granted, wait_us, at = self._acquire(
                 keys=[self.key], args=[self.limit, calls, self.max_wait, PACE, BURST, RECOVER_PER_S]
             )
         except redis.RedisError as exc:
             self._warn(f"the JSON-RPC budget is unreachable, calling without it: {exc}")
-            return calls
+            return Grant(calls, 0.0, 0)
         if int(wait_us) < 0:
             raise RateLimited(
                 f"the JSON-RPC budget (RPC_RATE_LIMIT={self.limit:g}/s) has no room for "
                 f"{min(calls, self.burst)} calls within {self.max_wait:g} s"
             )
-        if int(wait_us):
-            seconds = int(wait_us) / 1_000_000
-            self.waited += seconds
-            time.sleep(seconds)
-        return int(granted)
+        return Grant(int(granted), int(wait_us) / 1_000_000, int(at))
 
     def slow_down(self, retry_after: float | None) -> None:
         """The node refused for its rate: halve the shared rate, hold for `retry_after`."""

@@ -30,6 +30,7 @@ class Counts:
     refused_calls: int = 0  # in requests answered 429
     refused_requests: int = 0
     too_large: int = 0
+    busiest: int = 0  # the most calls forwarded within one second (sliding), wall clock
     first: float = 0.0  # monotonic time of the first and last forwarded request
     last: float = 0.0
 
@@ -79,6 +80,7 @@ class Provider:
                 return False
             self._window.append((now, calls))
             self._in_window += calls
+            self.counts.busiest = max(self.counts.busiest, self._in_window)
             self.counts.calls += calls
             self.counts.requests += 1
             if not self.counts.first:

@@ -161,3 +161,28 @@ def test_decode_empty_block() -> None:
 def test_decode_refuses_a_malformed_block_with_rpc_error(receipts: list[dict[str, object]]) -> None:
     with pytest.raises(RpcError, match="block 0x2a has an unexpected shape"):
         decode(RAW, receipts)
+
+
+LOG = {"logIndex": "0x0", "address": PINGER, "topics": [TOPIC], "data": "0x"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "receipts"),
+    [
+        ({**RAW, "hash": RAW["hash"] + "00"}, RECEIPTS),  # longer than the column
+        ({**RAW, "parentHash": "0x1234"}, RECEIPTS),
+        ({**RAW, "miner": PINGER + "ff"}, RECEIPTS),
+        ({**RAW, "transactions": [tx(H1 + "0", 0), *RAW["transactions"][1:]]}, RECEIPTS),
+        (RAW, [{**RECEIPTS[0], "contractAddress": "0xzz" + "0" * 38}, *RECEIPTS[1:]]),
+        (RAW, [{**RECEIPTS[0], "logs": [{**LOG, "topics": [TOPIC] * 5}]}, *RECEIPTS[1:]]),
+        (RAW, [{**RECEIPTS[0], "logs": [{**LOG, "topics": [TOPIC + "ab"]}]}, *RECEIPTS[1:]]),
+        (RAW, [{**RECEIPTS[0], "logs": [{**LOG, "address": "0x00"}]}, *RECEIPTS[1:]]),
+    ],
+)
+def test_decode_refuses_hashes_and_addresses_of_the_wrong_length(
+    raw: dict[str, object], receipts: list[dict[str, object]]
+) -> None:
+    """A hash is 66 characters and an address 42, the widths of their columns:
+    anything else is refused before it reaches the database."""
+    with pytest.raises(RpcError, match="unexpected shape"):
+        decode(raw, receipts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -13,7 +14,7 @@ import redis
 from chainpulse.devnet import Anvil, free_port
 from indexer.errors import RateLimited
 from indexer.rpc import Node
-from indexer.throttle import FLOOR, KEY, PACE, CallBudget, retry_after
+from indexer.throttle import FLOOR, KEY, PACE, RECOVER_PER_S, CallBudget, Grant, retry_after
 from tests.harness.proxy import RpcProxy
 
 
@@ -24,47 +25,57 @@ def rate(client: redis.Redis, limit: float) -> float:
 
 
 def test_two_processes_together_never_pass_the_limit_in_any_second(redis_url: str) -> None:
-    """Two budgets (two processes' clients) draw on one limit of 100 calls/s for 3 s:
-    no one-second window holds more than 100 granted calls, and at least 90% is used."""
-    limit, seconds = 100, 3.0
-    grants: list[tuple[float, int]] = []
+    """Two budgets (two processes' clients) reserve from one limit of 100 calls/s, at
+    once, until the schedule is 3 s ahead: on the limiter's own clock (Redis's), no
+    one-second window holds more than 100 granted calls, and at least 90% is granted.
+    (How close callers keep to that schedule in real time is bench/backfill/quota.py's
+    figure: its provider counts every second.)"""
+    limit, ahead = 100, 3.0
+    grants: list[Grant] = []
     lock = threading.Lock()
-    start = time.monotonic()
 
     def draw() -> None:
         client = redis.Redis.from_url(redis_url)
-        budget = CallBudget(client, limit=limit, max_wait=5)
-        while time.monotonic() < start + seconds:
-            calls = budget.acquire(10)
-            with lock:
-                grants.append((time.monotonic(), calls))
-        client.close()
+        budget = CallBudget(client, limit=limit, max_wait=ahead)
+        try:
+            while True:
+                grant = budget.reserve(10)
+                with lock:
+                    grants.append(grant)
+        except RateLimited:
+            pass  # the schedule is `ahead` seconds full
+        finally:
+            client.close()
 
     threads = [threading.Thread(target=draw) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(20)
-    assert all(calls <= 3 for _, calls in grants)  # pieces of 3% of the limit
-    times = sorted(at for at, calls in grants for _ in range(calls))
-    busiest = max(sum(1 for t in times[i:] if t < at + 1.0) for i, at in enumerate(times))
+    assert grants and all(g.calls <= 3 for g in grants)  # pieces of 3% of the limit
+    moments = sorted(g.at for g in grants for _ in range(g.calls))
+    busiest = max(bisect.bisect_left(moments, at + 1_000_000) - i for i, at in enumerate(moments))
     assert busiest <= limit
-    used = sum(1 for t in times if t < start + seconds)
-    assert used >= 0.9 * limit * seconds
+    granted = bisect.bisect_left(moments, moments[0] + int(ahead * 1_000_000))
+    assert granted >= 0.9 * limit * ahead
 
 
 def test_a_caller_is_refused_past_max_wait_and_a_patient_one_waits(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     budget = CallBudget(client, limit=100, max_wait=0.5)
     for _ in range(6):
-        budget.slow_down(None)  # down to the floor: 5 calls/s
-    assert budget.acquire(3) == 3  # an idle budget grants its first piece at once
-    assert budget.waited == 0
+        budget.slow_down(None)  # down to the floor: 5 calls/s, pieces of 3
+    first = budget.reserve(3)
+    assert (first.calls, first.wait) == (3, 0)  # an idle budget grants its first piece at once
+    ahead = CallBudget(client, limit=100, max_wait=60)
+    for _ in range(20):
+        ahead.reserve(3)  # the schedule now runs 12 s ahead
     with pytest.raises(RateLimited, match=r"RPC_RATE_LIMIT=100/s\) has no room for 3 calls"):
-        budget.acquire(3)  # the next piece is 0.6 s away at 5/s: refused, nothing reserved
-    patient = CallBudget(client, limit=100, max_wait=2)
-    assert patient.acquire(3) == 3
-    assert 0.3 < patient.waited <= 0.7
+        budget.acquire(3)  # nothing within 0.5 s: refused, nothing reserved
+    patient = ahead.reserve(3)  # waits instead: after the 21 pieces before it
+    assert patient.wait > 0.5
+    # on Redis's clock, 63 calls at a rate between the floor and the pace
+    assert 63 / 5 * 1_000_000 >= patient.at - first.at >= 63 / 95 * 1_000_000
     client.close()
 
 
@@ -78,10 +89,13 @@ def test_the_rate_halves_on_the_nodes_refusal_and_climbs_back_with_time(redis_ur
     for _ in range(5):
         budget.slow_down(None)
     assert rate(client, 100) == 100 * FLOOR  # never below a twentieth of the limit
-    time.sleep(1.0)
-    budget.acquire(1)
-    assert 10 <= rate(client, 100) <= 13  # +5% of the limit per second since
     seconds, micros = client.time()
+    client.hset(KEY, "seen", (seconds - 1) * 1_000_000 + micros)  # a second ago
+    budget.acquire(1)
+    climbed = rate(client, 100) - 100 * FLOOR
+    since = (int(client.hget(KEY, "seen") or 0) - ((seconds - 1) * 1_000_000 + micros)) / 1e6
+    assert climbed == pytest.approx(100 * RECOVER_PER_S * since, abs=1e-3)  # +5/s since
+    assert since >= 1.0
     client.hset(KEY, "seen", (seconds - 60) * 1_000_000 + micros)  # a minute ago
     budget.acquire(1)
     assert rate(client, 100) == 95  # back to the pace, never above
@@ -91,12 +105,12 @@ def test_the_rate_halves_on_the_nodes_refusal_and_climbs_back_with_time(redis_ur
 def test_retry_after_holds_every_caller(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     budget = CallBudget(client, limit=100, max_wait=0.5)
-    budget.slow_down(1.0)
+    budget.slow_down(30.0)
+    hold = int(client.hget(KEY, "hold") or 0)
     with pytest.raises(RateLimited):
         budget.acquire(1)
-    patient = CallBudget(client, limit=100, max_wait=5)
-    patient.acquire(1)
-    assert patient.waited > 0.5
+    patient = CallBudget(client, limit=100, max_wait=60).reserve(1)
+    assert patient.at == hold  # the first moment after the hold, on Redis's clock
     client.close()
 
 
@@ -158,9 +172,11 @@ def test_nodes_built_from_rpc_rate_limit_share_one_budget(redis_url: str, anvil:
     assert worker.head() >= 0
     client = redis.Redis.from_url(redis_url)
     assert rate(client, 40) == 38
+    before = time.monotonic()
     worker.budget.slow_down(None)  # one process's refusal slows every process down
     follower.head()
-    assert 19 <= rate(client, 40) < 20  # halved, and climbing back since
+    since = time.monotonic() - before  # at least as long as Redis saw between the two
+    assert 19 <= rate(client, 40) <= 19 + 40 * RECOVER_PER_S * since  # halved, climbing back
     client.close()
     unset = IndexerSettings.from_env({"ETH_RPC_URL": anvil.url}, dotenv=False)
     assert Node.from_settings(unset).budget is None  # unset by default: no limit

@@ -3,12 +3,16 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from indexer.events import (
+    MAX_ID_LENGTH,
     BlockIndexed,
     BlockRef,
     BlockReorged,
     PriceUpdated,
+    digest,
     from_fields,
     to_fields,
 )
@@ -99,8 +103,50 @@ def test_a_restored_price_has_an_id_of_its_own() -> None:
     restored = PriceUpdated(
         "ETH", "1.5", 3, 1_700_000_000, "feed", 2, reorgId="block.reorged:4:0xa:0xb"
     )
-    assert original.id == "price.updated:ETH:3:1.5"
-    assert restored.id == "price.updated:ETH:block.reorged:4:0xa:0xb:1.5" != original.id
+    assert original.id == f"price.updated:ETH:3:{digest('', '1.5')}"
+    assert restored.id == f"price.updated:ETH:reorg:{digest(restored.reorgId or '', '1.5')}"
+    assert restored.id != original.id
+    # the same restore again has the same id; another reorg's restore another one
+    assert restored.id == PriceUpdated("ETH", "1.5", 3, 1, "f", 9, reorgId=restored.reorgId).id
+    assert restored.id != PriceUpdated("ETH", "1.5", 3, 1, "f", 2, reorgId="block.reorged:5").id
     # an old reader of a price-less restore still parses it
     gone = PriceUpdated("ETH", None, None, None, "feed", 2, reorgId="r")
     assert from_fields(to_fields(gone)) == gone
+
+
+HASHES = st.text("0123456789abcdef", min_size=64, max_size=64).map(lambda h: "0x" + h)
+HEIGHTS = st.integers(0, 2**63 - 1)
+TOKENS = st.from_regex(r"[A-Za-z0-9._-]{1,32}", fullmatch=True)
+# a price has no length bound: a derived price multiplies its legs
+PRICES = st.one_of(st.none(), st.text("0123456789.", min_size=1, max_size=2_000))
+REFS = st.builds(BlockRef, HEIGHTS, HASHES)
+
+
+@given(
+    reorg=st.builds(
+        BlockReorged, st.integers(1, 10_000), REFS, st.lists(REFS, max_size=5), st.lists(REFS)
+    ),
+    token=TOKENS,
+    price=PRICES,
+    height=st.one_of(st.none(), HEIGHTS),
+    block_hash=st.one_of(st.none(), HASHES),
+    published=st.integers(0, 2**63 - 1),
+)
+def test_every_id_fits_its_bound(
+    reorg: BlockReorged,
+    token: str,
+    price: str | None,
+    height: int | None,
+    block_hash: str | None,
+    published: int,
+) -> None:
+    """The outbox's event_id column holds 255 characters; ids stay within 200, with
+    room for a chain id in front."""
+    indexed = BlockIndexed(reorg.commonAncestor.number, reorg.commonAncestor.hash, "0x", 0, 0,
+                           "head")  # fmt: skip
+    prices = [
+        PriceUpdated(token, price, height, None, "s", published, blockHash=block_hash),
+        PriceUpdated(token, price, height, None, "s", published, reorgId=reorg.id),
+    ]
+    for event in [indexed, reorg, *prices]:
+        assert len(event.id) <= MAX_ID_LENGTH, event.id
