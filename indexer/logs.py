@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from typing import IO, Any
@@ -72,9 +73,28 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# Characters a message may not carry as they are: control characters (a newline would
+# start a forged line of its own, escape sequences would drive a terminal) and Unicode's
+# line and paragraph separators.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape(text: str) -> str:
+    """`text` with unprintable characters as escapes (`\\n`, `\\x1b`): one log line
+    stays one line, whatever a client managed to get into it."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
 class TextFormatter(logging.Formatter):
+    """`time level logger message key=value…`; the message escaped (`escape`), a
+    traceback after it as it is."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's)
+        record.message = escape(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)

@@ -26,7 +26,12 @@ class Identity:
 
 
 class InvalidToken(Exception):
-    """The token failed validation; str() says why (for logs, never for clients)."""
+    """The token failed validation; str() says why (never for clients, and it may quote
+    the token's own text); `kind` names the failure in a word of ours (for logs)."""
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 class TokenValidator:
@@ -48,7 +53,9 @@ class TokenValidator:
 
     def validate(self, token: object) -> Identity:
         if not isinstance(token, str) or not token or self.key is None:
-            raise InvalidToken("no key configured" if self.key is None else "not a string")
+            if self.key is None:
+                raise InvalidToken("no key configured", "no key configured")
+            raise InvalidToken("not a string", "not a string")
         try:
             claims = jwt.decode(
                 token,
@@ -59,12 +66,12 @@ class TokenValidator:
                 options={"require": ["sub"], "verify_aud": self.audience is not None},
             )
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise InvalidToken(str(exc)) from None
+            raise InvalidToken(str(exc), type(exc).__name__) from None
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
-            raise InvalidToken("sub must be a non-empty string")
+            raise InvalidToken("sub must be a non-empty string", "bad sub")
         if self.audience is None and "aud" in claims:
-            raise InvalidToken("token has an audience but none is configured")
+            raise InvalidToken("token has an audience but none is configured", "unexpected aud")
         exp = claims.get("exp")
         return Identity(sub=sub, exp=float(exp) if exp is not None else None)
 

@@ -43,6 +43,22 @@ class RealtimeSettings(IndexerSettings):
         "packets queued for one client before it is dropped as too slow",
         minimum=1,
     )
+    outbound_bytes_max: int = setting(
+        "OUTBOUND_BYTES_MAX",
+        1_048_576,
+        "bytes queued or held for one client before it is dropped as too slow",
+        minimum=1_024,
+    )
+    connect_timeout: float = setting(
+        "CONNECT_TIMEOUT",
+        45.0,
+        "seconds a new session may take to send its Socket.IO CONNECT before it is closed",
+    )
+    upgrade_timeout: float = setting(
+        "UPGRADE_TIMEOUT",
+        10.0,
+        "seconds an upgrade from long-polling may take to finish its probe and UPGRADE",
+    )
     resume_window: int = setting(
         "RESUME_WINDOW", 1_000, "blocks a reconnecting client may catch up on with `lastBlock`"
     )

@@ -23,16 +23,15 @@ import _socket
 import contextlib
 import logging
 import socket
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
 import eventlet
 from engineio import packet as eio_packet
-from engineio import socket as engineio_socket
 from eventlet import patcher, wsgi
 from eventlet.hubs import get_hub, trampoline
 
-from realtime import protocol
 from realtime.websocket import (
     BINARY,
     CLOSE,
@@ -61,6 +60,15 @@ READ_SIZE = 65_536
 _buffer = bytearray(READ_SIZE)
 _view = memoryview(_buffer)
 READS_PER_WAKEUP = 16  # then the hub's other work runs before this client is read again
+PROBE_FRAMES = 8  # frames other than text an upgrade's probe tolerates before it fails
+PACKET_SLACK = 16_384  # one packet past the outbound bound (it is checked before a packet)
+
+
+def held_bound(max_frame: int, outbound_bytes_max: int) -> int:
+    """The most bytes one connection holds for its client, whatever it sends: an
+    incomplete frame or fragmented message (`max_frame`, 4 x MAX_MESSAGE_BYTES), one
+    read not parsed yet, and what waits for it (`outbound_bytes_max`, then a packet)."""
+    return max_frame + 14 + READ_SIZE + outbound_bytes_max + PACKET_SLACK
 YIELD_EVERY = 16  # messages handled between yields to the other green threads
 HEAD_MAX = 4_096  # a first request longer than this goes to eventlet.wsgi
 # messages below this size are not worth deflating (the frame would barely shrink)
@@ -100,6 +108,7 @@ class Connection:
         "close_reason",
         "inbox",
         "held",
+        "held_bytes",
         "reading",
     )
 
@@ -120,6 +129,7 @@ class Connection:
         self.close_reason = ""
         self.inbox: list[Message] = []  # read by `wait` after the message it returned
         self.held: list[bytes] | None = None  # frames held while a read is handled
+        self.held_bytes = 0  # their size (bounded with the queue's, `EngineServer.deliver`)
         self.reading = False  # a reader green thread is handling what arrived
 
     # writing -------------------------------------------------------------------------
@@ -171,31 +181,68 @@ class Connection:
 
     # reading -------------------------------------------------------------------------
 
-    def wait(self) -> str | None:
-        """The next text message, waiting for it (only before `listen`: an upgrade's
-        probe); None when the connection ends instead."""
+    def wait(self, deadline: float) -> str | None:
+        """The next text message, waiting for it until `deadline` (`time.monotonic()`),
+        only before `listen`: an upgrade's probe. Pings are answered; None when the
+        connection ends, the deadline passes, or `PROBE_FRAMES` other frames come first.
+        A client that keeps sending cannot hold the hub: the wait yields after each read."""
         if self.greeting:
             self.sendall(b"")
+        frames = 0
         while not self.closed:
             while self.inbox:
                 opcode, payload = self.inbox.pop(0)
                 if opcode == TEXT:
                     return str(payload)
-                if opcode == CLOSE:
+                frames += 1
+                if opcode == CLOSE or frames > PROBE_FRAMES:
                     return None
+                if opcode == PING:
+                    self.sendall(frame(PONG, payload))
+            if self.parser.ready:
+                messages = self._parse(b"")
+                if messages is None:
+                    return None
+                self.inbox += messages
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
             try:
                 data = _recv(self.sock)
             except BlockingIOError:
-                trampoline(self.fd, read=True, timeout=self.timeout, timeout_exc=TimeoutError)
+                try:
+                    trampoline(self.fd, read=True, timeout=remaining, timeout_exc=TimeoutError)
+                except TimeoutError:
+                    return None
                 continue
+            except OSError:
+                return None
             if not data:
                 return None
-            try:
-                self.inbox += self.parser.feed(data)
-            except ProtocolError as exc:
-                self.close_code, self.close_reason = exc.code, exc.reason
+            eventlet.sleep(0)  # let the rest of the server run between reads
+            messages = self._parse(data)
+            if messages is None:
                 return None
+            self.inbox += messages
         return None
+
+    def _parse(self, data: bytes) -> list[Message] | None:
+        """The messages `data` completes; None after a protocol error (its code kept)."""
+        try:
+            return self.parser.feed(data)
+        except ProtocolError as exc:
+            self.close_code, self.close_reason = exc.code, exc.reason
+            return None
+
+    def holding(self) -> int:
+        """Bytes this connection holds for its client: what the parser keeps (an
+        incomplete frame, a fragmented message, the inflater's input), messages read and
+        not yet handled, answers held during a read, and its session's queue."""
+        inbox = sum(len(p) for _, p in self.inbox if isinstance(p, str | bytes))
+        session = self.session
+        queued = getattr(session.queue, "bytes", 0) if session is not None else 0
+        return self.parser.pending + inbox + self.held_bytes + queued
 
     def listen(self, session: Any) -> None:
         """Hand the connection to `session` (a FanoutSocket) and read it from the hub
@@ -203,7 +250,7 @@ class Connection:
         self.session = session
         self.server.websockets += 1
         self._listen()
-        if self.inbox:
+        if self.inbox or self.parser.ready:
             self.reading = True
             self.server.threads.run(self.read)
 
@@ -249,6 +296,9 @@ class Connection:
             self._read_messages()
         finally:
             self.reading = False
+            holding = self.holding()
+            if holding > server.peak_held:
+                server.peak_held = holding
             if held:
                 server.release(session)
             if not self.closed and self.listener is None:
@@ -266,8 +316,15 @@ class Connection:
                 if not self._handle(opcode, payload):
                     self._end()
                     return
-                if self.closed:
+                if self.closed or self.session.closing:
+                    return  # dropped (a slow consumer), or being closed: read no more
+            if self.parser.ready:  # whole frames wait in the parser's buffer
+                parsed = self._parse(b"")
+                if parsed is None:
+                    self._end()
                     return
+                messages = parsed
+                continue
             if reads == READS_PER_WAKEUP or (reads and len(data) < READ_SIZE):
                 # a read shorter than asked took everything there was: the hub says
                 # when more comes (no read that would only say EAGAIN)
@@ -282,24 +339,24 @@ class Connection:
             if not data:
                 self._end()
                 return
-            try:
-                messages = self.parser.feed(data)
-            except ProtocolError as exc:
-                self.close_code, self.close_reason = exc.code, exc.reason
+            parsed = self._parse(data)
+            if parsed is None:
                 self._end()
                 return
+            messages = parsed
 
     def _handle(self, opcode: int, payload: Any) -> bool:
         """One inbound message; False when the session must end."""
         session = self.session
         if opcode == TEXT:
             if not payload or payload[0] not in _EIO_TYPES:
-                self._refuse(protocol.MALFORMED, "malformed frame")
-                return True
+                # not an Engine.IO packet: the protocol closes the session
+                self.server.count_refusal("not an engine.io packet")
+                self.close_code, self.close_reason = 1003, "Invalid Engine.IO packet"
+                return False
             return bool(session.take(payload))
         if opcode == BINARY:
-            self._refuse(protocol.BINARY_REFUSED, "binary frame")
-            return True
+            return bool(session.take(payload))  # a binary MESSAGE: Socket.IO decides
         if opcode == PING:
             self.server.deliver(session, RawPacket(frame(PONG, payload)))
             return True
@@ -307,9 +364,6 @@ class Connection:
             self.close_code = payload  # echoed in our closing frame
             return False
         return True  # a PONG
-
-    def _refuse(self, message: str, reason: str) -> None:
-        self.server.refuse(self.session, message, reason)
 
     def _end(self) -> None:
         if not self.closed and self.session is not None:
@@ -324,8 +378,12 @@ class Connection:
             return
         self.closed = True
         self._unlisten()
+        # answers held during the read that ends here go first (RFC 6455 5.5.2: a PONG
+        # for each PING that came before the client's CLOSE)
+        held = b"".join(self.held) if self.held else b""
+        self.held, self.held_bytes = None, 0
         with contextlib.suppress(OSError):
-            self.sock.send(self.greeting + close_frame(self.close_code, self.close_reason))
+            self.sock.send(self.greeting + held + close_frame(self.close_code, self.close_reason))
             self.sock.shutdown(socket.SHUT_WR)
         self.sock.close()
         session = self.session
@@ -380,12 +438,7 @@ class WebSocketDriver:
             start_response(exc.status, [("Connection", "close"), *exc.headers])
             return [b""]
         conn = Connection(take_socket(environ), self.server, deflate, greeting)
-        session = getattr(self.handler, "__self__", None)
-        if isinstance(session, engineio_socket.Socket):
-            self.server.adopt(session)
-            session._websocket_handler(conn)  # the adopted class's handler
-        else:
-            self.handler(conn)
+        self.handler(conn)  # FanoutSocket._websocket_handler
         if not conn.closed and conn.session is None:  # the upgrade failed
             conn.close()
         if "eventlet.set_idle" in environ:  # under eventlet.wsgi: no response to write
@@ -443,6 +496,10 @@ def upgrade_environ(head: bytes, address: tuple[str, int]) -> tuple[dict[str, An
         name, colon, value = line.partition(":")
         if not colon or not name or name != name.strip() or " " in name:
             return None  # folded or malformed: eventlet.wsgi answers it
+        if "_" in name:
+            # dropped, as eventlet.wsgi does: `X_Forwarded_For` would otherwise land in
+            # HTTP_X_FORWARDED_FOR beside (or instead of) what a trusted proxy wrote
+            continue
         key = "HTTP_" + name.upper().replace("-", "_")
         if key in ("HTTP_CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"):
             return None

@@ -16,9 +16,17 @@ unless asked, and refusal of frames that are not Engine.IO text packets.
   hands engine.io at most `POLL_BATCH_MAX` packets per poll: a long-polling response
   carries no more than python-engineio clients accept (16; they drop the connection
   on a longer payload), and the rest go in the next response.
-- `EngineServer.deliver` refuses to grow a client's queue past `outbound_queue_max`:
-  the backlog is discarded, the client gets `exception` "Slow consumer: outbound queue
-  full" and the transport is closed, so a slow client holds no server memory.
+- `EngineServer.deliver` refuses to grow what a client has waiting (its queue and the
+  answers held during a read) past `outbound_queue_max` packets or `outbound_bytes_max`
+  bytes: the backlog is discarded, the client gets `exception` "Slow consumer: outbound
+  queue full" and the transport is closed, so a slow client holds no server memory.
+- Refusals of what a client sent are answered while it has room (less than half of
+  either bound waiting); past that they are only counted, so a flood of bad frames
+  costs a counter, not an answer each.
+- The handshake: the OPEN packet advertises `pingInterval` and `pingTimeout` to the
+  millisecond; a new session needs `transport` in its query (400 without); a second
+  GET while one waits closes the session (the waiting GET gets CLOSE, the second 400);
+  an upgrade's probe must finish within `upgrade_timeout` seconds.
 - Inbound WebSocket frames above `max_http_buffer_size` close the connection with code
   1009 and a reason naming the limit; binary frames and text that is not an Engine.IO
   packet are answered with an `exception` event and ignored.
@@ -83,6 +91,7 @@ def _heartbeat_first_queue() -> Any:
 
         # called after each put (FanoutSocket wakes its WebSocket writer with it)
         on_put: Callable[[], None] | None = None
+        bytes = 0  # what the queued packets weigh (`packet_size`)
 
         def take(self) -> Any:
             """The next packet, for the WebSocket writer (no batch); Empty when none."""
@@ -99,7 +108,17 @@ def _heartbeat_first_queue() -> Any:
                 self._batch += 1
             return super().get(block, timeout)
 
+        def _get(self) -> Any:
+            item = super()._get()
+            self.bytes = max(0, self.bytes - packet_size(item))
+            return item
+
+        def clear(self) -> None:
+            self.queue.clear()
+            self.bytes = 0
+
         def _put(self, item: Any) -> None:
+            self.bytes += packet_size(item)
             if isinstance(item, eio_packet.Packet) and item.packet_type == eio_packet.PING:
                 # ahead of the backlog, but never inside a frame already half written
                 at = 1 if self.queue and getattr(self.queue[0], "tail", False) else 0
@@ -112,12 +131,24 @@ def _heartbeat_first_queue() -> Any:
 
         def put_first(self, item: Any) -> None:
             """Queue `item` ahead of everything (frames that were held for a socket)."""
+            self.bytes += packet_size(item)
             self.queue.appendleft(item)
             self._put_bookkeeping()
             if self.on_put is not None:
                 self.on_put()
 
     return HeartbeatFirstQueue
+
+
+def packet_size(pkt: Any) -> int:
+    """What a queued packet weighs, in bytes: its frame when encoded once, else its data."""
+    if pkt is None:
+        return 0
+    cached = getattr(pkt, "encode_cache", None)
+    if cached is not None:
+        return len(cached)
+    data = getattr(pkt, "data", None)
+    return len(data) if isinstance(data, str | bytes) else 16
 
 
 def _send_ping(sock: Any) -> None:
@@ -152,11 +183,23 @@ class FanoutSocket(engineio_socket.Socket):
     writing = False  # a writer is sending this WebSocket's queue
     writer: Any = None  # the last writer green thread started
     ws_conn: Connection | None = None  # the WebSocket, once the session is on it
+    polling = False  # a long-polling GET waits for packets
 
-    @classmethod
-    def adopt(cls, sock: Any) -> None:
-        if type(sock) is engineio_socket.Socket:
-            sock.__class__ = cls  # python-engineio builds plain Sockets
+    def handle_get_request(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """A second GET while one waits breaks the protocol: the session is closed (the
+        waiting GET is answered CLOSE) and the second answered 400, as the reference
+        server does; python-engineio would hold both."""
+        connection = environ.get("HTTP_CONNECTION", "").lower()
+        if "upgrade" in connection and environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            return super().handle_get_request(environ, start_response)
+        if self.polling:
+            self.close(wait=False, abort=False, reason=self.server.reason.TRANSPORT_ERROR)
+            raise engineio.exceptions.EngineIOError("a second GET while one waits")
+        self.polling = True
+        try:
+            return super().handle_get_request(environ, start_response)
+        finally:
+            self.polling = False
 
     def handle_post_request(self, environ: dict[str, Any]) -> None:
         length = int(environ.get("CONTENT_LENGTH", "0") or 0)
@@ -183,6 +226,8 @@ class FanoutSocket(engineio_socket.Socket):
             self.upgrading = True  # engine.io holds sends until the upgrade is done
             if not self._upgrade(ws):
                 self.upgrading = False
+                if ws.close_code is None:  # no WebSocket protocol error: the probe failed
+                    ws.close_code, ws.close_reason = 1002, "Engine.IO upgrade failed"
                 return []
             self.upgraded = True
             self.upgrading = False
@@ -196,12 +241,18 @@ class FanoutSocket(engineio_socket.Socket):
         self._flush()
         return []
 
-    def take(self, data: str) -> bool:
-        """Handle one inbound WebSocket message; False when the session must end."""
+    def take(self, data: str | bytes) -> bool:
+        """Handle one inbound WebSocket message (text: an Engine.IO packet; bytes: a
+        binary MESSAGE); False when the session must end."""
+        if self.closing or self.closed:
+            return False
         if len(data) > self.server.max_http_buffer_size:
             return False
         try:
-            self.receive(eio_packet.Packet(encoded_packet=data))
+            if isinstance(data, str):
+                self.receive(eio_packet.Packet(encoded_packet=data))
+            else:
+                self.receive(eio_packet.Packet(eio_packet.MESSAGE, data=data))
         except engineio.exceptions.UnknownPacketError:
             pass
         except engineio.exceptions.SocketIsClosedError:
@@ -225,14 +276,16 @@ class FanoutSocket(engineio_socket.Socket):
         self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
 
     def _upgrade(self, ws: Connection) -> bool:
-        """The probe of an upgrade from long-polling: PING "probe", PONG, UPGRADE."""
+        """The probe of an upgrade from long-polling: PING "probe", PONG, UPGRADE, all
+        within the server's `upgrade_timeout`."""
+        deadline = time.monotonic() + self.server.upgrade_timeout
         try:
-            probe = ws.wait()
+            probe = ws.wait(deadline)
             if probe != "2probe":
                 return False
             ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
             self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
-            upgrade = ws.wait()
+            upgrade = ws.wait(deadline)
         except OSError:  # the client went away, or said nothing in time
             return False
         if upgrade is None or upgrade[:1] != "5":
@@ -300,12 +353,17 @@ class EngineServer(engineio.Server):
         self,
         *args: Any,
         outbound_queue_max: int = 1_000,
+        outbound_bytes_max: int = 1_048_576,
+        upgrade_timeout: float = 10.0,
         ws_compression: bool = False,
         count_refusal: Callable[[str], None] = lambda reason: None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.outbound_queue_max = outbound_queue_max
+        self.outbound_bytes_max = outbound_bytes_max
+        self.upgrade_timeout = upgrade_timeout
+        self.peak_held = 0  # the most bytes one connection held (`Connection.holding`)
         self.compression = ws_compression
         self.count_refusal = count_refusal
         self.direct_writes = 0  # frames written without the queue (since start-up)
@@ -333,14 +391,66 @@ class EngineServer(engineio.Server):
         sock.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
         self.sockets.pop(sid, None)
 
-    def _get_socket(self, sid: str) -> Any:
-        sock = super()._get_socket(sid)
-        FanoutSocket.adopt(sock)
-        return sock
+    def handle_request(self, environ: dict[str, Any], start_response: Any) -> Any:
+        query = environ.get("QUERY_STRING", "")
+        if "sid=" not in query and "transport=" not in query:
+            # the protocol requires it; python-engineio would assume polling
+            start_response("400 BAD REQUEST", [("Content-Type", "application/json")])
+            return [b'{"code":0,"message":"Transport unknown"}']
+        return super().handle_request(environ, start_response)
 
-    def adopt(self, sock: Any) -> None:
-        """Make a session python-engineio built a `FanoutSocket`."""
-        FanoutSocket.adopt(sock)
+    def _handle_connect(
+        self,
+        environ: dict[str, Any],
+        start_response: Any,
+        transport: str,
+        jsonp_index: int | None = None,
+    ) -> Any:
+        """python-engineio's, with a `FanoutSocket` from the start and the heartbeat
+        advertised to the millisecond (it sends whole seconds: 2.5 s as 2000 ms)."""
+        if self.start_service_task:  # type: ignore[has-type]
+            self.start_service_task = False
+            self.service_task_handle = self.start_background_task(self._service_task)
+        sid = self.generate_id()
+        sock = FanoutSocket(self, sid)
+        self.sockets[sid] = sock
+        interval = self.ping_interval + self.ping_interval_grace_period
+        opened = {
+            "sid": sid,
+            "upgrades": self._upgrades(sid, transport),
+            "pingTimeout": round(self.ping_timeout * 1000),
+            "pingInterval": round(interval * 1000),
+            "maxPayload": self.max_http_buffer_size,
+        }
+        sock.send(eio_packet.Packet(eio_packet.OPEN, opened))
+        answer = self._trigger_event("connect", sid, environ, run_async=False)
+        if answer is not None and answer is not True:
+            del self.sockets[sid]
+            return self._unauthorized(answer or None)
+        sock.schedule_ping()
+        if transport == "websocket":
+            result = sock.handle_get_request(environ, start_response)
+            if sock.closed and sid in self.sockets:
+                del self.sockets[sid]
+            return result
+        sock.connected = True
+        try:
+            return self._ok(sock.poll(), jsonp_index=jsonp_index)
+        except engineio.exceptions.QueueEmpty:
+            return self._bad_request()
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> None:
+        """Run `callback` in `delay` seconds, from the hub (a timer, no green thread)."""
+        if self._queue_class is not None:
+            from eventlet.hubs import get_hub
+
+            get_hub().schedule_call_global(delay, callback)
+        else:
+            import threading
+
+            timer = threading.Timer(delay, callback)
+            timer.daemon = True
+            timer.start()
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         # Engine.IO parks one green thread per client in `sleep(ping_interval)` between
@@ -364,13 +474,30 @@ class EngineServer(engineio.Server):
 
     def deliver(self, sock: Any, pkt: Any) -> None:
         """Send `pkt` to one session: written at once when its WebSocket is idle, else
-        queued (a client whose queue is full is dropped as a slow consumer)."""
-        if sock.queue.qsize() >= self.outbound_queue_max:
+        queued (a client with too much waiting is dropped as a slow consumer). Nothing
+        is sent to a session that is closing."""
+        if sock.closing or sock.closed:
+            return
+        count, size = self.waiting(sock)
+        if count >= self.outbound_queue_max or size >= self.outbound_bytes_max:
             self.drop_slow(sock)
             return
         if self._write_directly(sock, pkt):
             return
         sock.send(pkt)
+        queued = getattr(sock.queue, "bytes", 0)
+        if queued > self.peak_held:
+            self.peak_held = queued
+
+    def waiting(self, sock: Any) -> tuple[int, int]:
+        """Packets and bytes waiting for a client: its queue, and what is held for it
+        while its messages are handled."""
+        count, size = sock.queue.qsize(), getattr(sock.queue, "bytes", 0)
+        ws = getattr(sock, "ws_conn", None)
+        if ws is not None and ws.held is not None:
+            count += len(ws.held)
+            size += ws.held_bytes
+        return count, size
 
     def _write_directly(self, sock: Any, pkt: Any) -> bool:
         """Write a packet straight to an idle WebSocket, skipping the queue and the
@@ -397,6 +524,8 @@ class EngineServer(engineio.Server):
             held = self._held.setdefault(sock, [])
         if held is not None:
             held.append(data)
+            if held is ws.held:
+                ws.held_bytes += len(data)
             self.direct_writes += 1
             return True
         if not self._send_nowait(sock, ws, data):
@@ -430,14 +559,14 @@ class EngineServer(engineio.Server):
         ws = getattr(sock, "ws_conn", None)
         if ws is None or ws.held is not None or (self._held is not None and sock in self._held):
             return False
-        ws.held = []
+        ws.held, ws.held_bytes = [], 0
         return True
 
     def release(self, sock: Any) -> None:
         ws = getattr(sock, "ws_conn", None)
         if ws is None or ws.held is None:
             return
-        frames, ws.held = ws.held, None
+        frames, ws.held, ws.held_bytes = ws.held, None, 0
         if not frames:
             return
         if self._held is not None:  # a stream read is corked: its release sends these
@@ -447,9 +576,11 @@ class EngineServer(engineio.Server):
 
     def _release(self, sock: Any, data: bytes) -> None:
         ws = getattr(sock, "ws_conn", None)
-        if ws is None or sock.closing or sock.closed or ws.closed:
-            return  # the client is gone or being dropped
-        if sock.writing or sock.queue.qsize() or ws.sending:
+        if ws is None or ws.closed:
+            return  # the client is gone
+        if sock.closing or sock.writing or sock.queue.qsize() or ws.sending:
+            # behind a close under way too: its writer sends these before it closes
+            # (a PONG to a PING that came with the client's CLOSE, a CONNECT_ERROR)
             sock.queue.put_first(RawPacket(data, tail=True))  # something bypassed the hold
             return
         if self._send_nowait(sock, ws, data) == 0:  # the kernel took nothing yet
@@ -466,15 +597,13 @@ class EngineServer(engineio.Server):
             sock.queue.put(RawPacket(data[sent:], tail=True))
         return sent
 
-    def refuse(self, sock: Any, message: str, reason: str) -> None:
-        """Answer one session with an `exception` event (a frame that is refused)."""
-        self.count_refusal(reason)
-        self.deliver(sock, encode_event(self.namespace, "exception", protocol.exception(message)))
-
     def has_room(self, sid: str) -> bool:
-        """True while the client's outbound queue is less than half full."""
+        """True while less than half of either bound waits for the client."""
         sock = self.sockets.get(sid)
-        return sock is not None and sock.queue.qsize() < self.outbound_queue_max // 2
+        if sock is None:
+            return False
+        count, size = self.waiting(sock)
+        return count < self.outbound_queue_max // 2 and size < self.outbound_bytes_max // 2
 
     def drop_slow(self, sock: Any) -> None:
         if sock.closing or sock.closed:
@@ -483,7 +612,10 @@ class EngineServer(engineio.Server):
         log.warning(
             "outbound queue full, disconnecting a slow consumer", extra={"client": sock.sid}
         )
-        sock.queue.queue.clear()  # free the backlog now
+        ws = getattr(sock, "ws_conn", None)
+        if ws is not None and ws.held is not None:
+            ws.held, ws.held_bytes = [], 0
+        sock.queue.clear()  # free the backlog now
         sock.queue.put(
             encode_event(self.namespace, "exception", protocol.exception(protocol.SLOW_CONSUMER))
         )

@@ -24,7 +24,7 @@ from realtime.config import RealtimeSettings
 from realtime.db import Database
 from realtime.feed import Feed
 from realtime.metrics import Metrics
-from realtime.ratelimit import SlidingWindowLimiter
+from realtime.ratelimit import LogThrottle, SlidingWindowLimiter
 from realtime.socketio_server import GatewayServer
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 NS = protocol.NAMESPACE
 MAX_PRIVATE_MESSAGE = 4_096  # characters
 MAX_PING_ARGUMENTS = 8  # the reference's ping ignores its arguments; so does ours, up to this
+MAX_HEIGHT = 2**63 - 1  # the largest block number a database column holds
 
 
 class ClientState:
@@ -77,6 +78,7 @@ class Gateway:
         self.limiter = limiter
         self.clients: dict[str, ClientState] = {}
         self._resume: dict[str, tuple[Any, Any]] = {}
+        self._token_log = LogThrottle(log)
         metrics.track("clients", lambda: len(self.clients))
         metrics.track("rate limiter", lambda: len(self.limiter))
         metrics.track("environ", lambda: len(sio.environ))
@@ -104,7 +106,8 @@ class Gateway:
             try:
                 identity = self.validator.validate(token)
             except InvalidToken as exc:
-                log.info("invalid token: %s", exc, extra={"client": sid})
+                # the kind only: the reason can quote the token's own (attacker's) text
+                self._token_log.info(exc.kind, f"invalid token ({exc.kind})")
                 state.auth_error = protocol.INVALID_TOKEN
             else:
                 state.sub, state.expires = identity.sub, identity.exp
@@ -139,11 +142,14 @@ class Gateway:
         if (
             not isinstance(last_block, int)
             or isinstance(last_block, bool)
-            or last_block < 0
+            or not 0 <= last_block <= MAX_HEIGHT
             or (last_hash is not None and not isinstance(last_hash, str))
         ):
             self.metrics.refuse("invalid resume")
-            message = f"{protocol.INVALID_PAYLOAD}: lastBlock must be a non-negative integer"
+            message = (
+                f"{protocol.INVALID_PAYLOAD}: lastBlock must be an integer from 0 to 2^63-1, "
+                "lastBlockHash a string"
+            )
             self.feed.emit(sid, "exception", protocol.exception(message))
             self.feed.join_live(sid)
             return

@@ -83,6 +83,12 @@ class Metrics:
             "Direct writes the kernel took only partly (the rest was queued), since start",
             registry=r,
         )
+        self.peak_held = Gauge(
+            "chainpulse_realtime_connection_held_bytes_peak",
+            "The most bytes one WebSocket connection held at the end of a read, since start "
+            "(its parser's buffers, unhandled messages, held answers and queue)",
+            registry=r,
+        )
         self.indexing_lag = Gauge(
             "chainpulse_realtime_indexing_lag_blocks",
             "Node head (as the follower last saw it) minus the highest indexed block; "

@@ -38,6 +38,7 @@ SLOW_CONSUMER = "Slow consumer: outbound queue full"
 BUS_UNAVAILABLE = "Private messages are unavailable"
 ALREADY_CONNECTED = "Already connected to this namespace"
 SHUTTING_DOWN = "Server shutting down"
+INVALID_NAMESPACE = "Invalid namespace"  # the protocol's CONNECT_ERROR for another namespace
 
 
 def now_ms() -> int:

@@ -100,7 +100,10 @@ def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool 
             settings.trusted_proxy_header,
         ),
         count_refusal=metrics.refuse,
+        connect_timeout=settings.connect_timeout,
         outbound_queue_max=settings.outbound_queue_max,
+        outbound_bytes_max=settings.outbound_bytes_max,
+        upgrade_timeout=settings.upgrade_timeout,
         ws_compression=settings.compression,
         async_mode=async_mode,
         # a client's events run in order in the green thread that read them (one per
@@ -120,6 +123,7 @@ def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool 
     )
     metrics.direct_writes.set_function(lambda: float(sio.eio.direct_writes))
     metrics.partial_writes.set_function(lambda: float(sio.eio.partial_writes))
+    metrics.peak_held.set_function(lambda: float(sio.eio.peak_held))
     if bus is not None:
         bus_ = bus
         metrics.pubsub_healthy.set_function(lambda: 1.0 if bus_.healthy else 0.0)

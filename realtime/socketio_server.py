@@ -1,10 +1,19 @@
 """socketio.Server with the gateway's checks in front of every inbound packet.
 
-Before any handler runs: the inbound size cap (`exception` "Message too large"),
-binary packets refused, malformed packets answered instead of killing the
-connection, and the per-connection rate limit ("Rate limit exceeded", the client
-stays connected). Each refusal is an `exception` event plus, when the client asked
-for an ack, `{success: false, error}`.
+Before a session has joined `/realtime`, the protocol's rules: a CONNECT to another
+namespace is answered CONNECT_ERROR `{"message": "Invalid namespace"}`; a CONNECT the
+gateway refuses is answered CONNECT_ERROR (the client then closes the session; one that
+retries on it is closed after `REFUSED_CONNECTS_MAX`); a packet that is not Socket.IO
+closes the session; any other packet (binary ones included) is ignored; a session that
+has not connected within `connect_timeout` seconds is closed.
+
+Once it has joined: the inbound size cap (`exception` "Message too large"), binary
+packets refused, malformed packets answered instead of killing the connection (a
+deliberate difference from the reference server, which closes it), and the
+per-connection rate limit ("Rate limit exceeded", the client stays connected). Each
+refusal is an `exception` event plus, when the client asked for an ack,
+`{success: false, error}`, sent while the client has room for it (see
+`EngineServer.has_room`); past that, refusals are only counted.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from realtime.engineio_server import EngineServer, encode_ack, encode_event
 
 log = logging.getLogger(__name__)
 
+REFUSED_CONNECTS_MAX = 3  # refused CONNECTs one session may send before it is closed
+
 
 class GatewayServer(socketio.Server):
     """`allow(sid)` is asked before each event a client sends (the rate limit);
@@ -37,10 +48,13 @@ class GatewayServer(socketio.Server):
         allow: Callable[[str], bool],
         count_refusal: Callable[[str], None],
         admission: Admission,
+        connect_timeout: float,
         **kwargs: Any,
     ) -> None:
         super().__init__(count_refusal=count_refusal, **kwargs)
         self.admission = admission
+        self.connect_timeout = connect_timeout
+        self._refused_connects: dict[str, int] = {}  # by Engine.IO session
         self.max_message_bytes = max_message_bytes
         self.allow = allow
         self.count_refusal = count_refusal
@@ -73,17 +87,41 @@ class GatewayServer(socketio.Server):
         if refusal is not None:
             self.count_refusal(refusal)
             return {"message": refusal}  # the handshake is answered 401 with this
+        if self.connect_timeout > 0:
+            self.eio.call_later(self.connect_timeout, lambda: self._connect_timed_out(eio_sid))
         return super()._handle_eio_connect(eio_sid, environ)
+
+    def _connect_timed_out(self, eio_sid: str) -> None:
+        if eio_sid in self.eio.sockets and not self._joined(eio_sid):
+            self.count_refusal("connect timeout")
+            self._close_session(eio_sid)
+
+    def _joined(self, eio_sid: str) -> bool:
+        """The session has joined `/realtime` (the one namespace served)."""
+        sid = self.manager.sid_from_eio_sid(eio_sid, protocol.NAMESPACE)
+        return sid is not None and self.manager.is_connected(sid, protocol.NAMESPACE)
+
+    def _close_session(self, eio_sid: str) -> None:
+        """End an Engine.IO session after what was sent to it: a WebSocket's writer
+        sends its queue (CLOSE last) and closes; a long poll gets the CLOSE packet."""
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is not None:
+            sock.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT)
 
     def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         self.admission.leave(eio_sid)
+        self._refused_connects.pop(eio_sid, None)
         super()._handle_eio_disconnect(eio_sid, reason)
 
     def _engineio_server_class(self) -> type[EngineServer]:
         return EngineServer
 
     def refuse(self, eio_sid: str, message: str, reason: str, ack_id: int | None = None) -> None:
-        """Answer one client: an `exception` event, and an ack error if it asked for one."""
+        """Answer one client: an `exception` event, and an ack error if it asked for one;
+        only counted once half of what the client may have waiting is taken."""
+        if not self.eio.has_room(eio_sid):
+            self.count_refusal(f"{reason}, unanswered")
+            return
         self.count_refusal(reason)
         ns = protocol.NAMESPACE
         self.eio.send_packet(eio_sid, encode_event(ns, "exception", protocol.exception(message)))
@@ -95,10 +133,17 @@ class GatewayServer(socketio.Server):
         fails at once with `message` instead of waiting for an answer."""
         head = data[1:256]
         ns = head[: head.index(",")] if head.startswith("/") and "," in head else "/"
-        text = f"4{ns},{json.dumps({'message': message})}"
+        self._connect_error(eio_sid, ns, message)
+
+    def _connect_error(self, eio_sid: str, namespace: str, message: str) -> None:
+        prefix = "" if namespace == "/" else f"{namespace},"
+        text = f"4{prefix}{json.dumps({'message': message})}"
         self.eio.send_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, data=text))
 
     def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if not self._joined(eio_sid):
+            self._before_connect(eio_sid, data)
+            return
         if isinstance(data, bytes | bytearray):
             if eio_sid not in self._binary_packet:
                 self.refuse(eio_sid, protocol.BINARY_REFUSED, "binary")
@@ -119,8 +164,39 @@ class GatewayServer(socketio.Server):
         except (ValueError, TypeError, KeyError, IndexError):
             self.refuse(eio_sid, protocol.MALFORMED, "malformed")
 
+    def _before_connect(self, eio_sid: str, data: Any) -> None:
+        """A packet of a session that has not joined `/realtime`: a CONNECT is handled,
+        anything that is not Socket.IO closes the session, the rest is ignored."""
+        if isinstance(data, str) and data[:1] == "0":
+            if len(data) > self.max_message_bytes // 4 and (
+                len(data.encode("utf-8", "surrogatepass")) > self.max_message_bytes
+            ):
+                self.count_refusal("too large")
+                self._refuse_connect(eio_sid, data, protocol.MESSAGE_TOO_LARGE)
+                return
+            try:
+                super()._handle_eio_message(eio_sid, data)
+            except (ValueError, TypeError, KeyError, IndexError):
+                self.count_refusal("malformed before connect")
+                self._close_session(eio_sid)
+            return
+        if isinstance(data, str):
+            try:
+                self.packet_class(encoded_packet=data)
+            except (ValueError, TypeError, KeyError, IndexError):
+                self.count_refusal("malformed before connect")
+                self._close_session(eio_sid)
+                return
+        self.count_refusal("before connect, ignored")
+
     def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
         ns = namespace or "/"
+        if ns != protocol.NAMESPACE:
+            # the protocol's answer, an object (python-socketio sends the string "Unable
+            # to connect", which leaves socket.io-client's error message undefined)
+            self.count_refusal("invalid namespace")
+            self._connect_error(eio_sid, ns, protocol.INVALID_NAMESPACE)
+            return
         if self.manager.sid_from_eio_sid(eio_sid, ns) is not None:
             # a second CONNECT on one Engine.IO session would make a second client that
             # the session's close never removes (a leak, and a connected-clients gauge
@@ -129,9 +205,17 @@ class GatewayServer(socketio.Server):
             return
         super()._handle_connect(eio_sid, namespace, data)
         sid = self.manager.sid_from_eio_sid(eio_sid, ns)
-        if ns == protocol.NAMESPACE and sid is not None and self.manager.is_connected(sid, ns):
+        if sid is not None and self.manager.is_connected(sid, ns):
             for handler in self._after_connect:
                 handler(sid)
+        else:
+            # refused (CONNECT_ERROR sent). Clients close the session themselves (closing
+            # it here too races python-engineio's client into a traceback); one that
+            # keeps retrying on the same session is closed after a few
+            refused = self._refused_connects[eio_sid] = self._refused_connects.get(eio_sid, 0) + 1
+            if refused >= REFUSED_CONNECTS_MAX:
+                self.count_refusal("connect retried")
+                self._close_session(eio_sid)
 
     def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
         ns = namespace or "/"

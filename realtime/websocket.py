@@ -8,8 +8,14 @@ Invariants:
   several frames at once) and returns the whole messages and control frames in them,
   keeping the rest for the next call;
 - a client's frame is masked; a message (or frame) longer than `max_size` bytes fails
-  the connection with 1009 as soon as its length is known, text that is not UTF-8 with
-  1007, anything else malformed with 1002 (`ProtocolError` carries the code);
+  the connection with 1009 as soon as its length is known, text that is not UTF-8 and
+  compressed data that does not inflate with 1007, anything else malformed with 1002
+  (`ProtocolError` carries the code);
+- what a parser holds is bounded by `max_size`, however the client sends it: each
+  fragment after a message's first counts `FRAGMENT_COST` bytes besides its payload
+  (262,143 one-byte or empty fragments would otherwise hold megabytes of small objects),
+  fragments are joined into one buffer as they arrive, and one `feed` returns at most
+  `MESSAGES_PER_FEED` messages (the rest wait, parsed on the next call: `ready`);
 - server frames are never masked, so a text message packs to the same bytes for every
   connection without deflate (`Frame`), and, since this server compresses every message
   without context takeover, to the same bytes for every connection with it too.
@@ -30,6 +36,8 @@ _OPCODES = frozenset((0x0, TEXT, BINARY, CLOSE, PING, PONG))
 # close codes a peer may send (RFC 6455 7.4.1; 3000-4999 are for applications)
 _CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011))
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"
+FRAGMENT_COST = 6  # bytes a continuation frame counts besides its payload (its least header)
+MESSAGES_PER_FEED = 256  # messages one `feed` returns at most; the rest wait in the buffer
 
 Message = tuple[int, Any]  # (TEXT, str) | (BINARY, bytes) | (CLOSE, code) | (PING|PONG, bytes)
 
@@ -96,17 +104,21 @@ def negotiate_deflate(offers: str) -> tuple[Deflate | None, str]:
         response = ["permessage-deflate", "server_no_context_takeover"]
         client_resets = False
         acceptable = True
+        seen: set[str] = set()
         for param in params:
             key, _, value = param.partition("=")
             key, value = key.strip(), value.strip().strip('"')
+            if key in seen:
+                acceptable = False  # RFC 7692 7.1: an offer naming a parameter twice
+            seen.add(key)
             if key == "server_no_context_takeover" and not value:
                 continue
             if key == "client_no_context_takeover" and not value:
                 client_resets = True
                 response.append("client_no_context_takeover")
-            elif key == "client_max_window_bits" and (not value or value.isdigit()):
+            elif key == "client_max_window_bits" and (not value or value in _WINDOW_BITS):
                 continue  # we read any window up to 15 bits
-            elif key == "server_max_window_bits" and value in {str(b) for b in range(9, 16)}:
+            elif key == "server_max_window_bits" and value in _WINDOW_BITS:
                 acceptable = acceptable and value == "15"  # we compress with 15 bits only
             else:
                 acceptable = False
@@ -115,8 +127,16 @@ def negotiate_deflate(offers: str) -> tuple[Deflate | None, str]:
     return None, ""
 
 
+_WINDOW_BITS = frozenset(str(bits) for bits in range(8, 16))  # RFC 7692 7.1.2
+
+
 class Deflate:
-    """Per-connection inflate state; compression (no context takeover) is shared."""
+    """Per-connection inflate state; compression (no context takeover) is shared.
+
+    A message that ends the deflate stream (a final block) leaves nothing to inflate
+    the next one with: zlib would keep every later byte as `unused_data`, so the next
+    compressed message fails with 1007 instead (with the client's context reset after
+    every message, a new stream starts anyway)."""
 
     __slots__ = ("inflater", "client_resets")
 
@@ -125,12 +145,26 @@ class Deflate:
         self.inflater = zlib.decompressobj(-15)
 
     def inflate(self, data: bytes, max_size: int) -> bytes:
-        out = self.inflater.decompress(data + _DEFLATE_TAIL, max_size + 1)
+        if self.inflater.eof:
+            raise ProtocolError(1007, "Compressed data after the end of the deflate stream")
+        try:
+            out = self.inflater.decompress(data + _DEFLATE_TAIL, max_size + 1)
+        except zlib.error:
+            raise ProtocolError(1007, "Invalid compressed data") from None
         if len(out) > max_size or self.inflater.unconsumed_tail:
             raise ProtocolError(1009, f"Incoming message is above length limit of {max_size} bytes")
+        if self.inflater.eof and self.inflater.unused_data != _DEFLATE_TAIL:
+            # the stream ended inside this message (the tail we added is left over)
+            raise ProtocolError(1007, "Compressed data after the end of the deflate stream")
         if self.client_resets:
             self.inflater = zlib.decompressobj(-15)
         return out
+
+    @property
+    def held(self) -> int:
+        """Bytes of input the inflater holds beyond its window (at most what one frame
+        brought, until the frame's message is refused)."""
+        return len(self.inflater.unused_data) + len(self.inflater.unconsumed_tail)
 
 
 _COMPRESSOR = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
@@ -195,27 +229,43 @@ def unmask(data: bytes, mask: bytes) -> bytes:
 class FrameParser:
     """Client frames to messages; see the module's invariants."""
 
-    __slots__ = ("max_size", "deflate", "_buf", "_parts", "_opcode", "_size", "_compressed")
+    __slots__ = (
+        "max_size",
+        "deflate",
+        "ready",
+        "_buf",
+        "_parts",
+        "_opcode",
+        "_size",
+        "_compressed",
+    )
 
     def __init__(self, max_size: int, deflate: Deflate | None = None) -> None:
         self.max_size = max_size
         self.deflate = deflate
+        self.ready = False  # whole frames wait in the buffer: `feed(b"")` returns them
         self._buf = b""
-        self._parts: list[bytes] = []  # a fragmented message's frames so far
+        self._parts = bytearray()  # a fragmented message's payload so far
         self._opcode = 0  # its opcode, 0 when none is under way
-        self._size = 0
+        self._size = 0  # what it counts against `max_size` (see FRAGMENT_COST)
         self._compressed = False
 
     @property
     def pending(self) -> int:
-        """Bytes of an incomplete frame held back."""
-        return len(self._buf)
+        """Bytes held back: an incomplete frame, frames not parsed yet, a fragmented
+        message's payload so far, and the inflater's unused input."""
+        inflater = self.deflate.held if self.deflate is not None else 0
+        return len(self._buf) + len(self._parts) + inflater
 
     def feed(self, data: bytes) -> list[Message]:
         buf = self._buf + data if self._buf else data
         out: list[Message] = []
         pos, end = 0, len(buf)
+        self.ready = False
         while end - pos >= 2:
+            if len(out) == MESSAGES_PER_FEED:
+                self.ready = True
+                break
             b0, b1 = buf[pos], buf[pos + 1]
             length, head = b1 & 0x7F, pos + 2
             if length == 126:
@@ -253,11 +303,11 @@ class FrameParser:
             raise ProtocolError(1002, "A new message began inside a fragmented one")
         elif not opcode and not self._opcode:
             raise ProtocolError(1002, "A continuation frame with no message to continue")
-        elif self._size + length > self.max_size:
+        elif self._size + length + (FRAGMENT_COST if self._opcode else 0) > self.max_size:
             raise ProtocolError(
                 1009,
-                f"Incoming frame of {self._size + length} bytes is above length limit of "
-                f"{self.max_size} bytes",
+                f"Incoming message of {self._size + length} bytes or more is above length "
+                f"limit of {self.max_size} bytes",
             )
 
     def _frame(self, b0: int, payload: bytes) -> Message | None:
@@ -265,14 +315,21 @@ class FrameParser:
         if opcode & 0x8:
             return self._control(opcode, payload)
         if opcode:
+            if b0 & 0x80:  # a whole message in one frame: no copy into the buffer
+                return self._message(opcode, bool(b0 & 0x40), payload)
             self._opcode, self._compressed = opcode, bool(b0 & 0x40)
-        self._parts.append(payload)
+        else:
+            self._size += FRAGMENT_COST
+        self._parts += payload
         self._size += len(payload)
         if not b0 & 0x80:
             return None
-        data = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        data = bytes(self._parts)
         opcode, compressed = self._opcode, self._compressed
-        self._parts, self._opcode, self._size = [], 0, 0
+        self._parts, self._opcode, self._size = bytearray(), 0, 0
+        return self._message(opcode, compressed, data)
+
+    def _message(self, opcode: int, compressed: bool, data: bytes) -> Message:
         if compressed:
             assert self.deflate is not None  # `_check` refused RSV1 without it
             data = self.deflate.inflate(data, self.max_size)

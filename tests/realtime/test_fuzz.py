@@ -125,8 +125,12 @@ frames = st.text(max_size=200) | st.builds(
 
 
 def _ends_the_session(frame: str | bytes) -> bool:
-    """An Engine.IO CLOSE or a Socket.IO DISCONNECT: the client asked to leave."""
-    return isinstance(frame, str) and (frame.startswith("1") or frame.startswith("41"))
+    """An Engine.IO CLOSE or a Socket.IO DISCONNECT (the client asked to leave), or text
+    that is not an Engine.IO packet (the protocol closes the session: see
+    test_bad_input.py::test_text_that_is_not_engine_io_closes_the_session)."""
+    return isinstance(frame, str) and (
+        frame[:1] not in tuple("0123456") or frame.startswith("1") or frame.startswith("41")
+    )
 
 
 @given(frame=(frames | st.binary(max_size=200)).filter(lambda f: not _ends_the_session(f)))
