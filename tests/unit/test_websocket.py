@@ -14,6 +14,7 @@ from realtime.connection import upgrade_environ
 from realtime.websocket import (
     BINARY,
     CLOSE,
+    MESSAGES_PER_FEED,
     PING,
     TEXT,
     Deflate,
@@ -113,8 +114,20 @@ def test_deflate_is_negotiated_only_when_on_and_offered() -> None:
         ("permessage-deflate; server_max_window_bits=10, permessage-deflate", True, False),
         ("permessage-deflate; unknown=1", False, False),
         ("x-webkit-deflate-frame", False, False),
+        # RFC 7692 7.1: a parameter named twice, or a window outside 8 to 15, declines
+        ("permessage-deflate; client_no_context_takeover; client_no_context_takeover", False,
+         False),
+        ("permessage-deflate; client_max_window_bits=10; client_max_window_bits", False, False),
+        ("permessage-deflate; server_max_window_bits=15; server_max_window_bits=15", False,
+         False),
+        ("permessage-deflate; client_max_window_bits=7", False, False),
+        ("permessage-deflate; client_max_window_bits=16", False, False),
+        ("permessage-deflate; client_max_window_bits=8", True, False),
+        ('permessage-deflate; client_max_window_bits="15"', True, False),
+        ("permessage-deflate; server_max_window_bits=16", False, False),
+        ("permessage-deflate; client_max_window_bits=9, permessage-deflate", True, False),
     ],
-)
+)  # fmt: skip
 def test_deflate_offers(offer: str, accepted: bool, client_resets: bool) -> None:
     state, response = negotiate_deflate(offer)
     assert (state is not None) is accepted
@@ -227,6 +240,96 @@ def test_compressed_messages_are_inflated_and_bounded() -> None:
     with pytest.raises(ProtocolError) as error:
         FrameParser(LIMIT, Deflate(client_resets=False)).feed(bomb)
     assert error.value.code == 1009
+
+
+def test_a_message_after_the_end_of_the_deflate_stream_fails_with_1007() -> None:
+    """A final deflate block ends the stream: zlib would keep every later byte as
+    unused data (119 MB of frames grew the server by as much), so the next compressed
+    message is refused."""
+    c = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+    ended = c.compress(b"4hello") + c.flush(zlib.Z_FINISH)
+    parser = FrameParser(LIMIT, Deflate(client_resets=False))
+    assert parser.feed(client_frame(ended, rsv1=1)) == [(TEXT, "4hello")]
+    with pytest.raises(ProtocolError) as error:
+        parser.feed(compressed("4again"))
+    assert error.value.code == 1007 and parser.pending <= len(compressed("4again"))
+    # in one frame: the stream's end, then more
+    with pytest.raises(ProtocolError) as error:
+        FrameParser(LIMIT, Deflate(client_resets=False)).feed(
+            client_frame(ended + b"\x00" * 500, rsv1=1)
+        )
+    assert error.value.code == 1007
+    # with the client's context reset after each message, a new stream starts each time
+    resets = FrameParser(LIMIT, Deflate(client_resets=True))
+    assert resets.feed(client_frame(ended, rsv1=1) * 2) == [(TEXT, "4hello")] * 2
+
+
+def test_corrupt_compressed_data_fails_with_1007() -> None:
+    with pytest.raises(ProtocolError) as error:
+        FrameParser(LIMIT, Deflate(client_resets=False)).feed(
+            client_frame(b"\xff\xff\xff\xff", rsv1=1)
+        )
+    assert error.value.code == 1007 and error.value.reason == "Invalid compressed data"
+
+
+@pytest.mark.parametrize("size", [0, 1])
+def test_many_small_fragments_count_against_the_limit(size: int) -> None:
+    """262,143 one-byte (or empty) fragments held 14 MB per connection: each fragment
+    after the first counts its least header too, so the parser holds near the limit."""
+    parser = FrameParser(LIMIT)
+    parser.feed(client_frame("x" * size, fin=0))
+    fragment = client_frame(b"x" * size, wsclient.ABNF.OPCODE_CONT, fin=0)
+    with pytest.raises(ProtocolError) as error:
+        for _ in range(LIMIT):
+            parser.feed(fragment)
+            assert parser.pending <= LIMIT
+    assert error.value.code == 1009
+
+
+def test_one_feed_returns_a_bounded_number_of_messages() -> None:
+    parser = FrameParser(LIMIT)
+    pings = client_frame(b"", wsclient.ABNF.OPCODE_PING) * 600
+    first = parser.feed(pings)
+    assert len(first) == MESSAGES_PER_FEED and parser.ready
+    second = parser.feed(b"")
+    third = parser.feed(b"")
+    assert len(second) == MESSAGES_PER_FEED and len(third) == 600 - 2 * MESSAGES_PER_FEED
+    assert not parser.ready and parser.pending == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    frames=st.lists(
+        st.tuples(
+            st.sampled_from([0x0, 0x1, 0x2, 0x8, 0x9, 0xA]),
+            st.booleans(),
+            st.booleans(),
+            st.binary(max_size=300),
+        ),
+        max_size=40,
+    ),
+    chunk=st.integers(1, 700),
+    compression=st.booleans(),
+)
+def test_whatever_a_client_sends_the_parser_holds_near_the_limit(
+    frames: list[tuple[int, bool, bool, bytes]], chunk: int, compression: bool
+) -> None:
+    """For any frames, cut anywhere: the parser holds at most the limit, one frame's
+    header and what one feed brought, or it has refused the connection."""
+    data = b"".join(
+        bytes(wsclient.ABNF(fin, rsv1, 0, 0, op, 1, payload).format())
+        for op, fin, rsv1, payload in frames
+    )
+    parser = FrameParser(LIMIT, Deflate(client_resets=False) if compression else None)
+    try:
+        for at in range(0, len(data), chunk):
+            piece = data[at : at + chunk]
+            parser.feed(piece)
+            while parser.ready:
+                parser.feed(b"")
+            assert parser.pending <= LIMIT + 14 + len(piece)
+    except ProtocolError as error:
+        assert error.code in (1002, 1007, 1009)
 
 
 # writing frames --------------------------------------------------------------------------
