@@ -18,14 +18,14 @@ from typing import Any
 
 from realtime import protocol
 from realtime.auth import InvalidToken, TokenValidator
-from realtime.bus import Bus, BusUnavailable
 from realtime.channels import ChannelError, parse_channel, user_room, valid_subject
 from realtime.config import RealtimeSettings
 from realtime.db import Database
-from realtime.feed import Feed
 from realtime.metrics import Metrics
+from realtime.push.feed import Feed
 from realtime.ratelimit import LogThrottle, SlidingWindowLimiter
-from realtime.socketio_server import GatewayServer
+from realtime.transport.pubsub import Bus, BusUnavailable
+from realtime.transport.socketio_server import GatewayServer
 
 log = logging.getLogger(__name__)
 

@@ -25,14 +25,14 @@ from indexer.heads import read_head
 from indexer.reorg import Halt, halt_in
 from indexer.sources import TOKEN
 from realtime import assets, protocol
-from realtime.admission import client_address
-from realtime.bus import Bus
 from realtime.config import RealtimeSettings
 from realtime.db import Database
 from realtime.indexing import IndexingWatch, Progress
 from realtime.metrics import Metrics
+from realtime.push.stream import StreamReader
 from realtime.ratelimit import SlidingWindowLimiter
-from realtime.stream import StreamReader
+from realtime.transport.admission import client_address
+from realtime.transport.pubsub import Bus
 
 log = logging.getLogger(__name__)
 

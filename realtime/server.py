@@ -25,21 +25,22 @@ from typing import Any
 import socketio
 
 from indexer import logs, queries
-from realtime import codec, protocol
-from realtime.admission import Admission
-from realtime.bus import Bus
+from realtime import protocol
 from realtime.config import RealtimeSettings
-from realtime.connection import first_request
 from realtime.db import Database
-from realtime.feed import Feed
 from realtime.gateway import Gateway, Schedule
-from realtime.greenthreads import RequestPool
 from realtime.http import HttpApp
 from realtime.metrics import Metrics
+from realtime.push.feed import Feed
+from realtime.push.stream import StreamReader
 from realtime.ratelimit import SlidingWindowLimiter
-from realtime.rooms import LocalManager
-from realtime.socketio_server import GatewayServer
-from realtime.stream import StreamReader
+from realtime.transport import codec
+from realtime.transport.admission import Admission
+from realtime.transport.connection import first_request
+from realtime.transport.greenthreads import RequestPool
+from realtime.transport.pubsub import Bus
+from realtime.transport.rooms import LocalManager
+from realtime.transport.socketio_server import GatewayServer
 
 log = logging.getLogger("chainpulse.realtime")
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chainpulse.devnet import RedisServer, wait_until
-from realtime.connection import held_bound
+from realtime.transport.connection import held_bound
 from tests.harness.metrics import scrape, value
 from tests.harness.wire import (
     BINARY,

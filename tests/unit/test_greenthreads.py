@@ -1,4 +1,4 @@
-"""realtime.greenthreads on a real eventlet hub: jobs run in reused green threads,
+"""realtime.transport.greenthreads on a real eventlet hub: jobs run in reused green threads,
 straight from the hub when called there, a job that waits does not hold up the next
 one, a failing job leaves its thread serving, and the request pool is what
 eventlet.wsgi's accept loop needs (links, a bound, waitall)."""
@@ -17,7 +17,7 @@ with warnings.catch_warnings():
     import eventlet
     from eventlet.hubs import get_hub
 
-from realtime.greenthreads import GreenThreads, RequestPool
+from realtime.transport.greenthreads import GreenThreads, RequestPool
 
 
 def from_hub(func: Any, *args: Any) -> None:
@@ -87,7 +87,7 @@ def test_a_failing_job_is_logged_and_its_thread_serves_the_next(
     def boom() -> None:
         raise RuntimeError("boom")
 
-    with caplog.at_level(logging.ERROR, logger="realtime.greenthreads"):
+    with caplog.at_level(logging.ERROR, logger="realtime.transport.greenthreads"):
         threads.run(boom)
         eventlet.sleep(0)
         threads.run(lambda: ran.append("after"))

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from indexer import queries
 from indexer.events import BlockIndexed
 from realtime.channels import Channel, ChannelError, parse_channel
-from realtime.engineio_server import encode_event
+from realtime.push.sequencer import BlockSequencer
 from realtime.ratelimit import SlidingWindowLimiter
-from realtime.sequencer import BlockSequencer
+from realtime.transport.engine import encode_event
 from tests.realtime.helpers import (
     block_event,
     block_hash,
@@ -230,7 +230,7 @@ def test_encode_event_matches_python_socketio() -> None:
 
     import socketio
 
-    from realtime.codec import Packet
+    from realtime.transport.codec import Packet
 
     data = {"number": 1, "hash": "0xab", "price": 1.5, "note": "é"}
     ours = encode_event("/realtime", "new-block", data)
@@ -247,7 +247,7 @@ def test_the_packet_json_accepts_and_refuses_what_the_standard_library_does() ->
     import json
     import math
 
-    from realtime import codec
+    from realtime.transport import codec
 
     assert codec.dumps({"a": 2**70, 1: "x"}) == json.dumps(
         {"a": 2**70, 1: "x"}, separators=(",", ":")
@@ -264,7 +264,7 @@ def test_heartbeats_go_ahead_of_the_backlog() -> None:
 
     from engineio import packet
 
-    from realtime.engineio_server import _heartbeat_first_queue
+    from realtime.transport.engine import _heartbeat_first_queue
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # eventlet announces its deprecation on import
@@ -332,7 +332,7 @@ def test_price_payload_keeps_the_exact_value() -> None:
 def test_room_index_follows_the_manager() -> None:
     from types import SimpleNamespace
 
-    from realtime.rooms import LocalManager
+    from realtime.transport.rooms import LocalManager
 
     manager = LocalManager()
     ids = iter(f"sid{i}" for i in range(100))

@@ -10,8 +10,8 @@ import websocket as wsclient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from realtime.connection import upgrade_environ
-from realtime.websocket import (
+from realtime.transport.connection import upgrade_environ
+from realtime.transport.websocket import (
     BINARY,
     CLOSE,
     MESSAGES_PER_FEED,

@@ -24,10 +24,10 @@ from indexer.events import BlockIndexed, BlockRef, BlockReorged, Event, PriceUpd
 from realtime import protocol
 from realtime.config import RealtimeSettings
 from realtime.db import Database
-from realtime.engineio_server import encode_event
 from realtime.metrics import Metrics
-from realtime.sequencer import BlockSequencer
-from realtime.socketio_server import GatewayServer
+from realtime.push.sequencer import BlockSequencer
+from realtime.transport.engine import encode_event
+from realtime.transport.socketio_server import GatewayServer
 
 log = logging.getLogger(__name__)
 

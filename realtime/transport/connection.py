@@ -32,7 +32,7 @@ from engineio import packet as eio_packet
 from eventlet import patcher, wsgi
 from eventlet.hubs import get_hub, trampoline
 
-from realtime.websocket import (
+from realtime.transport.websocket import (
     BINARY,
     CLOSE,
     PING,
@@ -69,6 +69,8 @@ def held_bound(max_frame: int, outbound_bytes_max: int) -> int:
     incomplete frame or fragmented message (`max_frame`, 4 x MAX_MESSAGE_BYTES), one
     read not parsed yet, and what waits for it (`outbound_bytes_max`, then a packet)."""
     return max_frame + 14 + READ_SIZE + outbound_bytes_max + PACKET_SLACK
+
+
 YIELD_EVERY = 16  # messages handled between yields to the other green threads
 HEAD_MAX = 4_096  # a first request longer than this goes to eventlet.wsgi
 # messages below this size are not worth deflating (the frame would barely shrink)

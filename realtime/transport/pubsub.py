@@ -21,7 +21,7 @@ from typing import Any
 
 import socketio
 
-from realtime.rooms import IndexedRooms
+from realtime.transport.rooms import IndexedRooms
 
 log = logging.getLogger(__name__)
 

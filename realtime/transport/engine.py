@@ -4,7 +4,7 @@ unless asked, and refusal of frames that are not Engine.IO text packets.
 
 - A broadcast is encoded once into a `Frame` (the Engine.IO text); the first WebSocket
   that sends it packs the RFC 6455 frame and every other recipient reuses those bytes.
-- A WebSocket at rest holds no green thread (`realtime.connection`): it is read when
+- A WebSocket at rest holds no green thread (`realtime.transport.connection`): it is read when
   the hub says it is readable, and written at once when idle (`EngineServer.deliver`);
   a writer green thread runs only while the client's queue holds what the kernel did
   not take (`FanoutSocket`), and sends that backlog in batches.
@@ -47,10 +47,11 @@ from engineio import payload as eio_payload
 from engineio import socket as engineio_socket
 from eventlet.queue import Empty
 
-from realtime import codec, protocol
-from realtime.connection import Connection, RawPacket, WebSocketDriver
-from realtime.greenthreads import GreenThreads
-from realtime.websocket import Frame
+from realtime import protocol
+from realtime.transport import codec
+from realtime.transport.connection import Connection, RawPacket, WebSocketDriver
+from realtime.transport.greenthreads import GreenThreads
+from realtime.transport.websocket import Frame
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ import socketio
 from engineio import packet as eio_packet
 
 from realtime import protocol
-from realtime.admission import Admission
-from realtime.engineio_server import EngineServer, encode_ack, encode_event
+from realtime.transport.admission import Admission
+from realtime.transport.engine import EngineServer, encode_ack, encode_event
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The WebSocket protocol on the server's side (RFC 6455, with permessage-deflate from
 RFC 7692): the opening handshake, a frame parser fed with whatever the socket had, and
 server frames packed once for any number of recipients. No sockets here: the connection
-that reads and writes them is `realtime.connection`.
+that reads and writes them is `realtime.transport.connection`.
 
 Invariants:
 - `FrameParser.feed` never waits: it takes the bytes that arrived (a frame in pieces,
