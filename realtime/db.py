@@ -1,9 +1,9 @@
-"""Database reads for the server, kept off the eventlet hub.
+"""Database reads for the server, kept off the clients' way.
 
-SQLite calls and psycopg's waits block the whole hub under eventlet, so each read runs
-in `eventlet.tpool` (a real OS thread). One read runs at a time: the engine's pool and
-its locks (green after monkey patching) are then never contended from real threads.
-Reads are rare (resume, a price snapshot for an unknown token, the HTTP API).
+SQLite calls and psycopg's waits would hold up every client of the process, so each
+read runs through the transport's `offload` (`Fanout.offload`: a real OS thread under
+eventlet, one read at a time). Reads are rare (resume, a price snapshot for an unknown
+token, the HTTP API).
 """
 
 from __future__ import annotations
@@ -17,25 +17,22 @@ from indexer.db import make_engine
 
 T = TypeVar("T")
 
+Offload = Callable[[Callable[[], Any]], Any]
+
+
+def _inline(work: Callable[[], Any]) -> Any:
+    return work()
+
 
 class Database:
-    def __init__(self, url: str, offload: bool = True) -> None:
+    def __init__(self, url: str, offload: Offload = _inline) -> None:
         self.engine: Engine = make_engine(url, pool_size=1, max_overflow=0)
         self.offload = offload
-        self._lock: Any = None
-        if offload:
-            from eventlet.semaphore import Semaphore
-
-            self._lock = Semaphore(1)
 
     def read(self, query: Callable[..., T], *args: Any) -> T:
-        """Run `query(connection, *args)` in a read-only transaction, off the hub."""
-        if not self.offload:
-            return self._run(query, *args)
-        from eventlet import tpool
-
-        with self._lock:
-            return tpool.execute(self._run, query, *args)
+        """`query(connection, *args)` in a read-only transaction, through `offload`."""
+        result: T = self.offload(lambda: self._run(query, *args))
+        return result
 
     def _run(self, query: Callable[..., T], *args: Any) -> T:
         conn: Connection

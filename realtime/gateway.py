@@ -13,23 +13,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from realtime import protocol
 from realtime.auth import InvalidToken, TokenValidator
 from realtime.channels import ChannelError, parse_channel, user_room, valid_subject
 from realtime.config import RealtimeSettings
-from realtime.db import Database
 from realtime.metrics import Metrics
 from realtime.push.feed import Feed
 from realtime.ratelimit import LogThrottle, SlidingWindowLimiter
-from realtime.transport.pubsub import Bus, BusUnavailable
-from realtime.transport.socketio_server import GatewayServer
+from realtime.transport.fanout import Fanout, Payload, Timer, Unavailable
 
 log = logging.getLogger(__name__)
 
-NS = protocol.NAMESPACE
 MAX_PRIVATE_MESSAGE = 4_096  # characters
 MAX_PING_ARGUMENTS = 8  # the reference's ping ignores its arguments; so does ours, up to this
 MAX_HEIGHT = 2**63 - 1  # the largest block number a database column holds
@@ -43,10 +39,7 @@ class ClientState:
         self.auth_error: str | None = None
         self.expires: float | None = None  # seconds since the epoch
         self.channels: set[str] = set()
-        self.timer: Any = None
-
-
-Schedule = Callable[[float, Callable[[], None]], Any]  # returns an object with cancel()
+        self.timer: Timer | None = None
 
 
 class Refused(Exception):
@@ -55,51 +48,47 @@ class Refused(Exception):
         self.reason = reason
 
 
+Handler = Callable[..., Payload | None]
+
+
 class Gateway:
+    """The `/realtime` handlers (`Handlers` of the transport), over `fanout`."""
+
     def __init__(
         self,
-        sio: GatewayServer,
+        fanout: Fanout,
         settings: RealtimeSettings,
         feed: Feed,
-        db: Database | None,
-        bus: Bus | None,
         metrics: Metrics,
-        schedule: Schedule,
         limiter: SlidingWindowLimiter,
     ) -> None:
-        self.sio = sio
+        self.fanout = fanout
         self.settings = settings
         self.feed = feed
-        self.db = db
-        self.bus = bus
         self.metrics = metrics
-        self.schedule = schedule
         self.validator = TokenValidator(settings)
         self.limiter = limiter
         self.clients: dict[str, ClientState] = {}
-        self._resume: dict[str, tuple[Any, Any]] = {}
+        self._resume: dict[str, tuple[object, object]] = {}
         self._token_log = LogThrottle(log)
         metrics.track("clients", lambda: len(self.clients))
         metrics.track("rate limiter", lambda: len(self.limiter))
-        metrics.track("environ", lambda: len(sio.environ))
-        metrics.track("engine.io sockets", lambda: len(sio.eio.sockets))
-        metrics.track("room index", lambda: sio.manager.tracked_sids())
-        metrics.track("sessions per address", lambda: len(sio.admission))
-        sio.on_connected(self.after_connect)
-        sio.on("connect", self.on_connect, namespace=NS)
-        sio.on("disconnect", self.on_disconnect, namespace=NS)
-        sio.on("subscribe", self._guarded(self.on_subscribe), namespace=NS)
-        sio.on("unsubscribe", self._guarded(self.on_unsubscribe), namespace=NS)
-        sio.on("ping", self._guarded(self.on_ping, arguments=MAX_PING_ARGUMENTS), namespace=NS)
-        sio.on("private-message", self._guarded(self.on_private_message), namespace=NS)
-        sio.on("*", self.on_unknown, namespace=NS)
+        self.handlers: dict[str, Handler] = {
+            "subscribe": self._guarded(self.on_subscribe),
+            "unsubscribe": self._guarded(self.on_unsubscribe),
+            "ping": self._guarded(self.on_ping, arguments=MAX_PING_ARGUMENTS),
+            "private-message": self._guarded(self.on_private_message),
+        }
 
     # connection lifecycle -----------------------------------------------------------
 
-    def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
-        auth = auth if isinstance(auth, dict) else {}
+    def allow(self, sid: str) -> bool:
+        return self.limiter.allow(sid)
+
+    def connect(self, sid: str, auth: object) -> str | None:
+        request = auth if isinstance(auth, dict) else {}
         state = ClientState()
-        token = auth.get("token")
+        token = request.get("token")
         if token is None or token == "":
             state.auth_error = protocol.UNAUTHORIZED
         else:
@@ -113,26 +102,20 @@ class Gateway:
                 state.sub, state.expires = identity.sub, identity.exp
         if state.auth_error and self.settings.require_auth:
             self.metrics.refuse("auth")
-            from socketio.exceptions import ConnectionRefusedError
-
-            raise ConnectionRefusedError(state.auth_error)
+            return state.auth_error
         self.clients[sid] = state
         if state.sub is not None:
-            self.sio.enter_room(sid, user_room(state.sub), namespace=NS)
+            self.fanout.join(sid, user_room(state.sub))
             if state.expires is not None:
                 delay = max(0.0, state.expires - time.time())
-                state.timer = self.schedule(delay, lambda: self._expire(sid, state))
-        if "lastBlock" in auth:
-            self._resume[sid] = (auth.get("lastBlock"), auth.get("lastBlockHash"))
-        return True
+                state.timer = self.fanout.call_later(delay, lambda: self._expire(sid, state))
+        if "lastBlock" in request:
+            self._resume[sid] = (request.get("lastBlock"), request.get("lastBlockHash"))
+        return None
 
-    def after_connect(self, sid: str) -> None:
+    def connected(self, sid: str) -> None:
         """Runs right after the CONNECT packet is queued, before anything can yield."""
         self.metrics.connected.inc()
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NS)
-        environ = self.sio.environ.get(eio_sid)
-        if environ is not None:  # the WSGI environ is kilobytes; keep what we use
-            self.sio.environ[eio_sid] = {"REMOTE_ADDR": environ.get("REMOTE_ADDR")}
         self.feed.emit(sid, "connected", {"clientId": sid, "serverTime": protocol.now_ms()})
         request = self._resume.pop(sid, None)
         if request is None:
@@ -153,12 +136,10 @@ class Gateway:
             self.feed.emit(sid, "exception", protocol.exception(message))
             self.feed.join_live(sid)
             return
-        if self.sio.async_mode == "eventlet":
-            self.sio.start_background_task(self.feed.resume, sid, last_block, last_hash)
-        else:  # threading (in-process tests): no green-thread atomicity, so run it here
-            self.feed.resume(sid, last_block, last_hash)
+        hash_ = last_hash if isinstance(last_hash, str) else None
+        self.fanout.spawn(lambda: self.feed.resume(sid, last_block, hash_))
 
-    def on_disconnect(self, sid: str, reason: Any = None) -> None:
+    def disconnected(self, sid: str) -> None:
         state = self.clients.pop(sid, None)
         if state is not None:
             self.metrics.connected.dec()
@@ -171,19 +152,25 @@ class Gateway:
     def _expire(self, sid: str, state: ClientState) -> None:
         if self.clients.get(sid) is not state or state.sub is None:
             return
-        self.sio.leave_room(sid, user_room(state.sub), namespace=NS)
+        self.fanout.leave(sid, user_room(state.sub))
         state.sub, state.auth_error, state.timer = None, protocol.INVALID_TOKEN, None
         self.feed.emit(sid, "exception", protocol.exception(protocol.TOKEN_EXPIRED))
         if self.settings.require_auth:
-            self.sio.disconnect(sid, namespace=NS)
+            self.fanout.disconnect(sid)
+
+    def event(self, sid: str, name: str, args: Sequence[object]) -> Payload | None:
+        handler = self.handlers.get(name)
+        if handler is None:
+            return self.on_unknown(sid, name)
+        return handler(sid, *args)
 
     # events -------------------------------------------------------------------------
 
-    def _guarded(self, handler: Callable[..., Any], arguments: int = 1) -> Callable[..., Any]:
+    def _guarded(self, handler: Callable[..., Payload | None], arguments: int = 1) -> Handler:
         """Turn `Refused` into an `exception` event and an ack `{success: false}`; an
         event with more than `arguments` arguments is refused before `handler` runs."""
 
-        def run(sid: str, *args: Any) -> Any:
+        def run(sid: str, *args: object) -> Payload | None:
             state = self.clients.get(sid)
             if state is None:
                 return None
@@ -209,7 +196,7 @@ class Gateway:
             raise Refused(error, "unauthorized" if error == protocol.UNAUTHORIZED else "token")
         return state.sub
 
-    def on_subscribe(self, sid: str, state: ClientState, data: Any = None) -> dict[str, Any]:
+    def on_subscribe(self, sid: str, state: ClientState, data: object = None) -> Payload:
         try:
             channel = parse_channel(data)
         except ChannelError as exc:
@@ -217,7 +204,7 @@ class Gateway:
         if channel.kind == "user":
             if self._identity(state) != channel.key:
                 raise Refused(protocol.FORBIDDEN, "forbidden")
-            self.sio.enter_room(sid, channel.room, namespace=NS)
+            self.fanout.join(sid, channel.room)
             return {"success": True, "channel": channel.room}
         if channel.room not in state.channels and len(state.channels) >= self.settings.max_rooms:
             raise Refused(
@@ -232,24 +219,24 @@ class Gateway:
                 f"{protocol.TOO_MANY_ROOMS}: at most {self.settings.max_rooms}", "too many rooms"
             )
         state.channels.add(channel.room)
-        self.sio.manager.basic_enter_room(sid, NS, channel.room)
+        self.fanout.join(sid, channel.room)
         if snapshot is not None:
             self.feed.emit(sid, "price-update", protocol.price_update(snapshot, snapshot=True))
         return {"success": True, "channel": channel.room}
 
-    def on_unsubscribe(self, sid: str, state: ClientState, data: Any = None) -> dict[str, Any]:
+    def on_unsubscribe(self, sid: str, state: ClientState, data: object = None) -> Payload:
         try:
             channel = parse_channel(data)
         except ChannelError as exc:
             raise Refused(str(exc), "invalid channel") from None
         state.channels.discard(channel.room)
-        self.sio.manager.basic_leave_room(sid, NS, channel.room)
+        self.fanout.leave(sid, channel.room)
         return {"success": True}
 
-    def on_ping(self, sid: str, state: ClientState, *_: Any) -> None:
+    def on_ping(self, sid: str, state: ClientState, *_: object) -> None:
         self.feed.emit(sid, "pong", {"timestamp": protocol.now_ms()})
 
-    def on_private_message(self, sid: str, state: ClientState, data: Any = None) -> dict[str, Any]:
+    def on_private_message(self, sid: str, state: ClientState, data: object = None) -> Payload:
         sender = self._identity(state)
         if not isinstance(data, dict) or not valid_subject(data.get("to")):
             raise Refused(
@@ -263,18 +250,14 @@ class Gateway:
                 "invalid payload",
             )
         payload = {"from": sender, "message": message, "timestamp": protocol.now_ms()}
-        room = user_room(data["to"])
-        if self.bus is None:
-            self.sio.emit("private-message", payload, to=room, namespace=NS)
-        else:
-            try:
-                self.bus.publish_private("private-message", payload, room, NS)
-            except BusUnavailable as exc:
-                log.warning("private message not sent: %s", exc)
-                raise Refused(protocol.BUS_UNAVAILABLE, "bus unavailable") from None
+        try:
+            self.fanout.publish(user_room(str(data["to"])), "private-message", payload)
+        except Unavailable as exc:
+            log.warning("private message not sent: %s", exc)
+            raise Refused(protocol.BUS_UNAVAILABLE, "bus unavailable") from None
         return {"success": True}
 
-    def on_unknown(self, event: str, sid: str, *args: Any) -> dict[str, Any] | None:
+    def on_unknown(self, sid: str, event: str) -> Payload | None:
         if sid not in self.clients:
             return None
         message = f"{protocol.UNKNOWN_EVENT}: {event[:64]}"

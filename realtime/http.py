@@ -28,11 +28,10 @@ from realtime import assets, protocol
 from realtime.config import RealtimeSettings
 from realtime.db import Database
 from realtime.indexing import IndexingWatch, Progress
-from realtime.metrics import Metrics
+from realtime.metrics import Metrics, PubSubHealth
 from realtime.push.stream import StreamReader
 from realtime.ratelimit import SlidingWindowLimiter
 from realtime.transport.admission import client_address
-from realtime.transport.pubsub import Bus
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +48,13 @@ class HttpApp:
         settings: RealtimeSettings,
         db: Database,
         metrics: Metrics,
-        bus: Bus | None,
+        pubsub: PubSubHealth | None,
         stream: StreamReader | None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.metrics = metrics
-        self.bus = bus
+        self.pubsub = pubsub
         self.stream = stream
         self.origins = settings.cors_origins
         self.limiter = SlidingWindowLimiter(settings.rate_limit, settings.rate_window)
@@ -179,9 +178,9 @@ class HttpApp:
                 stalled = checks["indexing"] != "ok"
         except Exception as exc:  # noqa: BLE001 - any driver error means not ready
             checks.setdefault("database", f"unreachable: {type(exc).__name__}")
-        if self.bus is not None:
-            age = self.bus.canary_age()
-            checks["pubsub"] = "ok" if self.bus.healthy else f"silent for {age:.0f} s"
+        if self.pubsub is not None:
+            age = self.pubsub.canary_age()
+            checks["pubsub"] = "ok" if self.pubsub.healthy else f"silent for {age:.0f} s"
         if self.stream is not None:
             checks["stream"] = "ok" if self.stream.connected else "disconnected"
         # a stall fails readiness only when asked: a 503 takes every web process out of

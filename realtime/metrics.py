@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from realtime.ratelimit import LogThrottle
 
 log = logging.getLogger("chainpulse.realtime.refusals")
+
+
+class PubSubHealth(Protocol):
+    healthy: bool
+
+    def canary_age(self) -> float: ...
 
 
 class Metrics:
@@ -107,6 +113,20 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+
+    def watch_transport(
+        self, counters: dict[str, Callable[[], float]], sizes: dict[str, Callable[[], int]]
+    ) -> None:
+        """Read the transport's own figures at each scrape."""
+        self.direct_writes.set_function(counters["direct_writes"])
+        self.partial_writes.set_function(counters["partial_writes"])
+        self.peak_held.set_function(counters["peak_held"])
+        for kind, size in sizes.items():
+            self.track(kind, size)
+
+    def watch_pubsub(self, pubsub: PubSubHealth) -> None:
+        self.pubsub_healthy.set_function(lambda: 1.0 if pubsub.healthy else 0.0)
+        self.pubsub_canary_age.set_function(pubsub.canary_age)
 
     def track(self, kind: str, size: Callable[[], int]) -> None:
         self.tracked.labels(kind).set_function(lambda: float(size()))

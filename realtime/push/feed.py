@@ -17,7 +17,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from indexer import queries
 from indexer.events import BlockIndexed, BlockRef, BlockReorged, Event, PriceUpdated
@@ -26,13 +25,11 @@ from realtime.config import RealtimeSettings
 from realtime.db import Database
 from realtime.metrics import Metrics
 from realtime.push.sequencer import BlockSequencer
-from realtime.transport.engine import encode_event
-from realtime.transport.socketio_server import GatewayServer
+from realtime.transport.fanout import Encoded, Fanout, Payload, Signal
 
 log = logging.getLogger(__name__)
 
 LIVE = "~live"
-NS = protocol.NAMESPACE
 
 
 NO_PRICE_CAP = 10_000  # tokens remembered as having no price
@@ -54,7 +51,7 @@ class _Read:
 
     __slots__ = ("done", "row")
 
-    def __init__(self, done: Any) -> None:
+    def __init__(self, done: Signal) -> None:
         self.done = done
         self.row: queries.PriceRow | None = None
 
@@ -75,13 +72,13 @@ def _indexed(row: queries.BlockRow) -> BlockIndexed:
 class Feed:
     def __init__(
         self,
-        sio: GatewayServer,
+        fanout: Fanout,
         settings: RealtimeSettings,
         db: Database | None,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.sio = sio
+        self.fanout = fanout
         self.db = db
         self.metrics = metrics
         self.clock = clock
@@ -90,7 +87,9 @@ class Feed:
         self.sequencer = BlockSequencer(
             window=settings.push_window, gap_timeout=settings.block_gap_timeout
         )
-        self.ring: deque[tuple[int, str, Any]] = deque(maxlen=max(256, 4 * settings.push_window))
+        self.ring: deque[tuple[int, str, Encoded]] = deque(
+            maxlen=max(256, 4 * settings.push_window)
+        )
         self.ring_seq = 0  # sequence number of the last pushed all-client message
         self.prices: dict[str, PriceUpdated] = {}
         # Tokens the database had no price for when a subscriber asked: later subscribers
@@ -141,7 +140,7 @@ class Feed:
         """`_fill` in a green thread of its own, unless one runs already."""
         if self.db is not None and not self._filling:
             self._filling = True
-            self.sio.start_background_task(self._fill, after, up_to, prices)
+            self.fanout.spawn(lambda: self._fill(after, up_to, prices))
 
     def _fill(self, after: int, up_to: int, prices: bool = False) -> None:
         """Blocks `after < n <= up_to` from the database into the sequence (see
@@ -168,7 +167,7 @@ class Feed:
         about its token (its update was lost with the stream)."""
         known = self.prices.get(event.token)
         if known is None:
-            if not self.sio.manager.rooms.get(NS, {}).get(f"price:{event.token}"):
+            if not self.fanout.has_members(f"price:{event.token}"):
                 return  # nobody to tell; a subscriber gets it as its snapshot
         elif _when(event) <= _when(known):
             return
@@ -177,14 +176,14 @@ class Feed:
     def _push(self, actions: list[BlockIndexed | BlockReorged]) -> None:
         for action in actions:
             if isinstance(action, BlockIndexed):
-                pkt = encode_event(NS, "new-block", protocol.new_block(action))
+                pkt = self.fanout.encode("new-block", protocol.new_block(action))
                 self._remember("new-block", pkt)
-                self.fanout(LIVE, pkt, "new-block")
+                self.broadcast(LIVE, pkt, "new-block")
                 self._release_waiting(action.blockNumber)
             else:
-                pkt = encode_event(NS, "reorg", protocol.reorg(action))
+                pkt = self.fanout.encode("reorg", protocol.reorg(action))
                 self._remember("reorg", pkt)
-                self.fanout(LIVE, pkt, "reorg")
+                self.broadcast(LIVE, pkt, "reorg")
                 self._forget_prices_after(action.commonAncestor.number)
                 for height in [h for h in self.waiting if h > action.commonAncestor.number]:
                     for sid in self.waiting.pop(height):
@@ -205,7 +204,7 @@ class Feed:
         if read is not None:
             read.done.wait()
         else:
-            read = self._reads[token] = _Read(self.sio.eio.create_event())
+            read = self._reads[token] = _Read(self.fanout.signal())
             changes = self.price_changes
             try:
                 read.row = self.db.read(queries.latest_price, token)
@@ -255,8 +254,8 @@ class Feed:
             self.prices.pop(event.token, None)  # the reorg left no price
         else:
             self.prices[event.token] = event
-        pkt = encode_event(NS, "price-update", protocol.price_update(event))
-        self.fanout(f"price:{event.token}", pkt, "price-update")
+        pkt = self.fanout.encode("price-update", protocol.price_update(event))
+        self.broadcast(f"price:{event.token}", pkt, "price-update")
 
     def _forget_prices_after(self, height: int) -> None:
         self.price_changes += 1
@@ -268,11 +267,11 @@ class Feed:
         ]:
             del self.prices[token]  # the database has the price the reorg brought back
 
-    def _remember(self, event: str, pkt: Any) -> None:
+    def _remember(self, event: str, pkt: Encoded) -> None:
         self.ring_seq += 1
         self.ring.append((self.ring_seq, event, pkt))
 
-    def _since(self, seq: int) -> list[tuple[int, str, Any]] | None:
+    def _since(self, seq: int) -> list[tuple[int, str, Encoded]] | None:
         """Messages pushed after `seq`, or None when some were already evicted."""
         if self.ring_seq == seq:
             return []
@@ -288,29 +287,22 @@ class Feed:
 
     # client side --------------------------------------------------------------------
 
-    def fanout(self, room: str, pkt: Any, event: str) -> int:
-        members = self.sio.manager.rooms.get(NS, {}).get(room)
-        if not members:
-            return 0
-        targets = list(members.values())
-        send = self.sio.eio.send_packet
-        for eio_sid in targets:
-            send(eio_sid, pkt)
-        self.metrics.push(event, len(targets))
-        return len(targets)
+    def broadcast(self, room: str, pkt: Encoded, event: str) -> int:
+        sent = self.fanout.broadcast(room, pkt)
+        if sent:
+            self.metrics.push(event, sent)
+        return sent
 
-    def send(self, sid: str, pkt: Any, event: str) -> None:
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NS)
-        if eio_sid is not None:
-            self.sio.eio.send_packet(eio_sid, pkt)
+    def send(self, sid: str, pkt: Encoded, event: str) -> None:
+        if self.fanout.send(sid, pkt):
             self.metrics.push(event)
 
-    def emit(self, sid: str, event: str, data: Any) -> None:
-        self.send(sid, encode_event(NS, event, data), event)
+    def emit(self, sid: str, event: str, data: Payload) -> None:
+        self.send(sid, self.fanout.encode(event, data), event)
 
     def join_live(self, sid: str) -> None:
-        if self.sio.manager.is_connected(sid, NS):
-            self.sio.manager.basic_enter_room(sid, NS, LIVE)
+        if self.fanout.connected(sid):
+            self.fanout.join(sid, LIVE)
 
     def forget(self, sid: str) -> None:
         for height in [h for h, sids in self.waiting.items() if sid in sids]:
@@ -334,7 +326,7 @@ class Feed:
         if last_hash is not None and self.db is not None:
             start = self._reorg_first(sid, last_block, last_hash)
         for _attempt in range(8):
-            if not self.sio.manager.is_connected(sid, NS):
+            if not self.fanout.connected(sid):
                 return
             frontier, seq = self.sequencer.last, self.ring_seq
             if frontier is None or start == frontier:
@@ -351,7 +343,7 @@ class Feed:
                 self.join_live(sid)
                 return
             rows = self.db.read(queries.blocks_between, start, frontier) if self.db else []
-            if not self.sio.manager.is_connected(sid, NS):
+            if not self.fanout.connected(sid):
                 return
             for row in rows:
                 self.emit(sid, "new-block", protocol.new_block_from_row(row))

@@ -7,7 +7,7 @@ handshake, read when the hub says it is readable, written at once when it is idl
   threads when there is something to read (`Connection._readable`,
   `greenthreads.GreenThreads`), which parses every whole frame that arrived with one
   `recv` (`websocket.FrameParser`) and parks again when nothing is left; a writer runs
-  only while a backlog waits (`engineio_server.FanoutSocket`).
+  only while a backlog waits (`engine.FanoutSocket`).
 - `WebSocketDriver` is python-engineio's "websocket" driver: the opening handshake
   (`websocket.handshake`), then the session's handler with a `Connection`. The `101`
   reply goes out with the first frames (the Engine.IO OPEN): one segment.

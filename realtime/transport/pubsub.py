@@ -6,7 +6,7 @@
   (reported in /readyz and the metrics). The canary also keeps the subscription busy,
   so the listener's socket timeout (three intervals) only fires on a dead connection,
   and the manager then reconnects and subscribes again;
-- `publish_private`: the publish happens first and raises `BusUnavailable` if Redis
+- `publish_private`: the publish happens first and raises `PubSubUnavailable` if Redis
   does not take it, so a private message is acknowledged only when Redis accepted it.
   Redis pub/sub is at most once: a recipient that is not connected at that moment (or
   whose process is cut off from Redis) does not get it later.
@@ -28,11 +28,11 @@ log = logging.getLogger(__name__)
 CANARY = "chainpulse-canary"
 
 
-class BusUnavailable(Exception):
+class PubSubUnavailable(Exception):
     """Redis did not accept the publish."""
 
 
-class Bus(IndexedRooms, socketio.RedisManager):
+class PubSub(IndexedRooms, socketio.RedisManager):
     def __init__(self, url: str, canary_interval: float = 5.0) -> None:
         self.canary_interval = canary_interval
         super().__init__(
@@ -95,7 +95,7 @@ class Bus(IndexedRooms, socketio.RedisManager):
             yield message
 
     def publish_private(self, event: str, data: Any, room: str, namespace: str) -> None:
-        """Emit to `room` on every process; raises BusUnavailable if Redis refused it."""
+        """Emit to `room` on every process; raises PubSubUnavailable if Redis refused it."""
         message = {
             "method": "emit",
             "event": event,
@@ -117,5 +117,5 @@ class Bus(IndexedRooms, socketio.RedisManager):
             except Exception as exc:  # noqa: BLE001 - redis raises many types
                 self.connected = False
                 if attempt == 2:
-                    raise BusUnavailable(str(exc)) from None
+                    raise PubSubUnavailable(str(exc)) from None
         self._handle_emit(message)  # this process's own recipients

@@ -30,22 +30,24 @@ from engineio import packet as eio_packet
 from realtime import protocol
 from realtime.transport.admission import Admission
 from realtime.transport.engine import EngineServer, encode_ack, encode_event
+from realtime.transport.fanout import Handlers
 
 log = logging.getLogger(__name__)
+
+NS = protocol.NAMESPACE
 
 REFUSED_CONNECTS_MAX = 3  # refused CONNECTs one session may send before it is closed
 
 
-class GatewayServer(socketio.Server):
-    """`allow(sid)` is asked before each event a client sends (the rate limit);
-    `count_refusal(reason)` hears of every refusal. Other keyword arguments go to
-    python-socketio's server and on to `EngineServer`."""
+class SocketServer(socketio.Server):
+    """`/realtime` served to `Handlers` (`serve`); `count_refusal(reason)` hears of every
+    refusal. Other keyword arguments go to python-socketio's server and on to
+    `EngineServer`."""
 
     def __init__(
         self,
         *,
         max_message_bytes: int,
-        allow: Callable[[str], bool],
         count_refusal: Callable[[str], None],
         admission: Admission,
         connect_timeout: float,
@@ -56,15 +58,41 @@ class GatewayServer(socketio.Server):
         self.connect_timeout = connect_timeout
         self._refused_connects: dict[str, int] = {}  # by Engine.IO session
         self.max_message_bytes = max_message_bytes
-        self.allow = allow
         self.count_refusal = count_refusal
-        self._after_connect: list[Callable[[str], None]] = []
+        self.application: Handlers | None = None
         self.draining = False  # shutting down: new sessions are refused (clients retry)
 
-    def on_connected(self, handler: Callable[[str], None]) -> None:
-        """Call `handler(sid)` once a client's CONNECT answer is queued, before anything
-        can yield: what it sends reaches the client right after the CONNECT."""
-        self._after_connect.append(handler)
+    def serve(self, handlers: Handlers) -> None:
+        """Hand `/realtime`'s clients to `handlers`: their connects, events (each asked
+        `allow` first) and disconnects."""
+        self.application = handlers
+        self.on("connect", self._on_connect, namespace=NS)
+        self.on("disconnect", self._on_disconnect, namespace=NS)
+        self.on("*", self._on_event, namespace=NS)
+
+    def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        assert self.application is not None
+        refusal = self.application.connect(sid, auth)
+        if refusal is not None:
+            raise socketio.exceptions.ConnectionRefusedError(refusal)
+        return True
+
+    def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        assert self.application is not None
+        self.application.disconnected(sid)
+
+    def _on_event(self, event: str, sid: str, *args: Any) -> Any:
+        assert self.application is not None
+        return self.application.event(sid, event, args)
+
+    def _connected(self, eio_sid: str, sid: str) -> None:
+        """A client joined: its CONNECT answer is queued, and nothing has yielded since
+        (what the handlers send reaches it right after the CONNECT)."""
+        environ = self.environ.get(eio_sid)
+        if environ is not None:  # the WSGI environ is kilobytes; keep what is used
+            self.environ[eio_sid] = {"REMOTE_ADDR": environ.get("REMOTE_ADDR")}
+        if self.application is not None:
+            self.application.connected(sid)
 
     def close_sessions(self) -> int:
         """Refuse new sessions and close every Engine.IO session by closing its
@@ -206,8 +234,7 @@ class GatewayServer(socketio.Server):
         super()._handle_connect(eio_sid, namespace, data)
         sid = self.manager.sid_from_eio_sid(eio_sid, ns)
         if sid is not None and self.manager.is_connected(sid, ns):
-            for handler in self._after_connect:
-                handler(sid)
+            self._connected(eio_sid, sid)
         else:
             # refused (CONNECT_ERROR sent). Clients close the session themselves (closing
             # it here too races python-engineio's client into a traceback); one that
@@ -231,7 +258,7 @@ class GatewayServer(socketio.Server):
         if data[0] in self.reserved_events or data[0] == "*":  # "*" names the catch-all
             self.refuse(eio_sid, f"{protocol.UNKNOWN_EVENT}: {data[0]}", "unknown event", ack_id)
             return
-        if not self.allow(sid):
+        if self.application is not None and not self.application.allow(sid):
             # A long-polling POST can carry thousands of packets, all handled before the
             # client's next GET drains its queue: answering each refusal would overflow
             # the queue and drop the client as a slow consumer. Once the queue is half

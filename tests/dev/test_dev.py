@@ -207,7 +207,8 @@ def test_dev_pointed_at_another_node_indexes_it_as_it_is(tmp_path: Path) -> None
             assert anvil.head() == head  # nothing generated activity on it
         finally:
             tree = descendants(process.pid)
-            os.killpg(process.pid, signal.SIGINT)
+            if process.poll() is None:  # (it may have exited: its log says why, above)
+                os.killpg(process.pid, signal.SIGINT)
             process.wait(60)
             for pid in tree:
                 with_suppress_kill(pid)

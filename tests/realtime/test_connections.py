@@ -41,10 +41,10 @@ def test_state_does_not_grow_over_10000_connect_disconnect_cycles(tmp_path: Path
         database_url=make_database(tmp_path / "db.sqlite"), jwt_secret=SECRET, rate_limit=5
     )
     rt = build(settings, async_mode="threading", redis=False)
-    rt.sio.async_handlers = False
+    rt.fanout.sio.async_handlers = False
     rt.feed.prices["ETH"] = PriceUpdated("ETH", "1", 1, 1, "test", 1)
     token = jwt.encode({"sub": "u", "exp": int(time.time()) + 600}, SECRET, algorithm="HS256")
-    sio = rt.sio
+    sio = rt.fanout.sio
     for i in range(10_000):
         eio_sid = f"eio{i}"
         sio._handle_eio_connect(eio_sid, {"REMOTE_ADDR": "127.0.0.1"})

@@ -1,5 +1,6 @@
-"""Every private method or attribute of python-socketio, python-engineio, eventlet and
-kombu that chainpulse overrides or calls, checked against the installed versions.
+"""Every private method or attribute of python-socketio, python-engineio, eventlet,
+kombu and Celery that chainpulse overrides or calls, checked against the installed
+versions. The server's are used under realtime/transport/ only (a test holds that).
 
 requirements.lock pins the versions these were tested with; after `make lock UPGRADE=1`
 this test names the one that moved. Each row says where chainpulse relies on it.
@@ -16,6 +17,7 @@ import engineio
 import kombu
 import pytest
 import socketio
+from celery.utils.time import get_exponential_backoff_interval
 from engineio import packet, payload
 from engineio import socket as engineio_socket
 from kombu.transport import redis as kombu_redis
@@ -27,79 +29,103 @@ with warnings.catch_warnings():
     import eventlet.queue
     import eventlet.wsgi
 
-# (class, method, its parameters as chainpulse calls or overrides them, who relies on it)
+SOCKET_SERVER = "transport/socketio_server.py"
+ENGINE = "transport/engine.py"
+CONNECTION = "transport/connection.py"
+PUBSUB = "transport/pubsub.py"
+ROOMS = "transport/rooms.py"
+LISTENER = "transport/listener.py"
+GREEN = "transport/greenthreads.py"
+FANOUT = "transport/socket_fanout.py"
+CLIENT = "client.py"  # the Python client (python-socketio's client side)
+
+# (class, method, its parameters as chainpulse calls or overrides them, who relies on it:
+# a file under realtime/ for python-socketio, python-engineio and eventlet)
 METHODS: list[tuple[type, str, list[str], str]] = [
-    (socketio.Server, "_handle_eio_message", ["self", "eio_sid", "data"], "socketio_server"),
-    (
-        socketio.Server,
-        "_handle_connect",
-        ["self", "eio_sid", "namespace", "data"],
-        "socketio_server",
-    ),
+    (socketio.Server, "_handle_eio_message", ["self", "eio_sid", "data"], SOCKET_SERVER),
+    (socketio.Server, "_handle_connect", ["self", "eio_sid", "namespace", "data"], SOCKET_SERVER),
     (
         socketio.Server,
         "_handle_event",
         ["self", "eio_sid", "namespace", "id", "data"],
-        "socketio_server",
+        SOCKET_SERVER,
     ),
-    (socketio.Server, "_engineio_server_class", ["self"], "socketio_server"),
-    (socketio.Server, "_handle_eio_connect", ["self", "eio_sid", "environ"], "admission"),
-    (socketio.Server, "_handle_eio_disconnect", ["self", "eio_sid", "reason"], "admission"),
-    (socketio.Client, "_engineio_client_class", ["self"], "client"),
-    (engineio.Client, "_trigger_event", ["self", "event", "args", "kwargs"], "client"),
-    (engineio.Client, "_reset", ["self"], "client: closes a lost WebSocket"),
-    (engineio.Server, "start_background_task", ["self", "target", "args", "kwargs"], "engineio"),
-    (engineio.Server, "create_queue", ["self", "args", "kwargs"], "engineio_server"),
-    (engineio.Server, "send_packet", ["self", "sid", "pkt"], "engineio_server"),
-    (engineio_socket.Socket, "_send_ping", ["self"], "engineio_server: heartbeat timers"),
-    (engineio.Server, "_get_socket", ["self", "sid"], "engineio_server: FanoutSocket"),
-    (engineio.Server, "disconnect", ["self", "sid"], "engineio_server"),
-    (engineio_socket.Socket, "handle_post_request", ["self", "environ"], "FanoutSocket"),
-    (engineio_socket.Socket, "receive", ["self", "pkt"], "FanoutSocket"),
+    (socketio.Server, "_engineio_server_class", ["self"], SOCKET_SERVER),
+    (socketio.Server, "_handle_eio_connect", ["self", "eio_sid", "environ"], SOCKET_SERVER),
+    (socketio.Server, "_handle_eio_disconnect", ["self", "eio_sid", "reason"], SOCKET_SERVER),
+    (socketio.Client, "_engineio_client_class", ["self"], CLIENT),
+    (engineio.Client, "_trigger_event", ["self", "event", "args", "kwargs"], CLIENT),
+    (engineio.Client, "_reset", ["self"], f"{CLIENT}: closes a lost WebSocket"),
+    (engineio.Server, "start_background_task", ["self", "target", "args", "kwargs"], ENGINE),
+    (engineio.Server, "create_queue", ["self", "args", "kwargs"], ENGINE),
+    (engineio.Server, "send_packet", ["self", "sid", "pkt"], ENGINE),
+    (engineio.Server, "handle_request", ["self", "environ", "start_response"], ENGINE),
+    (
+        engineio.Server,
+        "_handle_connect",
+        ["self", "environ", "start_response", "transport", "jsonp_index"],
+        f"{ENGINE}: the handshake, a FanoutSocket from the start",
+    ),
+    (engineio.Server, "_service_task", ["self"], ENGINE),
+    (engineio.Server, "_upgrades", ["self", "sid", "transport"], ENGINE),
+    (engineio.Server, "_ok", ["self", "packets", "headers", "jsonp_index"], ENGINE),
+    (engineio.Server, "_bad_request", ["self", "message"], ENGINE),
+    (engineio.Server, "_unauthorized", ["self", "message"], ENGINE),
+    (engineio.Server, "_trigger_event", ["self", "event", "args", "kwargs"], ENGINE),
+    (engineio.Server, "generate_id", ["self"], ENGINE),
+    (engineio_socket.Socket, "__init__", ["self", "server", "sid"], ENGINE),
+    (engineio_socket.Socket, "_send_ping", ["self"], f"{ENGINE}: heartbeat timers"),
+    (engineio_socket.Socket, "schedule_ping", ["self"], ENGINE),
+    (engineio_socket.Socket, "poll", ["self"], ENGINE),
+    (engineio.Server, "disconnect", ["self", "sid"], ENGINE),
+    (engineio_socket.Socket, "handle_get_request", ["self", "environ", "start_response"], ENGINE),
+    (engineio_socket.Socket, "handle_post_request", ["self", "environ"], ENGINE),
+    (engineio_socket.Socket, "receive", ["self", "pkt"], ENGINE),
     (
         engineio_socket.Socket,
         "_websocket_handler",
         ["self", "ws"],
-        "FanoutSocket: the WebSocket handler without a writer green thread",
+        f"{ENGINE}: the WebSocket handler without a writer green thread",
     ),
-    (eventlet.queue.Queue, "task_done", ["self"], "FanoutSocket: the writer"),
+    (eventlet.queue.Queue, "task_done", ["self"], f"{ENGINE}: the writer"),
     (
         eventlet.hubs.hub.BaseHub,
         "add",
         ["self", "evtype", "fileno", "cb", "tb", "mark_as_closed"],
-        "connection.Connection: a WebSocket read from the hub",
+        f"{CONNECTION}: a WebSocket read from the hub",
     ),
-    (eventlet.hubs.hub.BaseHub, "remove", ["self", "listener"], "connection.Connection"),
-    (engineio_socket.Socket, "check_ping_timeout", ["self"], "engineio_server"),
-    (engineio_socket.Socket, "send", ["self", "pkt"], "engineio_server"),
+    (eventlet.hubs.hub.BaseHub, "remove", ["self", "listener"], CONNECTION),
+    (engineio_socket.Socket, "check_ping_timeout", ["self"], ENGINE),
+    (engineio_socket.Socket, "send", ["self", "pkt"], ENGINE),
     (
         engineio_socket.Socket,
         "close",
         ["self", "wait", "abort", "reason"],
-        "engineio_server; socketio_server.close_sessions (SIGTERM)",
+        f"{ENGINE}; {SOCKET_SERVER}: close_sessions (SIGTERM), a session's close",
     ),
-    (eventlet.queue.Queue, "_put", ["self", "item"], "engineio_server: HeartbeatFirstQueue"),
+    (eventlet.queue.Queue, "_put", ["self", "item"], f"{ENGINE}: HeartbeatFirstQueue"),
+    (eventlet.queue.Queue, "_get", ["self"], f"{ENGINE}: HeartbeatFirstQueue's bytes"),
     (
         eventlet.wsgi.HttpProtocol,
         "__init__",
         ["self", "conn_state", "server"],
-        "server: Protocol serves a WebSocket connect itself (connection.first_request)",
+        f"{LISTENER}: Protocol serves a WebSocket connect itself (connection.first_request)",
     ),
-    (eventlet.queue.Queue, "_put_bookkeeping", ["self"], "engineio_server"),
-    (eventlet.queue.Queue, "get", ["self", "block", "timeout"], "engineio_server"),
-    (socketio.RedisManager, "_publish", ["self", "data"], "bus: canary"),
-    (socketio.RedisManager, "_redis_connect", ["self"], "bus"),
-    (socketio.RedisManager, "_listen", ["self"], "bus"),
-    (socketio.RedisManager, "_redis_listen_with_retries", ["self"], "bus"),
-    (socketio.RedisManager, "_handle_emit", ["self", "message"], "bus: publish_private"),
+    (eventlet.queue.Queue, "_put_bookkeeping", ["self"], ENGINE),
+    (eventlet.queue.Queue, "get", ["self", "block", "timeout"], ENGINE),
+    (socketio.RedisManager, "_publish", ["self", "data"], f"{PUBSUB}: canary"),
+    (socketio.RedisManager, "_redis_connect", ["self"], PUBSUB),
+    (socketio.RedisManager, "_listen", ["self"], PUBSUB),
+    (socketio.RedisManager, "_redis_listen_with_retries", ["self"], PUBSUB),
+    (socketio.RedisManager, "_handle_emit", ["self", "message"], f"{PUBSUB}: publish_private"),
     (
         socketio.Manager,
         "basic_enter_room",
         ["self", "sid", "namespace", "room", "eio_sid"],
-        "rooms",
+        f"{ROOMS}; {FANOUT}",
     ),
-    (socketio.Manager, "basic_leave_room", ["self", "sid", "namespace", "room"], "rooms"),
-    (socketio.Manager, "basic_disconnect", ["self", "sid", "namespace", "kwargs"], "rooms"),
+    (socketio.Manager, "basic_leave_room", ["self", "sid", "namespace", "room"], ROOMS),
+    (socketio.Manager, "basic_disconnect", ["self", "sid", "namespace", "kwargs"], ROOMS),
     (
         kombu_redis.Channel,
         "basic_publish",
@@ -111,37 +137,71 @@ METHODS: list[tuple[type, str, list[str], str]] = [
     (kombu_redis.Channel, "_connparams", ["self", "asynchronous"], "workers.transport"),
 ]
 
+# (function, its parameters as chainpulse calls it, who relies on it)
+FUNCTIONS: list[tuple[Callable[..., Any], list[str], str]] = [
+    (
+        get_exponential_backoff_interval,
+        ["factor", "retries", "maximum", "full_jitter"],
+        "workers.runner: backoff with full jitter",
+    ),
+]
+
 # (what to build, attribute, who relies on it)
 ATTRIBUTES: list[tuple[str, str, str]] = [
-    ("socketio.Server", "_binary_packet", "socketio_server: binary refusal"),
-    ("socketio.Server", "reserved_events", "socketio_server"),
-    ("socketio.Server", "environ", "gateway: trims the WSGI environ"),
-    ("engineio.Client", "ws", "client: closes a lost WebSocket"),
-    ("engineio.Server", "_async", "engineio_server: the websocket driver"),
-    ("engineio.Server", "sockets", "engineio_server; socketio_server.close_sessions, server.drain"),
-    ("socketio.Manager", "rooms", "feed: fan-out"),
-    ("socketio.Manager", "callbacks", "rooms"),
-    ("socketio.Manager", "pending_connect", "rooms"),
-    ("socketio.Manager", "pending_disconnect", "rooms"),
-    ("engineio.Socket", "queue", "engineio_server"),
-    ("engineio.Socket", "upgraded", "engineio_server: direct writes"),
-    ("engineio.Socket", "upgrading", "engineio_server"),
-    ("engineio.Socket", "connected", "FanoutSocket: an upgrade from long-polling"),
-    ("engineio.Socket", "closing", "engineio_server"),
-    ("engineio.Socket", "closed", "engineio_server"),
-    ("engineio.Socket", "last_ping", "engineio_server: heartbeat timers"),
-    ("engineio.Packet", "encode_cache", "engineio_server: frames encoded once"),
-    ("eventlet.Queue", "queue", "engineio_server: pings first"),
+    ("socketio.Server", "_binary_packet", f"{SOCKET_SERVER}: binary refusal"),
+    ("socketio.Server", "reserved_events", SOCKET_SERVER),
+    ("socketio.Server", "environ", f"{SOCKET_SERVER}: trims the WSGI environ"),
+    ("socketio.Server", "manager_initialized", f"{FANOUT}: the pub/sub started by us"),
+    ("socketio.Server", "packet_class", f"{SOCKET_SERVER}: a packet before CONNECT"),
+    ("socketio.RedisManager", "redis", f"{PUBSUB}: publish_private"),
+    ("socketio.RedisManager", "pubsub", f"{PUBSUB}: the listener"),
+    ("socketio.RedisManager", "connected", f"{PUBSUB}: publish_private"),
+    ("socketio.RedisManager", "channel", PUBSUB),
+    ("socketio.RedisManager", "host_id", f"{PUBSUB}: the canary"),
+    ("engineio.Client", "ws", f"{CLIENT}: closes a lost WebSocket"),
+    ("engineio.Server", "_async", f"{ENGINE}: the websocket driver"),
+    ("engineio.Server", "sockets", f"{ENGINE}; {SOCKET_SERVER}; {FANOUT}: drain"),
+    ("engineio.Server", "start_service_task", f"{ENGINE}: the handshake"),
+    ("engineio.Server", "service_task_handle", f"{ENGINE}: the handshake"),
+    ("engineio.Server", "ping_interval_grace_period", f"{ENGINE}: the handshake"),
+    ("socketio.Manager", "rooms", f"{FANOUT}: fan-out"),
+    ("socketio.Manager", "callbacks", ROOMS),
+    ("socketio.Manager", "pending_connect", ROOMS),
+    ("socketio.Manager", "pending_disconnect", ROOMS),
+    ("engineio.Socket", "queue", ENGINE),
+    ("engineio.Socket", "upgraded", f"{ENGINE}: direct writes"),
+    ("engineio.Socket", "upgrading", ENGINE),
+    ("engineio.Socket", "connected", f"{ENGINE}: an upgrade from long-polling"),
+    ("engineio.Socket", "closing", ENGINE),
+    ("engineio.Socket", "closed", ENGINE),
+    ("engineio.Socket", "last_ping", f"{ENGINE}: heartbeat timers"),
+    ("engineio.Packet", "encode_cache", f"{ENGINE}: frames encoded once"),
+    ("eventlet.Queue", "queue", f"{ENGINE}: pings first"),
     ("kombu.Channel", "supports_batch_publish", "follower.queue"),
     ("kombu.Channel", "create_publish_batch", "follower.queue"),
     ("kombu.Channel", "unacked_key", "chainpulse.backfill: lost jobs"),
 ]
+
+SERVER_LIBRARIES = ("socketio.", "engineio.", "eventlet.")
+
+
+def test_the_servers_library_internals_are_relied_on_under_transport_only() -> None:
+    """python-socketio, python-engineio and eventlet's internals are the transport's
+    business (realtime/transport/); the Python client keeps its own rows."""
+    rows = [(c.__module__, user) for c, _, _, user in METHODS] + [
+        (what, user) for what, _, user in ATTRIBUTES
+    ]
+    for library, user in rows:
+        if library.startswith(SERVER_LIBRARIES) and user.split(":")[0] != CLIENT:
+            places = [part.split(":")[0].strip() for part in user.split(";")]
+            assert all(p.startswith("transport/") for p in places), (library, user)
 
 
 def _build(what: str) -> Any:
     server = engineio.Server(async_mode="threading")
     makers: dict[str, Callable[[], Any]] = {
         "socketio.Server": lambda: socketio.Server(async_mode="threading"),
+        "socketio.RedisManager": socketio.RedisManager,
         "engineio.Server": lambda: server,
         "engineio.Client": engineio.Client,
         "socketio.Manager": lambda: socketio.Server(async_mode="threading").manager,
@@ -161,6 +221,30 @@ def test_a_private_method_we_rely_on_is_there_with_its_parameters(
     method = getattr(cls, name, None)
     assert callable(method), f"{where} is missing"
     assert list(inspect.signature(method).parameters) == params, f"{where} changed signature"
+
+
+@pytest.mark.parametrize(
+    ("function", "params", "user"), FUNCTIONS, ids=lambda v: getattr(v, "__name__", str(v))
+)
+def test_a_function_we_rely_on_is_there_with_its_parameters(
+    function: Callable[..., Any], params: list[str], user: str
+) -> None:
+    where = f"{function.__module__}.{function.__qualname__} (used by {user})"
+    assert list(inspect.signature(function).parameters) == params, f"{where} changed signature"
+
+
+def test_the_pubsub_message_shape_we_publish_is_the_one_the_listener_reads() -> None:
+    """transport/pubsub.py publishes private messages as python-socketio's own emits:
+    the listener dispatches `method == "emit"` from other hosts to `_handle_emit`,
+    which reads these keys."""
+    thread = inspect.getsource(socketio.PubSubManager._thread)
+    assert "data['method'] == 'emit'" in thread and "self._handle_emit(data)" in thread
+    assert "data.get('host_id') != self.host_id" in thread
+    emit = inspect.getsource(socketio.PubSubManager._handle_emit)
+    for key in ("data", "binary", "namespace", "room", "skip_sid", "callback", "event"):
+        assert f"message['{key}']" in emit or f"message.get('{key}')" in emit, key
+    connect = inspect.getsource(socketio.RedisManager._redis_connect)
+    assert "self.redis = " in connect and "self.pubsub = " in connect
 
 
 @pytest.mark.parametrize(("what", "name", "user"), ATTRIBUTES, ids=lambda v: str(v))
@@ -204,7 +288,7 @@ def test_the_request_pool_we_give_the_accept_loop_is_used_as_we_expect() -> None
 
 def test_the_polling_decoder_limit_is_the_one_our_responses_keep_to() -> None:
     """python-engineio clients refuse a polling response of more than 16 packets
-    (engineio_server.POLL_BATCH_MAX); FanoutSocket lifts the same limit for what the
+    (engine.POLL_BATCH_MAX); FanoutSocket lifts the same limit for what the
     server decodes, through the class attribute its decoder reads."""
     assert payload.Payload.max_decode_packets == 16
     assert "self.max_decode_packets" in inspect.getsource(payload.Payload.decode)
@@ -214,9 +298,9 @@ def test_the_polling_decoder_limit_is_the_one_our_responses_keep_to() -> None:
 
 def test_the_websocket_handler_we_replace_is_reached_through_the_driver() -> None:
     """FanoutSocket replaces `Socket._websocket_handler` (python-engineio's reads, the
-    upgrade probe and a writer green thread); engineio_server's WebSocket driver finds
-    the session as the handler's `__self__`, handed over by `_upgrade_websocket`, and
-    python-engineio's handler still ends a session by queueing None for its writer."""
+    upgrade probe and a writer green thread); `_upgrade_websocket` hands the session's
+    handler (the FanoutSocket's, bound) to the WebSocket driver, and python-engineio's
+    handler still ends a session by queueing None for its writer."""
     upgrade = inspect.getsource(engineio_socket.Socket._upgrade_websocket)
     assert "self._websocket_handler, self.server" in upgrade
     handler = inspect.getsource(engineio_socket.Socket._websocket_handler)

@@ -3,7 +3,6 @@ encoding and the heartbeat-first queue; and the read queries against SQLite."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -385,50 +384,6 @@ def test_indexing_is_stalled_only_when_the_node_moves_on_without_it() -> None:
     assert watch.observe(None, None, now=50).lag is None
 
 
-def test_subscribers_asking_for_one_tokens_snapshot_together_share_one_read(
-    tmp_path: Path,
-) -> None:
-    """A reconnect storm: many subscribers of a token nobody has asked for yet. One
-    database read answers them all (reads run one at a time; one each would queue)."""
-    import threading
-
-    from chainpulse.settings import Settings
-    from realtime.server import build
-    from tests.realtime.helpers import make_database
-
-    rt = build(
-        Settings(database_url=make_database(tmp_path / "db.sqlite")),
-        async_mode="threading",
-        redis=False,
-    )
-    release = threading.Event()
-    reads: list[str] = []
-
-    class SlowDatabase:
-        def read(self, query: object, token: str) -> queries.PriceRow | None:
-            reads.append(token)
-            release.wait(10)
-            return None
-
-    rt.feed.db = SlowDatabase()  # type: ignore[assignment]
-    answers: list[object] = []
-    askers = [
-        threading.Thread(target=lambda: answers.append(rt.feed.snapshot("ETH"))) for _ in range(20)
-    ]
-    for asker in askers:
-        asker.start()
-    deadline = time.monotonic() + 10
-    while len(rt.feed._reads) == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)  # the other askers reach the read under way
-    release.set()
-    for asker in askers:
-        asker.join(10)
-    assert reads == ["ETH"] and answers == [None] * 20
-    assert "ETH" in rt.feed.no_price  # the next subscriber does not read at all
-    assert rt.feed.snapshot("ETH") is None and reads == ["ETH"]
-
-
 def test_a_price_of_a_block_a_reorg_removed_is_not_pushed() -> None:
     """A worker's late commit of an orphaned block announces its price after the reorg:
     the sequencer knows the block is not canonical, by its hash."""
@@ -441,27 +396,3 @@ def test_a_price_of_a_block_a_reorg_removed_is_not_pushed() -> None:
     assert seq.orphaned(11, block_hash(11, 0))  # removed, and 11 of fork 1 pushed
     assert not seq.orphaned(11, block_hash(11, 1))
     assert not seq.orphaned(13, block_hash(13, 1))  # not seen yet: no reason to drop it
-
-
-def test_a_catch_up_before_any_block_was_pushed_leaves_gaps_to_be_filled(
-    tmp_path: Path,
-) -> None:
-    """The stream came back before this process had pushed a block: nothing to catch up
-    on, and a later gap the stream lost is still read from the database."""
-    from chainpulse.settings import Settings
-    from realtime.server import build
-
-    url = make_database(tmp_path / "db.sqlite")
-    insert_blocks(url, range(1, 5))
-    rt = build(Settings(database_url=url), async_mode="threading", redis=False)
-    clock = Clock()
-    rt.feed.clock = clock
-    rt.feed.catch_up()  # reconnected with nothing pushed yet
-    rt.feed.handle(block_event(1))
-    rt.feed.handle(block_event(4))  # 2 and 3 lost with the stream
-    clock.now += 2  # past FILL_AFTER
-    rt.feed.tick()
-    deadline = time.monotonic() + 10
-    while rt.feed.sequencer.last != 4 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert rt.feed.sequencer.last == 4 and rt.feed.sequencer.filled == 2

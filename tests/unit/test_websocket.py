@@ -1,5 +1,5 @@
-"""The WebSocket protocol (realtime/websocket.py) and the first request's parse
-(realtime/connection.py): pure logic, against frames that websocket-client builds."""
+"""The WebSocket protocol (realtime/transport/websocket.py) and the first request's parse
+(realtime/transport/connection.py): pure logic, against frames that websocket-client builds."""
 
 from __future__ import annotations
 
