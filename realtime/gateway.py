@@ -116,7 +116,7 @@ class Gateway:
     def connected(self, sid: str) -> None:
         """Runs right after the CONNECT packet is queued, before anything can yield."""
         self.metrics.connected.inc()
-        self.feed.emit(sid, "connected", {"clientId": sid, "serverTime": protocol.now_ms()})
+        self.feed.emit(sid, "connected", protocol.connected(sid))
         request = self._resume.pop(sid, None)
         if request is None:
             self.feed.join_live(sid)
@@ -234,7 +234,7 @@ class Gateway:
         return {"success": True}
 
     def on_ping(self, sid: str, state: ClientState, *_: object) -> None:
-        self.feed.emit(sid, "pong", {"timestamp": protocol.now_ms()})
+        self.feed.emit(sid, "pong", protocol.pong())
 
     def on_private_message(self, sid: str, state: ClientState, data: object = None) -> Payload:
         sender = self._identity(state)
@@ -249,7 +249,7 @@ class Gateway:
                 f"{MAX_PRIVATE_MESSAGE} characters",
                 "invalid payload",
             )
-        payload = {"from": sender, "message": message, "timestamp": protocol.now_ms()}
+        payload = protocol.private_message(sender, message)
         try:
             self.fanout.publish(user_room(str(data["to"])), "private-message", payload)
         except Unavailable as exc:

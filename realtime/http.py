@@ -262,7 +262,7 @@ def _whole(raw: str) -> int | None:
 
 def _block(row: queries.BlockRow) -> dict[str, Any]:
     return {
-        **protocol.block_fields(row),
+        **protocol.block_fields(protocol.indexed_from_row(row)),
         "gasLimit": row.gas_limit,
         "baseFeePerGas": None if row.base_fee_per_gas is None else str(row.base_fee_per_gas),
         "miner": row.miner,

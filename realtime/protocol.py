@@ -1,5 +1,5 @@
-"""The Socket.IO contract in one place (DESIGN.md, Socket.IO): namespace, event names,
-refusal messages and the payload builders.
+"""The Socket.IO contract in one place (docs/protocol.md): namespace, refusal messages,
+and each payload, typed and built here once.
 
 `timestamp` fields are milliseconds since the epoch at push time; `blockTimestamp` is
 the chain's seconds; `price` is a JSON number and `priceExact` the exact decimal string.
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
 from decimal import Decimal
-from typing import Any
+from typing import Literal, NotRequired, TypedDict
 
-from indexer.events import BlockIndexed, BlockReorged, PriceUpdated
+from indexer.events import BlockIndexed, BlockRef, BlockReorged, PriceUpdated
 from indexer.prices import event_from_row
 from indexer.queries import BlockRow, PriceRow
 
@@ -45,52 +44,140 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def exception(message: str) -> dict[str, Any]:
+# Payloads: each built in one place, below. Optional fields are NotRequired: readers
+# ignore what they do not know, and a producer sends them only when it has them.
+
+
+class Exception_(TypedDict):
+    status: Literal["error"]
+    message: str
+
+
+class Refused(TypedDict):
+    success: Literal[False]
+    error: str
+
+
+class Connected(TypedDict):
+    clientId: str
+    serverTime: int  # ms
+
+
+class Pong(TypedDict):
+    timestamp: int  # ms
+
+
+PrivateMessage = TypedDict("PrivateMessage", {"from": str, "message": str, "timestamp": int})
+
+
+class BlockFields(TypedDict):
+    """A block as `new-block` and `/api/blocks` name its fields."""
+
+    number: int
+    hash: str
+    parentHash: str
+    transactions: int
+    blockTimestamp: int  # the chain's seconds
+    gasUsed: NotRequired[int]
+
+
+class NewBlock(BlockFields):
+    timestamp: int  # ms, at push time
+
+
+class Ref(TypedDict):
+    number: int
+    hash: str
+
+
+class Reorg(TypedDict):
+    depth: int
+    commonAncestor: Ref
+    removed: list[Ref]
+    added: list[Ref]
+
+
+class PriceUpdate(TypedDict):
+    token: str
+    price: float | None  # a JSON number; null when a double cannot hold it, or no price
+    priceExact: str | None  # the exact decimal; null when a reorg left the token no price
+    blockNumber: int | None  # null for manual prices
+    source: str
+    timestamp: int  # ms, at push time
+    quote: NotRequired[str]
+    updatedAt: NotRequired[int]  # a feed's round time, seconds
+    snapshot: NotRequired[Literal[True]]  # the first after a subscribe
+
+
+def exception(message: str) -> Exception_:
     return {"status": "error", "message": message}
 
 
-def refused(message: str) -> dict[str, Any]:
+def refused(message: str) -> Refused:
     return {"success": False, "error": message}
 
 
-def new_block(event: BlockIndexed) -> dict[str, Any]:
-    payload: dict[str, Any] = {
+def connected(sid: str) -> Connected:
+    return {"clientId": sid, "serverTime": now_ms()}
+
+
+def pong() -> Pong:
+    return {"timestamp": now_ms()}
+
+
+def private_message(sender: str, message: str) -> PrivateMessage:
+    return {"from": sender, "message": message, "timestamp": now_ms()}
+
+
+def indexed_from_row(row: BlockRow) -> BlockIndexed:
+    """A stored block as the `block.indexed` that announced it."""
+    return BlockIndexed(
+        blockNumber=row.number,
+        blockHash=row.hash,
+        parentHash=row.parent_hash,
+        blockTimestamp=row.timestamp,
+        transactions=row.tx_count,
+        source="head",
+        gasUsed=row.gas_used,
+    )
+
+
+def block_fields(event: BlockIndexed) -> BlockFields:
+    fields: BlockFields = {
         "number": event.blockNumber,
         "hash": event.blockHash,
         "parentHash": event.parentHash,
         "transactions": event.transactions,
         "blockTimestamp": event.blockTimestamp,
-        "timestamp": now_ms(),
     }
     if event.gasUsed is not None:
-        payload["gasUsed"] = event.gasUsed
-    return payload
+        fields["gasUsed"] = event.gasUsed
+    return fields
 
 
-def block_fields(row: BlockRow) -> dict[str, Any]:
-    """A stored block as `new-block` names its fields (no push `timestamp`)."""
+def new_block(event: BlockIndexed) -> NewBlock:
+    """`new-block`, from the stream's event or (through `indexed_from_row`) a stored row;
+    `gasUsed` when the producer sent it."""
+    return {**block_fields(event), "timestamp": now_ms()}
+
+
+def reorg(event: BlockReorged) -> Reorg:
     return {
-        "number": row.number,
-        "hash": row.hash,
-        "parentHash": row.parent_hash,
-        "transactions": row.tx_count,
-        "blockTimestamp": row.timestamp,
-        "gasUsed": row.gas_used,
+        "depth": event.depth,
+        "commonAncestor": _ref(event.commonAncestor),
+        "removed": [_ref(r) for r in event.removed],
+        "added": [_ref(r) for r in event.added],
     }
 
 
-def new_block_from_row(row: BlockRow) -> dict[str, Any]:
-    return {**block_fields(row), "timestamp": now_ms()}
+def _ref(ref: BlockRef) -> Ref:
+    return {"number": ref.number, "hash": ref.hash}
 
 
-def reorg(event: BlockReorged) -> dict[str, Any]:
-    return asdict(event)
-
-
-def price_update(event: PriceUpdated, snapshot: bool = False) -> dict[str, Any]:
+def price_update(event: PriceUpdated, snapshot: bool = False) -> PriceUpdate:
     """The `price-update` payload; `quote` and `updatedAt` (feeds) only when known.
     After a reorg that left a token no price, `price` and `priceExact` are null."""
-    payload: dict[str, Any] = {
+    payload: PriceUpdate = {
         "token": event.token,
         "price": _number(event.price) if event.price is not None else None,
         "priceExact": event.price,

@@ -56,19 +56,6 @@ class _Read:
         self.row: queries.PriceRow | None = None
 
 
-def _indexed(row: queries.BlockRow) -> BlockIndexed:
-    """A stored block as the `block.indexed` that announced it."""
-    return BlockIndexed(
-        blockNumber=row.number,
-        blockHash=row.hash,
-        parentHash=row.parent_hash,
-        blockTimestamp=row.timestamp,
-        transactions=row.tx_count,
-        source="head",
-        gasUsed=row.gas_used,
-    )
-
-
 class Feed:
     def __init__(
         self,
@@ -149,7 +136,9 @@ class Feed:
         try:
             rows = self.db.read(queries.blocks_between, after, up_to)
             before = self.sequencer.filled
-            self._push(self.sequencer.fill([_indexed(row) for row in rows], self.clock()))
+            self._push(
+                self.sequencer.fill([protocol.indexed_from_row(r) for r in rows], self.clock())
+            )
             if self.sequencer.filled != before:
                 filled = self.sequencer.filled - before
                 self.metrics.blocks_filled.inc(filled)
@@ -346,7 +335,7 @@ class Feed:
             if not self.fanout.connected(sid):
                 return
             for row in rows:
-                self.emit(sid, "new-block", protocol.new_block_from_row(row))
+                self.emit(sid, "new-block", protocol.new_block(protocol.indexed_from_row(row)))
             start = frontier
             missed = self._since(seq)
             if missed is None:
