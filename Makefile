@@ -14,7 +14,8 @@ PYTEST_ARGS ?=
 
 UV_VERSION := 0.13.9
 
-.PHONY: dev test lint typecheck unit deps redis-server chromium clean bench lock contracts assets
+.PHONY: dev test test-all lint typecheck unit deps redis-server chromium clean bench lock contracts assets \
+	conformance conformance-env
 
 deps: $(VENV)/.installed node_modules/.installed assets redis-server
 
@@ -76,11 +77,34 @@ TEST_TMP := $(CURDIR)/.test-tmp
 # the suite in one process.
 PYTEST_WORKERS ?= 2
 
-test: deps chromium lint typecheck
+# Autobahn|Testsuite is Python 2 code: it gets a Python 2.7 virtualenv of its own, built
+# from pinned, hashed requirements (tests/conformance/autobahn/). Where no Python 2.7
+# exists, its tests skip and say so.
+PY27 := $(shell tests/conformance/find-python27.sh)
+AUTOBAHN_ENV := .conformance/py27
+
+conformance-env:
+	@if [ -n "$(PY27)" ]; then \
+		tests/conformance/autobahn/build-env.sh "$(PY27)" $(AUTOBAHN_ENV); \
+	else \
+		echo "conformance: no Python 2.7 found; the Autobahn|Testsuite tests will be skipped"; \
+	fi
+
+# The WebSocket conformance report: Autobahn|Testsuite's cases 1-10 on chainpulse's
+# WebSocket code beside the websockets library's, and the permessage-deflate cases 12-13
+# (about 10 minutes more).
+conformance: deps conformance-env
+	$(BIN)/python -m tests.conformance.report --compression
+
+test: deps chromium conformance-env lint typecheck
 	rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP)
 	TMPDIR=$(TEST_TMP) $(BIN)/python -m pytest --basetemp=$(TEST_TMP)/pytest \
 		-n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
 		status=$$?; rm -rf $(TEST_TMP); exit $$status
+
+# Everything, the long variants (`slow`) included.
+test-all:
+	$(MAKE) test PYTEST_ARGS="$(PYTEST_ARGS) -m 'slow or not slow'"
 
 # The tests of pure logic, which need no service: seconds.
 unit: $(VENV)/.installed
@@ -98,4 +122,4 @@ bench: deps
 	$(BIN)/python bench/backfill/run.py
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .conformance

@@ -24,14 +24,15 @@ import contextlib
 import logging
 import socket
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import eventlet
-from engineio import packet as eio_packet
 from eventlet import patcher, wsgi
 from eventlet.hubs import get_hub, trampoline
 
+from realtime.transport.greenthreads import GreenThreads
 from realtime.transport.websocket import (
     BINARY,
     CLOSE,
@@ -39,7 +40,6 @@ from realtime.transport.websocket import (
     PONG,
     TEXT,
     Deflate,
-    Frame,
     FrameParser,
     HandshakeError,
     Message,
@@ -52,7 +52,6 @@ from realtime.transport.websocket import (
 
 log = logging.getLogger(__name__)
 
-_EIO_TYPES = frozenset("0123456")
 READ_SIZE = 65_536
 # Every read lands here first and only what arrived is copied out: `recv(65536)` would
 # allocate (and, above glibc's mmap threshold, map and unmap) 64 KB per read. One buffer
@@ -77,22 +76,63 @@ HEAD_MAX = 4_096  # a first request longer than this goes to eventlet.wsgi
 DEFLATE_MIN = 128
 
 
-class Raw(bytes):
-    """Bytes sent as they are: a control frame, or the unsent tail of a write."""
+class Host(Protocol):
+    """What a connection asks of the server it belongs to (`engine.EngineServer`, or
+    any other server of WebSockets: the conformance suite's echo server)."""
+
+    threads: GreenThreads  # where reads run
+    websockets: int  # open connections
+    peak_held: int  # the most bytes one connection held (`Connection.holding`)
+    compression: bool  # permessage-deflate, with clients that offer it
+
+    @property
+    def max_frame(self) -> int:
+        """Bytes: a frame or fragmented message above it fails with 1009."""
+        ...
+
+    @property
+    def send_timeout(self) -> float:
+        """Seconds a send may wait for a client that reads nothing."""
+        ...
 
 
-class RawPacket(eio_packet.Packet):
-    """A queued `Raw`; `tail`: the rest of a frame already partly written, which nothing
-    may overtake."""
+class Session(Protocol):
+    """What a connection hands what it reads to (`engine.FanoutSocket`, an Engine.IO
+    session; or an echo)."""
 
-    def __init__(self, data: bytes, tail: bool = False) -> None:
-        super().__init__(eio_packet.NOOP)
-        self.encode_cache = Raw(data)
-        self.tail = tail
+    closing: bool  # being closed: nothing more is read for it
+
+    def take(self, data: str | bytes) -> bool:
+        """One message (text or binary); False when the session must end (it may set
+        the connection's close code first)."""
+        ...
+
+    def answer(self, control: bytes) -> None:
+        """Send a control frame (a PONG) in order with what else is sent."""
+        ...
+
+    def hold(self) -> bool:
+        """Hold what is sent until `release` (the answers to one read go out in one
+        send); False when it cannot be held."""
+        ...
+
+    def release(self) -> None: ...
+
+    def queued(self) -> int:
+        """Bytes waiting to be written."""
+        ...
+
+    def end_websocket(self) -> None:
+        """The client closed, or the socket failed: finish and close."""
+        ...
+
+    def websocket_closed(self) -> None:
+        """The connection is closed: forget it."""
+        ...
 
 
 class Connection:
-    """A WebSocket over a non-blocking socket; `server` is the `EngineServer`."""
+    """A WebSocket over a non-blocking socket, read for `host`'s `Session`."""
 
     __slots__ = (
         "sock",
@@ -114,19 +154,19 @@ class Connection:
         "reading",
     )
 
-    def __init__(self, sock: socket.socket, server: Any, deflate: Deflate | None, greeting: bytes):
+    def __init__(self, sock: socket.socket, host: Host, deflate: Deflate | None, greeting: bytes):
         self.sock = sock  # non-blocking: eventlet made it so (see `take_socket`)
         self.fd = sock.fileno()
-        self.server = server
-        self.parser = FrameParser(server.max_http_buffer_size, deflate)
+        self.server = host
+        self.parser = FrameParser(host.max_frame, deflate)
         self.compressed = deflate is not None
-        self.session: Any = None  # the FanoutSocket, once listening
+        self.session: Session | None = None  # once listening
         self.listener: Any = None
         self.closed = False
         self.sending = False  # a blocking send is under way (a writer, or a handshake)
         self.greeting = greeting  # the 101 reply, sent with the first frames
-        # bounds a send that the client does not read, and a read during the upgrade
-        self.timeout = server.ping_interval + server.ping_timeout
+        # bounds a send that the client does not read
+        self.timeout = host.send_timeout
         self.close_code: int | None = None
         self.close_reason = ""
         self.inbox: list[Message] = []  # read by `wait` after the message it returned
@@ -135,18 +175,6 @@ class Connection:
         self.reading = False  # a reader green thread is handling what arrived
 
     # writing -------------------------------------------------------------------------
-
-    def wire(self, pkt: Any) -> bytes:
-        """An Engine.IO packet as the bytes this connection sends for it."""
-        cached = pkt.encode_cache
-        if type(cached) is Frame:
-            return cached.frame(self.compressed and len(cached) >= DEFLATE_MIN)
-        if type(cached) is Raw:
-            return cached
-        data = pkt.encode()
-        if pkt.binary:
-            return frame(BINARY, data)
-        return text_frame(data, self.compressed and len(data) >= DEFLATE_MIN)
 
     def send(self, message: str | bytes) -> None:
         """Send a text message, or wire bytes (`Raw`, a joined batch), blocking this
@@ -242,13 +270,12 @@ class Connection:
         incomplete frame, a fragmented message, the inflater's input), messages read and
         not yet handled, answers held during a read, and its session's queue."""
         inbox = sum(len(p) for _, p in self.inbox if isinstance(p, str | bytes))
-        session = self.session
-        queued = getattr(session.queue, "bytes", 0) if session is not None else 0
+        queued = self.session.queued() if self.session is not None else 0
         return self.parser.pending + inbox + self.held_bytes + queued
 
-    def listen(self, session: Any) -> None:
-        """Hand the connection to `session` (a FanoutSocket) and read it from the hub
-        (after what `wait` read beyond the message it returned)."""
+    def listen(self, session: Session) -> None:
+        """Hand the connection to `session` and read it from the hub (after what `wait`
+        read beyond the message it returned)."""
         self.session = session
         self.server.websockets += 1
         self._listen()
@@ -293,7 +320,8 @@ class Connection:
 
     def _read(self) -> None:
         session, server = self.session, self.server
-        held = server.hold(session)
+        assert session is not None
+        held = session.hold()
         try:
             self._read_messages()
         finally:
@@ -302,7 +330,7 @@ class Connection:
             if holding > server.peak_held:
                 server.peak_held = holding
             if held:
-                server.release(session)
+                session.release()
             if not self.closed and self.listener is None:
                 self._listen()
 
@@ -318,7 +346,7 @@ class Connection:
                 if not self._handle(opcode, payload):
                     self._end()
                     return
-                if self.closed or self.session.closing:
+                if self.closed or (self.session is not None and self.session.closing):
                     return  # dropped (a slow consumer), or being closed: read no more
             if self.parser.ready:  # whole frames wait in the parser's buffer
                 parsed = self._parse(b"")
@@ -350,17 +378,11 @@ class Connection:
     def _handle(self, opcode: int, payload: Any) -> bool:
         """One inbound message; False when the session must end."""
         session = self.session
-        if opcode == TEXT:
-            if not payload or payload[0] not in _EIO_TYPES:
-                # not an Engine.IO packet: the protocol closes the session
-                self.server.count_refusal("not an engine.io packet")
-                self.close_code, self.close_reason = 1003, "Invalid Engine.IO packet"
-                return False
-            return bool(session.take(payload))
-        if opcode == BINARY:
-            return bool(session.take(payload))  # a binary MESSAGE: Socket.IO decides
+        assert session is not None
+        if opcode in (TEXT, BINARY):
+            return session.take(payload)
         if opcode == PING:
-            self.server.deliver(session, RawPacket(frame(PONG, payload)))
+            session.answer(frame(PONG, payload))
             return True
         if opcode == CLOSE:
             self.close_code = payload  # echoed in our closing frame
@@ -388,18 +410,9 @@ class Connection:
             self.sock.send(self.greeting + held + close_frame(self.close_code, self.close_reason))
             self.sock.shutdown(socket.SHUT_WR)
         self.sock.close()
-        session = self.session
-        if session is None:
-            return
-        self.server.websockets -= 1
-        session.ws_conn = None
-        session.queue.on_put = None
-        if not session.closed:
-            session.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
-        # python-engineio forgets a closed session when its WebSocket request returns;
-        # that request returned at the hand-over
-        if self.server.sockets.get(session.sid) is session:
-            del self.server.sockets[session.sid]
+        if self.session is not None:
+            self.server.websockets -= 1
+            self.session.websocket_closed()
 
 
 def _recv(sock: socket.socket) -> bytes:
@@ -426,12 +439,13 @@ _PLAIN = (_socket.socket.family, _socket.socket.type, _socket.socket.proto)
 
 
 class WebSocketDriver:
-    """python-engineio's "websocket" driver: the opening handshake, then the session's
-    handler with a `Connection` (the 101 reply goes out with its first frames)."""
+    """The opening handshake, then `handler` with a `Connection` (the 101 reply goes out
+    with its first frames). With python-engineio it is the "websocket" driver, and the
+    handler a session's `_websocket_handler`."""
 
-    def __init__(self, handler: Any, server: Any) -> None:
-        self.handler = handler  # a session's `_websocket_handler`
-        self.server = server
+    def __init__(self, handler: Callable[[Connection], object], host: Host) -> None:
+        self.handler = handler
+        self.server = host
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         try:
@@ -440,7 +454,7 @@ class WebSocketDriver:
             start_response(exc.status, [("Connection", "close"), *exc.headers])
             return [b""]
         conn = Connection(take_socket(environ), self.server, deflate, greeting)
-        self.handler(conn)  # FanoutSocket._websocket_handler
+        self.handler(conn)
         if not conn.closed and conn.session is None:  # the upgrade failed
             conn.close()
         if "eventlet.set_idle" in environ:  # under eventlet.wsgi: no response to write

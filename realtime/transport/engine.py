@@ -49,9 +49,9 @@ from eventlet.queue import Empty
 
 from realtime import protocol
 from realtime.transport import codec
-from realtime.transport.connection import Connection, RawPacket, WebSocketDriver
+from realtime.transport.connection import DEFLATE_MIN, Connection, WebSocketDriver
 from realtime.transport.greenthreads import GreenThreads
-from realtime.transport.websocket import Frame
+from realtime.transport.websocket import BINARY, Frame, frame, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,37 @@ log = logging.getLogger(__name__)
 # inbound limit is another matter (see `FanoutSocket`).
 POLL_BATCH_MAX = 16
 WRITE_BATCH = 65_536  # bytes a writer sends at once from a backlog
+
+
+EIO_TYPES = frozenset("0123456")  # the first character of every Engine.IO text packet
+
+
+class Raw(bytes):
+    """Bytes sent as they are: a control frame, or the unsent tail of a write."""
+
+
+class RawPacket(eio_packet.Packet):
+    """A queued `Raw`; `tail`: the rest of a frame already partly written, which nothing
+    may overtake."""
+
+    def __init__(self, data: bytes, tail: bool = False) -> None:
+        super().__init__(eio_packet.NOOP)
+        self.encode_cache = Raw(data)
+        self.tail = tail
+
+
+def wire(ws: Connection, pkt: Any) -> bytes:
+    """An Engine.IO packet as the bytes `ws` sends for it: a frame packed once for every
+    recipient (`Frame`), raw bytes, or the packet encoded now."""
+    cached = pkt.encode_cache
+    if type(cached) is Frame:
+        return cached.frame(ws.compressed and len(cached) >= DEFLATE_MIN)
+    if type(cached) is Raw:
+        return cached
+    data = pkt.encode()
+    if pkt.binary:
+        return frame(BINARY, data)
+    return text_frame(data, ws.compressed and len(data) >= DEFLATE_MIN)
 
 
 def encode_event(namespace: str, event: str, data: Any) -> eio_packet.Packet:
@@ -198,9 +229,12 @@ class FanoutSocket(engineio_socket.Socket):
             raise engineio.exceptions.EngineIOError("a second GET while one waits")
         self.polling = True
         try:
-            return super().handle_get_request(environ, start_response)
+            packets = super().handle_get_request(environ, start_response)
         finally:
             self.polling = False
+        # a poll ended by the session's close gets a NOOP, as the reference's does,
+        # not an empty body
+        return packets if packets != [] else [eio_packet.Packet(eio_packet.NOOP)]
 
     def handle_post_request(self, environ: dict[str, Any]) -> None:
         length = int(environ.get("CONTENT_LENGTH", "0") or 0)
@@ -242,12 +276,21 @@ class FanoutSocket(engineio_socket.Socket):
         self._flush()
         return []
 
+    # the WebSocket's `connection.Session` ------------------------------------------
+
     def take(self, data: str | bytes) -> bool:
         """Handle one inbound WebSocket message (text: an Engine.IO packet; bytes: a
         binary MESSAGE); False when the session must end."""
         if self.closing or self.closed:
             return False
         if len(data) > self.server.max_http_buffer_size:
+            return False
+        if isinstance(data, str) and (not data or data[0] not in EIO_TYPES):
+            # not an Engine.IO packet: the protocol closes the session
+            self.server.count_refusal("not an engine.io packet")
+            if self.ws_conn is not None:
+                self.ws_conn.close_code = 1003
+                self.ws_conn.close_reason = "Invalid Engine.IO packet"
             return False
         try:
             if isinstance(data, str):
@@ -262,6 +305,28 @@ class FanoutSocket(engineio_socket.Socket):
             log.exception("unexpected error handling a packet; closing the session")
             return False
         return True
+
+    def answer(self, control: bytes) -> None:
+        self.server.deliver(self, RawPacket(control))
+
+    def hold(self) -> bool:
+        return bool(self.server.hold(self))
+
+    def release(self) -> None:
+        self.server.release(self)
+
+    def queued(self) -> int:
+        return int(getattr(self.queue, "bytes", 0))
+
+    def websocket_closed(self) -> None:
+        self.ws_conn = None
+        self.queue.on_put = None
+        if not self.closed:
+            self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        # python-engineio forgets a closed session when its WebSocket request returns;
+        # that request returned at the hand-over
+        if self.server.sockets.get(self.sid) is self:
+            del self.server.sockets[self.sid]
 
     def end_websocket(self) -> None:
         """The client closed (or its socket failed): send what is queued, as
@@ -320,7 +385,7 @@ class FanoutSocket(engineio_socket.Socket):
                     if pkt is None:
                         closing = True
                         break
-                    data = ws.wire(pkt)
+                    data = wire(ws, pkt)
                     batch.append(data)
                     size += len(data)
                 if batch:
@@ -379,6 +444,16 @@ class EngineServer(engineio.Server):
             self._async = drivers
         else:
             self._queue_class = None
+
+    # the WebSocket connections' `connection.Host` ------------------------------------
+
+    @property
+    def max_frame(self) -> int:
+        return int(self.max_http_buffer_size)
+
+    @property
+    def send_timeout(self) -> float:
+        return float(self.ping_interval + self.ping_timeout)
 
     def disconnect(self, sid: str | None = None) -> None:
         """As python-engineio's, but a long-polling session is closed without waiting
@@ -519,7 +594,7 @@ class EngineServer(engineio.Server):
             return False
         if not sock.check_ping_timeout():
             return True
-        data = ws.wire(pkt)
+        data = wire(ws, pkt)
         held = ws.held
         if held is None and self._held is not None:
             held = self._held.setdefault(sock, [])

@@ -19,7 +19,6 @@ refusal is an `exception` event plus, when the client asked for an ack,
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +27,7 @@ import socketio
 from engineio import packet as eio_packet
 
 from realtime import protocol
+from realtime.transport import codec
 from realtime.transport.admission import Admission
 from realtime.transport.engine import EngineServer, encode_ack, encode_event
 from realtime.transport.fanout import Handlers
@@ -165,7 +165,7 @@ class SocketServer(socketio.Server):
 
     def _connect_error(self, eio_sid: str, namespace: str, message: str) -> None:
         prefix = "" if namespace == "/" else f"{namespace},"
-        text = f"4{prefix}{json.dumps({'message': message})}"
+        text = f"4{prefix}{codec.dumps({'message': message})}"
         self.eio.send_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, data=text))
 
     def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
