@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import builds  # noqa: E402
 from bench.common import log  # noqa: E402
 from bench.fanout.phases import run_server  # noqa: E402
 from bench.fanout.report import table  # noqa: E402
@@ -57,7 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--servers",
         default="chainpulse,plain,node",
-        help="chainpulse, plain, plain-nodeflate, node",
+        help="chainpulse, chainpulse@REV (another build: a git revision), plain, "
+        "plain-nodeflate, node",
     )
     ap.add_argument("--quick", action="store_true", help="N=200, short phases: a smoke check")
     ap.add_argument("--broadcasts", type=int, default=5, help="single broadcasts timed per N")
@@ -93,8 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rounds",
         type=int,
         default=1,
-        help="with --connect-only: measure the servers this many times, taking turns, and "
-        "report each N's median round (the machine's speed drifts between minutes)",
+        help="measure the servers this many times, taking turns, and report each round and "
+        "each N's median round (the machine's speed drifts between minutes)",
     )
     ap.add_argument("--budget", type=float, default=840.0, help="seconds for the whole run")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for chainpulse serve")
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     log(f"chainpulse under test: {source_state}")
     make_database(workdir)
     results: dict[str, dict[str, Any]] = {}
-    rounds = args.rounds if args.connect_only else 1
+    rounds = args.rounds
     runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in args.servers}
     try:
         # Split what is left of the budget evenly between the servers still to run.
@@ -204,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 runs[kind].append(run_server(args, kind, rs.url, workdir, time.monotonic() + share))
         results = {kind: median_round(found, args.n) for kind, found in runs.items()}
     finally:
+        builds.forget(workdir)
         if not args.keep_logs:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - started
@@ -214,6 +217,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"\nbench/fanout: {flags}; {elapsed:.0f} s; "
         f"{os.cpu_count()} CPUs; clients offer deflate: {args.deflate}"
     )
+    for kind in args.servers:
+        if "@" in kind:
+            print(f"{kind}: {builds.describe(kind.split('@', 1)[1])}")
+    if rounds > 1:
+        for i in range(rounds):
+            print(f"\nround {i + 1} of {rounds}:")
+            print(table({k: r[i] for k, r in runs.items() if len(r) > i}, args.n, args.rate_n))
+        print(f"\neach N's median round (by connect rate) of {rounds}:")
     print(text)
     for kind, r in results.items():
         for n, res in r["per_n"].items():

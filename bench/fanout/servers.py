@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import builds
 from chainpulse.devnet import ROOT, free_port, wait_until
 from tests.harness.environment import CHAINPULSE, service_env
 from tests.harness.processes import stop
@@ -58,9 +59,10 @@ def start_server(
         port = free_port()
         env = service_env(PORT=str(port), REDIS_URL=redis_url)
         env.pop("PYTHONWARNINGS", None)
-        if kind == "chainpulse":
+        if kind == "chainpulse" or kind.startswith("chainpulse@"):
             env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"
             env.update(extra_env)
+            env["PYTHONPATH"] = str(builds.source(kind, workdir))  # another build's code
             cmd = [CHAINPULSE, "serve"]
         elif kind == "chainpulse-gc":  # chainpulse serve, logging slow garbage collections
             env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"

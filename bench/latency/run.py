@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 import requests  # noqa: E402
 
+from bench import builds  # noqa: E402
 from chainpulse.devnet import Anvil, RedisServer, free_port, port_open, wait_until  # noqa: E402
 from chainpulse.settings import Settings  # noqa: E402
 from follower import process  # noqa: E402
@@ -223,12 +224,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         url = stack.enter_context(database(args.database, workdir))
         upgrade(url)
         logs = Path(tempfile.mkdtemp(prefix="chainpulse-latency-logs-"))
-        port = free_port()
         env = service_env(
             DATABASE_URL=url,
             REDIS_URL=rs.url,
             ETH_RPC_URL=anvil.url,
-            PORT=str(port),
             WORKER_METRICS_PORT=str(free_port()),
             LOG_LEVEL="warning",
             PYTHONWARNINGS="ignore",
@@ -241,14 +240,25 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             logs / "worker.log",
             stack,
         )
-        spawn([str(ROOT / ".venv" / "bin" / "chainpulse"), "serve"], env, logs / "serve.log", stack)
-        server_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: port_open(port), 30, "chainpulse serve")
-        wait_until(
-            lambda: requests.get(server_url + "/readyz", timeout=5).status_code == 200,
-            30,
-            "chainpulse serve ready",
-        )
+        servers: dict[str, str] = {}  # build -> its server's URL (all read one stream)
+        stack.callback(builds.forget, workdir)
+        for build in args.builds.split(","):
+            kind = "chainpulse" if build == "current" else f"chainpulse@{build}"
+            port = free_port()
+            serve_env = {**env, "PORT": str(port), "PYTHONPATH": str(builds.source(kind, workdir))}
+            spawn(
+                [str(ROOT / ".venv" / "bin" / "chainpulse"), "serve"],
+                serve_env,
+                logs / f"serve-{build}.log",
+                stack,
+            )
+            server_url = servers[build] = f"http://127.0.0.1:{port}"
+            wait_until(lambda p=port: port_open(p), 30, f"chainpulse serve ({build})")
+            wait_until(
+                lambda u=server_url: requests.get(u + "/readyz", timeout=5).status_code == 200,
+                30,
+                f"chainpulse serve ({build}) ready",
+            )
         timeline = Timeline()
         watch = StreamWatch(rs.url, timeline)
         watch.start()
@@ -278,11 +288,19 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             thread.start()
             wait_until(lambda f=follower: f.cursor is not None, 30, f"the {mode} follower")
             for count in [int(c) for c in args.clients.split(",")]:
-                print(f"{mode}: {count} clients, {args.blocks} blocks ...", file=sys.stderr)
-                result = measure(anvil, server_url, count, args.blocks, args.interval, timeline)
-                result["mode"] = mode
-                results.append(result)
-                print(json.dumps(result), file=sys.stderr)
+                for turn in range(args.rounds):  # the builds take turns
+                    for build, server_url in servers.items():
+                        print(
+                            f"{mode}: {build}, {count} clients, {args.blocks} blocks, "
+                            f"round {turn + 1} ...",
+                            file=sys.stderr,
+                        )
+                        result = measure(
+                            anvil, server_url, count, args.blocks, args.interval, timeline
+                        )
+                        result.update(mode=mode, build=build, round=turn + 1)
+                        results.append(result)
+                        print(json.dumps(result), file=sys.stderr)
             follower.stop.set()
             follower.wake.set()
             thread.join(20)
@@ -295,7 +313,8 @@ def table(results: list[dict[str, Any]]) -> str:
         return "-" if value is None else f"{value:.0f}"
 
     head = (
-        "mode      clients blocks  p50   p99 | follower  queue  worker  stream  push (p50/p99 ms)"
+        "build      round mode      clients blocks  p50   p99 | follower  queue  worker  stream"
+        "  push (p50/p99 ms)"
     )
     lines = [head]
     for r in results:
@@ -305,6 +324,7 @@ def table(results: list[dict[str, Any]]) -> str:
             for k in ("follower", "queue", "worker", "stream", "push")
         ]
         lines.append(
+            f"{r.get('build', 'current'):<10} {r.get('round', 1):>5} "
             f"{r['mode']:<9} {r['clients']:>7} {r['blocks']:>6} "
             f"{ms(r['p50']):>4} {ms(r['p99']):>5} | "
             + "  ".join(parts)
@@ -321,6 +341,13 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between blocks")
     parser.add_argument("--clients", default="1,1000")
     parser.add_argument("--modes", default="newheads,poll100,poll1000")
+    parser.add_argument(
+        "--builds",
+        default="current",
+        help="the servers to measure, taking turns: `current` (this working tree) and git "
+        "revisions (run from a worktree with this virtualenv), comma-separated",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="turns of every build")
     parser.add_argument(
         "--database",
         choices=["sqlite", "postgresql"],
