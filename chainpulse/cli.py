@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
         import warnings
 
         # eventlet warns on import that it is deprecated (EventletDeprecationWarning, a plain
-        # Warning subclass); chainpulse chooses it deliberately (DESIGN.md).
+        # Warning subclass); chainpulse chooses it deliberately (docs/architecture.md).
         warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
         import eventlet
 

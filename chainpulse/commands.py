@@ -1,4 +1,4 @@
-"""The command line (contract: DESIGN.md, Command line). Each command is thin: it reads
+"""The command line (contract: docs/operations.md, Command line). Each command is thin: it reads
 the settings once, calls one domain function and turns errors into one-line messages.
 
 Exit codes: 0 success, 1 work that failed (e.g. blocks that failed for good),

@@ -135,7 +135,7 @@ def render_status(report: StatusReport) -> str:
     ]
     halted = report["halted"]
     if halted:
-        lines.append(f"HALTED       since {halted['detectedAt']}; see README, Reorgs")
+        lines.append(f"HALTED       since {halted['detectedAt']}; see docs/operations.md, Reorgs")
     if failed:
         lines.append(f"last error   {failed[-1]['error']}")
     lines += [f"error        {e}" for e in report["errors"]]

@@ -8,7 +8,7 @@ line composes them into one `chainpulse.settings.Settings`. Library code never r
 settings with their own values.
 
 A field is a setting when it is declared with `setting(...)`: its metadata names the
-environment variable and its meaning, which the README's configuration table repeats
+environment variable and its meaning, which docs/configuration.md's table repeats
 (a test holds the two together).
 """
 
@@ -59,7 +59,7 @@ def setting(
     """A dataclass field read from the variable `env`.
 
     `minimum`: the lowest accepted value (numbers; floats must otherwise be positive,
-    whole numbers at least 0). `shown`: the default as the README states it, when it is
+    whole numbers at least 0). `shown`: the default as docs/configuration.md states it, when it is
     not the value itself (e.g. "CPU count + 1"). `convert`: turns the raw text into the
     value, for the few settings that are not plain numbers, words or lists.
     """
@@ -77,11 +77,11 @@ def setting(
 
 @dataclass(frozen=True)
 class Declared:
-    """One setting as declared: what the README's configuration table lists."""
+    """One setting as declared: what docs/configuration.md's table lists."""
 
     env: str
     attr: str
-    default: str  # as the README shows it
+    default: str  # as docs/configuration.md shows it
     meaning: str
 
 

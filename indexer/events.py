@@ -1,4 +1,4 @@
-"""Events on the Redis stream `chainpulse:events` (contract: DESIGN.md, Event bus).
+"""Events on the Redis stream `chainpulse:events` (contract: docs/events.md).
 
 Each stream entry has the fields `type`, `id` and `data` (JSON). A repeated entry
 carries the same `id`, so consumers can drop it. Events are named in the past tense.

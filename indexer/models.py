@@ -1,4 +1,4 @@
-"""The database schema (contract: DESIGN.md, Database).
+"""The database schema (contract: docs/database.md).
 
 The main tables hold the canonical chain only. Hashes and addresses are lowercase
 `0x` hex. uint256 values are exact: NUMERIC(78,0) on PostgreSQL, TEXT on SQLite,

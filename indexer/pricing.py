@@ -1,5 +1,5 @@
 """Prices from a block's logs: Uniswap V2 `Sync`, Uniswap V3 `Initialize` and `Swap`,
-Chainlink `AnswerUpdated`, and derived prices over them (README, Prices).
+Chainlink `AnswerUpdated`, and derived prices over them (docs/prices.md).
 
 Pure: `Pricer.updates` turns one block's log rows into price updates, given the legs'
 latest prices before the block. Arithmetic is exact (`Fraction`): `sqrtPriceX96**2`

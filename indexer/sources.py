@@ -1,4 +1,4 @@
-"""The price sources file (contract: DESIGN.md, Prices; README, Prices).
+"""The price sources file (contract: docs/prices.md).
 
 `PRICE_SOURCES` names a TOML file (or JSON, by its `.json` suffix) with one `[[source]]`
 table per source. Loading checks everything a worker would otherwise trip over later:

@@ -1,4 +1,4 @@
-"""JWT validation for the gateway, following the reference's guard (DESIGN.md).
+"""JWT validation for the gateway, following the reference's guard (docs/protocol.md).
 
 HS256 with `JWT_SECRET`, or RS256/ES256 with `JWT_PUBLIC_KEY`. The accepted algorithms
 are pinned by the configured key, so `alg: none` and algorithm confusion (an HS256

@@ -1,4 +1,4 @@
-"""Channel names a client may subscribe to (contract: DESIGN.md, Socket.IO).
+"""Channel names a client may subscribe to (contract: docs/protocol.md).
 
 `price:<TOKEN>`: TOKEN is 1 to 32 of `A-Z a-z 0-9 . _ -`, case-sensitive.
 `user:<sub>`: a JWT subject, joinable only by the holder of a token for that subject.

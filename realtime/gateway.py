@@ -1,4 +1,4 @@
-"""The `/realtime` namespace handlers (contract: DESIGN.md, Socket.IO).
+"""The `/realtime` namespace handlers (contract: docs/protocol.md).
 
 Handlers are thin: validate, call the feed or the bus, answer. Per connection the
 server keeps one small `ClientState` (subject, auth error, price channels, expiry).

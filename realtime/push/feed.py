@@ -39,7 +39,7 @@ FILL_AFTER = 1.0
 
 
 def _when(event: PriceUpdated) -> tuple[int, int]:
-    """Where a price sits in time (README, Prices): the block's timestamp and number for
+    """Where a price sits in time (docs/prices.md): the block's timestamp and number for
     chain prices, the publish time for manual ones."""
     if event.blockNumber is None or event.blockTimestamp is None:
         return (event.publishedAt, -1)

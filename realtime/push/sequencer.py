@@ -1,6 +1,6 @@
 """Order `block.indexed` events into the `new-block` sequence clients see.
 
-Invariants (contract: DESIGN.md, `new-block` ordering):
+Invariants (contract: docs/protocol.md, ordering):
 - between reorgs, pushed heights rise by exactly 1;
 - after a reorg, the next pushed block is `commonAncestor.number + 1`;
 - a block more than `window` behind the highest height seen is not pushed (backfill).

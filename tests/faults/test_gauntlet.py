@@ -3,7 +3,7 @@ the database, a worker, two followers, a server) with a python-socketio and a
 socket.io-client front-end watching, and faults thrown at it one after another.
 
 After each fault, with the chain moving again: every client has seen every height
-exactly once and in order (a skip only as the README documents it, its heights served
+exactly once and in order (a skip only as docs/protocol.md documents it, its heights served
 by `/api/blocks/<n>`), only the node's blocks, no price twice, and each token's stored
 latest price last; the database equals the node (every block, transaction and log, no
 orphan); the stream holds every `block.indexed` since Redis last started; the outbox is

@@ -1,5 +1,5 @@
 """End to end: a mined block and a reorg, as a Socket.IO client of `chainpulse serve`
-sees them (DESIGN.md's `new-block` ordering rule)."""
+sees them (docs/protocol.md's ordering rule)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """Front-ends watching a running stack, and what the fault tests check of what they saw.
 
-Two clients, each as the README tells front-ends to be written: the Python
+Two clients, each as docs/protocol.md tells front-ends to be written: the Python
 `RealtimeClient` and the official socket.io-client, both subscribed to price rooms,
 reconnecting by themselves and resuming with `lastBlock` and `lastBlockHash`. Each
 records every `new-block`, `reorg` and `price-update` in arrival order.
 
 `Watcher.problems` says what is wrong with what a client saw: a height seen twice, out
-of order or missing (a skip is allowed only as the README documents it, a jump whose
+of order or missing (a skip is allowed only as docs/protocol.md documents it, a jump whose
 `parentHash` does not match, and its heights must then be served by `/api/blocks/<n>`),
 a block the node does not have, a price pushed twice, a last price that is not the
 stored one.

@@ -1,4 +1,4 @@
-"""Rows as the Database contract defines them (README, Database), read from the node's
+"""Rows as the Database contract defines them (docs/database.md), read from the node's
 raw JSON-RPC, and the rows as stored: the field-by-field comparison of a database with
 the node."""
 

@@ -19,7 +19,7 @@ from chainpulse.devnet import RedisServer
 from realtime import protocol
 from tests.realtime.helpers import NS, Client, RawSocket, Server, make_database
 
-# The refusals an ack may carry (README, Wire protocol), by their first words.
+# The refusals an ack may carry (docs/protocol.md), by their first words.
 DOCUMENTED = (
     protocol.UNAUTHORIZED,
     protocol.FORBIDDEN,

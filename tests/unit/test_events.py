@@ -1,4 +1,4 @@
-"""Unit tests of the event schema: stream fields and their round trip (DESIGN.md, Event bus)."""
+"""Unit tests of the event schema: stream fields and their round trip (docs/events.md)."""
 
 import json
 
