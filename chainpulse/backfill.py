@@ -25,11 +25,12 @@ import redis
 from celery import Celery
 from kombu.transport.redis import Channel
 
-from indexer.config import IndexerSettings, mask_url
+from indexer.config import IndexerSettings
 from indexer.errors import BadRange, ConfigError, DatabaseBusy
 from indexer.ranges import chunks, describe, parse_range
 from indexer.rpc import Node
 from indexer.store import Failure, Store
+from indexer.urls import mask_url
 from workers.jobs import QUEUE, TASK, IndexBlocks, broker
 
 NO_WORKER_TIMEOUT_S = 60.0
@@ -97,7 +98,7 @@ def run_backfill(
             return 0
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
         try:
-            progress = Progress(store, first, last, numbers, started, force, out)
+            progress = BackfillProgress(store, first, last, numbers, started, force, out)
             return progress.watch(
                 lambda: jobs_outstanding(client), lambda: workers_on_queue(app), enqueue
             )
@@ -109,7 +110,7 @@ def run_backfill(
 
 
 @dataclass
-class Progress:
+class BackfillProgress:
     store: Store
     first: int
     last: int

@@ -165,7 +165,6 @@ def price_set(token_name: str, value: str, quote: str | None) -> None:
     """Store and publish a manual price for TOKEN (`source: manual`)."""
     from indexer import outbox
     from indexer.bus import BusUnavailable, EventBus
-    from indexer.prices import record_manual_price
     from indexer.store import Store
 
     s = settings()
@@ -173,7 +172,7 @@ def price_set(token_name: str, value: str, quote: str | None) -> None:
     bus = EventBus.from_url(s.redis_url, s.stream_key, s.stream_maxlen)
     try:
         store.check_schema()
-        event = record_manual_price(store, token_name, value, quote, sources=s.price_sources)
+        event = store.record_manual_price(token_name, value, quote, sources=s.price_sources)
         unit = f" {event.quote}" if event.quote else ""
         stored = f"{event.token} = {event.price}{unit} (manual)"
         try:
@@ -236,6 +235,6 @@ def dev(fresh: bool) -> None:
 
 
 def _masked(url: str) -> str:
-    from indexer.config import mask_url
+    from indexer.urls import mask_url
 
     return mask_url(url)

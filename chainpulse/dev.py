@@ -36,8 +36,8 @@ from chainpulse import devfile
 from chainpulse.devnet import Activity, Anvil, RedisServer, alive, port_open, wait_until
 from chainpulse.market import Market, Trader
 from chainpulse.settings import Settings
-from indexer.config import mask_url
 from indexer.errors import ConfigError
+from indexer.urls import mask_url
 
 DEV_DIR = Path(".dev")
 DEV_SECRET = "chainpulse-dev-secret-not-for-production-use"

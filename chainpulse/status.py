@@ -11,12 +11,13 @@ import redis
 
 from follower.lease import holder
 from follower.queue import read_cursor
-from indexer.config import IndexerSettings, mask_url
+from indexer.config import IndexerSettings
 from indexer.errors import ChainpulseError
 from indexer.ranges import describe
 from indexer.reorg import HaltJson, read_halt
 from indexer.rpc import Node
 from indexer.store import Store
+from indexer.urls import mask_url
 from workers.jobs import QUEUE
 
 

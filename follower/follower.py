@@ -11,7 +11,7 @@ take over when its lock expires. The active one:
 - compares hashes, not heights: its cursor is the last height enqueued together with
   the node's hash for it, so a reorg that keeps the height (or shortens the chain) is
   seen when that hash changes, and `indexer.reorg.repair` runs;
-- records each head it reads in Redis (`indexer.heads`), for readiness probes;
+- records each head it reads in Redis (`indexer.seen_head`), for readiness probes;
 - every sweep (a few seconds) appends events left in the outbox (a worker that died or
   lost Redis between its commit and the append: they reach the stream even when no
   worker runs), compares the stored tip with the node, re-enqueues
@@ -35,6 +35,7 @@ import time
 import redis
 
 from follower.config import FollowerSettings
+from follower.fence import Deposed, claim_fence, fence_floor, fencing
 from follower.heads import Header, HeadSubscription
 from follower.lease import Lease
 from follower.metrics import FollowerMetrics
@@ -42,10 +43,10 @@ from follower.queue import Cursor, FencedQueue, read_cursor
 from indexer import outbox
 from indexer.bus import BusUnavailable, EventBus
 from indexer.errors import ChainpulseError, ReorgTooDeep, RetryableError, RpcError
-from indexer.heads import record_head
 from indexer.ranges import chunks
-from indexer.reorg import Deposed, Halt, claim_fence, fence_floor, read_halt, repair
+from indexer.reorg import Halt, read_halt, repair
 from indexer.rpc import Node
+from indexer.seen_head import record_head
 from indexer.store import Store
 from workers.jobs import QUEUE, IndexBlocks
 
@@ -269,7 +270,7 @@ class Follower:
             self.node,
             self.settings.max_reorg_depth,
             finalized=self.finalized,
-            fence=token,
+            claim=fencing(self.store, token),
             source="head",
         )
         if event is not None:

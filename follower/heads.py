@@ -18,7 +18,7 @@ from typing import Any
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
-from indexer.config import mask_url
+from indexer.urls import mask_url
 
 log = logging.getLogger(__name__)
 

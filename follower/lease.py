@@ -6,7 +6,7 @@ expiring lock alone cannot stop a holder that stalled (paused, swapped out, cut 
 past its expiry and then resumes; so the token is checked atomically where the
 follower acts: a Lua script that pushes jobs only while the lock still holds this
 token (`follower.queue`), and the reorg repair's database transaction, which refuses
-a token older than one it has seen (`indexer.reorg.claim_fence`).
+a token older than one it has seen (`follower.fence.claim_fence`).
 
 If Redis loses its data (no persistence), the counter restarts; `acquire` raises it
 to the database's newest token first so that tokens keep increasing (the follower

@@ -12,11 +12,11 @@ from follower.follower import SWEEP_INTERVAL_S, Follower
 from follower.lease import Lease
 from follower.metrics import FollowerMetrics
 from follower.queue import FencedQueue
-from indexer import logs
+from indexer import loglines
 from indexer.bus import EventBus
-from indexer.config import mask_url
 from indexer.rpc import Node
 from indexer.store import Store
+from indexer.urls import mask_url
 from workers.jobs import broker
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def close(follower: Follower, *, store: bool = True) -> None:
 def run(settings: FollowerSettings) -> None:
     """Follow until SIGTERM or SIGINT; refuses to start on a database without the schema
     or one that indexes another chain."""
-    logs.configure(settings.log_format, settings.log_level)
+    loglines.configure(settings.log_format, settings.log_level)
     follower = build(settings)
     try:
         follower.store.check_schema()

@@ -22,9 +22,9 @@ from celery import Celery
 from kombu import Producer
 from kombu.exceptions import OperationalError
 
+from follower.fence import Deposed
 from follower.lease import LOCK_KEY, Lease
 from indexer.errors import RetryableError
-from indexer.reorg import Deposed
 from workers.jobs import QUEUE, TASK, IndexBlocks
 
 CURSOR_KEY = "chainpulse:follower:cursor"

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import redis
 
-from indexer.config import mask_url
 from indexer.errors import RetryableError
 from indexer.events import Pending
+from indexer.urls import mask_url
 
 log = logging.getLogger(__name__)
 

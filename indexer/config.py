@@ -21,30 +21,14 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Self
-from urllib.parse import urlsplit, urlunsplit
 
 from indexer.errors import ConfigError
-from indexer.logs import log_format, log_level
+from indexer.loglines import log_format, log_level
 from indexer.sources import PriceSources, load_sources
 
 STREAM_KEY = "chainpulse:events"
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by `***`, fit for logs and error messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def setting(

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from indexer.config import mask_url
 from indexer.errors import ConfigError
+from indexer.urls import mask_url
 
 SQLITE_BUSY_TIMEOUT_S = 30
 

@@ -68,6 +68,15 @@ def _place_point(digits: int, shift: int) -> str:
     return f"{whole}.{fraction}" if fraction else whole
 
 
+def plain(value: Decimal) -> str:
+    """A decimal as `priceExact` writes it: no exponent, no trailing fractional zeros,
+    never `-0` (the API's history and candles write stored prices the same way)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
 def significant_digits(value: Decimal) -> int:
     """How many significant digits a finite decimal has (0 for zero)."""
     digits = value.as_tuple().digits

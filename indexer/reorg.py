@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TypedDict
@@ -44,9 +44,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from indexer import models as m
-from indexer import prices
+from indexer import price_store
 from indexer.blocks import fetch
-from indexer.errors import BlockNotFound, ChainpulseError, ReorgTooDeep
+from indexer.errors import BlockNotFound, ReorgTooDeep
 from indexer.events import BlockRef, BlockReorged, BlockSource
 from indexer.rpc import Node
 from indexer.store import Store
@@ -54,11 +54,6 @@ from indexer.store import Store
 log = logging.getLogger(__name__)
 
 HALT_KEY = "halted"  # chainpulse_meta: JSON {reason, detectedAt, floor, orphans}
-FENCE_KEY = "follower_fence"  # chainpulse_meta: highest follower fencing token seen
-
-
-class Deposed(ChainpulseError):
-    """A follower acted with a fencing token older than one the database has seen."""
 
 
 class HaltJson(TypedDict):
@@ -150,7 +145,7 @@ def repair(
     *,
     near: Iterable[int] = (),
     finalized: int | None = None,
-    fence: int | None = None,
+    claim: Callable[[Connection], None] | None = None,
     source: BlockSource = "head",
 ) -> BlockReorged | None:
     """Make the stored chain the node's again; returns the reorg, or None if none.
@@ -160,8 +155,9 @@ def repair(
     transaction holding the block-commit lock: orphans and their rows are deleted, a
     `reorgs` row and `block.reorged` are written, then the node's blocks from the common
     ancestor + 1 up to the highest removed height are indexed with their
-    `block.indexed`. `fence` (a follower's token) is checked and recorded in the same
-    transaction; an older token than one already seen raises Deposed.
+    `block.indexed`. `claim(conn)` runs first in that transaction: the follower's
+    fencing check (`follower.fence.fencing`), which raises to abort the repair when the
+    follower's token is stale.
 
     Raises ReorgTooDeep after recording a halt when the reorg reaches below the floor,
     and at once while a halt is recorded.
@@ -169,8 +165,8 @@ def repair(
     too_deep: ReorgTooDeep | None = None
     event: BlockReorged | None = None
     with store.writing() as conn:
-        if fence is not None:
-            claim_fence(store, conn, fence)
+        if claim is not None:
+            claim(conn)
         halt = read_halt(store, conn)
         if halt is not None:
             raise ReorgTooDeep(f"indexing is halted: {halt.reason}")
@@ -232,7 +228,7 @@ def _apply(
         if canonical.get(data.number) not in (None, data.hash):
             raise BlockNotFound(f"block {data.number} changed during the reorg repair; retrying")
     removed_heights = [ref.number for ref in plan.removed]
-    removed_prices = prices.priced_at(conn, removed_heights)
+    removed_prices = price_store.priced_at(conn, removed_heights)
     store.delete_heights(conn, removed_heights)
     event = BlockReorged(
         depth=len(plan.removed),
@@ -256,32 +252,13 @@ def _apply(
     # again: announce the price now valid, after the reorg on the stream.
     repriced = {p.token for p in saved.prices}
     gone = {t: s for t, s in removed_prices.items() if t not in repriced}
-    store.add_to_outbox(conn, *prices.restore(conn, gone, event.id))
+    store.add_to_outbox(conn, *price_store.restore(conn, gone, event.id))
     # A stale orphan may have taken over a transaction row that a canonical block shares
     # (the upsert moves it); deleting the orphan then left that block short of it.
     short = store.incomplete_blocks(conn, lo, hi)
     if short:
         store.upsert_transactions(conn, fetch(node, short))
     return event
-
-
-# Follower fencing --------------------------------------------------------------------
-
-
-def claim_fence(store: Store, conn: Connection, token: int) -> None:
-    """Record follower `token` as the newest, inside a write transaction; raises Deposed
-    when a newer token acted already (the lock moved on while this follower was away)."""
-    current = store.get_meta(FENCE_KEY, conn)
-    if current is not None and int(current) > token:
-        raise Deposed(f"follower token {token} is older than token {current}; standing down")
-    if current != str(token):
-        store.set_meta(conn, FENCE_KEY, str(token))
-
-
-def fence_floor(store: Store) -> int:
-    """The newest follower token the database has seen (0 if none)."""
-    value = store.get_meta(FENCE_KEY)
-    return int(value) if value is not None else 0
 
 
 # Halt ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import requests
 from web3 import HTTPProvider
 from web3.types import RPCEndpoint, RPCResponse
 
-from indexer.config import IndexerSettings, mask_url
+from indexer.config import IndexerSettings
 from indexer.errors import (
     BlockNotFound,
     ChainMismatch,
@@ -39,6 +39,7 @@ from indexer.errors import (
     RpcError,
 )
 from indexer.throttle import CallBudget, retry_after
+from indexer.urls import mask_url
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from indexer.config import mask_url
 from indexer.db import failure_reason, make_engine, normalise_url
 from indexer.errors import DatabaseBusy
+from indexer.urls import mask_url
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 

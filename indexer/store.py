@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,13 +30,13 @@ from sqlalchemy.engine import Connection, Engine
 from indexer import models as m
 from indexer.blocks import BlockData
 from indexer.bulk import insert_rows
-from indexer.config import mask_url
 from indexer.db import failure_reason, make_engine, write_options
 from indexer.errors import ChainMismatch, ConfigError, DatabaseBusy, RetryableError
 from indexer.events import BlockIndexed, BlockSource, Entry, Event, Pending, PriceUpdated, encode
-from indexer.prices import record_block_prices
-from indexer.pricing import Pricer
+from indexer.price_decoding import Pricer
+from indexer.price_store import manual_price, record_block_prices
 from indexer.sources import PriceSources
+from indexer.urls import mask_url
 
 COMMIT_LOCK_KEY = 0x636861696E70  # PostgreSQL advisory lock id for block commits
 
@@ -83,7 +84,7 @@ class Saved:
 
 class Store:
     """The database. With `sources`, blocks are stored with the prices their logs carry
-    (`indexer.prices`), in the same transaction."""
+    (`indexer.price_store`), in the same transaction."""
 
     def __init__(
         self, url: str, engine: Engine | None = None, sources: PriceSources | None = None
@@ -301,6 +302,21 @@ class Store:
         conn.execute(m.meta.delete().where(m.meta.c.key == key))
         if value is not None:
             conn.execute(m.meta.insert().values(key=key, value=value))
+
+    def record_manual_price(
+        self,
+        token: str,
+        price: Decimal | str,
+        quote: str | None = None,
+        sources: PriceSources | None = None,
+    ) -> PriceUpdated:
+        """Store a manual price for `token` (`chainpulse price set`) and queue its
+        `price.updated` event; BadPrice names what is wrong with the input."""
+        event, row = manual_price(token, price, quote, sources=sources)
+        with self.writing() as conn:
+            conn.execute(m.prices.insert().values(**row))
+            self.add_to_outbox(conn, event)
+        return event
 
     def add_to_outbox(self, conn: Connection, *events: Event) -> list[Pending]:
         """Queue `events` for the stream, inside the caller's transaction; returns the

@@ -21,16 +21,17 @@ import redis
 from sqlalchemy.engine import Connection
 
 from indexer import queries
-from indexer.heads import read_head
+from indexer.exact import plain
 from indexer.reorg import Halt, halt_in
+from indexer.seen_head import read_head
 from indexer.sources import TOKEN
 from realtime import assets, protocol
 from realtime.config import RealtimeSettings
-from realtime.db import Database
-from realtime.indexing import IndexingWatch, Progress
+from realtime.indexing import IndexingProgress, IndexingWatch
 from realtime.metrics import Metrics, PubSubHealth
 from realtime.push.stream import StreamReader
 from realtime.ratelimit import SlidingWindowLimiter
+from realtime.reads import Database
 from realtime.transport.admission import client_address
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ class HttpApp:
         ready = all(value == "ok" for value in counted.values())
         return self._json(start_response, 200 if ready else 503, checks, cors)
 
-    def _progress(self, indexed: int | None) -> Progress:
+    def _progress(self, indexed: int | None) -> IndexingProgress:
         """Compare the highest indexed block with the follower's last head; update the
         gauges."""
         try:
@@ -273,16 +274,12 @@ def _candle(candle: queries.Candle) -> dict[str, Any]:
     """One interval: its start (ms), exact decimal strings, and the number of updates."""
     return {
         "start": candle.start_ms,
-        "open": _plain(candle.open),
-        "high": _plain(candle.high),
-        "low": _plain(candle.low),
-        "close": _plain(candle.close),
+        "open": plain(candle.open),
+        "high": plain(candle.high),
+        "low": plain(candle.low),
+        "close": plain(candle.close),
         "count": candle.count,
     }
-
-
-def _plain(value: Any) -> str:
-    return format(value, "f")
 
 
 def _price(row: queries.PriceRow) -> dict[str, Any]:

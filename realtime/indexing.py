@@ -1,5 +1,5 @@
 """Whether indexing keeps up: the highest indexed block against the node's head that the
-follower last saw (`indexer.heads`), as `/readyz` and `/metrics` report it.
+follower last saw (`indexer.seen_head`), as `/readyz` and `/metrics` report it.
 
 Indexing is stalled when the highest indexed block has not moved for `timeout` seconds
 while the node's head has: a chain that makes no blocks, or a follower that stays
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Progress:
+class IndexingProgress:
     indexed: int | None
     head: int | None
     stalled_for: float | None  # seconds, once past the timeout; None while advancing
@@ -40,7 +40,7 @@ class IndexingWatch:
         self._head_then: int | None = None  # the head when `_indexed` last changed
         self._since = 0.0
 
-    def observe(self, indexed: int | None, head: int | None, now: float) -> Progress:
+    def observe(self, indexed: int | None, head: int | None, now: float) -> IndexingProgress:
         """Take one reading (`now` in monotonic seconds)."""
         if indexed != self._indexed or self._head_then is None:
             self._indexed, self._head_then, self._since = indexed, head, now
@@ -48,4 +48,4 @@ class IndexingWatch:
         behind = head is not None and (indexed is None or head > indexed)
         waited = now - self._since
         stalled = moved_on and behind and waited >= self.timeout
-        return Progress(indexed, head, waited if stalled else None)
+        return IndexingProgress(indexed, head, waited if stalled else None)

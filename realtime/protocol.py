@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Literal, NotRequired, TypedDict
 
 from indexer.events import BlockIndexed, BlockRef, BlockReorged, PriceUpdated
-from indexer.prices import event_from_row
+from indexer.price_store import event_from_row
 from indexer.queries import BlockRow, PriceRow
 
 NAMESPACE = "/realtime"

@@ -14,16 +14,16 @@ import resource
 from dataclasses import dataclass
 from typing import Any
 
-from indexer import logs, queries
+from indexer import loglines, queries
 from realtime import protocol
 from realtime.config import RealtimeSettings
-from realtime.db import Database
 from realtime.gateway import Gateway
 from realtime.http import HttpApp
 from realtime.metrics import Metrics
 from realtime.push.feed import Feed
 from realtime.push.stream import StreamReader
 from realtime.ratelimit import SlidingWindowLimiter
+from realtime.reads import Database
 from realtime.transport.pubsub import PubSub
 from realtime.transport.socket_fanout import SocketFanout
 
@@ -94,7 +94,7 @@ def _raise_open_files_limit() -> None:
 def run(settings: RealtimeSettings) -> None:
     from realtime.transport import listener
 
-    logs.configure(settings.log_format, settings.log_level)
+    loglines.configure(settings.log_format, settings.log_level)
     _raise_open_files_limit()
     realtime = build(settings)
     try:

@@ -12,16 +12,16 @@ from typing import Any
 
 from celery.signals import celeryd_init, setup_logging, worker_process_shutdown, worker_shutdown
 
-from indexer import logs
+from indexer import loglines
 from indexer.errors import ConfigError
 from workers.app import app, settings_of
-from workers.metrics import Exporter, NoMetrics, WorkerMetrics
+from workers.metrics import Exporter, JobMetrics, SilentMetrics, WorkerMetrics
 
 _exporter: Exporter | None = None
-_metrics: NoMetrics = NoMetrics()
+_metrics: JobMetrics = SilentMetrics()
 
 
-def metrics() -> NoMetrics:
+def metrics() -> JobMetrics:
     """This process's metrics (counting nothing when `WORKER_METRICS_PORT` is 0)."""
     return _metrics
 
@@ -31,7 +31,7 @@ def _configure_logging(**_: Any) -> None:
     # connected, this signal keeps Celery from configuring logging itself; a worker's
     # `-l` is therefore not used: LOG_LEVEL sets every process's level
     settings = settings_of(app)
-    logs.configure(settings.log_format, settings.log_level)
+    loglines.configure(settings.log_format, settings.log_level)
 
 
 @celeryd_init.connect
@@ -39,7 +39,7 @@ def _start(instance: Any = None, **_: Any) -> None:
     global _exporter, _metrics
     settings = settings_of(app)
     # before Celery's first warnings (it checks its privileges right after this signal)
-    logs.configure(settings.log_format, settings.log_level)
+    loglines.configure(settings.log_format, settings.log_level)
     if settings.log_format == "json" and instance is not None:
         instance.quiet = True  # no start-up banner: every line of output is JSON
     if not settings.worker_metrics_port:

@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from indexer.errors import ConfigError
 from indexer.events import BlockIndexed, BlockReorged
@@ -53,7 +53,21 @@ def reorg_depths(registry: Any) -> Any:
     )
 
 
-class NoMetrics:
+class JobMetrics(Protocol):
+    """What a job reports: `SilentMetrics`, or `WorkerMetrics` when they are served."""
+
+    def indexed(self, events: Sequence[BlockIndexed]) -> None: ...
+
+    def reorged(self, event: BlockReorged) -> None: ...
+
+    def retried(self, reason: str) -> None: ...
+
+    def failed(self, reason: str) -> None: ...
+
+    def job(self) -> contextlib.AbstractContextManager[None]: ...
+
+
+class SilentMetrics:
     """The worker's metrics when `WORKER_METRICS_PORT` is 0: counts nothing."""
 
     def indexed(self, events: Sequence[BlockIndexed]) -> None:
@@ -73,7 +87,7 @@ class NoMetrics:
         yield
 
 
-class WorkerMetrics(NoMetrics):
+class WorkerMetrics(SilentMetrics):
     """The counters; build only after `prepare` (it imports prometheus_client)."""
 
     def __init__(self, registry: Any = None) -> None:

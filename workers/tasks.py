@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Task
 
-from indexer import logs
+from indexer import loglines
 from indexer.errors import ChainpulseError, RetryableError
 from workers import runner
 from workers.app import app
@@ -51,7 +51,7 @@ def index_blocks(self: Task, *args: Any, **kwargs: Any) -> int:
     """Index one `IndexBlocks` job; returns how many blocks were written."""
     job = IndexBlocks.from_message(args, kwargs)
     last = job.last if job.last > job.first else None
-    with logs.context(job=self.request.id, block=job.first, last_block=last), metrics().job():
+    with loglines.context(job=self.request.id, block=job.first, last_block=last), metrics().job():
         return _run(self, job)
 
 

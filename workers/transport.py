@@ -44,7 +44,7 @@ class QoS(kombu_redis.QoS):
         return super().restore_unacked(client)
 
 
-class Channel(kombu_redis.Channel):
+class MendedChannel(kombu_redis.Channel):
     QoS = QoS
 
     def _connparams(self, asynchronous: bool = False) -> Any:
@@ -54,7 +54,7 @@ class Channel(kombu_redis.Channel):
 
 
 class Transport(kombu_redis.Transport):
-    Channel = Channel
+    Channel = MendedChannel  # the attribute kombu looks up
 
 
 NAME = f"{__name__}:Transport"  # what `broker_transport` names

@@ -23,7 +23,7 @@ from typing import Any
 
 from chainpulse.contracts import Contracts
 from chainpulse.devnet import PINGER_INIT, Activity, Anvil, anvil_binary
-from indexer.pricing import ANSWER_UPDATED, SYNC
+from indexer.price_decoding import ANSWER_UPDATED, SYNC
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".fixtures"
 FORMAT = 2  # bump when the way the chain is built changes

@@ -203,7 +203,7 @@ def _timed_backfill(
     return seconds, usage.ru_utime + usage.ru_stime
 
 
-# the worker's text log lines (indexer.logs): "<asctime> <LEVEL> <logger> <message>"
+# the worker's text log lines (indexer.loglines): "<asctime> <LEVEL> <logger> <message>"
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ \S+ (.*)$")
 _SUCCEEDED = re.compile(r"Task chainpulse\.\S+ succeeded in ([0-9.]+)s: (\d+)")
 

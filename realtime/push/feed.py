@@ -22,9 +22,9 @@ from indexer import queries
 from indexer.events import BlockIndexed, BlockRef, BlockReorged, Event, PriceUpdated
 from realtime import protocol
 from realtime.config import RealtimeSettings
-from realtime.db import Database
 from realtime.metrics import Metrics
 from realtime.push.sequencer import BlockSequencer
+from realtime.reads import Database
 from realtime.transport.fanout import Encoded, Fanout, Payload, Signal
 
 log = logging.getLogger(__name__)

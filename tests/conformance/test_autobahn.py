@@ -30,6 +30,7 @@ def test_autobahn_cases_1_to_10() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_autobahn_permessage_deflate_cases_12_and_13() -> None:
     with autobahn.echo_server() as url:
         cases = autobahn.run(url, autobahn.COMPRESSION, "chainpulse", timeout=1800)
@@ -38,6 +39,7 @@ def test_autobahn_permessage_deflate_cases_12_and_13() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_cases_1_to_10_beside_the_websockets_library() -> None:
     """Where the `websockets` library is strict, so are we: every case it passes as OK
     we pass as OK too."""

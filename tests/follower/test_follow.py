@@ -174,7 +174,7 @@ def test_events_left_in_the_outbox_reach_the_stream_with_no_worker_running(
     """A worker that committed a block and died (or lost Redis) before appending its
     event: the follower's sweep appends it."""
     from indexer.events import BlockIndexed
-    from indexer.heads import read_head
+    from indexer.seen_head import read_head
 
     for worker in stack.workers:
         worker.stop()

@@ -11,9 +11,10 @@ import pytest
 import redis
 
 from chainpulse.devnet import Activity, Anvil, wait_until
+from follower.fence import Deposed, fence_floor, fencing
 from follower.lease import LOCK_KEY, Lease, holder
 from follower.queue import Cursor, FencedQueue, read_cursor
-from indexer.reorg import Deposed, fence_floor, repair
+from indexer.reorg import repair
 from indexer.rpc import Node
 from indexer.schema import upgrade
 from indexer.store import Store
@@ -36,19 +37,21 @@ def test_a_deposed_follower_can_neither_enqueue_nor_repair(
     old = FencedQueue(app, client, first)
     old.enqueue([IndexBlocks(1, 1, "head")], Cursor(1, "0x01"))
     assert client.llen(QUEUE) == 1
-    assert repair(store, node, 64, fence=first.token) is None  # records the token
+    assert (
+        repair(store, node, 64, claim=fencing(store, first.token or 0)) is None
+    )  # records the token
 
     client.delete(LOCK_KEY)  # the lock expired while the first follower stalled
     second = Lease(client, ttl=30)
     assert second.acquire()
     assert second.token is not None and first.token is not None
     assert second.token > first.token
-    assert repair(store, node, 64, fence=second.token) is None
+    assert repair(store, node, 64, claim=fencing(store, second.token or 0)) is None
 
     with pytest.raises(Deposed):
         old.enqueue([IndexBlocks(2, 2, "head")], Cursor(2, "0x02"))
     with pytest.raises(Deposed):
-        repair(store, node, 64, fence=first.token)
+        repair(store, node, 64, claim=fencing(store, first.token or 0))
     assert client.llen(QUEUE) == 1
     assert read_cursor(client) == Cursor(1, "0x01")
     assert not first.renew()

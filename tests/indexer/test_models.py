@@ -8,13 +8,14 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from follower.fence import FENCE_KEY
 from follower.follower import START_KEY
 from indexer import models as m
 from indexer.blocks import decode
 from indexer.events import MAX_ID_LENGTH, BlockIndexed, BlockRef, BlockReorged, PriceUpdated
 from indexer.exact import sort_key
 from indexer.models import ExactDecimal, Uint256
-from indexer.reorg import FENCE_KEY, HALT_KEY
+from indexer.reorg import HALT_KEY
 from indexer.schema import upgrade
 from indexer.store import Store
 

@@ -17,7 +17,7 @@ from indexer import models as m
 from indexer import queries
 from indexer.blocks import BlockData
 from indexer.exact import round_exact
-from indexer.pricing import ANSWER_UPDATED, SYNC
+from indexer.price_decoding import ANSWER_UPDATED, SYNC
 from indexer.sources import parse_sources
 from indexer.store import Store
 
@@ -113,7 +113,7 @@ def test_the_latest_price_follows_the_chain_not_the_commit_order(store: Store) -
 
 
 def test_a_reorg_restores_the_previous_price(store: Store) -> None:
-    from indexer.prices import priced_at, restore
+    from indexer.price_store import priced_at, restore
 
     store.save_blocks([block(1, [sync(1, 0, 1, 10)]), block(2, [sync(2, 0, 1, 20)])], "head")
     with store.writing() as conn:

@@ -16,7 +16,7 @@ from tests.harness.stack import stack as make_stack
 
 
 @dataclass
-class Market:
+class DeployedMarket:
     stack: Stack
     contracts: Contracts
     pair: str  # WETH in USDC: token0 WETH (18 decimals), token1 USDC (6)
@@ -74,7 +74,7 @@ legs = ["UNI", "ETH"]
 """
 
 
-def deploy_market(s: Stack, directory: Path) -> Market:
+def deploy_market(s: Stack, directory: Path) -> DeployedMarket:
     contracts = Contracts(s.anvil)
     pair = contracts.deploy("TestPair", 10**18, 10**6)
     pair2 = contracts.deploy("TestPair", 10**6, 10**18)
@@ -83,11 +83,11 @@ def deploy_market(s: Stack, directory: Path) -> Market:
     path = directory / "prices.toml"
     path.write_text(SOURCES.format(pair=pair, pair2=pair2, pool=pool, feed=feed))
     s.variables["PRICE_SOURCES"] = str(path)
-    return Market(s, contracts, pair, pair2, pool, feed, path)
+    return DeployedMarket(s, contracts, pair, pair2, pool, feed, path)
 
 
 @pytest.fixture
-def market(tmp_path: Path, redis_server: RedisServer) -> Iterator[Market]:
+def market(tmp_path: Path, redis_server: RedisServer) -> Iterator[DeployedMarket]:
     """The market on SQLite, with a worker running on it."""
     with make_stack("sqlite", tmp_path, redis_server, **FOLLOWING) as s:
         m = deploy_market(s, tmp_path)

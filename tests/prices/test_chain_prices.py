@@ -19,7 +19,7 @@ from chainpulse.devnet import wait_until
 from indexer import models as m
 from indexer.exact import round_exact
 from tests.harness.jsclient import JsClient
-from tests.prices.conftest import Market
+from tests.prices.conftest import DeployedMarket
 from tests.realtime.helpers import Server
 
 TOKENS = ["WETH", "DAI", "UNI", "ETH", "UNI-USD"]
@@ -27,7 +27,7 @@ WAIT = 30
 
 
 @pytest.fixture
-def server(market: Market) -> Iterator[Server]:
+def server(market: DeployedMarket) -> Iterator[Server]:
     settings = market.stack.settings
     server = Server(settings.redis_url, settings.database_url)
     server.start()
@@ -45,7 +45,7 @@ def update_of(client: JsClient, token: str, exact: str) -> dict[str, Any]:
     )
 
 
-def rows(market: Market, token: str) -> list[tuple[int, int, Decimal]]:
+def rows(market: DeployedMarket, token: str) -> list[tuple[int, int, Decimal]]:
     with market.stack.store.engine.connect() as conn:
         found = conn.execute(
             sa.select(m.prices.c.block_number, m.prices.c.log_index, m.prices.c.price)
@@ -61,7 +61,7 @@ def v2(r0: int, r1: int, d0: int, d1: int) -> Fraction:
 
 
 def test_chain_prices_reach_their_rooms_exactly(
-    market: Market, server: Server, tmp_path: Any
+    market: DeployedMarket, server: Server, tmp_path: Any
 ) -> None:
     s, c = market.stack, market.contracts
     s.follower()
@@ -172,7 +172,7 @@ def test_chain_prices_reach_their_rooms_exactly(
     assert listed["WETH"]["priceExact"] == last and listed["ETH"]["quote"] == "USD"
 
 
-def test_backfilled_blocks_store_their_prices(market: Market) -> None:
+def test_backfilled_blocks_store_their_prices(market: DeployedMarket) -> None:
     s, c = market.stack, market.contracts
     first = s.anvil.head() + 1
     answers = [1999 * 10**8, -5, 2001 * 10**8 + 7]

@@ -9,7 +9,7 @@ import subprocess
 from eth_utils import keccak
 
 from chainpulse.contracts import artifacts
-from indexer.pricing import ANSWER_UPDATED, INITIALIZE_V3, SWAP_V3, SYNC
+from indexer.price_decoding import ANSWER_UPDATED, INITIALIZE_V3, SWAP_V3, SYNC
 from tests.harness.environment import ROOT
 
 

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from chainpulse.devnet import wait_until
 from tests.harness.environment import ROOT
-from tests.prices.conftest import Market
+from tests.prices.conftest import DeployedMarket
 from tests.realtime.helpers import Server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -23,7 +23,7 @@ WAIT_MS = 20_000
 
 
 @pytest.fixture
-def page(market: Market) -> Iterator[tuple[Page, Server]]:
+def page(market: DeployedMarket) -> Iterator[tuple[Page, Server]]:
     if CHROMIUM is None:
         pytest.fail("chromium is not installed (make test installs it from the Debian packages)")
     settings = market.stack.settings
@@ -44,7 +44,9 @@ def page(market: Market) -> Iterator[tuple[Page, Server]]:
             server.stop()
 
 
-def test_the_page_shows_blocks_prices_and_reorgs(market: Market, page: tuple[Page, Server]) -> None:
+def test_the_page_shows_blocks_prices_and_reorgs(
+    market: DeployedMarket, page: tuple[Page, Server]
+) -> None:
     tab, server = page
     s, c = market.stack, market.contracts
     c.call(market.pair, "sync", 10**18, 3000 * 10**6)  # WETH = 3000 before the page loads
@@ -86,7 +88,7 @@ def test_the_page_shows_blocks_prices_and_reorgs(market: Market, page: tuple[Pag
     assert shot.stat().st_size > 10_000
 
 
-def what_the_stack_holds(market: Market, server: Server) -> str:
+def what_the_stack_holds(market: DeployedMarket, server: Server) -> str:
     """The prices and blocks stored, the node's blocks and the stream's last events: what
     a failure of the reorg step needs to be understood."""
     import redis

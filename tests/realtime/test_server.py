@@ -13,8 +13,8 @@ import socketio
 import sqlalchemy as sa
 
 from chainpulse.devnet import wait_until
-from indexer.heads import record_head
 from indexer.models import meta
+from indexer.seen_head import record_head
 from tests.realtime.helpers import (
     Client,
     Server,

@@ -6,8 +6,8 @@ import pytest
 from celery import Celery
 
 from chainpulse.settings import Settings
-from indexer.config import mask_url
 from indexer.errors import ConfigError
+from indexer.urls import mask_url
 from workers.app import configure
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.exact import significant_digits
-from indexer.prices import BadPrice, check_token, parse_price
+from indexer.price_store import BadPrice, check_token, parse_price
 from indexer.sources import SourcesError, load_sources
 from tests.unit.test_sources import GOOD
 

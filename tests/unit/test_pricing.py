@@ -7,7 +7,7 @@ from fractions import Fraction
 from typing import Any
 
 from indexer.exact import round_exact
-from indexer.pricing import ANSWER_UPDATED, INITIALIZE_V3, SWAP_V3, SYNC, Pricer
+from indexer.price_decoding import ANSWER_UPDATED, INITIALIZE_V3, SWAP_V3, SYNC, Pricer
 from indexer.sources import parse_sources
 
 PAIR = "0x" + "11" * 20

@@ -17,11 +17,11 @@ import pytest
 
 from chainpulse.settings import Settings
 from indexer import queries
-from realtime.db import Database
 from realtime.gateway import Gateway
 from realtime.metrics import Metrics
 from realtime.push.feed import LIVE, Feed
 from realtime.ratelimit import SlidingWindowLimiter
+from realtime.reads import Database
 from tests.harness.fanout import FakeFanout
 from tests.realtime.helpers import (
     SECRET,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -23,12 +23,9 @@ from indexer import queries
 from indexer.blocks import BlockData
 from indexer.errors import FatalError
 from indexer.events import PriceUpdated
-from indexer.exact import DIGITS, significant_digits, sort_key
-from indexer.pricing import Pricer, Update
+from indexer.exact import DIGITS, plain, significant_digits, sort_key
+from indexer.price_decoding import Pricer, Update
 from indexer.sources import TOKEN, PriceSources
-
-if TYPE_CHECKING:
-    from indexer.store import Store
 
 MANUAL = "manual"
 LIMIT = Decimal("1e78")  # a price must stay below 10**78 (uint256 range)
@@ -62,7 +59,7 @@ def record_block_prices(
             if token in batch:
                 return batch[token]
             row = queries.latest_price_before(conn, token, at_ms, number)
-            return None if row is None else format(row.price, "f")
+            return None if row is None else plain(row.price)
 
         updates = pricer.updates(data.logs, latest)
         last: dict[str, tuple[int, Update]] = {}
@@ -142,7 +139,7 @@ def event_from_row(
     """The `price.updated` a stored row stands for (a snapshot, a restore)."""
     return PriceUpdated(
         token=row.token,
-        price=format(row.price, "f"),
+        price=plain(row.price),
         blockNumber=row.block_number,
         blockTimestamp=row.at_ms // 1000 if row.block_number is not None else None,
         source=row.source,
@@ -198,20 +195,20 @@ def check_token(token: str, sources: PriceSources | None = None) -> None:
         )
 
 
-def record_manual_price(
-    store: Store,
+def manual_price(
     token: str,
     price: Decimal | str,
     quote: str | None = None,
     source: str = MANUAL,
     sources: PriceSources | None = None,
-) -> PriceUpdated:
-    """Store a manual price for `token` and queue its `price.updated` event."""
+) -> tuple[PriceUpdated, dict[str, Any]]:
+    """A manual price for `token`, checked: its `price.updated` and its `prices` row
+    (`Store.record_manual_price` writes both)."""
     check_token(token, sources)
     if quote is not None and not TOKEN.match(quote):
         raise BadPrice(f"quote must be 1 to 32 of A-Z a-z 0-9 . _ -, got {quote!r}")
     exact = parse_price(price)
-    text = _plain(exact)
+    text = plain(exact)
     now = datetime.now(UTC)
     published = int(now.timestamp() * 1000)
     event = PriceUpdated(
@@ -223,28 +220,16 @@ def record_manual_price(
         publishedAt=published,
         quote=quote,
     )
-    with store.writing() as conn:
-        conn.execute(
-            m.prices.insert().values(
-                token=token,
-                price=Decimal(text),
-                block_number=None,
-                log_index=None,
-                source=source,
-                updated_at=now,
-                quote=quote,
-                at_ms=published,
-                feed_updated_at=None,
-                price_key=sort_key(exact),
-            )
-        )
-        store.add_to_outbox(conn, event)
-    return event
-
-
-def _plain(value: Decimal) -> str:
-    """A decimal as `priceExact` writes it: no exponent, no trailing fractional zeros."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    row = {
+        "token": token,
+        "price": Decimal(text),
+        "block_number": None,
+        "log_index": None,
+        "source": source,
+        "updated_at": now,
+        "quote": quote,
+        "at_ms": published,
+        "feed_updated_at": None,
+        "price_key": sort_key(exact),
+    }
+    return event, row
