@@ -52,7 +52,9 @@ class RealtimeSettings(IndexerSettings):
     connect_timeout: float = setting(
         "CONNECT_TIMEOUT",
         45.0,
-        "seconds a new session may take to send its Socket.IO CONNECT before it is closed",
+        "seconds a new session may take to send its Socket.IO CONNECT before it is closed; "
+        "0: never",
+        minimum=0,
     )
     upgrade_timeout: float = setting(
         "UPGRADE_TIMEOUT",

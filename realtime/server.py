@@ -44,9 +44,7 @@ class Realtime:
 
     def start_background(self) -> None:
         """Start the pub/sub listener with its canary, and the stream reader."""
-        self.fanout.start()
-        if self.stream is not None:
-            self.fanout.spawn(self.stream.run)
+        self.fanout.start(self.stream.run if self.stream is not None else None)
 
 
 def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool = True) -> Realtime:

@@ -60,14 +60,16 @@ _buffer = bytearray(READ_SIZE)
 _view = memoryview(_buffer)
 READS_PER_WAKEUP = 16  # then the hub's other work runs before this client is read again
 PROBE_FRAMES = 8  # frames other than text an upgrade's probe tolerates before it fails
-PACKET_SLACK = 16_384  # one packet past the outbound bound (it is checked before a packet)
+PACKET_SLACK = 65_536  # one packet past the outbound bound (it is checked before a packet)
 
 
 def held_bound(max_frame: int, outbound_bytes_max: int) -> int:
     """The most bytes one connection holds for its client, whatever it sends: an
-    incomplete frame or fragmented message (`max_frame`, 4 x MAX_MESSAGE_BYTES), one
-    read not parsed yet, and what waits for it (`outbound_bytes_max`, then a packet)."""
-    return max_frame + 14 + READ_SIZE + outbound_bytes_max + PACKET_SLACK
+    incomplete frame or fragmented message (`max_frame`, 4 x MAX_MESSAGE_BYTES, and a
+    header), one read not parsed yet, the messages of one parse (they stop once they
+    reach `max_frame`, and the last one is at most `max_frame`: inflated, they can
+    outgrow the read), and what waits for it (`outbound_bytes_max`, then a packet)."""
+    return 3 * max_frame + 14 + READ_SIZE + outbound_bytes_max + PACKET_SLACK
 
 
 YIELD_EVERY = 16  # messages handled between yields to the other green threads
@@ -225,7 +227,10 @@ class Connection:
                 if opcode == TEXT:
                     return str(payload)
                 frames += 1
-                if opcode == CLOSE or frames > PROBE_FRAMES:
+                if opcode == CLOSE:
+                    self.close_code = payload  # echoed in our closing frame
+                    return None
+                if frames > PROBE_FRAMES:
                     return None
                 if opcode == PING:
                     self.sendall(frame(PONG, payload))
@@ -334,10 +339,18 @@ class Connection:
             if not self.closed and self.listener is None:
                 self._listen()
 
+    def _note(self, messages: list[Message]) -> None:
+        """Count a parse's messages, not handled yet, in the server's peak."""
+        batch = sum(len(p) for _, p in messages if isinstance(p, str | bytes))
+        holding = self.holding() + batch
+        if holding > self.server.peak_held:
+            self.server.peak_held = holding
+
     def _read_messages(self) -> None:
         messages, self.inbox = self.inbox, []
         handled = reads = 0
         data = b""
+        self._note(messages)
         while True:
             for opcode, payload in messages:
                 if handled and not handled % YIELD_EVERY:
@@ -354,6 +367,7 @@ class Connection:
                     self._end()
                     return
                 messages = parsed
+                self._note(messages)
                 continue
             if reads == READS_PER_WAKEUP or (reads and len(data) < READ_SIZE):
                 # a read shorter than asked took everything there was: the hub says
@@ -374,6 +388,7 @@ class Connection:
                 self._end()
                 return
             messages = parsed
+            self._note(messages)
 
     def _handle(self, opcode: int, payload: Any) -> bool:
         """One inbound message; False when the session must end."""

@@ -28,8 +28,9 @@ unless asked, and refusal of frames that are not Engine.IO text packets.
   GET while one waits closes the session (the waiting GET gets CLOSE, the second 400);
   an upgrade's probe must finish within `upgrade_timeout` seconds.
 - Inbound WebSocket frames above `max_http_buffer_size` close the connection with code
-  1009 and a reason naming the limit; binary frames and text that is not an Engine.IO
-  packet are answered with an `exception` event and ignored.
+  1009 and a reason naming the limit; text that is not an Engine.IO packet closes it
+  with 1003, as the protocol says; binary messages go to Socket.IO (which refuses
+  them).
 """
 
 from __future__ import annotations
@@ -177,10 +178,14 @@ def packet_size(pkt: Any) -> int:
     if pkt is None:
         return 0
     cached = getattr(pkt, "encode_cache", None)
+    if type(cached) is Frame:
+        return cached.size
     if cached is not None:
         return len(cached)
     data = getattr(pkt, "data", None)
-    return len(data) if isinstance(data, str | bytes) else 16
+    if isinstance(data, str):
+        return len(data.encode("utf-8", "surrogatepass"))
+    return len(data) if isinstance(data, bytes) else 16
 
 
 def _send_ping(sock: Any) -> None:
@@ -515,18 +520,19 @@ class EngineServer(engineio.Server):
         except engineio.exceptions.QueueEmpty:
             return self._bad_request()
 
-    def call_later(self, delay: float, callback: Callable[[], object]) -> None:
-        """Run `callback` in `delay` seconds, from the hub (a timer, no green thread)."""
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Any:
+        """Run `callback` in `delay` seconds, from the hub (a timer, no green thread);
+        returns the timer (its `cancel()` stops it)."""
         if self._queue_class is not None:
             from eventlet.hubs import get_hub
 
-            get_hub().schedule_call_global(delay, callback)
-        else:
-            import threading
+            return get_hub().schedule_call_global(delay, callback)
+        import threading
 
-            timer = threading.Timer(delay, callback)
-            timer.daemon = True
-            timer.start()
+        timer = threading.Timer(delay, callback)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         # Engine.IO parks one green thread per client in `sleep(ping_interval)` between
@@ -573,6 +579,10 @@ class EngineServer(engineio.Server):
         if ws is not None and ws.held is not None:
             count += len(ws.held)
             size += ws.held_bytes
+        corked = self._held.get(sock) if self._held is not None else None
+        if corked:
+            count += len(corked)
+            size += sum(len(frame) for frame in corked)
         return count, size
 
     def _write_directly(self, sock: Any, pkt: Any) -> bool:
@@ -691,7 +701,18 @@ class EngineServer(engineio.Server):
         ws = getattr(sock, "ws_conn", None)
         if ws is not None and ws.held is not None:
             ws.held, ws.held_bytes = [], 0
-        sock.queue.clear()  # free the backlog now
+        if self._held is not None:
+            self._held.pop(sock, None)
+        # free the backlog now, but for the rest of a frame already half written: cut
+        # there, the client would read the next frame as garbage
+        queue = sock.queue.queue
+        head = queue[0] if queue else None
+        if hasattr(sock.queue, "clear"):
+            sock.queue.clear()
+        else:  # threading mode's queue.Queue
+            queue.clear()
+        if head is not None and getattr(head, "tail", False) and hasattr(sock.queue, "put_first"):
+            sock.queue.put_first(head)
         sock.queue.put(
             encode_event(self.namespace, "exception", protocol.exception(protocol.SLOW_CONSUMER))
         )

@@ -182,11 +182,14 @@ class SocketFanout:
         """The WSGI application: Socket.IO at /socket.io/, `other` for the rest."""
         return socketio.WSGIApp(self.sio, other, socketio_path="socket.io")
 
-    def start(self) -> None:
-        """Start the pub/sub listener (with its canary), when there is one."""
+    def start(self, service: Callable[[], object] | None = None) -> None:
+        """Start the pub/sub listener (with its canary), when there is one, and
+        `service` (the stream reader: it runs until the process ends) on its own."""
         if self.pubsub is not None:
             self.sio.manager_initialized = True
             self.pubsub.initialize()
+        if service is not None:
+            self.sio.start_background_task(service)
 
     def counters(self) -> dict[str, Callable[[], float]]:
         """Figures of the transport's own, for the metrics."""

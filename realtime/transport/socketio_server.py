@@ -57,6 +57,7 @@ class SocketServer(socketio.Server):
         self.admission = admission
         self.connect_timeout = connect_timeout
         self._refused_connects: dict[str, int] = {}  # by Engine.IO session
+        self._connect_timers: dict[str, Any] = {}  # by Engine.IO session, until it joins
         self.max_message_bytes = max_message_bytes
         self.count_refusal = count_refusal
         self.application: Handlers | None = None
@@ -88,6 +89,9 @@ class SocketServer(socketio.Server):
     def _connected(self, eio_sid: str, sid: str) -> None:
         """A client joined: its CONNECT answer is queued, and nothing has yielded since
         (what the handlers send reaches it right after the CONNECT)."""
+        timer = self._connect_timers.pop(eio_sid, None)
+        if timer is not None:
+            timer.cancel()
         environ = self.environ.get(eio_sid)
         if environ is not None:  # the WSGI environ is kilobytes; keep what is used
             self.environ[eio_sid] = {"REMOTE_ADDR": environ.get("REMOTE_ADDR")}
@@ -116,10 +120,13 @@ class SocketServer(socketio.Server):
             self.count_refusal(refusal)
             return {"message": refusal}  # the handshake is answered 401 with this
         if self.connect_timeout > 0:
-            self.eio.call_later(self.connect_timeout, lambda: self._connect_timed_out(eio_sid))
+            self._connect_timers[eio_sid] = self.eio.call_later(
+                self.connect_timeout, lambda: self._connect_timed_out(eio_sid)
+            )
         return super()._handle_eio_connect(eio_sid, environ)
 
     def _connect_timed_out(self, eio_sid: str) -> None:
+        self._connect_timers.pop(eio_sid, None)
         if eio_sid in self.eio.sockets and not self._joined(eio_sid):
             self.count_refusal("connect timeout")
             self._close_session(eio_sid)
@@ -139,6 +146,9 @@ class SocketServer(socketio.Server):
     def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         self.admission.leave(eio_sid)
         self._refused_connects.pop(eio_sid, None)
+        timer = self._connect_timers.pop(eio_sid, None)
+        if timer is not None:
+            timer.cancel()
         super()._handle_eio_disconnect(eio_sid, reason)
 
     def _engineio_server_class(self) -> type[EngineServer]:
@@ -162,6 +172,16 @@ class SocketServer(socketio.Server):
         head = data[1:256]
         ns = head[: head.index(",")] if head.startswith("/") and "," in head else "/"
         self._connect_error(eio_sid, ns, message)
+        self._refused_connect(eio_sid)
+
+    def _refused_connect(self, eio_sid: str) -> None:
+        """Count a refused CONNECT of the session: clients close the session themselves
+        after one (closing it here too races python-engineio's client into a
+        traceback); one that keeps retrying on it is closed after a few."""
+        refused = self._refused_connects[eio_sid] = self._refused_connects.get(eio_sid, 0) + 1
+        if refused >= REFUSED_CONNECTS_MAX:
+            self.count_refusal("connect retried")
+            self._close_session(eio_sid)
 
     def _connect_error(self, eio_sid: str, namespace: str, message: str) -> None:
         prefix = "" if namespace == "/" else f"{namespace},"
@@ -224,25 +244,21 @@ class SocketServer(socketio.Server):
             # to connect", which leaves socket.io-client's error message undefined)
             self.count_refusal("invalid namespace")
             self._connect_error(eio_sid, ns, protocol.INVALID_NAMESPACE)
+            self._refused_connect(eio_sid)
             return
         if self.manager.sid_from_eio_sid(eio_sid, ns) is not None:
             # a second CONNECT on one Engine.IO session would make a second client that
             # the session's close never removes (a leak, and a connected-clients gauge
             # that stays too high)
             self.refuse(eio_sid, protocol.ALREADY_CONNECTED, "already connected")
+            self._refused_connect(eio_sid)
             return
         super()._handle_connect(eio_sid, namespace, data)
         sid = self.manager.sid_from_eio_sid(eio_sid, ns)
         if sid is not None and self.manager.is_connected(sid, ns):
             self._connected(eio_sid, sid)
         else:
-            # refused (CONNECT_ERROR sent). Clients close the session themselves (closing
-            # it here too races python-engineio's client into a traceback); one that
-            # keeps retrying on the same session is closed after a few
-            refused = self._refused_connects[eio_sid] = self._refused_connects.get(eio_sid, 0) + 1
-            if refused >= REFUSED_CONNECTS_MAX:
-                self.count_refusal("connect retried")
-                self._close_session(eio_sid)
+            self._refused_connect(eio_sid)  # the handlers refused it (CONNECT_ERROR sent)
 
     def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
         ns = namespace or "/"

@@ -15,7 +15,9 @@ Invariants:
   fragment after a message's first counts `FRAGMENT_COST` bytes besides its payload
   (262,143 one-byte or empty fragments would otherwise hold megabytes of small objects),
   fragments are joined into one buffer as they arrive, and one `feed` returns at most
-  `MESSAGES_PER_FEED` messages (the rest wait, parsed on the next call: `ready`);
+  `MESSAGES_PER_FEED` messages, and stops once they add up to `max_size` bytes (inflated
+  messages can outgrow the read that brought them); the rest wait, parsed on the next
+  call (`ready`);
 - server frames are never masked, so a text message packs to the same bytes for every
   connection without deflate (`Frame`), and, since this server compresses every message
   without context takeover, to the same bytes for every connection with it too.
@@ -153,9 +155,13 @@ class Deflate:
             raise ProtocolError(1007, "Invalid compressed data") from None
         if len(out) > max_size or self.inflater.unconsumed_tail:
             raise ProtocolError(1009, f"Incoming message is above length limit of {max_size} bytes")
-        if self.inflater.eof and self.inflater.unused_data != _DEFLATE_TAIL:
-            # the stream ended inside this message (the tail we added is left over)
-            raise ProtocolError(1007, "Compressed data after the end of the deflate stream")
+        if self.inflater.eof:
+            # the message ended the deflate stream with a final block: what follows it is
+            # the tail we added, after at most one padding byte (RFC 7692 7.2.3.3);
+            # anything more is data past the end of the stream
+            rest = self.inflater.unused_data
+            if len(rest) > len(_DEFLATE_TAIL) + 1 or not rest.endswith(_DEFLATE_TAIL):
+                raise ProtocolError(1007, "Compressed data after the end of the deflate stream")
         if self.client_resets:
             self.inflater = zlib.decompressobj(-15)
         return out
@@ -207,6 +213,14 @@ class Frame(str):
 
     packed: bytes | None = None
     packed_deflated: bytes | None = None
+    _size: int | None = None
+
+    @property
+    def size(self) -> int:
+        """Its length in UTF-8 bytes (what a queue holding it weighs)."""
+        if self._size is None:
+            self._size = len(self.encode())
+        return self._size
 
     def frame(self, compressed: bool = False) -> bytes:
         if compressed:
@@ -262,8 +276,9 @@ class FrameParser:
         out: list[Message] = []
         pos, end = 0, len(buf)
         self.ready = False
+        returned = 0  # bytes of the messages returned (inflated, they can outgrow the read)
         while end - pos >= 2:
-            if len(out) == MESSAGES_PER_FEED:
+            if len(out) == MESSAGES_PER_FEED or returned >= self.max_size:
                 self.ready = True
                 break
             b0, b1 = buf[pos], buf[pos + 1]
@@ -284,6 +299,8 @@ class FrameParser:
             message = self._frame(b0, payload)
             if message is not None:
                 out.append(message)
+                body = message[1]
+                returned += len(body) if isinstance(body, str | bytes) else 0
         self._buf = buf[pos:] if pos < end else b""
         return out
 

@@ -1,9 +1,10 @@
 """A fake of the transport's seam (`realtime.transport.fanout.Fanout`), in plain Python,
 for the push rules' unit tests: what each client was sent, in order, and its rooms.
 
-Jobs run at once (inside `spawn`), timers run when the test says (`fire`), offloaded
-reads run in the caller: the single-threaded world the real transport promises between
-two calls that wait.
+As with the real transport, a job (`spawn`) runs after the code that started it, here
+when the test says (`settle`), and so do timers (`fire`); a client is `connected` only
+once it has joined (`established`), though it may join rooms while connecting;
+offloaded reads run in the caller.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ class FakeTimer:
 @dataclass
 class FakeFanout:
     rooms: dict[str, set[str]] = field(default_factory=dict)
-    clients: set[str] = field(default_factory=set)
+    clients: set[str] = field(default_factory=set)  # connected, or connecting
+    joined: set[str] = field(default_factory=set)  # connected
+    jobs: list[Callable[[], object]] = field(default_factory=list)
     sent: dict[str, list[tuple[str, object]]] = field(default_factory=dict)
     timers: list[FakeTimer] = field(default_factory=list)
     published: list[tuple[str, str, Payload]] = field(default_factory=list)
@@ -43,11 +46,17 @@ class FakeFanout:
     # the fake's own --------------------------------------------------------------------
 
     def connect(self, sid: str) -> None:
+        """A client connecting (its `Handlers.connect` runs next)."""
         self.clients.add(sid)
         self.sent.setdefault(sid, [])
 
+    def established(self, sid: str) -> None:
+        """It joined (its `Handlers.connected` runs next)."""
+        self.joined.add(sid)
+
     def gone(self, sid: str) -> None:
         self.clients.discard(sid)
+        self.joined.discard(sid)
         for members in self.rooms.values():
             members.discard(sid)
 
@@ -57,6 +66,11 @@ class FakeFanout:
 
     def names(self, sid: str) -> list[str]:
         return [event for event, _ in self.sent.get(sid, [])]
+
+    def settle(self) -> None:
+        """Run the jobs spawned so far, and those they spawn."""
+        while self.jobs:
+            self.jobs.pop(0)()
 
     def fire(self) -> None:
         """Run the timers that are due (all that are not cancelled)."""
@@ -94,7 +108,7 @@ class FakeFanout:
         yield
 
     def connected(self, sid: str) -> bool:
-        return sid in self.clients
+        return sid in self.joined
 
     def join(self, sid: str, room: str) -> None:
         if sid in self.clients:
@@ -111,7 +125,7 @@ class FakeFanout:
         self.gone(sid)
 
     def spawn(self, job: Callable[[], object]) -> None:
-        job()
+        self.jobs.append(job)
 
     def call_later(self, delay: float, job: Callable[[], object]) -> Timer:
         timer = FakeTimer(delay, job)

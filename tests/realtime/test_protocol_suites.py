@@ -22,13 +22,15 @@ import pytest
 import requests
 
 from chainpulse.devnet import RedisServer
-from tests.harness.wire import NS, Wire, polling_session, polling_url
+from tests.harness.metrics import scrape, value
+from tests.harness.wire import NS, Closed, Wire, polling_session, polling_url
 from tests.realtime.helpers import Server, make_database
 
 PING_INTERVAL = 1  # seconds, as the settings take them; advertised in milliseconds
 PING_TIMEOUT = 1
-CONNECT_TIMEOUT = 2
+CONNECT_TIMEOUT = 2  # a server of its own (test_a_session_that_never_connects_is_closed)
 WAIT = 10
+IN_FLIGHT = 1.0  # seconds a request is given to reach the server before the next one
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +41,16 @@ def server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
         make_database(directory / "chainpulse.db"),
         PING_INTERVAL=PING_INTERVAL,
         PING_TIMEOUT=PING_TIMEOUT,
-        CONNECT_TIMEOUT=CONNECT_TIMEOUT,
     ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def quiet(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose pings do not come while a test waits for a long poll's answer."""
+    directory = tmp_path_factory.mktemp("quiet")
+    server = Server(redis_server.url, make_database(directory / "chainpulse.db")).start()
     yield server
     server.stop()
 
@@ -141,16 +151,19 @@ def test_an_invalid_packet_closes_a_polling_session(server: Server) -> None:
     assert get(server, sid).status_code == 400
 
 
-def test_a_second_poll_while_one_waits_closes_the_session(server: Server) -> None:
+def test_a_second_poll_while_one_waits_closes_the_session(quiet: Server) -> None:
+    server = quiet
     sid = polling_session(server.port)["sid"]
     first: list[requests.Response] = []
     waiting = threading.Thread(target=lambda: first.append(get(server, sid)))
     waiting.start()
-    time.sleep(0.2)  # the first GET waits for packets
+    time.sleep(IN_FLIGHT)  # the first GET waits for packets
     second = get(server, sid)
     waiting.join(WAIT)
-    assert second.status_code == 400
-    assert (first[0].status_code, first[0].text) == (200, "1")  # the session's CLOSE
+    answers = sorted(
+        [(r.status_code, r.text if r.status_code == 200 else "") for r in (*first, second)]
+    )
+    assert answers == [(200, "1"), (400, "")]  # the waiting one gets the session's CLOSE
     assert get(server, sid).status_code == 400
 
 
@@ -214,12 +227,13 @@ def test_a_websocket_session_that_misses_its_pong_is_closed(server: Server) -> N
 # Engine.IO: close and upgrade -------------------------------------------------------
 
 
-def test_a_polling_session_closed_by_the_client(server: Server) -> None:
+def test_a_polling_session_closed_by_the_client(quiet: Server) -> None:
+    server = quiet
     sid = polling_session(server.port)["sid"]
     pending: list[requests.Response] = []
     waiting = threading.Thread(target=lambda: pending.append(get(server, sid)))
     waiting.start()
-    time.sleep(0.2)
+    time.sleep(IN_FLIGHT)
     assert post(server, sid, "1").status_code == 200
     waiting.join(WAIT)
     assert (pending[0].status_code, pending[0].text) == (200, "6")
@@ -233,7 +247,8 @@ def test_a_websocket_session_closed_by_the_client(server: Server) -> None:
         wire.closed()
 
 
-def test_an_upgrade_from_polling_to_websocket(server: Server) -> None:
+def test_an_upgrade_from_polling_to_websocket(quiet: Server) -> None:
+    server = quiet
     sid = polling_session(server.port)["sid"]
     with Wire.open(server.port, f"EIO=4&transport=websocket&sid={sid}") as wire:
         wire.send_text("2probe")
@@ -284,12 +299,24 @@ def test_an_invalid_handshake_closes_the_session(server: Server) -> None:
         wire.closed()
 
 
-def test_a_session_that_never_connects_is_closed(server: Server) -> None:
-    wire, _ = Wire.engine(server.port)
-    with wire:
+def test_a_session_that_never_connects_is_closed(redis_server: RedisServer, tmp_path: Path) -> None:
+    """It answers every ping (so the heartbeat would keep it), and is closed all the
+    same once CONNECT_TIMEOUT has passed."""
+    server = Server(
+        redis_server.url, make_database(tmp_path / "db.sqlite"), CONNECT_TIMEOUT=CONNECT_TIMEOUT,
+        PING_INTERVAL=1, PING_TIMEOUT=5,
+    ).start()  # fmt: skip
+    try:
         started = time.monotonic()
-        wire.closed(timeout=WAIT)
-        assert time.monotonic() - started >= CONNECT_TIMEOUT - 0.5
+        wire, _ = Wire.engine(server.port)
+        with wire, pytest.raises(Closed):
+            while time.monotonic() - started < WAIT:
+                wire.text()  # answers the pings
+        assert time.monotonic() - started >= CONNECT_TIMEOUT
+        samples = scrape(f"{server.url}/metrics")
+        assert value(samples, "chainpulse_realtime_refusals_total", reason="connect timeout") == 1
+    finally:
+        server.stop()
 
 
 def test_a_disconnect_from_the_namespace(server: Server) -> None:

@@ -62,7 +62,9 @@ class Realtime:
         if refusal is not None:
             self.fanout.gone(sid)
             return refusal
+        self.fanout.established(sid)
         self.gateway.connected(sid)
+        self.fanout.settle()  # a resume runs as a job of its own
         return None
 
     def leave(self, sid: str) -> None:
@@ -203,28 +205,36 @@ def test_subscribers_asking_for_one_tokens_snapshot_together_share_one_read(
     rt: Realtime,
 ) -> None:
     """A reconnect storm: many subscribers of a token nobody has asked for yet. One
-    database read answers them all (reads run one at a time; one each would queue)."""
-    release = threading.Event()
+    database read answers them all (reads run one at a time; one each would queue).
+    The other subscribers ask while the first one's read is under way: they are
+    started from inside it, and it returns once each of them waits for it."""
     reads: list[str] = []
+    answers: list[object] = []
+    waiting = threading.Semaphore(0)
+
+    class CountingSignal(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waiting.release()
+            return super().wait(timeout)
+
+    rt.fanout.signal = CountingSignal  # type: ignore[assignment,method-assign]
+
+    def ask() -> None:
+        answers.append(rt.feed.snapshot("ETH"))
+
+    askers = [threading.Thread(target=ask) for _ in range(19)]
 
     class SlowDatabase:
         def read(self, query: object, token: str) -> queries.PriceRow | None:
             reads.append(token)
-            release.wait(10)
+            for asker in askers:
+                asker.start()
+            for _ in askers:
+                assert waiting.acquire(timeout=10), "a subscriber did not wait for the read"
             return None
 
     rt.feed.db = SlowDatabase()  # type: ignore[assignment]
-    answers: list[object] = []
-    askers = [
-        threading.Thread(target=lambda: answers.append(rt.feed.snapshot("ETH"))) for _ in range(20)
-    ]
-    for asker in askers:
-        asker.start()
-    deadline = time.monotonic() + 10
-    while len(rt.feed._reads) == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)  # the other askers reach the read under way
-    release.set()
+    ask()
     for asker in askers:
         asker.join(10)
     assert reads == ["ETH"] and answers == [None] * 20
@@ -241,6 +251,7 @@ def test_a_catch_up_before_any_block_was_pushed_leaves_gaps_to_be_filled(rt: Rea
     rt.feed.handle(block_event(4))  # 2 and 3 lost with the stream
     rt.clock.now += 2  # past FILL_AFTER
     rt.feed.tick()
+    rt.fanout.settle()  # the fill is a job of its own
     assert rt.feed.sequencer.last == 4 and rt.feed.sequencer.filled == 2
 
 
