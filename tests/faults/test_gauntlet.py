@@ -9,8 +9,10 @@ latest price last; the database equals the node (every block, transaction and lo
 orphan); the stream holds every `block.indexed` since Redis last started; the outbox is
 empty.
 
-`make test` runs the small sizes on SQLite; `-m slow` the full sizes, and the same on a
-PostgreSQL cluster of the test's own, which it also crashes and restarts.
+Every size is a long test (the small one about 95 s), so all are in the `slow` tier
+(`make test-all`, or `pytest tests/faults -m slow`): the small and full sizes on SQLite,
+and the full size on a PostgreSQL cluster of the test's own, which it also crashes and
+restarts. Each fault also has a test of its own in the default tier (docs/faults.md).
 """
 
 from __future__ import annotations
@@ -491,7 +493,9 @@ def sqlite_on(disk: Path | None) -> str:
 
 
 @pytest.mark.parametrize(
-    "size", [SMALL, pytest.param(FULL, marks=pytest.mark.slow)], ids=["small", "full"]
+    "size",
+    [pytest.param(SMALL, marks=pytest.mark.slow), pytest.param(FULL, marks=pytest.mark.slow)],
+    ids=["small", "full"],
 )
 def test_the_gauntlet_on_sqlite(tmp_path: Path, redis_server: RedisServer, size: Size) -> None:
     with (
