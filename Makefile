@@ -119,7 +119,7 @@ contracts: node_modules/.installed
 	node chainpulse/contracts/build.js
 
 bench: deps
-	$(BIN)/python bench/backfill/run.py
+	$(BIN)/python -m bench.backfill.run
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .conformance

@@ -1,8 +1,8 @@
 """Backfill against a hosted provider's rate limit (issue 12, "Backfill against a hosted
 provider"): chainpulse with `RPC_RATE_LIMIT` and without it, in the same run.
 
-    .venv/bin/python bench/backfill/quota.py                 # 1500 blocks x 5 txs
-    .venv/bin/python bench/backfill/quota.py --quota 200 --rtt 0.04 --blocks 600
+    .venv/bin/python -m bench.backfill.quota                 # 1500 blocks x 5 txs
+    .venv/bin/python -m bench.backfill.quota --quota 200 --rtt 0.04 --blocks 600
 
 The node is anvil behind `bench.backfill.provider.Provider` (40 ms round trip, 200
 calls/s over a sliding second, HTTP 429 with `Retry-After: 1` past it, batches over
@@ -27,19 +27,17 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.backfill.fixture import Spec, load_or_build, start_node
+from bench.backfill.provider import Provider
+from bench.common import markdown_table
+from chainpulse.devnet import RedisServer, free_port, port_open, wait_until
+from tests.harness.databases import database
+from tests.harness.environment import service_env
+from tests.harness.metrics import scrape, total
+from tests.harness.processes import stop
+from workers.app import default_concurrency
 
-from bench.backfill.fixture import Spec, load_or_build, start_node  # noqa: E402
-from bench.backfill.provider import Provider  # noqa: E402
-from bench.common import markdown_table  # noqa: E402
-from chainpulse.devnet import RedisServer, free_port, port_open, wait_until  # noqa: E402
-from tests.harness.databases import database  # noqa: E402
-from tests.harness.environment import service_env  # noqa: E402
-from tests.harness.metrics import scrape, total  # noqa: E402
-from tests.harness.processes import stop  # noqa: E402
-from workers.app import default_concurrency  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 BIN = ROOT / ".venv" / "bin"
 

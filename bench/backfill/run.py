@@ -1,8 +1,8 @@
 """Backfill benchmark (issue 2, "Speed"): chainpulse's end-to-end backfill against the
 raw fetch limit of the same node, in the same run.
 
-    .venv/bin/python bench/backfill/run.py          # 2000 blocks x 50 txs (make bench)
-    .venv/bin/python bench/backfill/run.py --quick  # 100 blocks x 20 txs, about a minute
+    .venv/bin/python -m bench.backfill.run          # 2000 blocks x 50 txs (make bench)
+    .venv/bin/python -m bench.backfill.run --quick  # 100 blocks x 20 txs, about a minute
 
 Phases, each bounded by a timeout, all on loopback:
   fixture  build the chain on anvil once, saved under bench/.fixtures/ (anvil state dump)
@@ -28,12 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.backfill.fetch import FetchResult, raw_fetch, sweep, web3_fetch  # noqa: E402
-from bench.backfill.fixture import (  # noqa: E402
+from bench.backfill.fetch import FetchResult, raw_fetch, sweep, web3_fetch
+from bench.backfill.fixture import (
     FIXTURES,
     Spec,
     anvil_version,
@@ -41,11 +37,13 @@ from bench.backfill.fixture import (  # noqa: E402
     sources_file,
     start_node,
 )
-from bench.backfill.pipeline import PipelineResult, run_pipeline  # noqa: E402
-from bench.backfill.profile import summarize_profiles  # noqa: E402
-from bench.cpu import Groups, Usage, wait_for_quiet  # noqa: E402
-from chainpulse.devnet import port_open  # noqa: E402
-from workers.app import default_concurrency  # noqa: E402
+from bench.backfill.pipeline import PipelineResult, run_pipeline
+from bench.backfill.profile import summarize_profiles
+from bench.cpu import Groups, Usage, wait_for_quiet
+from chainpulse.devnet import port_open
+from workers.app import default_concurrency
+
+ROOT = Path(__file__).resolve().parents[2]
 
 RESULTS = ROOT / "bench" / "results"
 ETL_PASSES = (88.0, 74.0)  # blocks/s, recorded in issue 2: blocks+txs pass, receipts+logs pass

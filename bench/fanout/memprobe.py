@@ -3,13 +3,13 @@ under tracemalloc, with a snapshot on each SIGUSR1, then a comparison.
 
     # run the server (same environment as `chainpulse serve`), then `kill -USR1 <pid>`
     # before and after connecting clients:
-    MEMPROBE_DIR=/tmp/probe .venv/bin/python bench/fanout/memprobe.py serve [chainpulse|plain]
+    MEMPROBE_DIR=/tmp/probe .venv/bin/python -m bench.fanout.memprobe serve [chainpulse|plain]
     # (MEMPROBE_GC=1: log every garbage collection that takes 20 ms or more;
     # MEMPROBE_TRACE=0: no tracemalloc, so `drive` prints the true RSS per connection)
     # compare two snapshots, divided by the number of connections:
-    .venv/bin/python bench/fanout/memprobe.py compare /tmp/probe/snap-1 /tmp/probe/snap-2 5000
+    .venv/bin/python -m bench.fanout.memprobe compare /tmp/probe/snap-1 /tmp/probe/snap-2 5000
     # or all of it: Redis, the server, N clients (run.py's load generator), snapshots:
-    .venv/bin/python bench/fanout/memprobe.py drive chainpulse 5000
+    .venv/bin/python -m bench.fanout.memprobe drive chainpulse 5000
 
 tracemalloc sees what Python allocates (objects, greenlet stack copies); not what C
 libraries allocate with malloc (zlib, OpenSSL), so compare its total to the RSS growth.
@@ -103,8 +103,6 @@ def drive(kind: str, n: int) -> None:
     import time
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
-    sys.path.insert(0, str(root))
     from bench.fanout.loadgen import ClientPool
     from bench.fanout.run import raise_nofile
     from bench.fanout.servers import answers, make_database

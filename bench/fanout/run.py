@@ -12,8 +12,8 @@ the highest sustained broadcast rate, the highest lossless mix rate at the large
 the capacity of two server processes against one. Latency is receive time in the client
 minus the time the driver appended the event to the stream (same machine, same clock).
 
-    .venv/bin/python bench/fanout/run.py            # N = 1000,5000,10000
-    .venv/bin/python bench/fanout/run.py --quick    # smoke check, under a minute
+    .venv/bin/python -m bench.fanout.run            # N = 1000,5000,10000
+    .venv/bin/python -m bench.fanout.run --quick    # smoke check, under a minute
 
 Every phase is bounded by a timeout; the whole run by --budget (optional phases are
 skipped once it is spent).
@@ -33,16 +33,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench import builds
+from bench.common import log
+from bench.fanout.phases import run_server
+from bench.fanout.report import table
+from bench.fanout.servers import make_database
+from chainpulse.devnet import RedisServer
 
-from bench import builds  # noqa: E402
-from bench.common import log  # noqa: E402
-from bench.fanout.phases import run_server  # noqa: E402
-from bench.fanout.report import table  # noqa: E402
-from bench.fanout.servers import make_database  # noqa: E402
-from chainpulse.devnet import RedisServer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 # Broadcast rates tried, in order, when searching for the highest sustained rate (per s).
 RATE_STEPS = [2, 5, 10, 15, 20, 30, 40, 60, 80, 120, 160, 240, 320, 480, 640]

@@ -15,7 +15,7 @@ phase-lock with mining), each with two transfers, and reports p50/p99 of every
   stream    appended -> a blocking XREAD reader in this process got it
   push      reader got it -> the clients got `new-block` (median client per block)
 
-Usage: .venv/bin/python bench/latency/run.py [--blocks 200] [--clients 1,1000]
+Usage: .venv/bin/python -m bench.latency.run [--blocks 200] [--clients 1,1000]
        [--modes newheads,poll100,poll1000] [--database sqlite|postgresql]
 Results also go to bench/results/latency-<time>.json.
 """
@@ -37,22 +37,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
+import requests
+
+from bench import builds
+from chainpulse.devnet import Anvil, RedisServer, free_port, port_open, wait_until
+from chainpulse.settings import Settings
+from follower import process
+from follower.queue import Cursor
+from indexer.schema import upgrade
+from tests.harness.databases import database
+from tests.harness.environment import service_env
+from tests.harness.processes import stop
+from workers.jobs import IndexBlocks
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-import redis  # noqa: E402
-import requests  # noqa: E402
-
-from bench import builds  # noqa: E402
-from chainpulse.devnet import Anvil, RedisServer, free_port, port_open, wait_until  # noqa: E402
-from chainpulse.settings import Settings  # noqa: E402
-from follower import process  # noqa: E402
-from follower.queue import Cursor  # noqa: E402
-from indexer.schema import upgrade  # noqa: E402
-from tests.harness.databases import database  # noqa: E402
-from tests.harness.environment import service_env  # noqa: E402
-from tests.harness.processes import stop  # noqa: E402
-from workers.jobs import IndexBlocks  # noqa: E402
 
 STARTED_KEY = "bench:latency:started"
 MODES = {

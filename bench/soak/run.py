@@ -18,8 +18,8 @@ Targets (issue: reliability): nothing lost, the storm included; RSS grows by at 
 from the end of minute 6 to the end of minute 10 (after the storm, which raises the
 allocator's high-water mark without being a leak).
 
-    .venv/bin/python bench/soak/run.py                          # 2,000 clients, 10 minutes
-    .venv/bin/python bench/soak/run.py --clients 500 --minutes 3 --storm-at 2   # a quick look
+    .venv/bin/python -m bench.soak.run                          # 2,000 clients, 10 minutes
+    .venv/bin/python -m bench.soak.run --clients 500 --minutes 3 --storm-at 2   # a quick look
 """
 
 from __future__ import annotations
@@ -35,21 +35,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import redis
+import sqlalchemy as sa
+
+from bench.common import log, markdown_table
+from bench.fanout.loadgen import ClientProc, Hist, block_hash
+from bench.fanout.servers import make_database, start_server
+from chainpulse.devnet import RedisServer
+from indexer.config import STREAM_KEY
+from indexer.events import BlockIndexed, PriceUpdated, to_fields
+from indexer.models import blocks
+from tests.harness.processes import cpu_seconds, rss_kb
+
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import redis  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-
-from bench.common import log, markdown_table  # noqa: E402
-from bench.fanout.loadgen import ClientProc, Hist, block_hash  # noqa: E402
-from bench.fanout.servers import make_database, start_server  # noqa: E402
-from chainpulse.devnet import RedisServer  # noqa: E402
-from indexer.config import STREAM_KEY  # noqa: E402
-from indexer.events import BlockIndexed, PriceUpdated, to_fields  # noqa: E402
-from indexer.models import blocks  # noqa: E402
-from tests.harness.processes import cpu_seconds, rss_kb  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

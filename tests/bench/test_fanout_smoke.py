@@ -5,15 +5,12 @@ No timing is asserted: this checks the harness (clients, publisher, accounting),
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN = ROOT / "bench" / "fanout" / "run.py"
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
@@ -22,13 +19,9 @@ RUN = ROOT / "bench" / "fanout" / "run.py"
 )
 @pytest.mark.timeout(180)
 def test_quick_run_against_the_node_baseline_receives_every_message() -> None:
-    spec = importlib.util.spec_from_file_location("bench_fanout_run", RUN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    from bench.fanout import run
 
-    results = module.main(["--quick", "--servers", "node", "--no-search", "--no-scale"])
+    results = run.main(["--quick", "--servers", "node", "--no-search", "--no-scale"])
 
     res = results["node"]["per_n"][200]
     assert res.get("error") is None

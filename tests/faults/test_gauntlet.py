@@ -41,11 +41,10 @@ from tests.harness.disk import fill, small_disk
 from tests.harness.live import JsWatcher, PythonWatcher, Watcher, served_by
 from tests.harness.pgcluster import Cluster, cluster
 from tests.harness.processes import stop
-from tests.harness.proxy import RpcProxy
+from tests.harness.proxy import RpcProxy, receipt_without_block_hash, swapped, wrong_parent
+from tests.harness.realtime import Server
 from tests.harness.rows import rows_mismatch
 from tests.harness.stack import FOLLOWING, Backfill, Stack, stack
-from tests.indexer.test_garbage_node import receipt_without_block_hash, swapped, wrong_parent
-from tests.realtime.helpers import Server
 
 TOKENS = ["WETH", "UNI", "ETH", "UNI-USD"]
 WAIT = 120  # seconds: a generous bound for the system to settle after a fault

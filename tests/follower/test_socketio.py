@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from chainpulse.devnet import Activity, wait_until
+from tests.harness.realtime import Client, Server
 from tests.harness.stack import Stack
-from tests.realtime.helpers import Client, Server
 
 
 @pytest.fixture

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
+import redis
 import sqlalchemy as sa
 
 from chainpulse.devnet import Activity, Anvil
 from chainpulse.settings import Settings
 from indexer import models as m
+from indexer.config import STREAM_KEY
 from indexer.pipeline import Indexer
 from indexer.schema import upgrade
 from workers.runner import build
@@ -69,3 +72,29 @@ def stored_as_on_node(anvil: Anvil, indexer: Indexer, head: int) -> None:
         (int(b["number"], 16), b["hash"], b["parentHash"]) for b in blocks
     ]
     assert transactions == sum(len(b["transactions"]) for b in blocks)
+
+
+def counts(indexer: Indexer) -> dict[str, Any]:
+    """Rows per table, and transactions per height."""
+    with indexer.store.engine.connect() as conn:
+        out: dict[str, Any] = {}
+        for table in (m.blocks, m.transactions, m.logs, m.outbox):
+            out[table.name] = conn.execute(
+                sa.select(sa.func.count()).select_from(table)
+            ).scalar_one()
+        per_height = conn.execute(
+            sa.select(m.transactions.c.block_number, sa.func.count())
+            .group_by(m.transactions.c.block_number)
+            .order_by(m.transactions.c.block_number)
+        ).all()
+        out["per_height"] = [tuple(r) for r in per_height]
+        return out
+
+
+def stream_ids(redis_url: str) -> list[str]:
+    """The ids of the stream's entries, in order."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return [fields["id"] for _, fields in client.xrange(STREAM_KEY)]
+    finally:
+        client.close()

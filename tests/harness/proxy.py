@@ -96,3 +96,37 @@ class RpcProxy:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(10)
+
+
+# Garbage a node might answer: rewrites of a reply (`RpcProxy.rewrite`) ---------------
+
+
+def swapped(first: int, second: int) -> Callable[[Any], Any]:
+    """Two replies of a batch answer each other's calls (their ids kept)."""
+
+    def swap(reply: Any) -> Any:
+        if isinstance(reply, list) and len(reply) > max(first, second):
+            a, b = reply[first], reply[second]
+            a["result"], b["result"] = b["result"], a["result"]
+        return reply
+
+    return swap
+
+
+def receipt_without_block_hash(reply: Any) -> Any:
+    """The first receipt list of a batch loses its first receipt's `blockHash`."""
+    for item in reply if isinstance(reply, list) else [reply]:
+        result = item.get("result")
+        if isinstance(result, list) and result and isinstance(result[0], dict):
+            del result[0]["blockHash"]
+            return reply
+    return reply
+
+
+def wrong_parent(reply: Any) -> Any:
+    for item in reply if isinstance(reply, list) else [reply]:
+        result = item.get("result")
+        if isinstance(result, dict) and "parentHash" in result:
+            result["parentHash"] = "0x" + "de" * 32
+            return reply
+    return reply

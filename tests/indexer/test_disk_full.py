@@ -15,8 +15,13 @@ from sqlalchemy import event
 from chainpulse.devnet import Anvil
 from indexer.errors import DatabaseBusy, RetryableError
 from indexer.pipeline import Indexer
-from tests.harness.indexer import first_block_indexed, migrated_indexer, stored_as_on_node
-from tests.indexer.test_idempotency import counts, stream_ids
+from tests.harness.indexer import (
+    counts,
+    first_block_indexed,
+    migrated_indexer,
+    stored_as_on_node,
+    stream_ids,
+)
 
 
 @pytest.fixture

@@ -17,9 +17,14 @@ from chainpulse.devnet import Anvil
 from indexer import models as m
 from indexer.errors import RetryableError
 from indexer.pipeline import Indexer
-from tests.harness.indexer import first_block_indexed, migrated_indexer, stored_as_on_node
-from tests.harness.proxy import RpcProxy
-from tests.indexer.test_idempotency import counts, stream_ids
+from tests.harness.indexer import (
+    counts,
+    first_block_indexed,
+    migrated_indexer,
+    stored_as_on_node,
+    stream_ids,
+)
+from tests.harness.proxy import RpcProxy, receipt_without_block_hash, swapped, wrong_parent
 
 
 @pytest.fixture
@@ -45,37 +50,6 @@ def once(rewrite: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
         return rewrite(reply)
 
     return spoil
-
-
-def swapped(first: int, second: int) -> Callable[[Any], Any]:
-    """Two replies of a batch answer each other's calls (their ids kept)."""
-
-    def swap(reply: Any) -> Any:
-        if isinstance(reply, list) and len(reply) > max(first, second):
-            a, b = reply[first], reply[second]
-            a["result"], b["result"] = b["result"], a["result"]
-        return reply
-
-    return swap
-
-
-def receipt_without_block_hash(reply: Any) -> Any:
-    """The first receipt list of a batch loses its first receipt's `blockHash`."""
-    for item in reply if isinstance(reply, list) else [reply]:
-        result = item.get("result")
-        if isinstance(result, list) and result and isinstance(result[0], dict):
-            del result[0]["blockHash"]
-            return reply
-    return reply
-
-
-def wrong_parent(reply: Any) -> Any:
-    for item in reply if isinstance(reply, list) else [reply]:
-        result = item.get("result")
-        if isinstance(result, dict) and "parentHash" in result:
-            result["parentHash"] = "0x" + "de" * 32
-            return reply
-    return reply
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from chainpulse.devnet import Activity, Anvil
 from indexer import models as m
 from indexer.config import STREAM_KEY
 from indexer.pipeline import Indexer
-from tests.harness.indexer import build_indexer, close_indexer
+from tests.harness.indexer import build_indexer, close_indexer, counts, stream_ids
 
 
 @pytest.fixture
@@ -30,30 +30,6 @@ def indexer(anvil: Anvil, migrated_url: str, redis_url: str) -> Iterator[Indexer
     built = build_indexer(anvil.url, migrated_url, redis_url)
     yield built
     close_indexer(built)
-
-
-def counts(indexer: Indexer) -> dict[str, Any]:
-    with indexer.store.engine.connect() as conn:
-        out: dict[str, Any] = {}
-        for table in (m.blocks, m.transactions, m.logs, m.outbox):
-            out[table.name] = conn.execute(
-                sa.select(sa.func.count()).select_from(table)
-            ).scalar_one()
-        per_height = conn.execute(
-            sa.select(m.transactions.c.block_number, sa.func.count())
-            .group_by(m.transactions.c.block_number)
-            .order_by(m.transactions.c.block_number)
-        ).all()
-        out["per_height"] = [tuple(r) for r in per_height]
-        return out
-
-
-def stream_ids(redis_url: str) -> list[str]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        return [fields["id"] for _, fields in client.xrange(STREAM_KEY)]
-    finally:
-        client.close()
 
 
 def indexed_at(indexer: Indexer, number: int) -> datetime:

@@ -17,8 +17,7 @@ from indexer import models as m
 from indexer.db import make_engine
 from indexer.errors import DatabaseBusy
 from indexer.pipeline import Indexer
-from tests.harness.indexer import first_block_indexed, migrated_indexer
-from tests.indexer.test_idempotency import counts, stream_ids
+from tests.harness.indexer import counts, first_block_indexed, migrated_indexer, stream_ids
 
 
 @pytest.fixture

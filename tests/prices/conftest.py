@@ -11,6 +11,7 @@ import pytest
 
 from chainpulse.contracts import Contracts
 from chainpulse.devnet import RedisServer
+from tests.harness import sources
 from tests.harness.stack import FOLLOWING, Stack
 from tests.harness.stack import stack as make_stack
 
@@ -26,52 +27,20 @@ class DeployedMarket:
     sources: Path
 
 
-SOURCES = """
-[[source]]
-name = "weth-usdc"
-kind = "uniswap_v2"
-token = "WETH"
-quote = "USDC"
-address = "{pair}"
-base = "token0"
-decimals0 = 18
-decimals1 = 6
-
-[[source]]
-name = "usdc-dai"
-kind = "uniswap_v2"
-token = "DAI"
-quote = "USDC"
-address = "{pair2}"
-base = "token1"
-decimals0 = 6
-decimals1 = 18
-
-[[source]]
-name = "uni-weth"
-kind = "uniswap_v3"
-token = "UNI"
-quote = "WETH"
-address = "{pool}"
-base = "token0"
-decimals0 = 18
-decimals1 = 18
-
-[[source]]
-name = "eth-usd"
-kind = "chainlink"
-token = "ETH"
-quote = "USD"
-address = "{feed}"
-decimals = 8
-
-[[source]]
-name = "uni-usd"
-kind = "derived"
-token = "UNI-USD"
-quote = "USD"
-legs = ["UNI", "ETH"]
-"""
+def market_sources(pair: str, pair2: str, pool: str, feed: str) -> list[sources.Entry]:
+    """The sources of the deployed market."""
+    return [
+        {"name": "weth-usdc", "kind": "uniswap_v2", "token": "WETH", "quote": "USDC",
+         "address": pair, "base": "token0", "decimals0": 18, "decimals1": 6},
+        {"name": "usdc-dai", "kind": "uniswap_v2", "token": "DAI", "quote": "USDC",
+         "address": pair2, "base": "token1", "decimals0": 6, "decimals1": 18},
+        {"name": "uni-weth", "kind": "uniswap_v3", "token": "UNI", "quote": "WETH",
+         "address": pool, "base": "token0", "decimals0": 18, "decimals1": 18},
+        {"name": "eth-usd", "kind": "chainlink", "token": "ETH", "quote": "USD",
+         "address": feed, "decimals": 8},
+        {"name": "uni-usd", "kind": "derived", "token": "UNI-USD", "quote": "USD",
+         "legs": ["UNI", "ETH"]},
+    ]  # fmt: skip
 
 
 def deploy_market(s: Stack, directory: Path) -> DeployedMarket:
@@ -81,7 +50,7 @@ def deploy_market(s: Stack, directory: Path) -> DeployedMarket:
     pool = contracts.deploy("TestPool")
     feed = contracts.deploy("TestFeed")
     path = directory / "prices.toml"
-    path.write_text(SOURCES.format(pair=pair, pair2=pair2, pool=pool, feed=feed))
+    sources.write(path, market_sources(pair, pair2, pool, feed))
     s.variables["PRICE_SOURCES"] = str(path)
     return DeployedMarket(s, contracts, pair, pair2, pool, feed, path)
 

@@ -19,8 +19,8 @@ from chainpulse.devnet import wait_until
 from indexer import models as m
 from indexer.exact import round_exact
 from tests.harness.jsclient import JsClient
+from tests.harness.realtime import Server
 from tests.prices.conftest import DeployedMarket
-from tests.realtime.helpers import Server
 
 TOKENS = ["WETH", "DAI", "UNI", "ETH", "UNI-USD"]
 WAIT = 30

@@ -12,17 +12,14 @@ import redis
 import sqlalchemy as sa
 
 from indexer import models as m
+from tests.harness import sources
 from tests.harness.environment import CELERY, CHAINPULSE, ROOT, service_env
 
 FEED = "0x" + "ab" * 20
-GOOD = f"""[[source]]
-name = "eth-usd"
-kind = "chainlink"
-token = "ETH"
-quote = "USD"
-address = "{FEED}"
-decimals = 8
-"""
+GOOD = sources.toml(
+    [{"name": "eth-usd", "kind": "chainlink", "token": "ETH", "quote": "USD", "address": FEED,
+      "decimals": 8}]
+)  # fmt: skip
 
 
 def run(

@@ -14,8 +14,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from chainpulse.devnet import wait_until
 from tests.harness.environment import ROOT
+from tests.harness.realtime import Server
 from tests.prices.conftest import DeployedMarket
-from tests.realtime.helpers import Server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 OUTPUT = Path(os.environ.get("CHAINPULSE_TEST_OUTPUT", ROOT / ".test-output"))

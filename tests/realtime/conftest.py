@@ -6,7 +6,30 @@ from typing import Any
 
 import pytest
 
-from tests.realtime.helpers import Client, Server, Stream, make_database
+from chainpulse.devnet import RedisServer
+from tests.harness.events import Stream
+from tests.harness.realtime import Client, Server
+from tests.harness.seeded import make_database
+
+
+@pytest.fixture(scope="module")
+def server(
+    request: pytest.FixtureRequest,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
+    """One `chainpulse serve` for a whole test module, with the module's settings
+    (`SERVER_SETTINGS`, a dict of variables), and with its database seeded by the
+    module's `seed(url)` when it has one."""
+    directory = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    url = make_database(directory / "chainpulse.db")
+    seed = getattr(request.module, "seed", None)
+    if seed is not None:
+        seed(url)
+    settings = getattr(request.module, "SERVER_SETTINGS", {})
+    started = Server(redis_server.url, url, **settings).start()
+    yield started
+    started.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import pytest
 import websocket
 
 from chainpulse.devnet import wait_until
-from tests.realtime.helpers import WAIT, Client, RawSocket, Server, Stream, block_event
+from tests.harness.events import Stream, block_event
+from tests.harness.realtime import WAIT, Client, RawSocket, Server
 
 StartServer = Callable[..., Server]
 Connect = Callable[..., Client]

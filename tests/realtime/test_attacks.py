@@ -21,7 +21,10 @@ from hypothesis import strategies as st
 
 from chainpulse.devnet import RedisServer, wait_until
 from realtime.transport.connection import held_bound
+from tests.harness.events import Stream, block_event
 from tests.harness.metrics import scrape, value
+from tests.harness.realtime import WAIT, Client, Server
+from tests.harness.seeded import make_database
 from tests.harness.wire import (
     BINARY,
     CLOSE,
@@ -35,7 +38,6 @@ from tests.harness.wire import (
     polling_session,
     polling_url,
 )
-from tests.realtime.helpers import WAIT, Client, Server, Stream, block_event, make_database
 
 MAX_MESSAGE_BYTES = 1024
 MAX_FRAME = 4 * MAX_MESSAGE_BYTES
@@ -49,19 +51,13 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("attacks")
 
 
-@pytest.fixture(scope="module")
-def server(redis_server: RedisServer, directory: Path) -> Iterator[Server]:
-    server = Server(
-        redis_server.url,
-        make_database(directory / "chainpulse.db"),
-        MAX_MESSAGE_BYTES=MAX_MESSAGE_BYTES,
-        OUTBOUND_QUEUE_MAX=50,  # below RATE_LIMIT (100): a burst of pings outgrows it
-        OUTBOUND_BYTES_MAX=OUTBOUND_BYTES_MAX,
-        UPGRADE_TIMEOUT=2,
-        WS_COMPRESSION="true",
-    ).start()
-    yield server
-    server.stop()
+SERVER_SETTINGS = {
+    "MAX_MESSAGE_BYTES": MAX_MESSAGE_BYTES,
+    "OUTBOUND_QUEUE_MAX": 50,  # below RATE_LIMIT (100): a burst of pings outgrows it
+    "OUTBOUND_BYTES_MAX": OUTBOUND_BYTES_MAX,
+    "UPGRADE_TIMEOUT": 2,
+    "WS_COMPRESSION": "true",
+}
 
 
 class Bystander:

@@ -10,7 +10,8 @@ import pytest
 import socketio
 
 from chainpulse.devnet import wait_until
-from tests.realtime.helpers import SECRET, WAIT, Client, Server, Stream, block_event
+from tests.harness.events import Stream, block_event
+from tests.harness.realtime import SECRET, WAIT, Client, Server
 
 StartServer = Callable[..., Server]
 Connect = Callable[..., Client]

@@ -11,34 +11,17 @@ from typing import Any
 import pytest
 
 from chainpulse.devnet import RedisServer, wait_until
+from tests.harness.events import Stream, block_event
 from tests.harness.metrics import scrape, value
-from tests.realtime.helpers import (
-    WAIT,
-    Client,
-    RawSocket,
-    Server,
-    Stream,
-    block_event,
-    make_database,
-)
+from tests.harness.realtime import WAIT, Client, RawSocket, Server
+from tests.harness.seeded import make_database
 
 RATE_LIMIT = 40
 MAX_ROOMS = 5
 MAX_BYTES = 1024
 
 
-@pytest.fixture(scope="module")
-def server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    db = make_database(tmp_path_factory.mktemp("bad") / "chainpulse.db")
-    server = Server(
-        redis_server.url,
-        db,
-        RATE_LIMIT=RATE_LIMIT,
-        MAX_ROOMS=MAX_ROOMS,
-        MAX_MESSAGE_BYTES=MAX_BYTES,
-    ).start()
-    yield server
-    server.stop()
+SERVER_SETTINGS = {"RATE_LIMIT": RATE_LIMIT, "MAX_ROOMS": MAX_ROOMS, "MAX_MESSAGE_BYTES": MAX_BYTES}
 
 
 @pytest.fixture

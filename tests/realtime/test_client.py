@@ -13,17 +13,9 @@ import sqlalchemy as sa
 from chainpulse.devnet import wait_until
 from indexer import models
 from realtime.client import RealtimeClient
-from tests.realtime.helpers import (
-    SECRET,
-    WAIT,
-    Server,
-    Stream,
-    block_event,
-    insert_blocks,
-    insert_price,
-    price_event,
-    reorg_event,
-)
+from tests.harness.events import Stream, block_event, price_event, reorg_event
+from tests.harness.realtime import SECRET, WAIT, Server
+from tests.harness.seeded import insert_blocks, insert_price
 
 StartServer = Callable[..., Server]
 

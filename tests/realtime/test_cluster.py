@@ -10,15 +10,9 @@ import jwt
 import pytest
 
 from chainpulse.devnet import RedisServer, wait_until
-from tests.realtime.helpers import (
-    SECRET,
-    WAIT,
-    Client,
-    Server,
-    Stream,
-    block_event,
-    make_database,
-)
+from tests.harness.events import Stream, block_event
+from tests.harness.realtime import SECRET, WAIT, Client, Server
+from tests.harness.seeded import make_database
 
 StartServer = Callable[..., Server]
 Connect = Callable[..., Client]

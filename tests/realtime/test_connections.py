@@ -19,17 +19,9 @@ from chainpulse.devnet import ROOT, wait_until
 from chainpulse.settings import Settings
 from indexer.events import PriceUpdated
 from realtime.server import build
-from tests.realtime.helpers import (
-    SECRET,
-    WAIT,
-    Client,
-    RawSocket,
-    Server,
-    Stream,
-    block_event,
-    make_database,
-    price_event,
-)
+from tests.harness.events import Stream, block_event, price_event
+from tests.harness.realtime import SECRET, WAIT, Client, RawSocket, Server
+from tests.harness.seeded import make_database
 
 StartServer = Callable[..., Server]
 Connect = Callable[..., Client]
@@ -124,7 +116,7 @@ def test_websocket_readers_that_stop_reading_are_dropped_and_the_others_get_ever
     kernel's buffers and then their queues are full, each is sent `exception` "Slow
     consumer" and CLOSE after what it had been sent (its backlog discarded) and its
     connection is closed; a reading client gets every reorg, in order."""
-    from tests.realtime.helpers import reorg_event
+    from tests.harness.events import reorg_event
 
     server = start_server(OUTBOUND_QUEUE_MAX="50", PING_TIMEOUT="30")
     fast = clients(server)
@@ -330,7 +322,7 @@ def test_heartbeat_keeps_live_clients_and_drops_dead_ones(
 def test_frames_stay_whole_and_in_order_when_the_socket_backs_up(
     start_server: StartServer, stream: Stream
 ) -> None:
-    from tests.realtime.helpers import reorg_event
+    from tests.harness.events import reorg_event
 
     server = start_server(OUTBOUND_QUEUE_MAX="100000", PING_INTERVAL="0.2", PING_TIMEOUT="30")
     raw = RawSocket(server)  # reads nothing until every reorg was pushed
@@ -465,7 +457,7 @@ def test_per_message_deflate_with_socket_io_client(
 ) -> None:
     """With WS_COMPRESSION on, the official client's compressed frames are inflated and
     what the server sends it (compressed above 128 bytes) reaches it whole."""
-    from tests.realtime.helpers import reorg_event
+    from tests.harness.events import reorg_event
 
     server = start_server(WS_COMPRESSION="true")
     script = tmp_path / "compressed.js"

@@ -15,9 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chainpulse.devnet import RedisServer
 from realtime import protocol
-from tests.realtime.helpers import NS, Client, RawSocket, Server, make_database
+from tests.harness.realtime import NS, Client, RawSocket, Server
 
 # The refusals an ack may carry (docs/protocol.md), by their first words.
 DOCUMENTED = (
@@ -62,12 +61,7 @@ events = st.sampled_from(["subscribe", "unsubscribe", "ping", "private-message"]
 )
 
 
-@pytest.fixture(scope="module")
-def server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    db = make_database(tmp_path_factory.mktemp("fuzz") / "chainpulse.db")
-    server = Server(redis_server.url, db, RATE_LIMIT="100000").start()
-    yield server
-    server.stop()
+SERVER_SETTINGS = {"RATE_LIMIT": 100_000}
 
 
 def acked(raw: RawSocket, ack: int) -> Any:

@@ -8,14 +8,13 @@ from __future__ import annotations
 import http.client
 import json
 import urllib.parse
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chainpulse.devnet import RedisServer
-from tests.realtime.helpers import Server, insert_blocks, insert_price, make_database
+from tests.harness.realtime import Server
+from tests.harness.seeded import insert_blocks, insert_price
 
 ANSWERS = {200, 204, 400, 404, 405}
 
@@ -63,14 +62,12 @@ params = st.dictionaries(
 methods = st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"])
 
 
-@pytest.fixture(scope="module")
-def server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    db = make_database(tmp_path_factory.mktemp("http") / "chainpulse.db")
-    insert_blocks(db, range(1, 4))
-    insert_price(db, "ETH", "3000.5", 3)
-    server = Server(redis_server.url, db, RATE_LIMIT="100000").start()
-    yield server
-    server.stop()
+SERVER_SETTINGS = {"RATE_LIMIT": 100_000}
+
+
+def seed(url: str) -> None:
+    insert_blocks(url, range(1, 4))
+    insert_price(url, "ETH", "3000.5", 3)
 
 
 def request(server: Server, method: str, target: str) -> tuple[int, str, bytes]:

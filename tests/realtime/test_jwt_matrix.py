@@ -22,7 +22,8 @@ import socketio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.realtime.helpers import NS, SECRET, WAIT, Client, Server, Stream, block_event
+from tests.harness.events import Stream, block_event
+from tests.harness.realtime import NS, SECRET, WAIT, Client, Server
 
 StartServer = Callable[..., Server]
 Connect = Callable[..., Client]

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from chainpulse.devnet import ROOT, wait_until
-from tests.realtime.helpers import NS, WAIT, Server
+from tests.harness.realtime import NS, WAIT, Server
 
 StartServer = Callable[..., Server]
 

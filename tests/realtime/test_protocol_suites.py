@@ -23,8 +23,9 @@ import requests
 
 from chainpulse.devnet import RedisServer
 from tests.harness.metrics import scrape, value
+from tests.harness.realtime import Server
+from tests.harness.seeded import make_database
 from tests.harness.wire import NS, Closed, Wire, polling_session, polling_url
-from tests.realtime.helpers import Server, make_database
 
 PING_INTERVAL = 1  # seconds, as the settings take them; advertised in milliseconds
 PING_TIMEOUT = 1
@@ -33,17 +34,7 @@ WAIT = 10
 IN_FLIGHT = 1.0  # seconds a request is given to reach the server before the next one
 
 
-@pytest.fixture(scope="module")
-def server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    directory = tmp_path_factory.mktemp("suites")
-    server = Server(
-        redis_server.url,
-        make_database(directory / "chainpulse.db"),
-        PING_INTERVAL=PING_INTERVAL,
-        PING_TIMEOUT=PING_TIMEOUT,
-    ).start()
-    yield server
-    server.stop()
+SERVER_SETTINGS = {"PING_INTERVAL": PING_INTERVAL, "PING_TIMEOUT": PING_TIMEOUT}
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from tests.realtime.helpers import (
-    Client,
-    Server,
-    Stream,
-    block_event,
-    block_hash,
-    insert_blocks,
-    insert_reorg,
-    reorg_event,
-)
+from tests.harness.events import Stream, block_event, block_hash, reorg_event
+from tests.harness.realtime import Client, Server
+from tests.harness.seeded import insert_blocks, insert_reorg
 
 StartServer = Callable[..., Server]
 Connect = Callable[..., Client]

@@ -15,17 +15,9 @@ import sqlalchemy as sa
 from chainpulse.devnet import wait_until
 from indexer.models import meta
 from indexer.seen_head import record_head
-from tests.realtime.helpers import (
-    Client,
-    Server,
-    Stream,
-    block_event,
-    block_hash,
-    insert_blocks,
-    insert_price,
-    price_event,
-    reorg_event,
-)
+from tests.harness.events import Stream, block_event, block_hash, price_event, reorg_event
+from tests.harness.realtime import Client, Server
+from tests.harness.seeded import insert_blocks, insert_price
 
 StartServer = Callable[..., Server]
 Connect = Callable[..., Client]

@@ -20,8 +20,10 @@ import pytest
 import socketio
 
 from chainpulse.devnet import wait_until
+from tests.harness.events import Stream, block_event
 from tests.harness.jsclient import ROOT
-from tests.realtime.helpers import NS, Server, Stream, block_event, insert_blocks
+from tests.harness.realtime import NS, Server
+from tests.harness.seeded import insert_blocks
 
 StartServer = Callable[..., Server]
 

@@ -8,15 +8,9 @@ import signal
 from collections.abc import Callable
 
 from chainpulse.devnet import RedisServer, wait_until
-from tests.realtime.helpers import (
-    WAIT,
-    Client,
-    Server,
-    Stream,
-    block_event,
-    insert_blocks,
-    insert_price,
-)
+from tests.harness.events import Stream, block_event
+from tests.harness.realtime import WAIT, Client, Server
+from tests.harness.seeded import insert_blocks, insert_price
 
 StartServer = Callable[..., Server]
 Connect = Callable[..., Client]

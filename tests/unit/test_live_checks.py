@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.harness.events import block_hash
 from tests.harness.live import Watcher
-from tests.realtime.helpers import block_hash
 
 NODE = {n: block_hash(n) for n in range(1, 20)}
 

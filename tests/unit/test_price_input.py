@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from indexer.exact import significant_digits
 from indexer.price_store import BadPrice, check_token, parse_price
 from indexer.sources import SourcesError, load_sources
-from tests.unit.test_sources import GOOD
+from tests.harness import sources
 
 numbers = st.builds(
     "{}{}e{}".format,
@@ -49,7 +49,7 @@ def test_any_token_is_accepted_or_refused_in_one_line(token: str) -> None:
         assert "\n" not in str(exc)
 
 
-GOOD_DOCUMENT = tomllib.loads(GOOD)
+GOOD_DOCUMENT = tomllib.loads(sources.toml(sources.SAMPLE))
 FIELDS = sorted({key for entry in GOOD_DOCUMENT["source"] for key in entry} | {"extra"})
 values = st.recursive(
     st.none()

@@ -22,16 +22,10 @@ from realtime.metrics import Metrics
 from realtime.push.feed import LIVE, Feed
 from realtime.ratelimit import SlidingWindowLimiter
 from realtime.reads import Database
+from tests.harness.events import block_event, block_hash, price_event, reorg_event
 from tests.harness.fanout import FakeFanout
-from tests.realtime.helpers import (
-    SECRET,
-    block_event,
-    block_hash,
-    insert_blocks,
-    make_database,
-    price_event,
-    reorg_event,
-)
+from tests.harness.realtime import SECRET
+from tests.harness.seeded import insert_blocks, make_database
 
 
 class Clock:

@@ -18,15 +18,8 @@ from realtime.channels import Channel, ChannelError, parse_channel
 from realtime.push.sequencer import BlockSequencer
 from realtime.ratelimit import SlidingWindowLimiter
 from realtime.transport.engine import encode_event
-from tests.realtime.helpers import (
-    block_event,
-    block_hash,
-    insert_blocks,
-    insert_price,
-    insert_reorg,
-    make_database,
-    reorg_event,
-)
+from tests.harness.events import block_event, block_hash, reorg_event
+from tests.harness.seeded import insert_blocks, insert_price, insert_reorg, make_database
 
 
 class Clock:
@@ -318,7 +311,7 @@ def test_queries_on_sqlite(tmp_path: Path) -> None:
 
 def test_price_payload_keeps_the_exact_value() -> None:
     from realtime.protocol import price_update
-    from tests.realtime.helpers import price_event
+    from tests.harness.events import price_event
 
     small = price_update(price_event("ETH", "0.000000000000000001", 5), snapshot=True)
     assert small["price"] == 1e-18 and small["priceExact"] == "0.000000000000000001"

@@ -7,54 +7,10 @@ from pathlib import Path
 import pytest
 
 from indexer.sources import Leg, SourcesError, load_sources
+from tests.harness import sources
 
-POOL = "0x" + "ab" * 20
-FEED = "0x" + "Cd" * 20
-
-GOOD = f"""
-[[source]]
-name = "weth-usdc"
-kind = "uniswap_v2"
-token = "WETH"
-quote = "USDC"
-address = "{POOL}"
-base = "token0"
-decimals0 = 18
-decimals1 = 6
-min_liquidity = 1000
-
-[[source]]
-name = "uni-v3"
-kind = "uniswap_v3"
-token = "UNI"
-quote = "WETH"
-address = "{POOL.replace("ab", "ac")}"
-base = "token1"
-decimals0 = 18
-decimals1 = 18
-
-[[source]]
-name = "eth-usd"
-kind = "chainlink"
-token = "ETH"
-quote = "USD"
-address = "{FEED}"
-decimals = 8
-
-[[source]]
-name = "uni-usd"
-kind = "derived"
-token = "UNI-USD"
-quote = "USD"
-legs = ["UNI", "ETH"]
-
-[[source]]
-name = "usd-uni"
-kind = "derived"
-token = "USD-UNI"
-quote = "UNI"
-legs = ["1/UNI-USD"]
-"""
+GOOD = sources.toml(sources.SAMPLE)
+POOL, FEED = sources.POOL, sources.FEED
 
 
 def write(tmp_path: Path, text: str, name: str = "prices.toml") -> str:

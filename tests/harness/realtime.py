@@ -1,5 +1,5 @@
-"""Realtime test helpers: a real `chainpulse serve` process, a recording Socket.IO
-client, stream appends and database rows."""
+"""The realtime server as tests drive it: a real `chainpulse serve` process, a recording
+python-socketio client, and a raw Engine.IO WebSocket for frames no client sends."""
 
 from __future__ import annotations
 
@@ -7,19 +7,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import redis
 import requests
-import sqlalchemy as sa
 
 from chainpulse.devnet import free_port, wait_until
-from indexer.events import BlockIndexed, BlockRef, BlockReorged, PriceUpdated, to_fields
-from indexer.exact import sort_key
-from indexer.models import blocks, metadata, prices, reorgs
 from realtime.client import OrderedClient
 from tests.harness.environment import CHAINPULSE, service_env
 from tests.harness.processes import stop
@@ -27,116 +20,6 @@ from tests.harness.processes import stop
 NS = "/realtime"
 SECRET = "test-secret-that-is-at-least-32-bytes-long"
 WAIT = 10.0  # seconds: a generous bound for functional waits, never a timing assertion
-
-
-def block_hash(number: int, fork: int = 0) -> str:
-    return f"0x{fork:02x}{number:062x}"
-
-
-def block_event(number: int, fork: int = 0, source: str = "head") -> BlockIndexed:
-    return BlockIndexed(
-        blockNumber=number,
-        blockHash=block_hash(number, fork),
-        parentHash=block_hash(number - 1, fork),
-        blockTimestamp=1_700_000_000 + number,
-        transactions=number % 7,
-        source=source,  # type: ignore[arg-type]
-    )
-
-
-def reorg_event(ancestor: int, depth: int, old_fork: int = 0, new_fork: int = 1) -> BlockReorged:
-    heights = range(ancestor + 1, ancestor + depth + 1)
-    return BlockReorged(
-        depth=depth,
-        commonAncestor=BlockRef(ancestor, block_hash(ancestor, old_fork)),
-        removed=[BlockRef(h, block_hash(h, old_fork)) for h in heights],
-        added=[BlockRef(h, block_hash(h, new_fork)) for h in heights],
-    )
-
-
-def price_event(token: str, price: str, number: int | None = None) -> PriceUpdated:
-    return PriceUpdated(
-        token=token,
-        price=price,
-        blockNumber=number,
-        blockTimestamp=None if number is None else 1_700_000_000 + number,
-        source="test",
-        publishedAt=int(time.time() * 1000),
-    )
-
-
-class Stream:
-    def __init__(self, redis_url: str, key: str = "chainpulse:events") -> None:
-        self.redis = redis.Redis.from_url(redis_url)
-        self.key = key
-
-    def append(self, *events: Any) -> None:
-        for event in events:
-            self.redis.xadd(self.key, to_fields(event))  # type: ignore[arg-type]
-
-
-def make_database(path: Path) -> str:
-    url = f"sqlite:///{path}"
-    metadata.create_all(sa.create_engine(url))
-    return url
-
-
-def insert_blocks(url: str, numbers: range | list[int], fork: int = 0) -> None:
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "number": n,
-            "hash": block_hash(n, fork),
-            "parent_hash": block_hash(n - 1, fork),
-            "timestamp": 1_700_000_000 + n,
-            "tx_count": n % 7,
-            "gas_used": 21_000,
-            "gas_limit": 30_000_000,
-            "base_fee_per_gas": 10**9,
-            "miner": "0x" + "ab" * 20,
-            "indexed_at": now,
-        }
-        for n in numbers
-    ]
-    with sa.create_engine(url).begin() as conn:
-        conn.execute(blocks.insert(), rows)
-
-
-def insert_price(url: str, token: str, price: str, number: int | None) -> None:
-    """A stored price: at block `number` (taken to be `number` seconds after the epoch),
-    or a manual price published now when `number` is None."""
-    now = datetime.now(UTC)
-    with sa.create_engine(url).begin() as conn:
-        conn.execute(
-            prices.insert(),
-            {
-                "token": token,
-                "price": Decimal(price),
-                "block_number": number,
-                "log_index": 0 if number is not None else None,
-                "source": "db",
-                "updated_at": now,
-                "at_ms": number * 1000 if number is not None else int(now.timestamp() * 1000),
-                "price_key": sort_key(Decimal(price)),
-            },
-        )
-
-
-def insert_reorg(url: str, event: BlockReorged) -> None:
-    import json
-
-    with sa.create_engine(url).begin() as conn:
-        conn.execute(
-            reorgs.insert(),
-            {
-                "detected_at": datetime.now(UTC),
-                "depth": event.depth,
-                "ancestor_number": event.commonAncestor.number,
-                "ancestor_hash": event.commonAncestor.hash,
-                "old_hashes": json.dumps([r.__dict__ for r in event.removed]),
-                "new_hashes": json.dumps([r.__dict__ for r in event.added]),
-            },
-        )
 
 
 class Server:
