@@ -77,11 +77,11 @@ def run_backfill(
         numbers = list(range(first, last + 1)) if force else store.missing(first, last)
         started = datetime.now(UTC) - timedelta(seconds=1)
 
-        def enqueue(heights: list[int]) -> int:
-            """Jobs of up to BACKFILL_BATCH consecutive heights; returns how many."""
+        def enqueue(numbers: list[int]) -> int:
+            """Jobs of up to BACKFILL_BATCH consecutive blocks; returns how many."""
             jobs = [
                 IndexBlocks(lo, hi, "backfill", force)
-                for lo, hi in chunks(heights, settings.backfill_batch)
+                for lo, hi in chunks(numbers, settings.backfill_batch)
             ]
             for job in jobs:
                 app.send_task(TASK, kwargs=job.to_kwargs(), queue=QUEUE)

@@ -74,9 +74,9 @@ class FollowerMetrics:
     def lost_head(self) -> None:
         self.last_head = None
 
-    def queued(self, source: str, heights: int) -> None:
-        if heights:
-            self.enqueued.labels(source).inc(heights)
+    def queued(self, source: str, count: int) -> None:
+        if count:
+            self.enqueued.labels(source).inc(count)
 
     def round_failed(self, reason: str) -> None:
         self.failed_rounds.labels(reason).inc()

@@ -107,13 +107,13 @@ def _row(update: Update, number: int, at_ms: int, now: datetime) -> dict[str, An
 # Reorgs ------------------------------------------------------------------------------------
 
 
-def priced_at(conn: Connection, heights: Sequence[int]) -> dict[str, str]:
-    """Tokens with a price row at `heights`, and the source of each (before a delete)."""
-    if not heights:
+def priced_at(conn: Connection, numbers: Sequence[int]) -> dict[str, str]:
+    """Tokens with a price row at `numbers`, and the source of each (before a delete)."""
+    if not numbers:
         return {}
     rows = conn.execute(
         sa.select(m.prices.c.token, m.prices.c.source)
-        .where(m.prices.c.block_number.in_(list(heights)))
+        .where(m.prices.c.block_number.in_(list(numbers)))
         .distinct()
     )
     return {token: source for token, source in rows}

@@ -257,15 +257,15 @@ class Store:
             columns = {c.name: stmt.excluded[c.name] for c in m.transactions.c if c.name != "hash"}
             conn.execute(stmt.on_conflict_do_update(index_elements=["hash"], set_=columns), txs)
 
-    def incomplete_blocks(self, conn: Connection, lo: int, hi: int) -> list[int]:
-        """Stored heights in [lo, hi] with fewer transaction rows than their `tx_count`.
+    def incomplete_blocks(self, conn: Connection, first: int, last: int) -> list[int]:
+        """Stored heights in [first, last] with fewer transaction rows than their `tx_count`.
 
         A transaction row belongs to one block; when an orphan that re-used a hash is
         deleted, the canonical block that also holds it comes up short here.
         """
         counted = (
             sa.select(m.transactions.c.block_number, sa.func.count().label("n"))
-            .where(m.transactions.c.block_number.between(lo, hi))
+            .where(m.transactions.c.block_number.between(first, last))
             .group_by(m.transactions.c.block_number)
             .subquery()
         )
@@ -273,7 +273,7 @@ class Store:
             sa.select(m.blocks.c.number)
             .select_from(m.blocks.outerjoin(counted, counted.c.block_number == m.blocks.c.number))
             .where(
-                m.blocks.c.number.between(lo, hi),
+                m.blocks.c.number.between(first, last),
                 sa.func.coalesce(counted.c.n, 0) < m.blocks.c.tx_count,
             )
             .order_by(m.blocks.c.number)
@@ -372,55 +372,55 @@ class Store:
 
     # Reads --------------------------------------------------------------------------------
 
-    def stored_hashes(self, lo: int, hi: int) -> dict[int, str]:
+    def stored_hashes(self, first: int, last: int) -> dict[int, str]:
         with self.errors(), self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(m.blocks.c.number, m.blocks.c.hash).where(
-                    m.blocks.c.number.between(lo, hi)
+                    m.blocks.c.number.between(first, last)
                 )
             )
             return {int(n): str(h) for n, h in rows}
 
-    def indexed_since(self, lo: int, hi: int, since: datetime) -> set[int]:
-        """Heights in [lo, hi] whose stored block was written at or after `since`."""
+    def indexed_since(self, first: int, last: int, since: datetime) -> set[int]:
+        """Heights in [first, last] whose stored block was written at or after `since`."""
         with self.errors(), self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(m.blocks.c.number).where(
-                    m.blocks.c.number.between(lo, hi), m.blocks.c.indexed_at >= since
+                    m.blocks.c.number.between(first, last), m.blocks.c.indexed_at >= since
                 )
             )
             return {int(n) for (n,) in rows}
 
-    def missing(self, lo: int, hi: int) -> list[int]:
-        """Heights in [lo, hi] with no stored block, ascending."""
-        present = self.stored_hashes(lo, hi)
-        return [n for n in range(lo, hi + 1) if n not in present]
+    def missing(self, first: int, last: int) -> list[int]:
+        """Heights in [first, last] with no stored block, ascending."""
+        present = self.stored_hashes(first, last)
+        return [n for n in range(first, last + 1) if n not in present]
 
     def count_done(
-        self, lo: int, hi: int, since: datetime, reindexed_only: bool = True
+        self, first: int, last: int, since: datetime, reindexed_only: bool = True
     ) -> tuple[int, int]:
-        """(blocks stored in [lo, hi], blocks there that failed at or after `since`).
+        """(blocks stored in [first, last], blocks there that failed at or after `since`).
 
         With `reindexed_only`, only blocks indexed at or after `since` count as stored.
         """
         with self.errors(), self.engine.connect() as conn:
             stored = sa.select(sa.func.count()).select_from(m.blocks)
-            stored = stored.where(m.blocks.c.number.between(lo, hi))
+            stored = stored.where(m.blocks.c.number.between(first, last))
             if reindexed_only:
                 stored = stored.where(m.blocks.c.indexed_at >= since)
             done = conn.execute(stored).scalar_one()
             failed = conn.execute(
                 sa.select(sa.func.count())
                 .select_from(m.failures)
-                .where(m.failures.c.number.between(lo, hi), m.failures.c.failed_at >= since)
+                .where(m.failures.c.number.between(first, last), m.failures.c.failed_at >= since)
             ).scalar_one()
         return int(done), int(failed)
 
-    def failures(self, lo: int | None = None, hi: int | None = None) -> list[Failure]:
+    def failures(self, first: int | None = None, last: int | None = None) -> list[Failure]:
         with self.errors(), self.engine.connect() as conn:
             q = sa.select(m.failures).order_by(m.failures.c.number)
-            if lo is not None and hi is not None:
-                q = q.where(m.failures.c.number.between(lo, hi))
+            if first is not None and last is not None:
+                q = q.where(m.failures.c.number.between(first, last))
             return [Failure(int(r.number), r.error, _utc(r.failed_at)) for r in conn.execute(q)]
 
     def summary(self) -> Summary:

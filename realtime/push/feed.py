@@ -89,11 +89,11 @@ class Feed:
 
     # stream side --------------------------------------------------------------------
 
-    def start_at(self, height: int | None) -> None:
-        """Heights up to `height` (the database head at start-up) count as pushed."""
-        if height is not None:
-            self.sequencer.last = height
-            self.sequencer.highest = height
+    def start_at(self, number: int | None) -> None:
+        """Blocks up to `number` (the database head at start-up) count as pushed."""
+        if number is not None:
+            self.sequencer.last = number
+            self.sequencer.highest = number
 
     def handle(self, event: Event) -> None:
         now = self.clock()
