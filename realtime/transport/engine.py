@@ -560,11 +560,11 @@ class EngineServer(engineio.Server):
         is sent to a session that is closing."""
         if sock.closing or sock.closed:
             return
+        if self._write_directly(sock, pkt):  # bounded there when it holds the frame
+            return
         count, size = self.waiting(sock)
         if count >= self.outbound_queue_max or size >= self.outbound_bytes_max:
             self.drop_slow(sock)
-            return
-        if self._write_directly(sock, pkt):
             return
         sock.send(pkt)
         queued = getattr(sock.queue, "bytes", 0)
@@ -606,12 +606,16 @@ class EngineServer(engineio.Server):
             return True
         data = wire(ws, pkt)
         held = ws.held
-        if held is None and self._held is not None:
-            held = self._held.setdefault(sock, [])
-        if held is not None:
+        if held is not None:  # a read of this client's is being handled: its answers
+            if len(held) >= self.outbound_queue_max or ws.held_bytes >= self.outbound_bytes_max:
+                self.drop_slow(sock)
+                return True
             held.append(data)
-            if held is ws.held:
-                ws.held_bytes += len(data)
+            ws.held_bytes += len(data)
+            self.direct_writes += 1
+            return True
+        if self._held is not None:  # a stream read's pushes (at most CORK_ENTRIES each)
+            self._held.setdefault(sock, []).append(data)
             self.direct_writes += 1
             return True
         if not self._send_nowait(sock, ws, data):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 NS = protocol.NAMESPACE
 
 REFUSED_CONNECTS_MAX = 3  # refused CONNECTs one session may send before it is closed
+SWEEP_S = 1.0  # seconds between looks for sessions past CONNECT_TIMEOUT
 
 
 class SocketServer(socketio.Server):
@@ -57,7 +59,10 @@ class SocketServer(socketio.Server):
         self.admission = admission
         self.connect_timeout = connect_timeout
         self._refused_connects: dict[str, int] = {}  # by Engine.IO session
-        self._connect_timers: dict[str, Any] = {}  # by Engine.IO session, until it joins
+        # sessions that have not joined yet, and when each must have: swept once a second
+        # (a timer per session would cost a heap push and pop per connect)
+        self._joining: dict[str, float] = {}
+        self._sweeping = False
         self.max_message_bytes = max_message_bytes
         self.count_refusal = count_refusal
         self.application: Handlers | None = None
@@ -89,9 +94,7 @@ class SocketServer(socketio.Server):
     def _connected(self, eio_sid: str, sid: str) -> None:
         """A client joined: its CONNECT answer is queued, and nothing has yielded since
         (what the handlers send reaches it right after the CONNECT)."""
-        timer = self._connect_timers.pop(eio_sid, None)
-        if timer is not None:
-            timer.cancel()
+        self._joining.pop(eio_sid, None)
         environ = self.environ.get(eio_sid)
         if environ is not None:  # the WSGI environ is kilobytes; keep what is used
             self.environ[eio_sid] = {"REMOTE_ADDR": environ.get("REMOTE_ADDR")}
@@ -120,16 +123,25 @@ class SocketServer(socketio.Server):
             self.count_refusal(refusal)
             return {"message": refusal}  # the handshake is answered 401 with this
         if self.connect_timeout > 0:
-            self._connect_timers[eio_sid] = self.eio.call_later(
-                self.connect_timeout, lambda: self._connect_timed_out(eio_sid)
-            )
+            self._joining[eio_sid] = time.monotonic() + self.connect_timeout
+            if not self._sweeping:
+                self._sweeping = True
+                self.eio.call_later(SWEEP_S, self._sweep)
         return super()._handle_eio_connect(eio_sid, environ)
 
-    def _connect_timed_out(self, eio_sid: str) -> None:
-        self._connect_timers.pop(eio_sid, None)
-        if eio_sid in self.eio.sockets and not self._joined(eio_sid):
-            self.count_refusal("connect timeout")
-            self._close_session(eio_sid)
+    def _sweep(self) -> None:
+        """Close the sessions that have not joined by their deadline (CONNECT_TIMEOUT)."""
+        now = time.monotonic()
+        late = [sid for sid, deadline in self._joining.items() if deadline <= now]
+        for eio_sid in late:
+            del self._joining[eio_sid]
+            if eio_sid in self.eio.sockets and not self._joined(eio_sid):
+                self.count_refusal("connect timeout")
+                self._close_session(eio_sid)
+        if self._joining:
+            self.eio.call_later(SWEEP_S, self._sweep)
+        else:
+            self._sweeping = False
 
     def _joined(self, eio_sid: str) -> bool:
         """The session has joined `/realtime` (the one namespace served)."""
@@ -146,9 +158,7 @@ class SocketServer(socketio.Server):
     def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         self.admission.leave(eio_sid)
         self._refused_connects.pop(eio_sid, None)
-        timer = self._connect_timers.pop(eio_sid, None)
-        if timer is not None:
-            timer.cancel()
+        self._joining.pop(eio_sid, None)
         super()._handle_eio_disconnect(eio_sid, reason)
 
     def _engineio_server_class(self) -> type[EngineServer]:
