@@ -222,7 +222,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         )
         url = stack.enter_context(database(args.database, workdir))
         upgrade(url)
-        logs = Path(tempfile.mkdtemp(prefix="chainpulse-latency-logs-"))
+        logs = workdir / "logs"  # removed with the work directory
+        logs.mkdir()
         env = service_env(
             DATABASE_URL=url,
             REDIS_URL=rs.url,
