@@ -135,7 +135,7 @@ class SocketServer(socketio.Server):
         late = [sid for sid, deadline in self._joining.items() if deadline <= now]
         for eio_sid in late:
             del self._joining[eio_sid]
-            if eio_sid in self.eio.sockets and not self._joined(eio_sid):
+            if eio_sid in self.eio.sockets and self._member(eio_sid) is None:
                 self.count_refusal("connect timeout")
                 self._close_session(eio_sid)
         if self._joining:
@@ -143,10 +143,18 @@ class SocketServer(socketio.Server):
         else:
             self._sweeping = False
 
-    def _joined(self, eio_sid: str) -> bool:
-        """The session has joined `/realtime` (the one namespace served)."""
-        sid = self.manager.sid_from_eio_sid(eio_sid, protocol.NAMESPACE)
-        return sid is not None and self.manager.is_connected(sid, protocol.NAMESPACE)
+    def _member(self, eio_sid: str) -> str | None:
+        """The session's client in `/realtime` (the one namespace served), if it has
+        joined."""
+        sid = self.manager.sid_from_eio_sid(eio_sid, NS)
+        return sid if sid is not None and self.manager.is_connected(sid, NS) else None
+
+    def _too_large(self, data: str) -> bool:
+        """A text packet over the inbound cap (its UTF-8 length is only measured when
+        its length in characters could exceed it)."""
+        return len(data) > self.max_message_bytes // 4 and (
+            len(data.encode("utf-8", "surrogatepass")) > self.max_message_bytes
+        )
 
     def _close_session(self, eio_sid: str) -> None:
         """End an Engine.IO session after what was sent to it: a WebSocket's writer
@@ -166,7 +174,10 @@ class SocketServer(socketio.Server):
 
     def refuse(self, eio_sid: str, message: str, reason: str, ack_id: int | None = None) -> None:
         """Answer one client: an `exception` event, and an ack error if it asked for one;
-        only counted once half of what the client may have waiting is taken."""
+        only counted once half of what the client may have waiting is taken. (A
+        long-polling POST can carry thousands of packets, all handled before the client's
+        next GET drains its queue: answering each refusal would overflow the queue and
+        drop the client as a slow consumer.)"""
         if not self.eio.has_room(eio_sid):
             self.count_refusal(f"{reason}, unanswered")
             return
@@ -199,7 +210,7 @@ class SocketServer(socketio.Server):
         self.eio.send_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, data=text))
 
     def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        if not self._joined(eio_sid):
+        if self._member(eio_sid) is None:
             self._before_connect(eio_sid, data)
             return
         if isinstance(data, bytes | bytearray):
@@ -207,9 +218,7 @@ class SocketServer(socketio.Server):
                 self.refuse(eio_sid, protocol.BINARY_REFUSED, "binary")
                 return
         elif isinstance(data, str):
-            if len(data) > self.max_message_bytes // 4 and (
-                len(data.encode("utf-8", "surrogatepass")) > self.max_message_bytes
-            ):
+            if self._too_large(data):
                 self.refuse(eio_sid, protocol.MESSAGE_TOO_LARGE, "too large")
                 if data[:1] == "0":  # a CONNECT (a huge token): fail the connect at once
                     self._refuse_connect(eio_sid, data, protocol.MESSAGE_TOO_LARGE)
@@ -226,9 +235,7 @@ class SocketServer(socketio.Server):
         """A packet of a session that has not joined `/realtime`: a CONNECT is handled,
         anything that is not Socket.IO closes the session, the rest is ignored."""
         if isinstance(data, str) and data[:1] == "0":
-            if len(data) > self.max_message_bytes // 4 and (
-                len(data.encode("utf-8", "surrogatepass")) > self.max_message_bytes
-            ):
+            if self._too_large(data):
                 self.count_refusal("too large")
                 self._refuse_connect(eio_sid, data, protocol.MESSAGE_TOO_LARGE)
                 return
@@ -264,8 +271,8 @@ class SocketServer(socketio.Server):
             self._refused_connect(eio_sid)
             return
         super()._handle_connect(eio_sid, namespace, data)
-        sid = self.manager.sid_from_eio_sid(eio_sid, ns)
-        if sid is not None and self.manager.is_connected(sid, ns):
+        sid = self._member(eio_sid)
+        if sid is not None:
             self._connected(eio_sid, sid)
         else:
             self._refused_connect(eio_sid)  # the handlers refused it (CONNECT_ERROR sent)
@@ -275,8 +282,8 @@ class SocketServer(socketio.Server):
         ack_id = id if isinstance(id, int) else None
         if ns != protocol.NAMESPACE:
             return
-        sid = self.manager.sid_from_eio_sid(eio_sid, ns)
-        if sid is None or not self.manager.is_connected(sid, ns):
+        sid = self._member(eio_sid)
+        if sid is None:
             return
         if not isinstance(data, list) or not data or not isinstance(data[0], str):
             self.refuse(eio_sid, protocol.MALFORMED, "malformed", ack_id)
@@ -285,13 +292,6 @@ class SocketServer(socketio.Server):
             self.refuse(eio_sid, f"{protocol.UNKNOWN_EVENT}: {data[0]}", "unknown event", ack_id)
             return
         if self.application is not None and not self.application.allow(sid):
-            # A long-polling POST can carry thousands of packets, all handled before the
-            # client's next GET drains its queue: answering each refusal would overflow
-            # the queue and drop the client as a slow consumer. Once the queue is half
-            # full, further refusals are only counted.
-            if self.eio.has_room(eio_sid):
-                self.refuse(eio_sid, protocol.RATE_LIMITED, "rate limit", ack_id)
-            else:
-                self.count_refusal("rate limit, unanswered")
+            self.refuse(eio_sid, protocol.RATE_LIMITED, "rate limit", ack_id)
             return
         super()._handle_event(eio_sid, namespace, id, data)
