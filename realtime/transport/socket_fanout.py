@@ -10,7 +10,6 @@ drive a server in-process, without eventlet) jobs and reads run at once, in the 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
@@ -147,15 +146,8 @@ class SocketFanout:
             job()
 
     def call_later(self, delay: float, job: Callable[[], object]) -> Timer:
-        if self.green:
-            from eventlet.hubs import get_hub
-
-            timer: Timer = get_hub().schedule_call_global(delay, job)
-            return timer
-        thread_timer = threading.Timer(delay, job)
-        thread_timer.daemon = True
-        thread_timer.start()
-        return thread_timer
+        timer: Timer = self.sio.eio.call_later(delay, job)
+        return timer
 
     def sleep(self, seconds: float) -> None:
         self.sio.sleep(seconds)
