@@ -91,7 +91,8 @@ class Metrics:
         )
         self.peak_held = Gauge(
             "chainpulse_realtime_connection_held_bytes_peak",
-            "The most bytes one WebSocket connection held at the end of a read, since start "
+            "The most bytes one WebSocket connection held, since start: measured after each "
+            "parse, after each read and when a packet is queued "
             "(its parser's buffers, unhandled messages, held answers and queue)",
             registry=r,
         )

@@ -274,7 +274,7 @@ class Connection:
         """Bytes this connection holds for its client: what the parser keeps (an
         incomplete frame, a fragmented message, the inflater's input), messages read and
         not yet handled, answers held during a read, and its session's queue."""
-        inbox = sum(len(p) for _, p in self.inbox if isinstance(p, str | bytes))
+        inbox = _size(self.inbox)
         queued = self.session.queued() if self.session is not None else 0
         return self.parser.pending + inbox + self.held_bytes + queued
 
@@ -324,16 +324,14 @@ class Connection:
                 self.close()
 
     def _read(self) -> None:
-        session, server = self.session, self.server
+        session = self.session
         assert session is not None
         held = session.hold()
         try:
             self._read_messages()
         finally:
             self.reading = False
-            holding = self.holding()
-            if holding > server.peak_held:
-                server.peak_held = holding
+            self._note([])
             if held:
                 session.release()
             if not self.closed and self.listener is None:
@@ -341,8 +339,7 @@ class Connection:
 
     def _note(self, messages: list[Message]) -> None:
         """Count a parse's messages, not handled yet, in the server's peak."""
-        batch = sum(len(p) for _, p in messages if isinstance(p, str | bytes))
-        holding = self.holding() + batch
+        holding = self.holding() + _size(messages)
         if holding > self.server.peak_held:
             self.server.peak_held = holding
 
@@ -428,6 +425,11 @@ class Connection:
         if self.session is not None:
             self.server.websockets -= 1
             self.session.websocket_closed()
+
+
+def _size(messages: list[Message]) -> int:
+    """The bytes of the messages' text and binary payloads."""
+    return sum(len(p) for _, p in messages if isinstance(p, str | bytes))
 
 
 def _recv(sock: socket.socket) -> bytes:

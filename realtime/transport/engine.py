@@ -567,14 +567,14 @@ class EngineServer(engineio.Server):
             self.drop_slow(sock)
             return
         sock.send(pkt)
-        queued = getattr(sock.queue, "bytes", 0)
+        queued = sock.queued()
         if queued > self.peak_held:
             self.peak_held = queued
 
     def waiting(self, sock: Any) -> tuple[int, int]:
         """Packets and bytes waiting for a client: its queue, and what is held for it
         while its messages are handled."""
-        count, size = sock.queue.qsize(), getattr(sock.queue, "bytes", 0)
+        count, size = sock.queue.qsize(), sock.queued()
         ws = getattr(sock, "ws_conn", None)
         if ws is not None and ws.held is not None:
             count += len(ws.held)
