@@ -32,6 +32,7 @@ if (errors.length) {
 const artifacts = { compiler: solc.version(), evmVersion: input.settings.evmVersion, contracts: {} };
 for (const file of Object.keys(output.contracts).sort()) {
   for (const [name, contract] of Object.entries(output.contracts[file])) {
+    if (!contract.evm.bytecode.object) continue; // an interface
     artifacts.contracts[name] = { source: file, abi: contract.abi, bytecode: "0x" + contract.evm.bytecode.object };
   }
 }
