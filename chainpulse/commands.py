@@ -195,7 +195,10 @@ def prices() -> None:
 @click.argument("path", metavar="FILE", type=str)
 @friendly_errors
 def prices_check(path: str) -> None:
-    """Validate a price sources file without starting anything."""
+    """Validate a price sources file without starting anything: its shape, and, when
+    the node of ETH_RPC_URL answers, what the chain says of its pools and feeds."""
+    from indexer.rpc import Node
+    from indexer.source_metadata import resolve_all
     from indexer.sources import load_sources
 
     checked = load_sources(path)
@@ -204,7 +207,31 @@ def prices_check(path: str) -> None:
         kinds[source.kind] = kinds.get(source.kind, 0) + 1
     listed = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
     count = len(checked.sources)
-    click.echo(f"{path}: {count} source{'' if count == 1 else 's'} ({listed}): ok")
+    head = f"{path}: {count} source{'' if count == 1 else 's'} ({listed})"
+    if not any(source.on_chain for source in checked.sources):
+        click.echo(f"{head}: ok")
+        return
+    s = settings()
+    node = Node(s.rpc_urls, s.rpc_timeout)
+    try:
+        resolved, _ = resolve_all(node, checked, {})
+    except RetryableError as exc:
+        click.echo(
+            f"{head}: the file's shape is ok; its pools and feeds were not checked "
+            f"against the chain: the node at {node.describe()} does not answer ({exc})"
+        )
+        return
+    click.echo(f"{head}: ok, checked against the chain at {node.describe()}")
+    for source in resolved.sources:
+        if source.kind == "chainlink":
+            click.echo(
+                f"  {source.name}: {source.token} in {source.quote}, {source.decimals} decimals"
+            )
+        elif source.on_chain:
+            click.echo(
+                f"  {source.name}: {source.token} is {source.base} "
+                f"(decimals0 {source.decimals0}, decimals1 {source.decimals1})"
+            )
 
 
 @cli.command()

@@ -1,5 +1,7 @@
-"""The dev chain's market: the test pair, pool and feed and an ERC-20 on anvil, the price
-sources file for them, and trades that move their prices.
+"""The dev chain's market on the real protocols: a Uniswap V2 pair (WETH/USDC) and a
+Uniswap V3 pool (UNI/WETH) made by the real factories, a Chainlink FluxAggregator
+(ETH/USD) behind its EACAggregatorProxy, the project's ERC-20s, the price sources file
+for them, and trades that move their prices.
 
 `chainpulse dev` deploys it once per chain (its addresses are kept in
 `.dev/market.json` beside anvil's state) and calls `moves` every second, so prices
@@ -9,40 +11,54 @@ change because the chain changed.
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from chainpulse import protocols
 from chainpulse.contracts import Contracts
 from chainpulse.devnet import Anvil
 
-Q96 = 2**96
 WETH = 10**18
 USDC = 10**6
 
 
 @dataclass(frozen=True)
 class Market:
-    pair: str  # WETH/USDC, V2: token0 WETH (18 decimals), token1 USDC (6)
-    pool: str  # UNI/WETH, V3: token0 UNI (18), token1 WETH (18)
-    feed: str  # ETH/USD, Chainlink-style, 8 decimals
-    token: str  # an ERC-20 (18 decimals) whose transfers fill the blocks
+    pair: str  # WETH/USDC, Uniswap V2
+    pool: str  # UNI/WETH, Uniswap V3, full-range liquidity
+    aggregator: str  # ETH/USD, FluxAggregator, 8 decimals, answered by the first account
+    proxy: str  # its EACAggregatorProxy
+    callee: str  # the V3Callee that pays the pool (holds UNI and WETH)
+    weth: str
+    usdc: str
+    uni: str
+    token: str  # DEV, an ERC-20 (18 decimals) whose transfers fill the blocks
 
     @classmethod
     def deploy(cls, anvil: Anvil) -> Market:
         """Deploy and initialise everything: WETH at 3,000 USDC, UNI at 0.003 WETH,
         ETH at 3,000 USD."""
         c = Contracts(anvil)
-        pair = c.deploy("TestPair", 1_000 * WETH, 3_000_000 * USDC)
-        pool = c.deploy("TestPool")
-        c.call(pool, "initialize", math.isqrt(3 * 2**192 // 1000))
-        feed = c.deploy("TestFeed")
-        c.call(feed, "submit", 3_000 * 10**8)
+        weth = protocols.token(c, "WETH", 18)
+        usdc = protocols.token(c, "USDC", 6)
+        uni = protocols.token(c, "UNI", 18)
+        v2 = c.deploy("UniswapV2Factory", c.sender)
+        pair = protocols.V2Pair.create(c, v2, weth, 1_000 * WETH, usdc, 3_000_000 * USDC)
+        callee = protocols.callee(c, (uni, 10**40), (weth, 10**40))
+        v3 = c.deploy("UniswapV3Factory")
+        uni_first = protocols.ordered(uni, weth)[0] == uni
+        price = 0.003 if uni_first else 1 / 0.003  # token1 per token0
+        pool = protocols.V3Pool.create(
+            c, v3, callee, uni, weth, protocols.sqrt_price_x96(price), 10**24
+        )
+        feed = protocols.Feed.create(c, 8, "ETH / USD", 3_000 * 10**8)
         token = c.deploy("TestToken", "Dev Token", "DEV", 18, 10**9 * WETH)
-        return cls(pair, pool, feed, token)
+        return cls(
+            pair.address, pool.address, feed.aggregator, feed.proxy, callee, weth, usdc, uni, token
+        )
 
     @classmethod
     def load_or_deploy(cls, anvil: Anvil, path: Path) -> tuple[Market, bool]:
@@ -63,18 +79,16 @@ class Market:
         return market, True
 
     def sources(self) -> str:
-        """The price sources file for this market (TOML)."""
+        """The price sources file for this market (TOML): no decimals and no token
+        order, chainpulse reads them from the chain."""
         return f"""# Written by `chainpulse dev` for the contracts it deployed on its anvil.
 
 [[source]]
 name = "weth-usdc-v2"
 kind = "uniswap_v2"
-token = "WETH"
+token = "WETH"            # the symbol of one of the pair's tokens: the one priced
 quote = "USDC"
 address = "{self.pair}"
-base = "token0"
-decimals0 = 18
-decimals1 = 6
 min_liquidity = 1000
 
 [[source]]
@@ -83,17 +97,13 @@ kind = "uniswap_v3"
 token = "UNI"
 quote = "WETH"
 address = "{self.pool}"
-base = "token0"
-decimals0 = 18
-decimals1 = 18
 
 [[source]]
 name = "eth-usd-feed"
 kind = "chainlink"
 token = "ETH"
 quote = "USD"
-address = "{self.feed}"
-decimals = 8
+address = "{self.aggregator}"
 
 [[source]]
 name = "uni-usd"
@@ -111,15 +121,24 @@ class Trader:
         self.anvil = anvil
         self.market = market
         self.rng = rng or random.Random()
-        self.contracts = Contracts(anvil)
-        self.contracts.kinds.update(
-            {
-                market.pair: "TestPair",
-                market.pool: "TestPool",
-                market.feed: "TestFeed",
-                market.token: "TestToken",
-            }
+        c = self.contracts = Contracts(anvil)
+        for address, name in [
+            (market.weth, "TestToken"),
+            (market.usdc, "TestToken"),
+            (market.uni, "TestToken"),
+            (market.token, "TestToken"),
+            (market.pair, "UniswapV2Pair"),
+            (market.pool, "UniswapV3Pool"),
+            (market.aggregator, "FluxAggregator"),
+            (market.proxy, "EACAggregatorProxy"),
+            (market.callee, "V3Callee"),
+        ]:
+            c.at(address, name)
+        self.pair = protocols.V2Pair(c, market.pair, *protocols.ordered(market.weth, market.usdc))
+        self.pool = protocols.V3Pool(
+            c, market.pool, *protocols.ordered(market.uni, market.weth), market.callee
         )
+        self.feed = protocols.Feed(c, market.aggregator, market.proxy, 8)
         self.accounts = anvil.accounts()
 
     def moves(self) -> list[tuple[str, Sequence[Any]]]:
@@ -133,30 +152,16 @@ class Trader:
             for _ in range(rng.randint(1, 4))
         ]
         if rng.random() < 0.7:
+            weth_in = rng.random() < 0.5
             amount = rng.randint(WETH // 10, 5 * WETH)
-            if rng.random() < 0.5:
-                txs.append(c.transaction(m.pair, "swap", amount, True))
-            else:
-                txs.append(c.transaction(m.pair, "swap", amount * 3_000 * USDC // WETH, False))
+            if not weth_in:
+                amount = amount * 3_000 * USDC // WETH
+            zero_for_one = (self.pair.token0 == m.weth) == weth_in
+            txs += self.pair.swap_calls(amount, zero_for_one)
         if rng.random() < 0.6:
-            current = int(
-                self.anvil.call("eth_call", c.transaction(m.pool, "sqrtPriceX96"), "latest"), 16
-            )
             step = rng.randint(-40, 40)  # basis points of sqrtPrice: about twice that in price
-            txs.append(
-                c.transaction(m.pool, "swap", current * (10_000 + step) // 10_000, step, -step)
-            )
+            txs.append(self.pool.swap_call(self.pool.sqrt_price() * (10_000 + step) // 10_000))
         if rng.random() < 0.4:
-            answer = _signed(
-                int(
-                    self.anvil.call("eth_call", c.transaction(m.feed, "latestAnswer"), "latest"), 16
-                )
-            )
-            txs.append(
-                c.transaction(m.feed, "submit", answer * (10_000 + rng.randint(-25, 25)) // 10_000)
-            )
+            answer, _ = self.feed.latest()
+            txs.append(self.feed.answer_call(answer * (10_000 + rng.randint(-25, 25)) // 10_000))
         return [("eth_sendTransaction", [tx]) for tx in txs]
-
-
-def _signed(word: int) -> int:
-    return word - 2**256 if word >= 2**255 else word

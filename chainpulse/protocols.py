@@ -74,7 +74,8 @@ class V2Pair:
         reserve0, reserve1 = self.reserves()
         reserve_in, reserve_out = (reserve0, reserve1) if zero_for_one else (reserve1, reserve0)
         with_fee = amount_in * 997
-        out = with_fee * reserve_out // (reserve_in * 1000 + with_fee)
+        # 1% under what the reserves allow: a swap still pending may move them first
+        out = with_fee * reserve_out // (reserve_in * 1000 + with_fee) * 99 // 100
         return [
             c.transaction(
                 self.token0 if zero_for_one else self.token1, "transfer", self.address, amount_in

@@ -64,6 +64,7 @@ def run(settings: FollowerSettings) -> None:
     try:
         follower.store.check_schema()
         follower.store.bind_chain(follower.node.chain_id())
+        follower.store.prepare_prices_at_start(follower.node)
 
         def stop(*_: object) -> None:
             follower.stop.set()

@@ -62,6 +62,7 @@ class Indexer:
     def _fetch_and_save(
         self, numbers: list[int], source: BlockSource, force: bool
     ) -> list[BlockIndexed]:
+        self.store.prepare_prices(self.node)
         saved = self.store.save_blocks(fetch(self.node, numbers), source, force)
         self.observer.indexed(saved.events)
         if self._backlog:

@@ -60,6 +60,8 @@ class Pricer:
     """Decodes the logs of configured pools and feeds, and recomputes derived prices."""
 
     def __init__(self, sources: PriceSources) -> None:
+        if not sources.resolved:
+            raise ValueError("the sources' metadata must be read first (Store.prepare_prices)")
         self.sources = sources
         self.by_log: dict[tuple[str, str], list[Source]] = {}
         for source in sources.sources:
@@ -160,19 +162,23 @@ def _oriented(source: Source, token0_in_token1: Fraction) -> Fraction:
     return token0_in_token1 if source.base == "token0" else 1 / token0_in_token1
 
 
+def _known(decimals: int | None) -> int:
+    assert decimals is not None  # a Pricer holds resolved sources only
+    return decimals
+
+
 def _v2(source: Source, entry: Mapping[str, Any]) -> tuple[Fraction | None, None]:
+    decimals0, decimals1 = _known(source.decimals0), _known(source.decimals1)
     reserve0, reserve1 = _words(entry["data"], 2)
     if reserve0 == 0 or reserve1 == 0:
         return None, None
     if source.min_liquidity is not None:
         quote_reserve, decimals = (
-            (reserve1, source.decimals1)
-            if source.base == "token0"
-            else (reserve0, source.decimals0)
+            (reserve1, decimals1) if source.base == "token0" else (reserve0, decimals0)
         )
         if Fraction(quote_reserve, 10**decimals) < Fraction(source.min_liquidity):
             return None, None
-    price = Fraction(reserve1 * 10**source.decimals0, reserve0 * 10**source.decimals1)
+    price = Fraction(reserve1 * 10**decimals0, reserve0 * 10**decimals1)
     return _oriented(source, price), None
 
 
@@ -184,7 +190,7 @@ def _v3(source: Source, entry: Mapping[str, Any]) -> tuple[Fraction | None, None
     if sqrt_price == 0:
         return None, None
     price = Fraction(sqrt_price * sqrt_price, _Q192) * Fraction(10) ** (
-        source.decimals0 - source.decimals1
+        _known(source.decimals0) - _known(source.decimals1)
     )
     return _oriented(source, price), None
 
@@ -195,7 +201,7 @@ def _chainlink(source: Source, entry: Mapping[str, Any]) -> tuple[Fraction | Non
         raise ValueError("no topic 1 (the answer)")
     answer = _signed(int(topic, 16))
     (updated_at,) = _words(entry["data"], 1)
-    return Fraction(answer, 10**source.decimals), updated_at
+    return Fraction(answer, 10 ** _known(source.decimals)), updated_at
 
 
 _VALUE: dict[str, Callable[[Source, Mapping[str, Any]], tuple[Fraction | None, int | None]]] = {

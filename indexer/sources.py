@@ -26,13 +26,16 @@ ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 MAX_DECIMALS = 77  # 10**77 is the largest power of ten below 2**256
 
 _COMMON = {"name", "kind", "token", "quote"}
+_POOL = _COMMON | {"address", "price_of", "base", "decimals0", "decimals1"}
 _FIELDS: dict[Kind, set[str]] = {
-    "uniswap_v2": _COMMON | {"address", "base", "decimals0", "decimals1", "min_liquidity"},
-    "uniswap_v3": _COMMON | {"address", "base", "decimals0", "decimals1"},
+    "uniswap_v2": _POOL | {"min_liquidity"},
+    "uniswap_v3": _POOL,
     "chainlink": _COMMON | {"address", "decimals"},
     "derived": _COMMON | {"legs"},
 }
-_OPTIONAL = {"min_liquidity"}
+# read from the chain when the file leaves them out (indexer.source_metadata), and
+# checked against it when it gives them
+_OPTIONAL = {"min_liquidity", "price_of", "base", "decimals0", "decimals1", "decimals"}
 
 
 class SourcesError(ConfigError):
@@ -50,19 +53,41 @@ class Leg:
         return f"1/{self.token}" if self.inverted else self.token
 
 
+Base = Literal["token0", "token1"]
+
+
 @dataclass(frozen=True)
 class Source:
+    """One source as the file gives it. A pool's `base` and decimals and a feed's
+    decimals are None until read from the chain (`resolved`)."""
+
     name: str
     kind: Kind
     token: str
     quote: str
+    number: int = 0  # its place in the file, from 1, for messages
     address: str | None = None  # lowercase; pools and feeds
-    base: Literal["token0", "token1"] | None = None  # pools
-    decimals0: int = 0  # pools
-    decimals1: int = 0
-    decimals: int = 0  # feeds
+    price_of: str | None = None  # pools: which token is priced, by address or symbol
+    base: Base | None = None  # pools
+    decimals0: int | None = None  # pools
+    decimals1: int | None = None
+    decimals: int | None = None  # feeds
     legs: tuple[Leg, ...] = ()  # derived
     min_liquidity: Decimal | None = None  # uniswap_v2
+
+    @property
+    def on_chain(self) -> bool:
+        """Whether it decodes logs (a pool or a feed, not derived)."""
+        return self.address is not None
+
+    @property
+    def resolved(self) -> bool:
+        """Whether everything its decoding needs is known."""
+        if self.kind == "chainlink":
+            return self.decimals is not None
+        if self.kind == "derived":
+            return True
+        return None not in (self.base, self.decimals0, self.decimals1)
 
 
 @dataclass(frozen=True)
@@ -79,6 +104,21 @@ class PriceSources:
     def owns(self, token: str) -> Source | None:
         """The chain source that publishes `token`, if any."""
         return self.by_token.get(token)
+
+    @property
+    def resolved(self) -> bool:
+        return all(s.resolved for s in self.sources)
+
+    def with_sources(self, sources: tuple[Source, ...]) -> PriceSources:
+        """The same file with `sources` (the same names, in order) in place of its own:
+        the sources once their metadata is read from the chain."""
+        assert [s.name for s in sources] == [s.name for s in self.sources]
+        by_token = {s.token: s for s in sources}
+        dependents = {
+            token: tuple(by_token[d.token] for d in derived)
+            for token, derived in self.dependents.items()
+        }
+        return PriceSources(self.path, sources, by_token, dependents)
 
     def __str__(self) -> str:
         return self.path
@@ -138,6 +178,11 @@ def parse_sources(document: Any, path: str) -> PriceSources:
     return PriceSources(path, tuple(sources), by_token, _dependents(sources, order))
 
 
+def bad_field(sources: PriceSources, source: Source, key: str, problem: str) -> SourcesError:
+    """The error that names `source`'s `key` in `sources`' file."""
+    return _bad(f"PRICE_SOURCES {sources.path}", source.number, source.name, key, problem)
+
+
 def _bad(where: str, number: int, name: str | None, key: str, problem: str) -> SourcesError:
     label = f"source {number}" + (f" ({name!r})" if name else "")
     return SourcesError(f"{where}: {label}: field {key!r}: {problem}")
@@ -173,18 +218,29 @@ def _source(where: str, number: int, entry: Any) -> Source:
             raise bad(key, "missing")
     token = _word(entry["token"], lambda p: bad("token", p))
     quote = _word(entry["quote"], lambda p: bad("quote", p))
-    values: dict[str, Any] = {"name": name, "kind": kind, "token": token, "quote": quote}
+    values: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "token": token,
+        "quote": quote,
+        "number": number,
+    }
     if "address" in allowed:
         address = entry["address"]
         if not isinstance(address, str) or not ADDRESS.match(address):
             raise bad("address", f"expected 0x and 40 hex digits, got {address!r}")
         values["address"] = address.lower()
-    if "base" in allowed:
+    if "price_of" in entry:
+        price_of = entry["price_of"]
+        if not isinstance(price_of, str) or not (ADDRESS.match(price_of) or TOKEN.match(price_of)):
+            raise bad("price_of", f"expected a token's address or symbol, got {price_of!r}")
+        values["price_of"] = price_of.lower() if ADDRESS.match(price_of) else price_of
+    if "base" in entry:
         if entry["base"] not in ("token0", "token1"):
             raise bad("base", f"expected token0 or token1, got {entry['base']!r}")
         values["base"] = entry["base"]
     for key in ("decimals0", "decimals1", "decimals"):
-        if key in allowed:
+        if key in entry:
             value = entry[key]
             if isinstance(value, bool) or not isinstance(value, int):
                 raise bad(key, f"expected a whole number, got {value!r}")

@@ -17,11 +17,13 @@ Invariants kept here:
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,14 +33,32 @@ from indexer import models as m
 from indexer.blocks import BlockData
 from indexer.bulk import insert_rows
 from indexer.db import failure_reason, make_engine, write_options
-from indexer.errors import ChainMismatch, ConfigError, DatabaseBusy, RetryableError
+from indexer.errors import (
+    ChainMismatch,
+    ChainpulseError,
+    ConfigError,
+    DatabaseBusy,
+    RetryableError,
+)
 from indexer.events import BlockIndexed, BlockSource, Entry, Event, Pending, PriceUpdated, encode
 from indexer.price_decoding import Pricer
 from indexer.price_store import manual_price, record_block_prices
-from indexer.sources import PriceSources
+from indexer.source_metadata import resolve_all
+from indexer.sources import PriceSources, SourcesError
 from indexer.urls import mask_url
 
+if TYPE_CHECKING:
+    from indexer.rpc import Node
+
 COMMIT_LOCK_KEY = 0x636861696E70  # PostgreSQL advisory lock id for block commits
+
+
+log = logging.getLogger(__name__)
+
+
+class MetadataPending(RetryableError):
+    """Blocks cannot be priced until the price sources' metadata is read (the node has
+    not answered yet): the job is retried."""
 
 
 class LinkMismatch(RetryableError):
@@ -92,7 +112,53 @@ class Store:
         self.url = url
         self.engine = engine or make_engine(url)
         self.dialect = self.engine.dialect.name
-        self.pricer = Pricer(sources) if sources is not None else None
+        self.sources = sources
+        # a file that gives every value prices at once; `prepare_prices` still checks it
+        # against the chain before the first block this process indexes
+        self.pricer = Pricer(sources) if sources is not None and sources.resolved else None
+        self._checked = sources is None
+
+    def prepare_prices(self, node: Node) -> None:
+        """Make sure every price source's metadata is known (docs/prices.md): from what
+        this database kept, else read from `node` and kept. Raises SourcesError when the
+        chain contradicts the file, and the node's RetryableErrors when it is away."""
+        if self._checked or self.sources is None:
+            return
+        prefix = "price_source:"
+        known: dict[str, str] = {}
+        try:
+            with self.errors(), self.engine.connect() as conn:
+                kept = conn.execute(
+                    sa.select(m.meta.c.key, m.meta.c.value).where(m.meta.c.key.startswith(prefix))
+                )
+                known = {key[len(prefix) :]: value for key, value in kept}
+        except ChainpulseError as exc:  # no schema yet, or away: read them from the node
+            log.info("no price source metadata kept in the database (%s)", exc)
+        resolved, new = resolve_all(node, self.sources, known)
+        try:
+            with self.errors(), self.engine.begin() as conn:
+                for address, facts in new.items():
+                    self.set_meta(conn, prefix + address, facts)
+        except ChainpulseError as exc:
+            log.warning("could not keep the price sources' metadata in the database: %s", exc)
+        self.sources = resolved
+        self.pricer = Pricer(resolved)
+        self._checked = True
+
+    def prepare_prices_at_start(self, node: Node) -> None:
+        """`prepare_prices` as a process starts: SourcesError (the chain contradicts the
+        file) stops it; a node or database that does not answer only delays pricing
+        (every block job tries again, and waits until the metadata is known)."""
+        try:
+            self.prepare_prices(node)
+        except SourcesError:
+            raise
+        except ChainpulseError as exc:
+            log.warning(
+                "price sources wait for their metadata (token0, token1, decimals): %s; "
+                "read again with each block job",
+                exc,
+            )
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -211,6 +277,8 @@ class Store:
         if replaced:
             self._delete_heights(conn, replaced)
         self._insert(conn, todo)
+        if self.sources is not None and self.pricer is None:
+            raise MetadataPending("the price sources' metadata is not read yet")
         priced = record_block_prices(conn, self.pricer, todo) if self.pricer else []
         outbox = self.add_to_outbox(conn, *written, *priced)
         conn.execute(m.failures.delete().where(m.failures.c.number.in_(numbers)))

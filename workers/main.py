@@ -14,7 +14,10 @@ from celery.signals import celeryd_init, setup_logging, worker_process_shutdown,
 
 from indexer import loglines
 from indexer.errors import ConfigError
+from indexer.rpc import Node
+from indexer.store import Store
 from workers.app import app, settings_of
+from workers.config import WorkerSettings
 from workers.metrics import Exporter, JobMetrics, SilentMetrics, WorkerMetrics
 
 _exporter: Exporter | None = None
@@ -34,6 +37,18 @@ def _configure_logging(**_: Any) -> None:
     loglines.configure(settings.log_format, settings.log_level)
 
 
+def check_price_sources(settings: WorkerSettings) -> None:
+    """Read the price sources' metadata once, before the pool forks (its processes find
+    it in the database); ConfigError when the chain contradicts the sources file."""
+    if settings.price_sources is None:
+        return
+    store = Store(settings.database_url, sources=settings.price_sources)
+    try:
+        store.prepare_prices_at_start(Node.from_settings(settings))
+    finally:
+        store.dispose()
+
+
 @celeryd_init.connect
 def _start(instance: Any = None, **_: Any) -> None:
     global _exporter, _metrics
@@ -42,6 +57,11 @@ def _start(instance: Any = None, **_: Any) -> None:
     loglines.configure(settings.log_format, settings.log_level)
     if settings.log_format == "json" and instance is not None:
         instance.quiet = True  # no start-up banner: every line of output is JSON
+    try:
+        check_price_sources(settings)
+    except ConfigError as exc:
+        print(f"chainpulse: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     if not settings.worker_metrics_port:
         return
     exporter = Exporter(settings)

@@ -26,7 +26,7 @@ from chainpulse.devnet import PINGER_INIT, Activity, Anvil, anvil_binary
 from indexer.price_decoding import ANSWER_UPDATED, SYNC
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".fixtures"
-FORMAT = 2  # bump when the way the chain is built changes
+FORMAT = 3  # bump when the way the chain is built changes
 
 
 @dataclass(frozen=True)
@@ -134,13 +134,17 @@ def build(spec: Spec, state_path: Path, log: Any = print) -> Fixture:
             {"from": activity.accounts[0], "data": PINGER_INIT, "gas": hex(200_000)},
             contracts.deployment("TestPair", 1000 * 10**18, 2_000_000 * 10**6),
             contracts.deployment("TestFeed"),
+            contracts.deployment("TestToken", "Wrapped Ether", "WETH", 18, 10**30),
+            contracts.deployment("TestToken", "USD Coin", "USDC", 6, 10**30),
         ]
         hashes = node.batch([("eth_sendTransaction", [tx]) for tx in deployments])
         node.mine()  # block 1
         receipts = node.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
-        pinger, pair, feed = (str(r["contractAddress"]).lower() for r in receipts)
+        pinger, pair, feed, weth, usdc = (str(r["contractAddress"]).lower() for r in receipts)
         activity.pinger = pinger
         contracts.kinds.update({pair: "TestPair", feed: "TestFeed"})
+        # the pair's tokens, as chainpulse reads them (token0 WETH, token1 USDC)
+        set_tokens = contracts.transaction(pair, "setTokens", weth, usdc)
         if node.head() != 1:
             raise RuntimeError(f"expected the contracts in block 1, head is {node.head()}")
         for i in range(spec.blocks):
@@ -149,6 +153,8 @@ def build(spec: Spec, state_path: Path, log: Any = print) -> Fixture:
             reverts = 1 if i % spec.revert_every == 0 else 0
             deploys = 1 if i % spec.deploy_every == 0 else 0
             calls = activity.transactions(spec.txs, spec.log_share, reverts, deploys)
+            if i == 0:
+                calls.append(("eth_sendTransaction", [set_tokens]))
             if spec.priced(i):
                 calls.append(
                     (

@@ -4,6 +4,8 @@ pragma solidity ^0.8.20;
 /// A minimal Chainlink-style aggregator for tests and the dev chain: each `submit`
 /// starts a round and emits `AnswerUpdated` with the answer (signed) in topic 1.
 contract TestFeed {
+    uint8 public constant decimals = 8;
+    string public constant description = "TEST / USD";
     int256 public latestAnswer;
     uint256 public latestRound;
 

@@ -4,6 +4,14 @@ pragma solidity ^0.8.20;
 /// A minimal Uniswap-V2-style pair for tests and the dev chain: two reserves that
 /// `swap` and `sync` move, announced with V2's `Sync` event. No tokens change hands.
 contract TestPair {
+    address public token0; // what chainpulse reads as the pool's tokens (setTokens)
+    address public token1;
+
+    function setTokens(address token0_, address token1_) external {
+        token0 = token0_;
+        token1 = token1_;
+    }
+
     uint112 public reserve0;
     uint112 public reserve1;
 

@@ -5,6 +5,14 @@ pragma solidity ^0.8.20;
 /// `Initialize` and `Swap` events with the `sqrtPriceX96` it is given. The tick it
 /// reports is a placeholder: prices must come from `sqrtPriceX96`, never from the tick.
 contract TestPool {
+    address public token0; // what chainpulse reads as the pool's tokens (setTokens)
+    address public token1;
+
+    function setTokens(address token0_, address token1_) external {
+        token0 = token0_;
+        token1 = token1_;
+    }
+
     uint160 public sqrtPriceX96;
 
     event Initialize(uint160 sqrtPriceX96, int24 tick);

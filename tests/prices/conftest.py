@@ -1,5 +1,6 @@
-"""The chain prices tests' market: anvil with the test pair, a second pair, the pool
-and the feed deployed, a price sources file for them, and the stack over it."""
+"""The chain prices tests' market on the look-alike contracts (which move prices to any
+value at all): anvil with the test pair, a second pair, the pool and the feed deployed
+over real ERC-20s, a price sources file for them, and the stack over it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from chainpulse.contracts import Contracts
 from chainpulse.devnet import RedisServer
+from chainpulse.protocols import token
 from tests.harness import sources
 from tests.harness.stack import FOLLOWING, Stack
 from tests.harness.stack import stack as make_stack
@@ -45,9 +47,16 @@ def market_sources(pair: str, pair2: str, pool: str, feed: str) -> list[sources.
 
 def deploy_market(s: Stack, directory: Path) -> DeployedMarket:
     contracts = Contracts(s.anvil)
+    weth, usdc, dai, uni = (
+        token(contracts, symbol, decimals)
+        for symbol, decimals in [("WETH", 18), ("USDC", 6), ("DAI", 18), ("UNI", 18)]
+    )
     pair = contracts.deploy("TestPair", 10**18, 10**6)
+    contracts.call(pair, "setTokens", weth, usdc)
     pair2 = contracts.deploy("TestPair", 10**6, 10**18)
+    contracts.call(pair2, "setTokens", usdc, dai)
     pool = contracts.deploy("TestPool")
+    contracts.call(pool, "setTokens", uni, weth)
     feed = contracts.deploy("TestFeed")
     path = directory / "prices.toml"
     sources.write(path, market_sources(pair, pair2, pool, feed))

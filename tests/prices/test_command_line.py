@@ -11,6 +11,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from chainpulse.devnet import free_port
 from indexer import models as m
 from tests.harness import sources
 from tests.harness.environment import CELERY, CHAINPULSE, ROOT, service_env
@@ -94,8 +95,15 @@ def test_price_set_refuses_bad_input(
 def test_prices_check(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text(GOOD)
-    done = run([CHAINPULSE, "prices", "check", str(good)], tmp_path)
-    assert done.returncode == 0 and "1 source (1 chainlink): ok" in done.stdout
+    port = free_port()  # no node answers there: only the file's shape is checked
+    done = run([CHAINPULSE, "prices", "check", str(good)], tmp_path,
+               ETH_RPC_URL=f"http://127.0.0.1:{port}")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (
+        "1 source (1 chainlink): the file's shape is ok; its pools and feeds were not "
+        f"checked against the chain: the node at http://127.0.0.1:{port} does not answer"
+        in done.stdout
+    )
     bad = tmp_path / "bad.toml"
     bad.write_text(GOOD.replace("chainlink", "curve"))
     done = run([CHAINPULSE, "prices", "check", str(bad)], tmp_path)

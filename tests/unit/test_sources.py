@@ -69,8 +69,8 @@ def derived(name: str, token: str, legs: str) -> str:
             "source 1 ('f'): field 'kind': unknown kind 'uniswap_v4'",
         ),
         (
-            "[[source]]\n" + FEED_ENTRY.replace("decimals = 8\n", ""),
-            "source 1 ('f'): field 'decimals': missing",
+            "[[source]]\n" + FEED_ENTRY.replace("decimals = 8\n", "decimals = 78\n"),
+            "source 1 ('f'): field 'decimals': expected 0 to 77, got 78",
         ),
         (
             "[[source]]\n" + FEED_ENTRY.replace(FEED, "0x1234"),
