@@ -71,7 +71,10 @@ def run(fresh: bool = False) -> int:
         if ours:
             market, deployed = Market.load_or_deploy(anvil, DEV_DIR / "market.json")
             said = "deployed" if deployed else "found"
-            print(f"dev: {said} the test pair, pool, feed and token ({DEV_DIR}/market.json)")
+            print(
+                f"dev: {said} the market: a Uniswap V2 pair, a Uniswap V3 pool and a "
+                f"Chainlink feed ({DEV_DIR}/market.json)"
+            )
             if "PRICE_SOURCES" not in os.environ:
                 sources = DEV_DIR / "prices.toml"
                 sources.write_text(market.sources())

@@ -164,6 +164,7 @@ def repair(
     """
     too_deep: ReorgTooDeep | None = None
     event: BlockReorged | None = None
+    store.prepare_prices(node)  # the re-read blocks are priced
     with store.writing() as conn:
         if claim is not None:
             claim(conn)

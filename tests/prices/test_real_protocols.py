@@ -1,0 +1,178 @@
+"""Prices on the real Uniswap V2, Uniswap V3 and Chainlink bytecode, end to end (worker
+and follower over anvil), on SQLite and PostgreSQL, checked independently: every stored
+price equals the Uniswap SDK's exact fraction (@uniswap/sdk-core's Price, run in Node)
+and the value computed here from getReserves()/slot0()/latestRoundData() read at the
+same block, rounded once to 40 digits. (Reorgs on these contracts: not here yet, see
+docs/prices.md; tests/prices/test_chain_prices.py covers them on the look-alikes.)
+
+WBTC has 8 decimals, USDC 6 and WETH 18; USDC is token0 of one pool and token1 of the
+other; the V3 pool runs to MIN_SQRT_RATIO and MAX_SQRT_RATIO, and a V2 pair holds
+reserves of 1 : 2^112-1. The sources file gives no decimals and no token order."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from eth_abi import decode
+
+from chainpulse import protocols as p
+from chainpulse.contracts import Contracts
+from chainpulse.devnet import RedisServer, wait_until
+from indexer import models as m
+from indexer.exact import round_exact
+from tests.harness import sources
+from tests.harness.environment import ROOT
+from tests.harness.stack import FOLLOWING, Stack
+from tests.harness.stack import stack as make_stack
+
+WAIT = 60
+
+
+class Sdk:
+    """tests/prices/sdk_prices.js, one request per line."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            ["node", str(ROOT / "tests/prices/sdk_prices.js")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def price(self, **request: Any) -> Fraction:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        answer = json.loads(self.process.stdout.readline())
+        return Fraction(int(answer["numerator"]), int(answer["denominator"]))
+
+    def close(self) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=10)
+        self.process.stdout.close()
+
+
+def usdc_between(c: Contracts, low: str, high: str) -> str:
+    """A USDC whose address lies between the other two tokens', so that it is token1 of
+    a pool with one and token0 of a pool with the other."""
+    lo, hi = sorted([low, high], key=lambda a: int(a, 16))
+    for _ in range(30):
+        usdc = p.token(c, "USDC", 6)
+        if int(lo, 16) < int(usdc, 16) < int(hi, 16):
+            return usdc
+    raise AssertionError("no USDC address fell between the two tokens in 30 tries")
+
+
+def stored(s: Stack, token: str) -> list[tuple[int, str]]:
+    with s.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(m.prices.c.block_number, m.prices.c.price)
+            .where(m.prices.c.token == token)
+            .order_by(m.prices.c.block_number, m.prices.c.log_index)
+        )
+        return [(int(b), format(v, "f")) for b, v in rows]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_prices_equal_the_sdk_and_the_chain(
+    database: str, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with make_stack(database, tmp_path, redis_server, **FOLLOWING) as s:
+        c = Contracts(s.anvil)
+        weth, wbtc = p.token(c, "WETH", 18), p.token(c, "WBTC", 8)
+        usdc = usdc_between(c, weth, wbtc)
+        decimals = {weth: 18, wbtc: 8, usdc: 6}
+        v2 = c.deploy("UniswapV2Factory", c.sender)
+        pair = p.V2Pair.create(c, v2, weth, 1_000 * 10**18, usdc, 3_000_000 * 10**6)
+        low, high = p.ordered(wbtc, weth)  # reserves 1 : 2^112-1
+        wide = p.V2Pair.create(c, v2, low, 1, high, 2**112 - 1)
+        v3 = c.deploy("UniswapV3Factory")
+        callee = p.callee(c, (wbtc, 10**36), (usdc, 10**34))
+        wbtc_first = p.ordered(wbtc, usdc)[0] == wbtc
+        # WBTC at 60,000 USDC
+        start = p.sqrt_price_x96(60_000, 8, 6) if wbtc_first else p.sqrt_price_x96(1 / 60_000, 6, 8)
+        pool = p.V3Pool.create(c, v3, callee, wbtc, usdc, start, 10**12)
+        feed = p.Feed.create(c, 8, "ETH / USD", 3_000 * 10**8)
+        assert (pair.token0 == usdc) != (pool.token0 == usdc)  # token0 of one, token1 of other
+        path = tmp_path / "prices.toml"
+        sources.write(path, [
+            {"name": "weth-usdc", "kind": "uniswap_v2", "token": "WETH", "quote": "USDC",
+             "address": pair.address},
+            {"name": "wide", "kind": "uniswap_v2", "token": "LOW", "quote": "HIGH",
+             "address": wide.address, "price_of": low},
+            {"name": "wbtc-usdc", "kind": "uniswap_v3", "token": "WBTC", "quote": "USDC",
+             "address": pool.address},
+            {"name": "eth-usd", "kind": "chainlink", "token": "ETH", "quote": "USD",
+             "address": feed.aggregator},
+        ])  # fmt: skip
+        s.variables["PRICE_SOURCES"] = str(path)
+        s.start_worker(wait=False)
+        s.follower()
+        sdk = Sdk()
+        try:
+
+            def at(block: int, function: str, address: str) -> Any:
+                tx = c.transaction(address, function)
+                raw = s.anvil.call("eth_call", tx, hex(block))
+                kinds = {"getReserves": ["uint112", "uint112", "uint32"],
+                         "slot0": ["uint160", "int24", "uint16", "uint16", "uint16", "uint8",
+                                   "bool"],
+                         "latestRoundData": ["uint80", "int256", "uint256", "uint256",
+                                             "uint80"]}  # fmt: skip
+                return decode(kinds[function], bytes.fromhex(raw[2:]))
+
+            def expected(token: str, block: int) -> str:
+                """The price at `block`, from the chain read there, twice over."""
+                if token == "ETH":
+                    answer = at(block, "latestRoundData", feed.aggregator)[1]
+                    return round_exact(Fraction(answer, 10**8))
+                if token == "WBTC":
+                    (sqrt, *_), which = at(block, "slot0", pool.address), pool
+                    raw: Any = str(sqrt)
+                    kind = "v3"
+                else:
+                    which = pair if token == "WETH" else wide
+                    r0, r1, _ = at(block, "getReserves", which.address)
+                    raw, kind = [str(r0), str(r1)], "v2"
+                priced_address = {"WETH": weth, "WBTC": wbtc, "LOW": low}[token]
+                priced = "token0" if which.token0 == priced_address else "token1"
+                d0, d1 = decimals[which.token0], decimals[which.token1]
+                by_sdk = sdk.price(kind=kind, token0=which.token0, token1=which.token1,
+                                   decimals0=d0, decimals1=d1, priced=priced, raw=raw)  # fmt: skip
+                if kind == "v2":
+                    here = Fraction(int(raw[1]) * 10**d0, int(raw[0]) * 10**d1)
+                else:
+                    here = Fraction(sqrt * sqrt * 10**d0, 2**192 * 10**d1)
+                here = here if priced == "token0" else 1 / here
+                assert by_sdk == here, (token, block)
+                return round_exact(here)
+
+            def check(token: str) -> None:
+                """The latest stored price of `token` is the chain's at its block."""
+                head = s.anvil.head()
+                s.wait_consistent(WAIT)
+                wait_until(lambda: stored(s, token) and stored(s, token)[-1][0] <= head, WAIT,
+                           f"{token} priced")  # fmt: skip
+                block, price = stored(s, token)[-1]
+                assert price == expected(token, block), token
+
+            wait_until(lambda: s.start_block() is not None, WAIT, "the follower starting")
+            pair.swap(10**18, zero_for_one=pair.token0 == weth)
+            check("WETH")
+            c.call(wide.address, "sync")  # Sync(1, 2^112-1) again, now indexed
+            check("LOW")
+            pool.swap_to(pool.sqrt_price() * 10_007 // 10_000)
+            check("WBTC")
+            pool.swap_to(p.MIN_SQRT_RATIO + 1)
+            check("WBTC")
+            pool.swap_to(p.MAX_SQRT_RATIO - 1)
+            check("WBTC")
+            feed.answer(3_123_45678901)
+            check("ETH")
+        finally:
+            sdk.close()
