@@ -128,16 +128,17 @@ class Contracts:
             )
         return receipt
 
-    def read(self, address: str, function: str, *args: Any) -> Any:
-        """`function(args)` at `address` by `eth_call` on the latest block, decoded: one
-        value, or a tuple when the function returns several."""
+    def read(self, address: str, function: str, *args: Any, block: int | str = "latest") -> Any:
+        """`function(args)` at `address` by `eth_call` on `block`, decoded: one value,
+        or a tuple when the function returns several."""
         abi = artifacts()[self.kinds[address]]["abi"]
         outputs = next(
             [o["type"] for o in item["outputs"]]
             for item in abi
             if item["type"] == "function" and item["name"] == function
         )
-        raw = self.anvil.call("eth_call", self.transaction(address, function, *args), "latest")
+        tag = hex(block) if isinstance(block, int) else block
+        raw = self.anvil.call("eth_call", self.transaction(address, function, *args), tag)
         values = decode(outputs, bytes.fromhex(raw[2:]))
         return values[0] if len(values) == 1 else tuple(values)
 

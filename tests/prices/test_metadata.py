@@ -19,7 +19,7 @@ from tests.harness.environment import CELERY, CHAINPULSE, ROOT, service_env
 
 
 @pytest.fixture(scope="module")
-def chain() -> Iterator[tuple[Anvil, str, str, str]]:
+def chain() -> Iterator[tuple[Anvil, protocols.V2Pair, str, str]]:
     """anvil with a WETH/USDC pair and a feed; (anvil, pair, feed, weth)."""
     with Anvil() as anvil:
         c = Contracts(anvil)
@@ -27,7 +27,7 @@ def chain() -> Iterator[tuple[Anvil, str, str, str]]:
         factory = c.deploy("UniswapV2Factory", c.sender)
         pair = protocols.V2Pair.create(c, factory, weth, 10**18, usdc, 3_000 * 10**6)
         feed = protocols.Feed.create(c, 8, "ETH / USD", 3_000 * 10**8)
-        yield anvil, pair.address, feed.aggregator, weth
+        yield anvil, pair, feed.aggregator, weth
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -43,11 +43,10 @@ def pair_source(pair: str, **fields: object) -> sources.Entry:
 
 
 def test_a_file_without_decimals_or_order_is_completed_from_the_chain(
-    chain: tuple[Anvil, str, str, str], tmp_path: Path
+    chain: tuple[Anvil, protocols.V2Pair, str, str], tmp_path: Path
 ) -> None:
-    anvil, pair, feed, weth = chain
-    weth_is = "token0" if protocols.ordered(weth, "0x" + "ff" * 20)[0] == weth else "token1"
-    weth_is = "token0" if int(weth, 16) < int(_other(anvil, pair, weth), 16) else "token1"
+    anvil, v2, feed, weth = chain
+    pair, weth_is = v2.address, "token0" if v2.token0 == weth else "token1"
     path = tmp_path / "prices.toml"
     sources.write(path, [
         pair_source(pair),
@@ -76,18 +75,11 @@ def test_a_file_without_decimals_or_order_is_completed_from_the_chain(
     )
 
 
-def _other(anvil: Anvil, pair: str, weth: str) -> str:
-    c = Contracts(anvil)
-    c.at(pair, "UniswapV2Pair")
-    token0 = str(c.read(pair, "token0")).lower()
-    return str(c.read(pair, "token1")).lower() if token0 == weth else token0
-
-
 def test_a_file_the_chain_contradicts_is_refused_at_start(
-    chain: tuple[Anvil, str, str, str], tmp_path: Path, redis_url: str
+    chain: tuple[Anvil, protocols.V2Pair, str, str], tmp_path: Path, redis_url: str
 ) -> None:
-    anvil, pair, _, weth = chain
-    weth_is = "token0" if int(weth, 16) < int(_other(anvil, pair, weth), 16) else "token1"
+    anvil, v2, _, weth = chain
+    pair, weth_is = v2.address, "token0" if v2.token0 == weth else "token1"
     # WETH's decimals swapped with USDC's and its base flipped: 3.0e45 instead of 3.3e-22
     wrong = {"token0": "token1", "token1": "token0"}[weth_is]
     d0, d1 = (6, 18) if weth_is == "token0" else (18, 6)

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from eth_abi import decode
 
 from chainpulse import protocols as p
 from chainpulse.contracts import Contracts
@@ -116,28 +115,18 @@ def test_prices_equal_the_sdk_and_the_chain(
         sdk = Sdk()
         try:
 
-            def at(block: int, function: str, address: str) -> Any:
-                tx = c.transaction(address, function)
-                raw = s.anvil.call("eth_call", tx, hex(block))
-                kinds = {"getReserves": ["uint112", "uint112", "uint32"],
-                         "slot0": ["uint160", "int24", "uint16", "uint16", "uint16", "uint8",
-                                   "bool"],
-                         "latestRoundData": ["uint80", "int256", "uint256", "uint256",
-                                             "uint80"]}  # fmt: skip
-                return decode(kinds[function], bytes.fromhex(raw[2:]))
-
             def expected(token: str, block: int) -> str:
                 """The price at `block`, from the chain read there, twice over."""
                 if token == "ETH":
-                    answer = at(block, "latestRoundData", feed.aggregator)[1]
+                    answer = c.read(feed.aggregator, "latestRoundData", block=block)[1]
                     return round_exact(Fraction(answer, 10**8))
                 if token == "WBTC":
-                    (sqrt, *_), which = at(block, "slot0", pool.address), pool
+                    (sqrt, *_), which = c.read(pool.address, "slot0", block=block), pool
                     raw: Any = str(sqrt)
                     kind = "v3"
                 else:
                     which = pair if token == "WETH" else wide
-                    r0, r1, _ = at(block, "getReserves", which.address)
+                    r0, r1, _ = c.read(which.address, "getReserves", block=block)
                     raw, kind = [str(r0), str(r1)], "v2"
                 priced_address = {"WETH": weth, "WBTC": wbtc, "LOW": low}[token]
                 priced = "token0" if which.token0 == priced_address else "token1"
