@@ -211,8 +211,7 @@ def prices_check(path: str) -> None:
     if not any(source.on_chain for source in checked.sources):
         click.echo(f"{head}: ok")
         return
-    s = settings()
-    node = Node(s.rpc_urls, s.rpc_timeout)
+    node = Node.from_settings(settings())  # with the deployment's call budget
     try:
         resolved, _ = resolve_all(node, checked, {})
     except RetryableError as exc:

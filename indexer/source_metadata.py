@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from eth_abi import decode
+from eth_abi.exceptions import DecodingError
 from eth_utils import function_signature_to_4byte_selector
 
 from indexer.errors import RpcError
@@ -95,7 +96,7 @@ def read(node: Node, source: Source) -> Facts:
                 ]
             )
         )
-    except (RpcError, ValueError) as exc:
+    except (RpcError, ValueError, DecodingError) as exc:  # reverted, or not its shape
         what = "a Chainlink aggregator" if source.kind == "chainlink" else "a Uniswap pool"
         raise SourcesError(f"{source.address} does not answer as {what}: {exc}") from None
     return Facts(token0, token1, _uint(d0), _uint(d1), _text(s0), _text(s1))
