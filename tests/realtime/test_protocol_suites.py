@@ -52,6 +52,16 @@ def get(
     return requests.get(polling_url(server.port, sid, query), timeout=WAIT)
 
 
+def waiting_poll(server: Server, sid: str) -> tuple[threading.Thread, list[requests.Response]]:
+    """A GET sent from a thread and left waiting for packets; its response lands in the
+    list once the thread ends."""
+    answers: list[requests.Response] = []
+    thread = threading.Thread(target=lambda: answers.append(get(server, sid)))
+    thread.start()
+    time.sleep(IN_FLIGHT)  # the GET waits for packets
+    return thread, answers
+
+
 def post(server: Server, sid: str, body: str) -> requests.Response:
     return requests.post(polling_url(server.port, sid), data=body.encode(), timeout=WAIT)
 
@@ -145,10 +155,7 @@ def test_an_invalid_packet_closes_a_polling_session(server: Server) -> None:
 def test_a_second_poll_while_one_waits_closes_the_session(quiet: Server) -> None:
     server = quiet
     sid = polling_session(server.port)["sid"]
-    first: list[requests.Response] = []
-    waiting = threading.Thread(target=lambda: first.append(get(server, sid)))
-    waiting.start()
-    time.sleep(IN_FLIGHT)  # the first GET waits for packets
+    waiting, first = waiting_poll(server, sid)
     second = get(server, sid)
     waiting.join(WAIT)
     answers = sorted(
@@ -221,10 +228,7 @@ def test_a_websocket_session_that_misses_its_pong_is_closed(server: Server) -> N
 def test_a_polling_session_closed_by_the_client(quiet: Server) -> None:
     server = quiet
     sid = polling_session(server.port)["sid"]
-    pending: list[requests.Response] = []
-    waiting = threading.Thread(target=lambda: pending.append(get(server, sid)))
-    waiting.start()
-    time.sleep(IN_FLIGHT)
+    waiting, pending = waiting_poll(server, sid)
     assert post(server, sid, "1").status_code == 200
     waiting.join(WAIT)
     assert (pending[0].status_code, pending[0].text) == (200, "6")
