@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from chainpulse.contracts import Contracts
 
@@ -90,9 +91,11 @@ class V2Pair:
             ),
         ]
 
-    def swap(self, amount_in: int, zero_for_one: bool) -> None:
-        for tx in self.swap_calls(amount_in, zero_for_one):
-            self.contracts.execute(tx)
+    def swap(self, amount_in: int, zero_for_one: bool) -> dict[str, Any]:
+        """Swap, waiting for both transactions; the receipt of the swap itself."""
+        pay, swap = self.swap_calls(amount_in, zero_for_one)
+        self.contracts.execute(pay)
+        return self.contracts.execute(swap)
 
     def drain(self, share: float = 0.999) -> None:
         """Burn `share` of the sender's liquidity: the reserves fall by that much."""

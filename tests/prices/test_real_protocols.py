@@ -2,8 +2,7 @@
 and follower over anvil), on SQLite and PostgreSQL, checked independently: every stored
 price equals the Uniswap SDK's exact fraction (@uniswap/sdk-core's Price, run in Node)
 and the value computed here from getReserves()/slot0()/latestRoundData() read at the
-same block, rounded once to 40 digits. (Reorgs on these contracts: not here yet, see
-docs/prices.md; tests/prices/test_chain_prices.py covers them on the look-alikes.)
+same block, rounded once to 40 digits; through a reorg too.
 
 WBTC has 8 decimals, USDC 6 and WETH 18; USDC is token0 of one pool and token1 of the
 other; the V3 pool runs to MIN_SQRT_RATIO and MAX_SQRT_RATIO, and a V2 pair holds
@@ -163,5 +162,15 @@ def test_prices_equal_the_sdk_and_the_chain(
             check("WBTC")
             feed.answer(3_123_45678901)
             check("ETH")
+
+            # a reorg from the swap's block on removes its price: the one before comes back
+            # (from the swap's block, not a fixed depth: the head may have moved past it)
+            before = stored(s, "WETH")[-1]
+            block = int(pair.swap(5 * 10**18, zero_for_one=pair.token0 == weth)["blockNumber"], 16)
+            wait_until(lambda: stored(s, "WETH")[-1][0] == block, WAIT, "the swap priced")
+            s.anvil.call("anvil_reorg", s.anvil.head() - block + 1, [])
+            s.wait_consistent(WAIT)
+            wait_until(lambda: stored(s, "WETH")[-1] == before, WAIT, "the price restored")
+            assert before[1] == expected("WETH", s.anvil.head())
         finally:
             sdk.close()
