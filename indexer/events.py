@@ -75,6 +75,8 @@ class PriceUpdated:
     updatedAt: int | None = None  # a feed's round time, seconds
     reorgId: str | None = None  # set when a reorg republishes the price now valid
     blockHash: str | None = None  # the block of a chain price (readers may drop an orphan's)
+    stale: bool = False  # the source would not publish now: `price` is the last good one
+    staleReason: str | None = None  # low-liquidity, no-reserves, feed-age or stale-leg
 
     type = "price.updated"
 
@@ -82,13 +84,15 @@ class PriceUpdated:
     def id(self) -> str:
         """`price.updated:<token>:<where>:<digest>`: where is the block, `manual:<ms>` or
         `reorg`; the digest stands for the price (a price has no length bound: a derived
-        price multiplies its legs), with the block's hash or the reorg's id."""
+        price multiplies its legs), with the block's hash or the reorg's id, and with
+        the stale reason when stale (a stale update repeats a price already published)."""
+        price = str(self.price) if not self.stale else f"{self.price}\n{self.staleReason}"
         if self.reorgId is not None:
-            where, key = "reorg", digest(self.reorgId, str(self.price))
+            where, key = "reorg", digest(self.reorgId, price)
         elif self.blockNumber is None:
-            where, key = f"manual:{self.publishedAt}", digest(str(self.price))
+            where, key = f"manual:{self.publishedAt}", digest(price)
         else:
-            where, key = str(self.blockNumber), digest(self.blockHash or "", str(self.price))
+            where, key = str(self.blockNumber), digest(self.blockHash or "", price)
         return f"{self.type}:{self.token}:{where}:{key}"
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -142,6 +144,9 @@ prices = Table(
     Column("at_ms", BigInteger, nullable=False),
     Column("feed_updated_at", BigInteger, nullable=True),  # a feed's `updatedAt`, seconds
     Column("price_key", String(46), nullable=False),
+    # the row repeats the last good price: the source would not publish now (its reason)
+    Column("stale", Boolean, nullable=False, server_default=false()),
+    Column("stale_reason", String(32), nullable=True),
     Index("ix_prices_token_order", "token", "at_ms", "block_number", "log_index"),
     Index("ix_prices_block_number", "block_number"),
 )

@@ -1,8 +1,9 @@
 """Prices from a block's logs: Uniswap V2 `Sync`, Uniswap V3 `Initialize` and `Swap`,
-Chainlink `AnswerUpdated`, and derived prices over them (docs/prices.md).
+Chainlink `AnswerUpdated`, derived prices over them, and when each turns stale
+(docs/prices.md).
 
-Pure: `Pricer.updates` turns one block's log rows into price updates, given the legs'
-latest prices before the block. Arithmetic is exact (`Fraction`): `sqrtPriceX96**2`
+Pure: `Pricer.updates` turns one block's log rows into price updates, given the
+tokens' latest prices before the block. Arithmetic is exact (`Fraction`): `sqrtPriceX96**2`
 reaches 2**320. Each update carries the value rounded once to `priceExact`.
 """
 
@@ -37,27 +38,53 @@ TOPICS: dict[str, tuple[str, ...]] = {
     "uniswap_v3": (SWAP_V3, INITIALIZE_V3),
     "chainlink": (ANSWER_UPDATED,),
 }
+_Q96 = 2**96
 _Q192 = 2**192
+
+
+# Why a price is stale (`staleReason`): the source would not publish now.
+LOW_LIQUIDITY = "low-liquidity"  # a pool's quote reserve under its `min_liquidity`
+NO_RESERVES = "no-reserves"  # a V2 pair holding none of one token
+FEED_AGE = "feed-age"  # a feed's `updatedAt` older than its `max_age` in chain time
+STALE_LEG = "stale-leg"  # a derived price with a stale leg
+STALE_REASONS = (LOW_LIQUIDITY, NO_RESERVES, FEED_AGE, STALE_LEG)
 
 
 @dataclass(frozen=True)
 class Update:
-    """One price update: `price` is the exact decimal string (`priceExact`)."""
+    """One price update: `price` is the exact decimal string (`priceExact`). A stale
+    update repeats the last good price with its reason; `log_index` is None for one
+    that no log carries (a feed aged past `max_age`, judged before the block's logs)."""
 
     token: str
     price: str
     source: str
     quote: str
-    log_index: int
+    log_index: int | None
     updated_at: int | None = None  # a feed's `updatedAt`, seconds
+    stale_reason: str | None = None
 
 
-# The latest price of a token before the block being priced (its `priceExact`), or None.
-LatestBefore = Callable[[str], str | None]
+@dataclass(frozen=True)
+class Known:
+    """A token's latest price before the update being decoded."""
+
+    price: str  # `priceExact`
+    stale_reason: str | None = None
+    updated_at: int | None = None  # a feed's `updatedAt`
+
+    @property
+    def stale(self) -> bool:
+        return self.stale_reason is not None
+
+
+# The latest price of a token before the block being priced, or None.
+LatestBefore = Callable[[str], Known | None]
 
 
 class Pricer:
-    """Decodes the logs of configured pools and feeds, and recomputes derived prices."""
+    """Decodes the logs of configured pools and feeds, recomputes derived prices, and
+    says when a price turns stale."""
 
     def __init__(self, sources: PriceSources) -> None:
         if not sources.resolved:
@@ -68,64 +95,132 @@ class Pricer:
             for topic in TOPICS.get(source.kind, ()):
                 assert source.address is not None
                 self.by_log.setdefault((source.address, topic), []).append(source)
+        # feeds whose answers age: every block is judged, logs or not
+        self.aging = tuple(s for s in sources.sources if s.max_age is not None)
 
     def watches(self, logs: Iterable[Mapping[str, Any]]) -> bool:
-        """Whether any of `logs` is one a source decodes (a cheap first pass)."""
+        """Whether a block with `logs` may change a price (a cheap first pass)."""
+        if self.aging:
+            return True
         by_log = self.by_log
         return any((entry["address"], entry["topic0"]) in by_log for entry in logs)
 
-    def updates(self, logs: Iterable[Mapping[str, Any]], latest: LatestBefore) -> list[Update]:
-        """Every update in one block's `logs` (ascending log index), derived ones after
-        the leg update that moved them. `latest` is asked for a leg not moved yet."""
+    def updates(
+        self, logs: Iterable[Mapping[str, Any]], latest: LatestBefore, timestamp: int
+    ) -> list[Update]:
+        """Every update of one block (`logs` in ascending log index, `timestamp` its
+        chain time): first the feeds that aged past `max_age` since their last answer,
+        then each log's update, derived ones after the leg update that moved them.
+        `latest` is asked for a token not moved yet in this block."""
         found: list[Update] = []
-        known: dict[str, str | None] = {}
+        known: dict[str, Known | None] = {}
+
+        def current(token: str) -> Known | None:
+            if token not in known:
+                known[token] = latest(token)
+            return known[token]
+
+        def publish(source: Source, update: Update) -> None:
+            found.append(update)
+            known[update.token] = Known(update.price, update.stale_reason, update.updated_at)
+            for derived in self.sources.dependents[source.token]:
+                value = _derive(derived, current)
+                if value is None:
+                    continue
+                price, reason = value
+                before = current(derived.token)
+                if reason is not None and before is not None and before == Known(price, reason):
+                    continue  # stale already, and still the same price
+                found.append(
+                    Update(
+                        derived.token,
+                        price,
+                        derived.name,
+                        derived.quote,
+                        update.log_index,
+                        None,
+                        reason,
+                    )
+                )
+                known[derived.token] = Known(price, reason)
+
+        for source in self.aging:
+            now = current(source.token)
+            if now is not None and not now.stale and _aged(source, now.updated_at, timestamp):
+                publish(source, _stale(source, now, None, FEED_AGE))
         for entry in logs:
             sources = self.by_log.get((entry["address"], entry["topic0"]))
             if not sources:
                 continue
             for source in sources:
-                update = _decode(source, entry)
-                if update is None:
+                reading = _decode(source, entry)
+                if reading is None:
                     continue
-                found.append(update)
-                known[source.token] = update.price
-                for derived in self.sources.dependents[source.token]:
-                    value = self._derive(derived, known, latest)
-                    if value is not None:
-                        known[derived.token] = value
-                        found.append(
-                            Update(
-                                derived.token, value, derived.name, derived.quote, update.log_index
-                            )
-                        )
+                value, updated_at, reason = reading
+                if reason is None and _aged(source, updated_at, timestamp):
+                    reason = FEED_AGE  # an answer already too old when it lands
+                log_index = int(entry["log_index"])
+                if reason is not None:
+                    now = current(source.token)
+                    if now is None or now.stale:
+                        continue  # no good price to repeat, or stale already
+                    publish(source, _stale(source, now, log_index, reason))
+                    continue
+                assert value is not None
+                price = round_exact(value)
+                update = Update(
+                    source.token, price, source.name, source.quote, log_index, updated_at
+                )
+                publish(source, update)
         return found
 
-    def _derive(
-        self, derived: Source, known: dict[str, str | None], latest: LatestBefore
-    ) -> str | None:
-        """The product of the legs' latest `priceExact` values, rounded once; None when
-        a leg has no price yet or a leg to invert is zero."""
-        product = Fraction(1)
-        for leg in derived.legs:
-            if leg.token not in known:
-                known[leg.token] = latest(leg.token)
-            text = known[leg.token]
-            if text is None:
+
+def _aged(source: Source, updated_at: int | None, timestamp: int) -> bool:
+    """Whether a feed's answer of `updated_at` is past its `max_age` at `timestamp`."""
+    if source.max_age is None or updated_at is None:
+        return False
+    return timestamp - updated_at > source.max_age
+
+
+def _stale(source: Source, now: Known, log_index: int | None, reason: str) -> Update:
+    """`source`'s last good price, turned stale for `reason`."""
+    return Update(
+        source.token, now.price, source.name, source.quote, log_index, now.updated_at, reason
+    )
+
+
+def _derive(
+    derived: Source, current: Callable[[str], Known | None]
+) -> tuple[str, str | None] | None:
+    """The product of the legs' latest `priceExact` values, rounded once, stale when a
+    leg is; None when a leg has no price yet or a leg to invert is zero."""
+    product = Fraction(1)
+    reason = None
+    for leg in derived.legs:
+        now = current(leg.token)
+        if now is None:
+            return None
+        if now.stale:
+            reason = STALE_LEG
+        value = Fraction(Decimal(now.price))
+        if leg.inverted:
+            if value == 0:
                 return None
-            value = Fraction(Decimal(text))
-            if leg.inverted:
-                if value == 0:
-                    return None
-                value = 1 / value
-            product *= value
-        return round_exact(product)
+            value = 1 / value
+        product *= value
+    return round_exact(product), reason
 
 
-def _decode(source: Source, entry: Mapping[str, Any]) -> Update | None:
-    """The update one log carries for `source`, or None (a zero reserve or price, a thin
-    pool, or a log that does not have the event's shape)."""
+# What one log says: the value (None when there is none to publish), a feed's
+# `updatedAt`, and why the source would not publish now (None when it would).
+Reading = tuple[Fraction | None, int | None, str | None]
+
+
+def _decode(source: Source, entry: Mapping[str, Any]) -> Reading | None:
+    """What one log says for `source`, or None (a zero price, or a log that does not
+    have the event's shape)."""
     try:
-        value, updated_at = _VALUE[source.kind](source, entry)
+        reading = _VALUE[source.kind](source, entry)
     except (ValueError, TypeError, IndexError) as exc:
         log.warning(
             "source %s: log %s of block %s is not a well-formed event: %s",
@@ -135,16 +230,9 @@ def _decode(source: Source, entry: Mapping[str, Any]) -> Update | None:
             exc,
         )
         return None
-    if value is None:
+    if reading[0] is None and reading[2] is None:
         return None
-    return Update(
-        source.token,
-        round_exact(value),
-        source.name,
-        source.quote,
-        int(entry["log_index"]),
-        updated_at,
-    )
+    return reading
 
 
 def _words(data: str, count: int) -> list[int]:
@@ -167,44 +255,55 @@ def _known(decimals: int | None) -> int:
     return decimals
 
 
-def _v2(source: Source, entry: Mapping[str, Any]) -> tuple[Fraction | None, None]:
+def _thin(source: Source, quote_reserve: Fraction) -> bool:
+    """Whether a pool's quote reserve (whole tokens) is under its `min_liquidity`."""
+    return source.min_liquidity is not None and quote_reserve < Fraction(source.min_liquidity)
+
+
+def _v2(source: Source, entry: Mapping[str, Any]) -> Reading:
     decimals0, decimals1 = _known(source.decimals0), _known(source.decimals1)
     reserve0, reserve1 = _words(entry["data"], 2)
     if reserve0 == 0 or reserve1 == 0:
-        return None, None
-    if source.min_liquidity is not None:
-        quote_reserve, decimals = (
-            (reserve1, decimals1) if source.base == "token0" else (reserve0, decimals0)
-        )
-        if Fraction(quote_reserve, 10**decimals) < Fraction(source.min_liquidity):
-            return None, None
+        return None, None, NO_RESERVES
+    quote = (reserve1, decimals1) if source.base == "token0" else (reserve0, decimals0)
+    if _thin(source, Fraction(quote[0], 10 ** quote[1])):
+        return None, None, LOW_LIQUIDITY
     price = Fraction(reserve1 * 10**decimals0, reserve0 * 10**decimals1)
-    return _oriented(source, price), None
+    return _oriented(source, price), None, None
 
 
-def _v3(source: Source, entry: Mapping[str, Any]) -> tuple[Fraction | None, None]:
+def _v3(source: Source, entry: Mapping[str, Any]) -> Reading:
+    decimals0, decimals1 = _known(source.decimals0), _known(source.decimals1)
     if entry["topic0"] == INITIALIZE_V3:
-        sqrt_price = _words(entry["data"], 2)[0]
+        sqrt_price, liquidity = _words(entry["data"], 2)[0], 0  # nothing minted yet
     else:
-        sqrt_price = _words(entry["data"], 5)[2]
+        words = _words(entry["data"], 5)
+        sqrt_price, liquidity = words[2], words[3]
     if sqrt_price == 0:
-        return None, None
-    price = Fraction(sqrt_price * sqrt_price, _Q192) * Fraction(10) ** (
-        _known(source.decimals0) - _known(source.decimals1)
-    )
-    return _oriented(source, price), None
+        return None, None, None
+    if source.min_liquidity is not None:
+        # the in-range liquidity's virtual reserve of the quote token:
+        # token1 = L * sqrtP, token0 = L / sqrtP, with sqrtP = sqrtPriceX96 / 2^96
+        if source.base == "token0":
+            reserve = Fraction(liquidity * sqrt_price, _Q96 * 10**decimals1)
+        else:
+            reserve = Fraction(liquidity * _Q96, sqrt_price * 10**decimals0)
+        if _thin(source, reserve):
+            return None, None, LOW_LIQUIDITY
+    price = Fraction(sqrt_price * sqrt_price, _Q192) * Fraction(10) ** (decimals0 - decimals1)
+    return _oriented(source, price), None, None
 
 
-def _chainlink(source: Source, entry: Mapping[str, Any]) -> tuple[Fraction | None, int]:
+def _chainlink(source: Source, entry: Mapping[str, Any]) -> Reading:
     topic = entry["topic1"]
     if topic is None:
         raise ValueError("no topic 1 (the answer)")
     answer = _signed(int(topic, 16))
     (updated_at,) = _words(entry["data"], 1)
-    return Fraction(answer, 10 ** _known(source.decimals)), updated_at
+    return Fraction(answer, 10 ** _known(source.decimals)), updated_at, None
 
 
-_VALUE: dict[str, Callable[[Source, Mapping[str, Any]], tuple[Fraction | None, int | None]]] = {
+_VALUE: dict[str, Callable[[Source, Mapping[str, Any]], Reading]] = {
     "uniswap_v2": _v2,
     "uniswap_v3": _v3,
     "chainlink": _chainlink,

@@ -24,7 +24,7 @@ from indexer.blocks import BlockData
 from indexer.errors import FatalError
 from indexer.events import PriceUpdated
 from indexer.exact import DIGITS, plain, significant_digits, sort_key
-from indexer.price_decoding import Pricer, Update
+from indexer.price_decoding import Known, Pricer, Update
 from indexer.sources import TOKEN, PriceSources
 
 MANUAL = "manual"
@@ -46,7 +46,10 @@ def record_block_prices(
     transaction; returns the events to announce: each token's last update per block."""
     rows: list[dict[str, Any]] = []
     events: list[PriceUpdated] = []
-    batch: dict[str, str] = {}  # token -> latest price written by this batch so far
+    # token -> its latest price as of the block being priced: what this batch wrote, or
+    # the row stored before the batch's first block that asked (no other transaction
+    # stores rows at the batch's heights, so it stays the latest before the later ones)
+    batch: dict[str, Known | None] = {}
     now = datetime.now(UTC)
     for data in datas:
         if not pricer.watches(data.logs):
@@ -55,13 +58,13 @@ def record_block_prices(
         timestamp = int(data.block["timestamp"])
         at_ms = timestamp * 1000
 
-        def latest(token: str, at_ms: int = at_ms, number: int = number) -> str | None:
-            if token in batch:
-                return batch[token]
-            row = queries.latest_price_before(conn, token, at_ms, number)
-            return None if row is None else plain(row.price)
+        def latest(token: str, at_ms: int = at_ms, number: int = number) -> Known | None:
+            if token not in batch:
+                row = queries.latest_price_before(conn, token, at_ms, number)
+                batch[token] = None if row is None else known(row)
+            return batch[token]
 
-        updates = pricer.updates(data.logs, latest)
+        updates = pricer.updates(data.logs, latest, timestamp)
         last: dict[str, tuple[int, Update]] = {}
         for position, update in enumerate(updates):
             rows.append(_row(update, number, at_ms, now))
@@ -69,7 +72,7 @@ def record_block_prices(
         # in chain order: where each token's last update of the block sits
         for _, update in sorted(last.values(), key=lambda item: item[0]):
             token = update.token
-            batch[token] = update.price
+            batch[token] = Known(update.price, update.stale_reason, update.updated_at)
             events.append(
                 PriceUpdated(
                     token=token,
@@ -81,11 +84,18 @@ def record_block_prices(
                     quote=update.quote,
                     updatedAt=update.updated_at,
                     blockHash=data.hash,
+                    stale=update.stale_reason is not None,
+                    staleReason=update.stale_reason,
                 )
             )
     if rows:
         conn.execute(m.prices.insert(), rows)
     return events
+
+
+def known(row: queries.PriceRow) -> Known:
+    """What the decoder needs of a stored row."""
+    return Known(plain(row.price), row.stale_reason if row.stale else None, row.feed_updated_at)
 
 
 def _row(update: Update, number: int, at_ms: int, now: datetime) -> dict[str, Any]:
@@ -101,6 +111,8 @@ def _row(update: Update, number: int, at_ms: int, now: datetime) -> dict[str, An
         "at_ms": at_ms,
         "feed_updated_at": update.updated_at,
         "price_key": sort_key(price),
+        "stale": update.stale_reason is not None,
+        "stale_reason": update.stale_reason,
     }
 
 
@@ -147,6 +159,8 @@ def event_from_row(
         quote=row.quote,
         updatedAt=row.feed_updated_at,
         reorgId=reorg_id,
+        stale=row.stale,
+        staleReason=row.stale_reason,
     )
 
 

@@ -43,6 +43,8 @@ class PriceRow:
     at_ms: int  # when it took effect: the block's timestamp, or the publish time
     quote: str | None
     feed_updated_at: int | None  # a feed's `updatedAt`, seconds
+    stale: bool = False  # the row repeats the last good price (docs/prices.md)
+    stale_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ def _price(row: Any) -> PriceRow:
         at_ms=int(row.at_ms),
         quote=row.quote,
         feed_updated_at=None if row.feed_updated_at is None else int(row.feed_updated_at),
+        stale=bool(row.stale),
+        stale_reason=row.stale_reason,
     )
 
 
@@ -197,7 +201,8 @@ def candles(conn: Connection, token: str, interval_ms: int, limit: int) -> list[
     latest `limit` intervals that have any, newest first. Computed in SQL on both
     databases; high and low compare `price_key` (exact, unlike text or REAL)."""
     bucket = (prices.c.at_ms // interval_ms).label("bucket")
-    mine = sa.select(prices, bucket).where(prices.c.token == token).subquery()
+    # a stale row repeats a price already counted: candles count what the source published
+    mine = sa.select(prices, bucket).where(prices.c.token == token, ~prices.c.stale).subquery()
     recent = (
         sa.select(mine.c.bucket).distinct().order_by(mine.c.bucket.desc()).limit(limit)
     ).subquery()

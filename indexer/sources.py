@@ -29,13 +29,14 @@ _COMMON = {"name", "kind", "token", "quote"}
 _POOL = _COMMON | {"address", "price_of", "base", "decimals0", "decimals1"}
 _FIELDS: dict[Kind, set[str]] = {
     "uniswap_v2": _POOL | {"min_liquidity"},
-    "uniswap_v3": _POOL,
-    "chainlink": _COMMON | {"address", "decimals"},
+    "uniswap_v3": _POOL | {"min_liquidity"},
+    "chainlink": _COMMON | {"address", "decimals", "max_age"},
     "derived": _COMMON | {"legs"},
 }
 # read from the chain when the file leaves them out (indexer.source_metadata), and
 # checked against it when it gives them
-_OPTIONAL = {"min_liquidity", "price_of", "base", "decimals0", "decimals1", "decimals"}
+_OPTIONAL = {"min_liquidity", "max_age", "price_of", "base", "decimals0", "decimals1", "decimals"}
+MAX_AGE_LIMIT = 10 * 365 * 24 * 3600  # seconds: ten years
 
 
 class SourcesError(ConfigError):
@@ -73,7 +74,9 @@ class Source:
     decimals1: int | None = None
     decimals: int | None = None  # feeds
     legs: tuple[Leg, ...] = ()  # derived
-    min_liquidity: Decimal | None = None  # uniswap_v2
+    # pools: below it (the quote token's reserve, whole tokens) the price is stale
+    min_liquidity: Decimal | None = None
+    max_age: int | None = None  # feeds: seconds of chain time before an answer is stale
 
     @property
     def on_chain(self) -> bool:
@@ -249,6 +252,13 @@ def _source(where: str, number: int, entry: Any) -> Source:
             values[key] = value
     if "min_liquidity" in entry:
         values["min_liquidity"] = _amount(entry["min_liquidity"], lambda p: bad("min_liquidity", p))
+    if "max_age" in entry:
+        max_age = entry["max_age"]
+        if isinstance(max_age, bool) or not isinstance(max_age, int):
+            raise bad("max_age", f"expected whole seconds, got {max_age!r}")
+        if not 1 <= max_age <= MAX_AGE_LIMIT:
+            raise bad("max_age", f"expected 1 to {MAX_AGE_LIMIT} seconds, got {max_age}")
+        values["max_age"] = max_age
     if kind == "derived":
         values["legs"] = _legs(entry["legs"], token, lambda p: bad("legs", p))
     return Source(**values)

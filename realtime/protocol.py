@@ -104,6 +104,8 @@ class PriceUpdate(TypedDict):
     blockNumber: int | None  # null for manual prices
     source: str
     timestamp: int  # ms, at push time
+    stale: bool  # the source would not publish now: `price` is the last good one
+    staleReason: str | None  # low-liquidity, no-reserves, feed-age, stale-leg; null if fresh
     quote: NotRequired[str]
     updatedAt: NotRequired[int]  # a feed's round time, seconds
     snapshot: NotRequired[Literal[True]]  # the first after a subscribe
@@ -184,6 +186,8 @@ def price_update(event: PriceUpdated, snapshot: bool = False) -> PriceUpdate:
         "blockNumber": event.blockNumber,
         "source": event.source,
         "timestamp": now_ms(),
+        "stale": event.stale,
+        "staleReason": event.staleReason,
     }
     if event.quote is not None:
         payload["quote"] = event.quote

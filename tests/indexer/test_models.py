@@ -15,6 +15,7 @@ from indexer.blocks import decode
 from indexer.events import MAX_ID_LENGTH, BlockIndexed, BlockRef, BlockReorged, PriceUpdated
 from indexer.exact import sort_key
 from indexer.models import ExactDecimal, Uint256
+from indexer.price_decoding import STALE_REASONS
 from indexer.reorg import HALT_KEY
 from indexer.schema import upgrade
 from indexer.store import Store
@@ -175,6 +176,7 @@ def _longest_values() -> dict[tuple[str, str], str]:
         ("prices", "token"): "T" * 32,  # TOKEN: 1 to 32 characters
         ("prices", "source"): "s" * 64,  # a source's name: at most 64; or "manual"
         ("prices", "quote"): "Q" * 32,
+        ("prices", "stale_reason"): max(STALE_REASONS, key=len),
         ("prices", "price_key"): sort_key(-Decimal("9" * 40) * Decimal(10) ** -78),
         ("chainpulse_meta", "key"): max(KEYS, key=len),
         ("outbox", "event_id"): longest_id,

@@ -44,7 +44,10 @@ def test_a_reorg_restoring_a_40_digit_price_on_postgresql(
 
             s.anvil.call("anvil_reorg", 1, [])
             s.wait_consistent(WAIT)
-            wait_until(lambda: latest(s, "WETH") == FULL, WAIT, "the 40-digit price restored")
+            try:
+                wait_until(lambda: latest(s, "WETH") == FULL, WAIT, "the 40-digit price restored")
+            except TimeoutError as exc:
+                raise AssertionError(f"{exc}\n{what_happened(s, tmp_path)}") from None
 
             restored = [
                 d for t, d in s.events() if t == "price.updated" and d.get("reorgId") is not None
@@ -61,6 +64,24 @@ def test_a_reorg_restoring_a_40_digit_price_on_postgresql(
             follower.kill()
             follower.wait()
     assert "Traceback" not in (tmp_path / "follower.log").read_text()
+
+
+def what_happened(s: Stack, tmp_path: Path) -> str:
+    """WETH's rows, the reorgs and the processes' logs: what a failure needs to be read."""
+    with s.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(m.prices.c.block_number, m.prices.c.log_index, m.prices.c.price)
+            .where(m.prices.c.token == "WETH")
+            .order_by(m.prices.c.block_number)
+        ).all()
+    return "\n".join(
+        [
+            f"WETH rows: {rows}",
+            f"node head: {s.anvil.head()}; reorgs: {s.reorgs()}",
+            (tmp_path / "follower.log").read_text()[-3000:],
+            s.tails()[-3000:],
+        ]
+    )
 
 
 def outbox(s: Stack) -> list[str]:

@@ -125,7 +125,17 @@ def test_price_snapshot_on_subscribe_then_live_updates_to_the_room_only(
     stream.append(price_event("BTC", "65001.5", 8), price_event("ETH", "3000", 8))
     stream.append(block_event(8))
     live = subscriber.wait_for("price-update", 2)[1]
-    assert set(live) == {"token", "price", "priceExact", "blockNumber", "source", "timestamp"}
+    assert set(live) == {
+        "token",
+        "price",
+        "priceExact",
+        "blockNumber",
+        "source",
+        "timestamp",
+        "stale",
+        "staleReason",
+    }
+    assert live["stale"] is False and live["staleReason"] is None
     assert live["price"] == 65001.5 and live["priceExact"] == "65001.5"
     other.wait_for("new-block")
     subscriber.wait_for("new-block")
