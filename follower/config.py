@@ -28,3 +28,9 @@ class FollowerSettings(IndexerSettings):
     follower_metrics_port: int = setting(
         "FOLLOWER_METRICS_PORT", 9102, "port of the follower's `/metrics`; 0: none"
     )
+    price_silence_warn: int = setting(
+        "PRICE_SILENCE_WARN",
+        50,
+        "blocks a feed's `latestRoundData()` may move with no `AnswerUpdated` stored "
+        "before a warning names it; 0: never",
+    )

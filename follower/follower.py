@@ -20,6 +20,8 @@ take over when its lock expires. The active one:
 - at its first start (no start recorded in `chainpulse_meta`) starts at `START_BLOCK`,
   or else at the target then, never at genesis by accident; later starts resume from
   the cursor (Redis, else the highest stored block) and catch up;
+- every sweep, follows each Chainlink proxy source to its aggregator and warns about
+  feeds that answer without emitting (`indexer.proxies`);
 - stops advancing (but stays the lock holder) while a too-deep reorg is recorded.
 
 Every action on the chain is fenced by the lease token: enqueueing through a Lua script
@@ -43,6 +45,7 @@ from follower.queue import Cursor, FencedQueue, read_cursor
 from indexer import outbox
 from indexer.bus import BusUnavailable, EventBus
 from indexer.errors import ChainpulseError, ReorgTooDeep, RetryableError, RpcError
+from indexer.proxies import ProxyWatch, SilenceWatch
 from indexer.ranges import chunks
 from indexer.reorg import Halt, read_halt, repair
 from indexer.rpc import Node
@@ -95,6 +98,8 @@ class Follower:
         self._heads: HeadSubscription | None = None
         self._header: Header | None = None
         self._header_lock = threading.Lock()
+        self.proxies = ProxyWatch(store, node)
+        self.silence = SilenceWatch(store, node, settings.price_silence_warn)
 
     # Loop -------------------------------------------------------------------------------
 
@@ -333,6 +338,7 @@ class Follower:
             self._repair(token)
         cursor = self.cursor
         assert cursor is not None and self.start is not None
+        self._watch_feeds(cursor.number)
         first_sweep = self._missing_before is None
         lo = self.start if first_sweep else max(self.start, cursor.number - SWEEP_SPAN)
         missing = set(self._missing(lo, cursor.number))
@@ -348,6 +354,16 @@ class Follower:
                 for a, b in chunks(sorted(due), self.settings.backfill_batch)
             ]
             self._enqueue(jobs, None)
+
+    def _watch_feeds(self, target: int) -> None:
+        """Follow each Chainlink proxy to its aggregator, and warn about silent feeds."""
+        try:
+            self.store.prepare_prices(self.node)
+            if self.proxies.check(target):
+                self._relay()  # the answers priced at the switch
+            self.silence.check()
+        except ChainpulseError as exc:
+            log.warning("price feeds not checked this sweep: %s", exc)
 
     def _missing(self, lo: int, hi: int) -> list[int]:
         """Missing heights in [lo, hi]; over a long range, the first MAX_ENQUEUE of them."""

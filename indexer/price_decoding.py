@@ -92,9 +92,10 @@ class Pricer:
         self.sources = sources
         self.by_log: dict[tuple[str, str], list[Source]] = {}
         for source in sources.sources:
+            emitters = [a for _, a in source.aggregators] or [source.address or ""]
             for topic in TOPICS.get(source.kind, ()):
-                assert source.address is not None
-                self.by_log.setdefault((source.address, topic), []).append(source)
+                for emitter in dict.fromkeys(emitters):
+                    self.by_log.setdefault((emitter, topic), []).append(source)
         # feeds whose answers age: every block is judged, logs or not
         self.aging = tuple(s for s in sources.sources if s.max_age is not None)
 
@@ -106,12 +107,16 @@ class Pricer:
         return any((entry["address"], entry["topic0"]) in by_log for entry in logs)
 
     def updates(
-        self, logs: Iterable[Mapping[str, Any]], latest: LatestBefore, timestamp: int
+        self,
+        logs: Iterable[Mapping[str, Any]],
+        latest: LatestBefore,
+        timestamp: int,
+        age: bool = True,
     ) -> list[Update]:
         """Every update of one block (`logs` in ascending log index, `timestamp` its
-        chain time): first the feeds that aged past `max_age` since their last answer,
-        then each log's update, derived ones after the leg update that moved them.
-        `latest` is asked for a token not moved yet in this block."""
+        chain time): first (with `age`) the feeds that aged past `max_age` since their
+        last answer, then each log's update, derived ones after the leg update that moved
+        them. `latest` is asked for a token not moved yet in this block."""
         found: list[Update] = []
         known: dict[str, Known | None] = {}
 
@@ -144,7 +149,7 @@ class Pricer:
                 )
                 known[derived.token] = Known(price, reason)
 
-        for source in self.aging:
+        for source in self.aging if age else ():
             now = current(source.token)
             if now is not None and not now.stale and _aged(source, now.updated_at, timestamp):
                 publish(source, _stale(source, now, None, FEED_AGE))
@@ -153,6 +158,9 @@ class Pricer:
             if not sources:
                 continue
             for source in sources:
+                emitter = source.emitter_at(entry["block_number"])
+                if source.aggregators and emitter != entry["address"]:
+                    continue  # an aggregator the proxy did not point at then
                 reading = _decode(source, entry)
                 if reading is None:
                     continue

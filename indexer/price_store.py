@@ -10,10 +10,10 @@ the stream which price is valid now.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -24,7 +24,7 @@ from indexer.blocks import BlockData
 from indexer.errors import FatalError
 from indexer.events import PriceUpdated
 from indexer.exact import DIGITS, plain, significant_digits, sort_key
-from indexer.price_decoding import Known, Pricer, Update
+from indexer.price_decoding import ANSWER_UPDATED, Known, Pricer, Update
 from indexer.sources import TOKEN, PriceSources
 
 MANUAL = "manual"
@@ -39,11 +39,29 @@ class BadPrice(FatalError):
 # Chain prices ----------------------------------------------------------------------------
 
 
+class Priced(NamedTuple):
+    """What pricing needs of a block: fetched (`BlockData`) or stored (`stored_answers`)."""
+
+    number: int
+    hash: str
+    timestamp: int  # chain time, seconds
+    logs: Sequence[Mapping[str, Any]]  # ascending log index
+
+
 def record_block_prices(
     conn: Connection, pricer: Pricer, datas: Sequence[BlockData]
 ) -> list[PriceUpdated]:
     """Store every price update in `datas` (ascending heights) inside the caller's
     transaction; returns the events to announce: each token's last update per block."""
+    blocks = [Priced(d.number, d.hash, int(d.block["timestamp"]), d.logs) for d in datas]
+    return record_prices(conn, pricer, blocks)
+
+
+def record_prices(
+    conn: Connection, pricer: Pricer, blocks: Sequence[Priced], age: bool = True
+) -> list[PriceUpdated]:
+    """`record_block_prices` for `blocks`; with `age` False, no feed is judged for its
+    age (`blocks` hold some logs of blocks already priced: see `stored_answers`)."""
     rows: list[dict[str, Any]] = []
     events: list[PriceUpdated] = []
     # token -> its latest price as of the block being priced: what this batch wrote, or
@@ -51,11 +69,11 @@ def record_block_prices(
     # stores rows at the batch's heights, so it stays the latest before the later ones)
     batch: dict[str, Known | None] = {}
     now = datetime.now(UTC)
-    for data in datas:
-        if not pricer.watches(data.logs):
+    for data in blocks:
+        if age and not pricer.watches(data.logs):
             continue
         number = data.number
-        timestamp = int(data.block["timestamp"])
+        timestamp = data.timestamp
         at_ms = timestamp * 1000
 
         def latest(token: str, at_ms: int = at_ms, number: int = number) -> Known | None:
@@ -64,7 +82,7 @@ def record_block_prices(
                 batch[token] = None if row is None else known(row)
             return batch[token]
 
-        updates = pricer.updates(data.logs, latest, timestamp)
+        updates = pricer.updates(data.logs, latest, timestamp, age=age)
         last: dict[str, tuple[int, Update]] = {}
         for position, update in enumerate(updates):
             rows.append(_row(update, number, at_ms, now))
@@ -91,6 +109,41 @@ def record_block_prices(
     if rows:
         conn.execute(m.prices.insert(), rows)
     return events
+
+
+def stored_answers(conn: Connection, emitter: str, first: int) -> list[Priced]:
+    """The stored blocks from `first` up that hold `AnswerUpdated` logs of `emitter`,
+    with those logs only: what re-prices a feed from the block its proxy switched to
+    `emitter` (indexer.proxies)."""
+    found = conn.execute(
+        sa.select(
+            m.logs.c.block_number,
+            m.logs.c.log_index,
+            m.logs.c.address,
+            m.logs.c.topic0,
+            m.logs.c.topic1,
+            m.logs.c.data,
+            m.blocks.c.hash,
+            m.blocks.c.timestamp,
+        )
+        .join(m.blocks, m.blocks.c.number == m.logs.c.block_number)
+        .where(
+            m.logs.c.address == emitter,
+            m.logs.c.topic0 == ANSWER_UPDATED,
+            m.logs.c.block_number >= first,
+        )
+        .order_by(m.logs.c.block_number, m.logs.c.log_index)
+    ).mappings()
+    blocks: dict[int, Priced] = {}
+    logs: dict[int, list[dict[str, Any]]] = {}
+    for row in found:
+        number = int(row["block_number"])
+        if number not in blocks:
+            logs[number] = []
+            blocks[number] = Priced(number, str(row["hash"]), int(row["timestamp"]), logs[number])
+        names = ("block_number", "log_index", "address", "topic0", "topic1", "data")
+        logs[number].append({k: row[k] for k in names})
+    return list(blocks.values())
 
 
 def known(row: queries.PriceRow) -> Known:

@@ -39,6 +39,9 @@ class Facts:
     symbol1: str | None = None
     decimals: int | None = None
     description: str | None = None
+    # a feed's address is a proxy: the aggregator behind it when first read (None: the
+    # address answers no `aggregator()`, it is the aggregator itself)
+    aggregator: str | None = None
 
     def tokens(self) -> str:
         return f"token0 {self.token0} ({self.symbol0}), token1 {self.token1} ({self.symbol1})"
@@ -81,7 +84,11 @@ def read(node: Node, source: Source) -> Facts:
             decimals, description = node.batch(
                 _calls([(source.address, "decimals()"), (source.address, "description()")])
             )
-            return Facts(decimals=_uint(decimals), description=_text(description))
+            return Facts(
+                decimals=_uint(decimals),
+                description=_text(description),
+                aggregator=aggregator_of(node, source.address, "latest"),
+            )
         raw0, raw1 = node.batch(
             _calls([(source.address, "token0()"), (source.address, "token1()")])
         )
@@ -102,6 +109,40 @@ def read(node: Node, source: Source) -> Facts:
     return Facts(token0, token1, _uint(d0), _uint(d1), _text(s0), _text(s1))
 
 
+def aggregator_of(node: Node, address: str, block: str | int) -> str | None:
+    """The aggregator behind a Chainlink proxy at `block`, or None when `address` answers
+    no `aggregator()` (an aggregator itself, or a mock): a revert, nothing, or zero."""
+    try:
+        return aggregator_at(node, address, block)
+    except RpcError:
+        return None  # reverted: no such function (a node that is away raises on)
+
+
+def aggregator_at(node: Node, address: str, block: str | int) -> str | None:
+    """`aggregator_of`, raising RpcError when the node refuses the call (a revert, or
+    the state of a block it has pruned)."""
+    at = block if isinstance(block, str) else hex(block)
+    raw = node.call("eth_call", {"to": address, "data": _selector("aggregator()")}, at)
+    if not isinstance(raw, str) or len(raw) != 66:
+        return None
+    found = _word_address(raw)
+    return None if int(found, 16) == 0 else found
+
+
+def round_updated_at(node: Node, address: str, block: int) -> int | None:
+    """`updatedAt` of a feed's `latestRoundData()` at `block`; None when it has no round
+    or does not answer."""
+    call = {"to": address, "data": _selector("latestRoundData()")}
+    try:
+        raw = node.call("eth_call", call, hex(block))
+        (_, _, _, updated_at, _) = decode(
+            ["uint80", "int256", "uint256", "uint256", "uint80"], bytes.fromhex(raw[2:])
+        )
+    except (RpcError, ValueError, TypeError, DecodingError):
+        return None  # no round yet (FluxAggregator reverts), or not a feed
+    return int(updated_at)
+
+
 def resolve(sources: PriceSources, source: Source, facts: Facts) -> Source:
     """`source` with its base and decimals from `facts`; SourcesError when the file's
     own values disagree with them or `price_of` names neither token (or both)."""
@@ -115,7 +156,8 @@ def resolve(sources: PriceSources, source: Source, facts: Facts) -> Source:
 
     if source.kind == "chainlink":
         agree("decimals", source.decimals, facts.decimals, f"decimals() of {source.address}")
-        return replace(source, decimals=facts.decimals)
+        aggregators = ((0, facts.aggregator),) if facts.aggregator is not None else ()
+        return replace(source, decimals=facts.decimals, aggregators=aggregators)
     assert facts.token0 is not None and facts.token1 is not None
     agree("decimals0", source.decimals0, facts.decimals0, f"decimals() of token0 {facts.token0}")
     agree("decimals1", source.decimals1, facts.decimals1, f"decimals() of token1 {facts.token1}")
@@ -174,9 +216,10 @@ def resolve_all(
             continue
         assert source.address is not None
         stored = known.get(source.address)
-        if stored is not None:
-            facts = Facts(**json.loads(stored))
-        else:
+        kept = json.loads(stored) if stored is not None else None
+        if kept is not None and (source.kind != "chainlink" or "aggregator" in kept):
+            facts = Facts(**kept)
+        else:  # never read, or read before proxies were asked for their aggregator
             try:
                 facts = read(node, source)
             except SourcesError as exc:

@@ -77,6 +77,18 @@ class Source:
     # pools: below it (the quote token's reserve, whole tokens) the price is stale
     min_liquidity: Decimal | None = None
     max_age: int | None = None  # feeds: seconds of chain time before an answer is stale
+    # feeds on a proxy: (from block, aggregator) in ascending blocks, the first from 0;
+    # empty when `address` is the aggregator itself (indexer.proxies)
+    aggregators: tuple[tuple[int, str], ...] = ()
+
+    def emitter_at(self, number: int) -> str | None:
+        """The address whose logs price this source at block `number`."""
+        found = self.address
+        for start, aggregator in self.aggregators:
+            if start > number:
+                break
+            found = aggregator
+        return found
 
     @property
     def on_chain(self) -> bool:

@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from indexer import models as m
+from indexer import proxies
 from indexer.blocks import BlockData
 from indexer.bulk import insert_rows
 from indexer.db import failure_reason, make_engine, write_options
@@ -117,6 +118,7 @@ class Store:
         # against the chain before the first block this process indexes
         self.pricer = Pricer(sources) if sources is not None and sources.resolved else None
         self._checked = sources is None
+        self._histories: dict[str, str] | None = None  # the proxies' as last read
 
     def prepare_prices(self, node: Node) -> None:
         """Make sure every price source's metadata is known (docs/prices.md): from what
@@ -134,16 +136,30 @@ class Store:
                 known = {key[len(prefix) :]: value for key, value in kept}
         except ChainpulseError as exc:  # no schema yet, or away: read them from the node
             log.info("no price source metadata kept in the database (%s)", exc)
+        head = node.head() if any(s.kind == "chainlink" for s in self.sources.sources) else None
         resolved, new = resolve_all(node, self.sources, known)
         try:
             with self.errors(), self.engine.begin() as conn:
                 for address, facts in new.items():
                     self.set_meta(conn, prefix + address, facts)
+                histories = proxies.kept_histories(conn)
+                for source in proxies.proxies(resolved):
+                    assert source.address is not None
+                    if source.address not in histories:  # followed from the read on
+                        first = proxies.Following(source.aggregators, head).dump()
+                        self.set_meta(conn, proxies.PREFIX + source.address, first)
+                        histories[source.address] = first
+            resolved = proxies.with_history(resolved, histories)
         except ChainpulseError as exc:
             log.warning("could not keep the price sources' metadata in the database: %s", exc)
-        self.sources = resolved
-        self.pricer = Pricer(resolved)
+        self.use_sources(resolved)
         self._checked = True
+
+    def use_sources(self, sources: PriceSources) -> None:
+        """Price with `sources` (resolved) from now on."""
+        self.sources = sources
+        self.pricer = Pricer(sources)
+        self._histories = None
 
     def prepare_prices_at_start(self, node: Node) -> None:
         """`prepare_prices` as a process starts: SourcesError (the chain contradicts the
@@ -279,10 +295,22 @@ class Store:
         self._insert(conn, todo)
         if self.sources is not None and self.pricer is None:
             raise MetadataPending("the price sources' metadata is not read yet")
+        self._follow_proxies(conn)
         priced = record_block_prices(conn, self.pricer, todo) if self.pricer else []
         outbox = self.add_to_outbox(conn, *written, *priced)
         conn.execute(m.failures.delete().where(m.failures.c.number.in_(numbers)))
         return Saved(written, outbox, priced)
+
+    def _follow_proxies(self, conn: Connection) -> None:
+        """Price with the aggregators the follower recorded for each proxy source, as
+        they are in this transaction (it holds the block-commit lock, as the follower
+        does when it records a switch: indexer.proxies)."""
+        if self.sources is None or not proxies.proxies(self.sources):
+            return
+        histories = proxies.kept_histories(conn)
+        if histories != self._histories:
+            self.use_sources(proxies.with_history(self.sources, histories))
+            self._histories = histories
 
     def _insert(self, conn: Connection, datas: Sequence[BlockData]) -> None:
         """Bulk-insert blocks, their transactions (upserted by hash) and their logs."""

@@ -1,0 +1,245 @@
+"""Chainlink proxies: the aggregator behind each, followed as it moves, and feeds that
+answer without emitting `AnswerUpdated` (docs/prices.md, "Chainlink proxies").
+
+A `chainlink` source may name the proxy a feed is published under
+(`EACAggregatorProxy`). Its answers are the `AnswerUpdated` logs of the aggregator
+behind it, which the proxy can switch without any event. Each source keeps its history
+in `chainpulse_meta` (key `aggregators:<proxy>`): the aggregators in order with the
+block each took over from (the first from block 0), and the last block checked. The
+follower re-reads `aggregator()` at every sweep (`ProxyWatch.check`); when it moved, the
+switch block is found by reading `aggregator()` at past blocks (a bisection back to the
+last check), recorded, and the new aggregator's answers already stored from that block
+on are priced from the stored logs, in one transaction under the block-commit lock.
+Workers read the histories in their commit transaction, so a block committed after the
+switch is priced from the new aggregator and one committed before it is re-priced.
+
+`SilenceWatch` warns when a feed's `latestRoundData()` moves while nothing it emits is
+stored: an address that answers but does not emit (a proxy that was not recognised, a
+`MockV3Aggregator`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from indexer import models as m
+from indexer import price_store
+from indexer.errors import RpcError
+from indexer.price_decoding import Pricer
+from indexer.rpc import Node
+from indexer.source_metadata import aggregator_at, aggregator_of, round_updated_at
+from indexer.sources import PriceSources, Source
+
+if TYPE_CHECKING:
+    from indexer.store import Store
+
+log = logging.getLogger(__name__)
+
+PREFIX = "aggregators:"  # chainpulse_meta: `aggregators:<proxy>` -> Following as JSON
+
+
+@dataclass(frozen=True)
+class Following:
+    """One proxy's aggregators, each with the block it took over from, and the last
+    block at which `aggregator()` was read."""
+
+    history: tuple[tuple[int, str], ...]
+    checked_at: int | None = None
+
+    def dump(self) -> str:
+        history = [list(h) for h in self.history]
+        return json.dumps({"history": history, "checkedAt": self.checked_at})
+
+    @classmethod
+    def load(cls, text: str) -> Following:
+        value = json.loads(text)
+        history = tuple((int(n), str(a)) for n, a in value["history"])
+        checked = value.get("checkedAt")
+        return cls(history, None if checked is None else int(checked))
+
+
+def proxies(sources: PriceSources) -> list[Source]:
+    """The sources that name a proxy."""
+    return [s for s in sources.sources if s.aggregators]
+
+
+def with_history(sources: PriceSources, kept: Mapping[str, str]) -> PriceSources:
+    """`sources` with each proxy's history as kept (`aggregators:<proxy>` values by
+    proxy address); a proxy with none kept stays on the aggregator read first."""
+    changed = []
+    for source in sources.sources:
+        text = kept.get(source.address or "") if source.aggregators else None
+        history = Following.load(text).history if text else source.aggregators
+        changed.append(replace(source, aggregators=history))
+    return sources.with_sources(tuple(changed))
+
+
+def kept_histories(conn: Connection) -> dict[str, str]:
+    """Every proxy's history in the database, by proxy address."""
+    rows = conn.execute(
+        sa.select(m.meta.c.key, m.meta.c.value).where(m.meta.c.key.startswith(PREFIX))
+    )
+    return {key[len(PREFIX) :]: value for key, value in rows}
+
+
+@dataclass(frozen=True)
+class Switch:
+    source: str
+    block: int  # the first block priced from `aggregator`
+    aggregator: str
+    repriced: int  # stored blocks with its answers, priced at the switch
+
+
+class ProxyWatch:
+    """Re-reads each proxy's `aggregator()`; the follower calls `check` every sweep."""
+
+    def __init__(self, store: Store, node: Node) -> None:
+        self.store = store
+        self.node = node
+
+    def check(self, head: int) -> list[Switch]:
+        switches: list[Switch] = []
+        sources = self.store.sources
+        if sources is None or not sources.resolved:
+            return switches  # metadata not read yet: nothing to follow
+        for source in proxies(sources):
+            switches += self._check_one(sources, source, head)
+        return switches
+
+    def _check_one(self, sources: PriceSources, source: Source, head: int) -> list[Switch]:
+        proxy = source.address
+        assert proxy is not None
+        key = PREFIX + proxy
+        kept = self.store.get_meta(key)
+        following = Following.load(kept) if kept else Following(source.aggregators)
+        start, current = following.history[-1]
+        now = aggregator_of(self.node, proxy, head)
+        if now is None:
+            log.warning("price source %s: proxy %s answers no aggregator()", source.name, proxy)
+        if now is None or now == current:
+            with self.store.writing() as conn:
+                self.store.set_meta(conn, key, replace(following, checked_at=head).dump())
+            return []
+        lo = max(start, following.checked_at if following.checked_at is not None else start)
+        found: list[tuple[int, str]] = []
+        while now != current and lo < head:
+            block = self._switch_block(source, current, lo, head)
+            current = aggregator_of(self.node, proxy, block) or now
+            found.append((block, current))
+            lo = block
+        after = Following(following.history + tuple(found), head)
+        resolved = with_history(sources, {proxy: after.dump()})
+        pricer = Pricer(resolved)
+        switches = []
+        with self.store.writing() as conn:
+            self.store.set_meta(conn, key, after.dump())
+            for block, aggregator in found:
+                # the answers of an aggregator the proxy left, had it kept answering
+                conn.execute(
+                    m.prices.delete().where(
+                        m.prices.c.source == source.name, m.prices.c.block_number >= block
+                    )
+                )
+                blocks = price_store.stored_answers(conn, aggregator, block)
+                events = price_store.record_prices(conn, pricer, blocks, age=False)
+                self.store.add_to_outbox(conn, *events)
+                switches.append(Switch(source.name, block, aggregator, len(blocks)))
+        self.store.use_sources(resolved)
+        for switch in switches:
+            log.warning(
+                "price source %s: proxy %s moved to aggregator %s at block %d; "
+                "%d stored block(s) with its answers priced",
+                switch.source,
+                proxy,
+                switch.aggregator,
+                switch.block,
+                switch.repriced,
+            )
+        return switches
+
+    def _switch_block(self, source: Source, old: str, lo: int, hi: int) -> int:
+        """The first block in (lo, hi] where the proxy no longer points at `old` (it
+        does at `lo`, not at `hi`), by reading past blocks' state. A node that pruned
+        that state refuses: the switch is then taken at lo + 1."""
+        proxy = source.address
+        assert proxy is not None
+        first = lo
+        try:
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if aggregator_at(self.node, proxy, mid) == old:
+                    lo = mid
+                else:
+                    hi = mid
+        except RpcError as exc:
+            log.warning(
+                "price source %s: cannot read proxy %s's aggregator at past blocks (%s); "
+                "taking its switch at block %d",
+                source.name,
+                proxy,
+                exc,
+                first + 1,
+            )
+            return first + 1
+        return hi
+
+
+class SilenceWatch:
+    """Warns, once per episode, about a feed whose `latestRoundData()` has an answer
+    newer than any stored from it for `blocks` blocks (`PRICE_SILENCE_WARN`)."""
+
+    def __init__(self, store: Store, node: Node, blocks: int) -> None:
+        self.store = store
+        self.node = node
+        self.blocks = blocks
+        self.since: dict[str, int] = {}  # source -> stored tip when it was first behind
+        self.warned: set[str] = set()
+
+    def check(self) -> list[str]:
+        """The sources warned about in this call."""
+        sources = self.store.sources
+        top = self.store.top()
+        if not self.blocks or sources is None or top is None:
+            return []
+        warned = []
+        for source in sources.sources:
+            if source.kind == "chainlink" and self._silent(source, top[0]):
+                warned.append(source.name)
+        return warned
+
+    def _silent(self, source: Source, tip: int) -> bool:
+        assert source.address is not None
+        answered = round_updated_at(self.node, source.address, tip)
+        with self.store.errors(), self.store.engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(sa.func.max(m.prices.c.feed_updated_at)).where(
+                    m.prices.c.source == source.name
+                )
+            ).scalar_one_or_none()
+        if answered is None or (stored is not None and stored >= answered):
+            self.since.pop(source.name, None)
+            self.warned.discard(source.name)
+            return False
+        since = self.since.setdefault(source.name, tip)
+        if tip - since < self.blocks or source.name in self.warned:
+            return False
+        self.warned.add(source.name)
+        log.warning(
+            "price source %s: %s's latestRoundData() answered at %d (chain time), but no "
+            "AnswerUpdated from it was stored for %d blocks (since block %d): does the "
+            "address emit AnswerUpdated? A proxy is followed to its aggregator; a "
+            "MockV3Aggregator emits none",
+            source.name,
+            source.address,
+            answered,
+            tip - since,
+            since,
+        )
+        return True
