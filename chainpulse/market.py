@@ -103,7 +103,7 @@ name = "eth-usd-feed"
 kind = "chainlink"
 token = "ETH"
 quote = "USD"
-address = "{self.aggregator}"
+address = "{self.proxy}"  # the address a feed is published under
 
 [[source]]
 name = "uni-usd"

@@ -106,7 +106,7 @@ def test_prices_equal_the_sdk_and_the_chain(
             {"name": "wbtc-usdc", "kind": "uniswap_v3", "token": "WBTC", "quote": "USDC",
              "address": pool.address},
             {"name": "eth-usd", "kind": "chainlink", "token": "ETH", "quote": "USD",
-             "address": feed.aggregator},
+             "address": feed.proxy},
         ])  # fmt: skip
         s.variables["PRICE_SOURCES"] = str(path)
         s.start_worker(wait=False)
@@ -117,7 +117,7 @@ def test_prices_equal_the_sdk_and_the_chain(
             def expected(token: str, block: int) -> str:
                 """The price at `block`, from the chain read there, twice over."""
                 if token == "ETH":
-                    answer = c.read(feed.aggregator, "latestRoundData", block=block)[1]
+                    answer = c.read(feed.proxy, "latestRoundData", block=block)[1]
                     return round_exact(Fraction(answer, 10**8))
                 if token == "WBTC":
                     (sqrt, *_), which = c.read(pool.address, "slot0", block=block), pool
