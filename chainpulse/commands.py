@@ -223,8 +223,14 @@ def prices_check(path: str) -> None:
     click.echo(f"{head}: ok, checked against the chain at {node.describe()}")
     for source in resolved.sources:
         if source.kind == "chainlink":
+            behind = (
+                f", a proxy for aggregator {source.aggregators[-1][1]}"
+                if source.aggregators
+                else ""
+            )
             click.echo(
-                f"  {source.name}: {source.token} in {source.quote}, {source.decimals} decimals"
+                f"  {source.name}: {source.token} in {source.quote}, "
+                f"{source.decimals} decimals{behind}"
             )
         elif source.on_chain:
             click.echo(

@@ -320,6 +320,13 @@ class Node:
             for receipt in receipts:
                 if receipt is None or receipt["blockHash"].lower() != block["hash"].lower():
                     raise BlockNotFound(f"block {n} changed while it was read (reorg in progress)")
+            if len(receipts) != len(block["transactions"]):
+                # a node that has the block but not yet all of its receipts (anvil, right
+                # after mining): storing it so would lose its logs and their prices
+                raise BlockNotFound(
+                    f"block {n} has {len(block['transactions'])} transactions but the node "
+                    f"gave {len(receipts)} receipts; reading it again"
+                )
             out.append((block, receipts))
         return out
 

@@ -140,9 +140,9 @@ class Store:
         resolved, new = resolve_all(node, self.sources, known)
         try:
             with self.errors(), self.engine.begin() as conn:
+                histories = proxies.kept_histories(conn)
                 for address, facts in new.items():
                     self.set_meta(conn, prefix + address, facts)
-                histories = proxies.kept_histories(conn)
                 for source in proxies.proxies(resolved):
                     assert source.address is not None
                     if source.address not in histories:  # followed from the read on
@@ -150,6 +150,10 @@ class Store:
                         self.set_meta(conn, proxies.PREFIX + source.address, first)
                         histories[source.address] = first
             resolved = proxies.with_history(resolved, histories)
+        except sa.exc.IntegrityError:
+            # another process kept them first (the same facts): its history is read at
+            # the first commit
+            log.info("the price sources' metadata was kept by another process")
         except ChainpulseError as exc:
             log.warning("could not keep the price sources' metadata in the database: %s", exc)
         self.use_sources(resolved)

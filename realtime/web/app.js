@@ -132,9 +132,11 @@ async function loadHistory(token) {
 function onPrice(update) {
   const previous = state.prices.get(update.token);
   const isNew = !state.prices.has(update.token);
-  if (update.snapshot && previous && previous.priceExact === update.priceExact) return;
+  if (update.snapshot && previous && previous.priceExact === update.priceExact
+      && Boolean(previous.stale) === Boolean(update.stale)) return;
   state.prices.set(update.token, update);
-  if (update.price !== null && Number.isFinite(update.price) && !update.snapshot) {
+  // a stale update repeats the last good price: it is no new point of the line
+  if (update.price !== null && Number.isFinite(update.price) && !update.snapshot && !update.stale) {
     const values = state.history.get(update.token) || [];
     values.push(update.price);
     state.history.set(update.token, values.slice(-HISTORY));
@@ -164,8 +166,12 @@ function renderTicker(token, direction = "") {
   value.textContent = price.priceExact === null ? "no price" : formatPrice(price.priceExact);
   value.title = price.priceExact ?? "";
   card.querySelector(".quote").textContent = price.quote ? `in ${price.quote}` : "";
-  card.querySelector(".source").textContent =
-    `${price.source}${price.blockNumber !== null && price.blockNumber !== undefined ? ` · block ${price.blockNumber}` : ""}`;
+  const block = price.blockNumber !== null && price.blockNumber !== undefined ? ` · block ${price.blockNumber}` : "";
+  // older servers send no `stale`: fresh
+  const stale = price.stale ? ` · stale: ${price.staleReason ?? "unknown"}` : "";
+  card.querySelector(".source").textContent = `${price.source}${block}${stale}`;
+  card.classList.toggle("stale", Boolean(price.stale));
+  card.title = price.stale ? "the source would not publish this price now: it is the last good one" : "";
   drawSparkline(card.querySelector("svg"), state.history.get(token) || []);
   if (direction) {
     card.classList.remove("up", "down");

@@ -1,5 +1,6 @@
 """A node that answers garbage for one request (truncated JSON, HTTP 500, replies that
-answer each other's calls, a block whose parent hash is wrong): the job fails with a clear,
+answer each other's calls, a block without its receipts, a block whose parent hash is
+wrong): the job fails with a clear,
 retryable one-line error and writes and announces nothing, or (the wrong parent hash)
 checks the stored chain, reads the blocks again and stores what the node holds. Either
 way the database ends equal to the node."""
@@ -24,7 +25,13 @@ from tests.harness.indexer import (
     stored_as_on_node,
     stream_ids,
 )
-from tests.harness.proxy import RpcProxy, receipt_without_block_hash, swapped, wrong_parent
+from tests.harness.proxy import (
+    RpcProxy,
+    receipt_without_block_hash,
+    receipts_missing,
+    swapped,
+    wrong_parent,
+)
 
 
 @pytest.fixture
@@ -60,6 +67,7 @@ def once(rewrite: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
         ("a block's receipts for the block", "answered the call for block 2 with something"),
         ("another height's block", "answered the call for block 2 with something"),
         ("a receipt without its block hash", "answered the receipts of block 2 with something"),
+        ("no receipts yet", "transactions but the node gave 0 receipts"),
     ],
 )
 def test_a_garbage_reply_fails_the_job_cleanly_and_the_retry_indexes_all(
@@ -73,6 +81,8 @@ def test_a_garbage_reply_fails_the_job_cleanly_and_the_retry_indexes_all(
         proxy.answer_next(1, 500, b"Internal Server Error")
     elif garbage == "a receipt without its block hash":
         proxy.rewrite = once(receipt_without_block_hash)
+    elif garbage == "no receipts yet":
+        proxy.rewrite = once(receipts_missing)
     elif garbage == "another height's block":
         proxy.rewrite = once(swapped(0, 2))  # calls: block 2, its receipts, block 3, ...
     else:

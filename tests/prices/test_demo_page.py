@@ -1,6 +1,6 @@
 """The demo page in headless Chromium (Debian's, driven by Playwright): it shows a newly
-mined block within seconds, a price that moved after a swap, and the reorg banner after
-an `anvil_reorg`. A screenshot is kept in `.test-output/` (or CHAINPULSE_TEST_OUTPUT)."""
+mined block within seconds, a price that moved after a swap, the reorg banner after
+an `anvil_reorg`, and a price gone stale. A screenshot is kept in `.test-output/` (or CHAINPULSE_TEST_OUTPUT)."""
 
 from __future__ import annotations
 
@@ -82,6 +82,11 @@ def test_the_page_shows_blocks_prices_and_reorgs(
     expect(tab.locator(f'#blocks tr[data-number="{s.anvil.head()}"]')).to_be_visible(
         timeout=WAIT_MS
     )
+    c.call(market.pair, "sync", 10**18, 0)  # drained: WETH's last price turns stale
+    card = tab.locator('.ticker[data-token="WETH"]')
+    expect(card).to_have_class("ticker stale", timeout=WAIT_MS)
+    expect(card.locator(".source")).to_contain_text("stale: no-reserves")
+    expect(weth).to_have_text("3000")
     OUTPUT.mkdir(parents=True, exist_ok=True)
     shot = OUTPUT / "demo-page.png"
     tab.screenshot(path=str(shot), full_page=True)
