@@ -1,6 +1,7 @@
 """The demo page in headless Chromium (Debian's, driven by Playwright): it shows a newly
 mined block within seconds, a price that moved after a swap, the reorg banner after
-an `anvil_reorg`, and a price gone stale. A screenshot is kept in `.test-output/` (or CHAINPULSE_TEST_OUTPUT)."""
+an `anvil_reorg`, and a price gone stale. A screenshot is kept in `.test-output/` (or
+CHAINPULSE_TEST_OUTPUT)."""
 
 from __future__ import annotations
 
