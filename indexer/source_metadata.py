@@ -114,8 +114,10 @@ def aggregator_of(node: Node, address: str, block: str | int) -> str | None:
     no `aggregator()` (an aggregator itself, or a mock): a revert, nothing, or zero."""
     try:
         return aggregator_at(node, address, block)
-    except RpcError:
-        return None  # reverted: no such function (a node that is away raises on)
+    except RpcError as exc:
+        if exc.code == 3 or "revert" in str(exc).lower():
+            return None  # reverted: no such function
+        raise  # any other refusal must not class a proxy as an aggregator for good
 
 
 def aggregator_at(node: Node, address: str, block: str | int) -> str | None:

@@ -37,7 +37,10 @@ def wait_stored(s: Stack, token: str, expected: list[tuple[int, str]]) -> None:
     try:
         wait_until(lambda: stored(s, token) == expected, WAIT, f"{token}'s prices stored")
     except TimeoutError as exc:
-        raise AssertionError(f"{exc}: {stored(s, token)}, not {expected}\n{s.tails()}") from None
+        rows = s.rows_per_height(0, s.anvil.head())
+        raise AssertionError(
+            f"{exc}: {stored(s, token)}, not {expected}\nrows per height {rows}\n{s.tails()}"
+        ) from None
 
 
 def answered(feed: p.Feed, answer: int, aggregator: str | None = None) -> int:
@@ -59,7 +62,7 @@ def test_a_proxy_prices_from_its_aggregator_and_follows_it_to_the_next(
              "address": feed.proxy},
         ])  # fmt: skip
         s.variables["PRICE_SOURCES"] = str(path)
-        s.start_worker(wait=False)
+        s.start_worker(wait=False, loglevel="info")
         s.follower()
         wait_until(lambda: s.start_block() is not None, WAIT, "the follower starting")
         first = answered(feed, 3_100)
