@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -49,6 +50,9 @@ PINGER_INIT = (
 )
 
 
+ATTEMPTS = 5  # ports tried when another process takes the one found free
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -79,6 +83,7 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (make deps installs it)")
+        self._choose_port = port is None
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.mkdtemp(prefix="chainpulse-redis-")
@@ -86,6 +91,45 @@ class RedisServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:
+        """Start it, and make sure the server answering on the port is this one: a port
+        found free can be taken by another process before the server binds it (then
+        another port is tried, when this one chose it)."""
+        for _ in range(ATTEMPTS):
+            self._launch()
+            assert self.process is not None
+            wait_until(
+                lambda: self.process.poll() is not None or self._pid() is not None,
+                10,
+                f"redis-server on port {self.port}",
+            )
+            if self._pid() == self.process.pid:
+                return self
+            self.stop()  # it could not bind the port: another server answers there
+            if not self._choose_port:
+                raise RuntimeError(f"port {self.port} is taken by another process")
+            self.port = free_port()
+            self.url = f"redis://127.0.0.1:{self.port}/0"
+        raise RuntimeError(f"redis-server did not start on a free port in {ATTEMPTS} tries")
+
+    def _pid(self) -> int | None:
+        """The process id of the redis-server answering on the port, if one does."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"INFO server\r\n")
+                data = b""
+                while b"process_id:" not in data or not data.endswith(b"\r\n"):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError:
+            return None
+        for line in data.decode(errors="replace").splitlines():
+            if line.startswith("process_id:"):
+                return int(line.split(":", 1)[1])
+        return None
+
+    def _launch(self) -> None:
         args = [
             self._binary,
             "--port",
@@ -102,8 +146,6 @@ class RedisServer:
             "20000",
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: port_open(self.port), 10, f"redis-server on port {self.port}")
-        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -180,14 +222,16 @@ class Anvil:
         dump_state: str | None = None,
         extra_args: Sequence[str] = (),
     ) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self._choose_port = port is None
+        self._use_port(port or free_port())
         self.chain_id = chain_id
+        # a fresh chain's first account holds this many ether: how `start` knows the
+        # node answering on its port is its own
+        # (where it chose the port: a caller's port, or a loaded state, keeps the default)
+        fresh = self._choose_port and not load_state
+        self._balance = 10_000 + random.randrange(1, 1_000_000) if fresh else None
         self._args = [
             anvil_binary(),
-            "--port",
-            str(self.port),
             "--host",
             "127.0.0.1",
             "--chain-id",
@@ -199,6 +243,8 @@ class Anvil:
             self._args += ["--block-time", str(block_time)]
         elif not automine:
             self._args += ["--no-mining"]
+        if self._balance is not None:
+            self._args += ["--balance", str(self._balance)]
         if load_state:
             self._args += ["--load-state", load_state]
         if dump_state:
@@ -207,18 +253,49 @@ class Anvil:
         self._session = requests.Session()
         self._ids = itertools.count(1)
 
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}"
+
     def start(self) -> Anvil:
-        self.process = subprocess.Popen(
-            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
-        wait_until(self._answers, 30, f"anvil on port {self.port}")
-        return self
+        """Start it, and make sure the node answering on the port is this one: a port
+        found free can be taken by another process before anvil binds it (then another
+        port is tried, when this one chose it)."""
+        for _ in range(ATTEMPTS):
+            process = self.process = subprocess.Popen(
+                [*self._args, "--port", str(self.port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            wait_until(self._up_or_gone, 30, f"anvil on port {self.port}")
+            if process.poll() is None and self._is_ours():
+                return self
+            err = (
+                process.stderr.read().decode()
+                if process.poll() is not None and process.stderr
+                else ""
+            )
+            self.stop()
+            if not self._choose_port:
+                raise RuntimeError(f"anvil did not start on port {self.port}: {err.strip()}")
+            self._use_port(free_port())
+        raise RuntimeError(f"anvil did not start on a free port in {ATTEMPTS} tries")
+
+    def _up_or_gone(self) -> bool:
+        return self.process is None or self.process.poll() is not None or self._answers()
 
     def _answers(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            err = self.process.stderr.read().decode() if self.process.stderr else ""
-            raise RuntimeError(f"anvil exited: {err.strip()}")
         return self.call("eth_chainId") is not None
+
+    def _is_ours(self) -> bool:
+        """Whether the node on the port is this process's (a fresh chain holding the
+        balance this one was started with)."""
+        if self._balance is None:
+            return True  # the caller's port, or a loaded state
+        first = self.call("eth_accounts")[0]
+        return bool(int(self.call("eth_getBalance", first, "latest"), 16) == self._balance * 10**18)
 
     def stop(self) -> None:
         process = self.process
