@@ -93,13 +93,17 @@ def test_dev_runs_the_stack_and_other_commands_see_it(
     try:
         client.subscribe_to_prices(["WETH", "UNI", "ETH", "UNI-USD"])
         wait_until(lambda: blocks, WAIT, "a new-block")
-        # a chain price moved by the activity generator (not a snapshot)
-        wait_until(lambda: any(not p.get("snapshot") for p in prices), WAIT, "a live price")
+        # chain prices moved by the activity generator (not snapshots), from every source:
+        # the real V2 pair, the real V3 pool, the feed through its proxy, and derived
+        sources = {"weth-usdc-v2", "uni-weth-v3", "eth-usd-feed", "uni-usd"}
+
+        def live() -> set[str]:
+            return {p["source"] for p in list(prices) if not p.get("snapshot")}
+
+        wait_until(lambda: live() == sources, WAIT, "a live price from every source")
     finally:
         client.disconnect()
-    live = next(p for p in prices if not p.get("snapshot"))
-    assert live["source"] in ("weth-usdc-v2", "uni-weth-v3", "eth-usd-feed", "uni-usd")
-    assert live["blockNumber"] is not None and live["priceExact"]
+    assert all(p["blockNumber"] is not None and p["priceExact"] for p in prices)
 
     # another terminal in the same folder, nothing set
     lags: list[Any] = []
