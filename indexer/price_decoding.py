@@ -72,6 +72,7 @@ class Known:
     price: str  # `priceExact`
     stale_reason: str | None = None
     updated_at: int | None = None  # a feed's `updatedAt`
+    block: int | None = None  # the block of its row (None: manual, or not known)
 
     @property
     def stale(self) -> bool:
@@ -112,11 +113,13 @@ class Pricer:
         latest: LatestBefore,
         timestamp: int,
         age: bool = True,
+        settled: Callable[[Known], bool] = lambda _: True,
     ) -> list[Update]:
         """Every update of one block (`logs` in ascending log index, `timestamp` its
         chain time): first (with `age`) the feeds that aged past `max_age` since their
-        last answer, then each log's update, derived ones after the leg update that moved
-        them. `latest` is asked for a token not moved yet in this block."""
+        last answer, where `settled` says that answer is surely their latest, then each
+        log's update, derived ones after the leg update that moved them. `latest` is
+        asked for a token not moved yet in this block."""
         found: list[Update] = []
         known: dict[str, Known | None] = {}
 
@@ -134,7 +137,8 @@ class Pricer:
                     continue
                 price, reason = value
                 before = current(derived.token)
-                if reason is not None and before is not None and before == Known(price, reason):
+                same = before is not None and before.stale and before.price == price
+                if reason is not None and same:
                     continue  # stale already, and still the same price
                 found.append(
                     Update(
@@ -151,7 +155,9 @@ class Pricer:
 
         for source in self.aging if age else ():
             now = current(source.token)
-            if now is not None and not now.stale and _aged(source, now.updated_at, timestamp):
+            if now is None or now.stale or not _aged(source, now.updated_at, timestamp):
+                continue
+            if settled(now):
                 publish(source, _stale(source, now, None, FEED_AGE))
         for entry in logs:
             sources = self.by_log.get((entry["address"], entry["topic0"]))

@@ -62,12 +62,7 @@ def record_prices(
 ) -> list[PriceUpdated]:
     """`record_block_prices` for `blocks`; with `age` False, no feed is judged for its
     age (`blocks` hold some logs of blocks already priced: see `stored_answers`)."""
-    rows: list[dict[str, Any]] = []
     events: list[PriceUpdated] = []
-    # token -> its latest price as of the block being priced: what this batch wrote, or
-    # the row stored before the batch's first block that asked (no other transaction
-    # stores rows at the batch's heights, so it stays the latest before the later ones)
-    batch: dict[str, Known | None] = {}
     now = datetime.now(UTC)
     for data in blocks:
         if age and not pricer.watches(data.logs):
@@ -77,20 +72,35 @@ def record_prices(
         at_ms = timestamp * 1000
 
         def latest(token: str, at_ms: int = at_ms, number: int = number) -> Known | None:
-            if token not in batch:
-                row = queries.latest_price_before(conn, token, at_ms, number)
-                batch[token] = None if row is None else known(row)
-            return batch[token]
+            # the database, asked per block: it holds this batch's earlier blocks' rows
+            # (written below, block by block) and any row stored before at a height
+            # between them, which may be newer than what the batch wrote
+            row = queries.latest_price_before(conn, token, at_ms, number)
+            return None if row is None else known(row)
 
-        updates = pricer.updates(data.logs, latest, timestamp, age=age)
+        def settled(price: Known, number: int = number) -> bool:
+            """Whether every block between `price`'s and this one is stored (in this
+            transaction too): only then is its age judged, so that a fresh answer in a
+            block a worker has not committed yet cannot be missed."""
+            if price.block is None or price.block >= number - 1:
+                return True
+            between = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(m.blocks)
+                .where(m.blocks.c.number > price.block, m.blocks.c.number < number)
+            ).scalar_one()
+            return int(between) == number - price.block - 1
+
+        updates = pricer.updates(data.logs, latest, timestamp, age=age, settled=settled)
+        if not updates:
+            continue
+        conn.execute(m.prices.insert(), [_row(u, number, at_ms, now) for u in updates])
         last: dict[str, tuple[int, Update]] = {}
         for position, update in enumerate(updates):
-            rows.append(_row(update, number, at_ms, now))
             last[update.token] = (position, update)
         # in chain order: where each token's last update of the block sits
         for _, update in sorted(last.values(), key=lambda item: item[0]):
             token = update.token
-            batch[token] = Known(update.price, update.stale_reason, update.updated_at)
             events.append(
                 PriceUpdated(
                     token=token,
@@ -106,8 +116,6 @@ def record_prices(
                     staleReason=update.stale_reason,
                 )
             )
-    if rows:
-        conn.execute(m.prices.insert(), rows)
     return events
 
 
@@ -148,7 +156,8 @@ def stored_answers(conn: Connection, emitter: str, first: int) -> list[Priced]:
 
 def known(row: queries.PriceRow) -> Known:
     """What the decoder needs of a stored row."""
-    return Known(plain(row.price), row.stale_reason if row.stale else None, row.feed_updated_at)
+    reason = row.stale_reason if row.stale else None
+    return Known(plain(row.price), reason, row.feed_updated_at, row.block_number)
 
 
 def _row(update: Update, number: int, at_ms: int, now: datetime) -> dict[str, Any]:

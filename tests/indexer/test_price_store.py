@@ -112,6 +112,43 @@ def test_the_latest_price_follows_the_chain_not_the_commit_order(store: Store) -
     assert read(store, queries.latest_price_before, "WETH", (T0 + 60) * 1000, 2).price == 10
 
 
+def test_a_batch_prices_with_the_rows_stored_between_its_blocks(store: Store) -> None:
+    store.save_blocks([block(2, [sync(2, 0, 1, 20)])], "head")  # a head job, first
+    # a backfill of 1 and 3 (2 is stored, so skipped): X at 3 uses block 2's WETH
+    store.save_blocks(
+        [block(1, [sync(1, 0, 1, 10), answer(1, 1, 2)]), block(3, [answer(3, 0, 4)])], "backfill"
+    )
+    assert [(h.price, h.block_number) for h in read(store, queries.price_history, "X", 10)] == [
+        (Decimal(5), 3), (Decimal(5), 1),
+    ]  # fmt: skip
+
+
+def test_a_feed_is_judged_stale_only_when_no_block_since_its_answer_is_missing(
+    migrated_url: str,
+) -> None:
+    aging = parse_sources(
+        {"source": [{"name": "feed", "kind": "chainlink", "token": "ETH", "quote": "USD",
+                     "address": FEED, "decimals": 0, "max_age": 60}]},
+        "test.toml",
+    )  # fmt: skip
+    store = Store(migrated_url, sources=aging)
+    try:
+        # updatedAt T0, in block 1 (at T0 + 30); blocks are 30 s apart: from block 3
+        # (T0 + 90) the answer is older than max_age
+        store.save_blocks([block(1, [answer(1, 0, 7)])], "head")
+        # block 5 commits before 2, 3 and 4: it cannot know that none of them answered
+        store.save_blocks([block(5, [])], "head")
+        assert read(store, queries.latest_price, "ETH").stale is False
+        store.save_blocks([block(n, []) for n in (2, 3)], "head")  # 2 and 3 are settled
+        latest = read(store, queries.latest_price, "ETH")
+        assert (latest.stale, latest.stale_reason, latest.block_number) == (True, "feed-age", 3)
+        assert latest.price == 7 and latest.log_index is None
+        store.save_blocks([block(n, []) for n in (4, 6)], "head")  # stale already
+        assert [h.block_number for h in read(store, queries.price_history, "ETH", 10)] == [3, 1]
+    finally:
+        store.dispose()
+
+
 def test_a_reorg_restores_the_previous_price(store: Store) -> None:
     from indexer.price_store import priced_at, restore
 
