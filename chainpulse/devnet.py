@@ -224,6 +224,7 @@ class Anvil:
     ) -> None:
         self._choose_port = port is None
         self._use_port(port or free_port())
+        self.mines_itself = automine or block_time is not None  # not only on `mine()`
         self.chain_id = chain_id
         # a fresh chain's first account holds this many ether: how `start` knows the
         # node answering on its port is its own

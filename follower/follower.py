@@ -35,6 +35,7 @@ import threading
 import time
 
 import redis
+import sqlalchemy as sa
 
 from follower.config import FollowerSettings
 from follower.fence import Deposed, claim_fence, fence_floor, fencing
@@ -338,7 +339,7 @@ class Follower:
             self._repair(token)
         cursor = self.cursor
         assert cursor is not None and self.start is not None
-        self._watch_feeds(cursor.number)
+        self._watch_feeds(token, cursor.number)
         first_sweep = self._missing_before is None
         lo = self.start if first_sweep else max(self.start, cursor.number - SWEEP_SPAN)
         missing = set(self._missing(lo, cursor.number))
@@ -355,14 +356,14 @@ class Follower:
             ]
             self._enqueue(jobs, None)
 
-    def _watch_feeds(self, target: int) -> None:
+    def _watch_feeds(self, token: int, target: int) -> None:
         """Follow each Chainlink proxy to its aggregator, and warn about silent feeds."""
         try:
             self.store.prepare_prices(self.node)
-            if self.proxies.check(target):
+            if self.proxies.check(target, claim=fencing(self.store, token)):
                 self._relay()  # the answers priced at the switch
             self.silence.check()
-        except ChainpulseError as exc:
+        except (ChainpulseError, sa.exc.SQLAlchemyError) as exc:
             log.warning("price feeds not checked this sweep: %s", exc)
 
     def _missing(self, lo: int, hi: int) -> list[int]:

@@ -37,9 +37,10 @@ class DatabaseBusy(RetryableError):
 class RpcError(FatalError):
     """The node answered with a JSON-RPC error that retrying will not change."""
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(self, message: str, code: int | None = None, data: object = None) -> None:
         super().__init__(message)
         self.code = code
+        self.data = data  # the error's `data`, as the node sent it
 
 
 class BlockNotFound(RetryableError):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 from indexer import models as m
 from indexer import price_store
 from indexer.errors import RpcError
-from indexer.price_decoding import Pricer
+from indexer.price_decoding import ANSWER_UPDATED, Pricer
 from indexer.rpc import Node
 from indexer.source_metadata import aggregator_at, aggregator_of, round_updated_at
 from indexer.sources import PriceSources, Source
@@ -103,42 +103,55 @@ class ProxyWatch:
     def __init__(self, store: Store, node: Node) -> None:
         self.store = store
         self.node = node
+        self.unanswered: set[str] = set()  # proxies warned about: no aggregator()
 
-    def check(self, head: int) -> list[Switch]:
+    def check(self, target: int, claim: Callable[[Connection], None] | None = None) -> list[Switch]:
+        """Read each proxy's `aggregator()` at block `target` (the follower's cursor).
+        `claim(conn)` runs first in each write transaction: the follower's fence."""
         switches: list[Switch] = []
         sources = self.store.sources
         if sources is None or not sources.resolved:
             return switches  # metadata not read yet: nothing to follow
         for source in proxies(sources):
-            switches += self._check_one(sources, source, head)
+            switches += self._check_one(source, target, claim)
         return switches
 
-    def _check_one(self, sources: PriceSources, source: Source, head: int) -> list[Switch]:
+    def _check_one(
+        self, source: Source, target: int, claim: Callable[[Connection], None] | None
+    ) -> list[Switch]:
         proxy = source.address
         assert proxy is not None
         key = PREFIX + proxy
         kept = self.store.get_meta(key)
         following = Following.load(kept) if kept else Following(source.aggregators)
         start, current = following.history[-1]
-        now = aggregator_of(self.node, proxy, head)
-        if now is None:
+        now = aggregator_of(self.node, proxy, target)
+        if now is None and proxy not in self.unanswered:
             log.warning("price source %s: proxy %s answers no aggregator()", source.name, proxy)
+            self.unanswered.add(proxy)
+        elif now is not None:
+            self.unanswered.discard(proxy)
         if now is None or now == current:
             with self.store.writing() as conn:
-                self.store.set_meta(conn, key, replace(following, checked_at=head).dump())
+                if claim is not None:
+                    claim(conn)
+                self.store.set_meta(conn, key, replace(following, checked_at=target).dump())
             return []
         lo = max(start, following.checked_at if following.checked_at is not None else start)
         found: list[tuple[int, str]] = []
-        while now != current and lo < head:
-            block = self._switch_block(source, current, lo, head)
-            current = aggregator_of(self.node, proxy, block) or now
+        while now != current and lo < target:
+            block, current = self._switch(source, current, lo, target, now)
             found.append((block, current))
             lo = block
-        after = Following(following.history + tuple(found), head)
+        after = Following(following.history + tuple(found), target)
+        sources = self.store.sources  # as it is now: another proxy may have moved too
+        assert sources is not None
         resolved = with_history(sources, {proxy: after.dump()})
         pricer = Pricer(resolved)
         switches = []
         with self.store.writing() as conn:
+            if claim is not None:
+                claim(conn)
             self.store.set_meta(conn, key, after.dump())
             for block, aggregator in found:
                 # the answers of an aggregator the proxy left, had it kept answering
@@ -164,20 +177,22 @@ class ProxyWatch:
             )
         return switches
 
-    def _switch_block(self, source: Source, old: str, lo: int, hi: int) -> int:
+    def _switch(self, source: Source, old: str, lo: int, hi: int, at_hi: str) -> tuple[int, str]:
         """The first block in (lo, hi] where the proxy no longer points at `old` (it
-        does at `lo`, not at `hi`), by reading past blocks' state. A node that pruned
-        that state refuses: the switch is then taken at lo + 1."""
+        does at `lo`; at `hi` it points at `at_hi`), and where it points there, by
+        reading past blocks' state. A node that pruned that state refuses: the switch
+        is then taken at lo + 1, to `at_hi`."""
         proxy = source.address
         assert proxy is not None
         first = lo
         try:
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if aggregator_at(self.node, proxy, mid) == old:
+                found = aggregator_at(self.node, proxy, mid)
+                if found == old:
                     lo = mid
                 else:
-                    hi = mid
+                    hi, at_hi = mid, found or at_hi
         except RpcError as exc:
             log.warning(
                 "price source %s: cannot read proxy %s's aggregator at past blocks (%s); "
@@ -187,13 +202,21 @@ class ProxyWatch:
                 exc,
                 first + 1,
             )
-            return first + 1
-        return hi
+            return first + 1, at_hi
+        return hi, at_hi
+
+
+def _first_word(data: str | None) -> int | None:
+    """`updatedAt` of an `AnswerUpdated` log's data, or None."""
+    if not data or len(data) < 66:
+        return None
+    return int(data[2:66], 16)
 
 
 class SilenceWatch:
     """Warns, once per episode, about a feed whose `latestRoundData()` has an answer
-    newer than any stored from it for `blocks` blocks (`PRICE_SILENCE_WARN`)."""
+    newer than any `AnswerUpdated` stored from it for `blocks` blocks
+    (`PRICE_SILENCE_WARN`)."""
 
     def __init__(self, store: Store, node: Node, blocks: int) -> None:
         self.store = store
@@ -217,12 +240,21 @@ class SilenceWatch:
     def _silent(self, source: Source, tip: int) -> bool:
         assert source.address is not None
         answered = round_updated_at(self.node, source.address, tip)
+        emitter = source.emitter_at(tip)
         with self.store.errors(), self.store.engine.connect() as conn:
-            stored = conn.execute(
-                sa.select(sa.func.max(m.prices.c.feed_updated_at)).where(
-                    m.prices.c.source == source.name
+            # the newest AnswerUpdated stored from the address that emits for it (its
+            # price rows would not do: an answer already too old is stored as stale)
+            data = conn.execute(
+                sa.select(m.logs.c.data)
+                .where(
+                    m.logs.c.address == emitter,
+                    m.logs.c.topic0 == ANSWER_UPDATED,
+                    m.logs.c.block_number <= tip,
                 )
+                .order_by(m.logs.c.block_number.desc(), m.logs.c.log_index.desc())
+                .limit(1)
             ).scalar_one_or_none()
+        stored = _first_word(data)
         if answered is None or (stored is not None and stored >= answered):
             self.since.pop(source.name, None)
             self.warned.discard(source.name)

@@ -343,4 +343,6 @@ def _raise_rpc_error(url: str, method: str, error: Any) -> None:
     lowered = message.lower()
     if code in _RATE_LIMIT_CODES or any(word in lowered for word in _RATE_LIMIT_WORDS):
         raise RateLimited(f"node at {url} rate-limited {method}: {message}")
-    raise RpcError(f"node at {url} refused {method}: {message} (code {code})", code)
+    raise RpcError(
+        f"node at {url} refused {method}: {message} (code {code})", code, error.get("data")
+    )

@@ -115,8 +115,8 @@ def aggregator_of(node: Node, address: str, block: str | int) -> str | None:
     try:
         return aggregator_at(node, address, block)
     except RpcError as exc:
-        if exc.code == 3 or "revert" in str(exc).lower():
-            return None  # reverted: no such function
+        if exc.code == 3 or "revert" in f"{exc} {exc.data}".lower():
+            return None  # reverted: no such function (nodes word and code it apart)
         raise  # any other refusal must not class a proxy as an aggregator for good
 
 

@@ -118,7 +118,8 @@ class Store:
         # against the chain before the first block this process indexes
         self.pricer = Pricer(sources) if sources is not None and sources.resolved else None
         self._checked = sources is None
-        self._histories: dict[str, str] | None = None  # the proxies' as last read
+        # the proxies' aggregators as last read
+        self._histories: dict[str, tuple[tuple[int, str], ...]] | None = None
 
     def prepare_prices(self, node: Node) -> None:
         """Make sure every price source's metadata is known (docs/prices.md): from what
@@ -312,9 +313,10 @@ class Store:
         if self.sources is None or not proxies.proxies(self.sources):
             return
         histories = proxies.kept_histories(conn)
-        if histories != self._histories:
+        followed = {k: proxies.Following.load(v).history for k, v in histories.items()}
+        if followed != self._histories:  # a switch, not another sweep's `checkedAt`
             self.use_sources(proxies.with_history(self.sources, histories))
-            self._histories = histories
+            self._histories = followed
 
     def _insert(self, conn: Connection, datas: Sequence[BlockData]) -> None:
         """Bulk-insert blocks, their transactions (upserted by hash) and their logs."""

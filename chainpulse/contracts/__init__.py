@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import time
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -149,8 +150,17 @@ class Contracts:
         return address
 
     def _mined(self, tx: str) -> dict[str, Any]:
+        """The receipt of `tx`, once mined. A node that mines by itself (automine, or a
+        block time) may answer the hash before the receipt: wait for it rather than
+        mine a block of our own, which would add an empty block to the chain."""
         receipt = self.anvil.call("eth_getTransactionReceipt", tx)
-        if receipt is None:
+        if receipt is None and not self.anvil.mines_itself:
             self.anvil.mine()
             receipt = self.anvil.call("eth_getTransactionReceipt", tx)
+        deadline = time.monotonic() + 30
+        while receipt is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+            receipt = self.anvil.call("eth_getTransactionReceipt", tx)
+        if receipt is None:
+            raise RuntimeError(f"transaction {tx} was not mined within 30 s")
         return dict(receipt)

@@ -38,8 +38,10 @@ def wait_stored(s: Stack, token: str, expected: list[tuple[int, str]]) -> None:
         wait_until(lambda: stored(s, token) == expected, WAIT, f"{token}'s prices stored")
     except TimeoutError as exc:
         rows = s.rows_per_height(0, s.anvil.head())
+        node = s.node_rows_per_height(0, s.anvil.head())
         raise AssertionError(
-            f"{exc}: {stored(s, token)}, not {expected}\nrows per height {rows}\n{s.tails()}"
+            f"{exc}: {stored(s, token)}, not {expected}\nrows per height {rows}, "
+            f"on the node {node}\n{s.tails()}"
         ) from None
 
 

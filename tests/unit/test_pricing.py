@@ -108,7 +108,7 @@ def test_a_pair_under_its_floor_turns_stale_once_with_the_last_good_price() -> N
 
 
 def test_a_v3_pool_is_judged_on_the_virtual_reserve_of_its_quote_token() -> None:
-    # UNI is token1 (18 decimals) priced in WETH... here the quote is token0 (6 decimals):
+    # the pool prices token1 (18 decimals) in token0 (6 decimals), its quote token:
     # reserve0 = L / sqrtP = L * 2^96 / sqrtPriceX96, in whole token0 units
     pool = sources(pool={"min_liquidity": 50})
     good = {"UNI": Known("7")}.get
