@@ -99,7 +99,7 @@ class Follower:
         self._heads: HeadSubscription | None = None
         self._header: Header | None = None
         self._header_lock = threading.Lock()
-        self.proxies = ProxyWatch(store, node)
+        self.proxy_watch = ProxyWatch(store, node)
         self.silence = SilenceWatch(store, node, settings.price_silence_warn)
 
     # Loop -------------------------------------------------------------------------------
@@ -360,7 +360,7 @@ class Follower:
         """Follow each Chainlink proxy to its aggregator, and warn about silent feeds."""
         try:
             self.store.prepare_prices(self.node)
-            if self.proxies.check(target, claim=fencing(self.store, token)):
+            if self.proxy_watch.check(target, claim=fencing(self.store, token)):
                 self._relay()  # the answers priced at the switch
             self.silence.check()
         except (ChainpulseError, sa.exc.SQLAlchemyError) as exc:

@@ -76,7 +76,7 @@ def record_prices(
             # (written below, block by block) and any row stored before at a height
             # between them, which may be newer than what the batch wrote
             row = queries.latest_price_before(conn, token, at_ms, number)
-            return None if row is None else known(row)
+            return None if row is None else known_of(row)
 
         def settled(price: Known, number: int = number) -> bool:
             """Whether every block between `price`'s and this one is stored (in this
@@ -154,7 +154,7 @@ def stored_answers(conn: Connection, emitter: str, first: int) -> list[Priced]:
     return list(blocks.values())
 
 
-def known(row: queries.PriceRow) -> Known:
+def known_of(row: queries.PriceRow) -> Known:
     """What the decoder needs of a stored row."""
     reason = row.stale_reason if row.stale else None
     return Known(plain(row.price), reason, row.feed_updated_at, row.block_number)

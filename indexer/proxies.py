@@ -34,7 +34,7 @@ from indexer import price_store
 from indexer.errors import RpcError
 from indexer.price_decoding import ANSWER_UPDATED, Pricer
 from indexer.rpc import Node
-from indexer.source_metadata import aggregator_at, aggregator_of, round_updated_at
+from indexer.source_metadata import aggregator_of, read_aggregator, round_updated_at
 from indexer.sources import PriceSources, Source
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class Following:
         return cls(history, None if checked is None else int(checked))
 
 
-def proxies(sources: PriceSources) -> list[Source]:
+def proxied(sources: PriceSources) -> list[Source]:
     """The sources that name a proxy."""
     return [s for s in sources.sources if s.aggregators]
 
@@ -112,7 +112,7 @@ class ProxyWatch:
         sources = self.store.sources
         if sources is None or not sources.resolved:
             return switches  # metadata not read yet: nothing to follow
-        for source in proxies(sources):
+        for source in proxied(sources):
             switches += self._check_one(source, target, claim)
         return switches
 
@@ -188,7 +188,7 @@ class ProxyWatch:
         try:
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                found = aggregator_at(self.node, proxy, mid)
+                found = read_aggregator(self.node, proxy, mid)
                 if found == old:
                     lo = mid
                 else:

@@ -113,14 +113,14 @@ def aggregator_of(node: Node, address: str, block: str | int) -> str | None:
     """The aggregator behind a Chainlink proxy at `block`, or None when `address` answers
     no `aggregator()` (an aggregator itself, or a mock): a revert, nothing, or zero."""
     try:
-        return aggregator_at(node, address, block)
+        return read_aggregator(node, address, block)
     except RpcError as exc:
         if exc.code == 3 or "revert" in f"{exc} {exc.data}".lower():
             return None  # reverted: no such function (nodes word and code it apart)
         raise  # any other refusal must not class a proxy as an aggregator for good
 
 
-def aggregator_at(node: Node, address: str, block: str | int) -> str | None:
+def read_aggregator(node: Node, address: str, block: str | int) -> str | None:
     """`aggregator_of`, raising RpcError when the node refuses the call (a revert, or
     the state of a block it has pruned)."""
     at = block if isinstance(block, str) else hex(block)

@@ -144,7 +144,7 @@ class Store:
                 histories = proxies.kept_histories(conn)
                 for address, facts in new.items():
                     self.set_meta(conn, prefix + address, facts)
-                for source in proxies.proxies(resolved):
+                for source in proxies.proxied(resolved):
                     assert source.address is not None
                     if source.address not in histories:  # followed from the read on
                         first = proxies.Following(source.aggregators, head).dump()
@@ -310,7 +310,7 @@ class Store:
         """Price with the aggregators the follower recorded for each proxy source, as
         they are in this transaction (it holds the block-commit lock, as the follower
         does when it records a switch: indexer.proxies)."""
-        if self.sources is None or not proxies.proxies(self.sources):
+        if self.sources is None or not proxies.proxied(self.sources):
             return
         histories = proxies.kept_histories(conn)
         followed = {k: proxies.Following.load(v).history for k, v in histories.items()}
