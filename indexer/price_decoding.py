@@ -313,8 +313,13 @@ def _chainlink(source: Source, entry: Mapping[str, Any]) -> Reading:
     if topic is None:
         raise ValueError("no topic 1 (the answer)")
     answer = _signed(int(topic, 16))
-    (updated_at,) = _words(entry["data"], 1)
-    return Fraction(answer, 10 ** _known(source.decimals)), updated_at, None
+    return Fraction(answer, 10 ** _known(source.decimals)), answer_updated_at(entry["data"]), None
+
+
+def answer_updated_at(data: str) -> int:
+    """`updatedAt` of an `AnswerUpdated` log's data; ValueError when it holds no word."""
+    (updated_at,) = _words(data, 1)
+    return updated_at
 
 
 _VALUE: dict[str, Callable[[Source, Mapping[str, Any]], Reading]] = {

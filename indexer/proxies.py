@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 from indexer import models as m
 from indexer import price_store
 from indexer.errors import RpcError
-from indexer.price_decoding import ANSWER_UPDATED, Pricer
+from indexer.price_decoding import ANSWER_UPDATED, Pricer, answer_updated_at
 from indexer.rpc import Node
 from indexer.source_metadata import aggregator_of, read_aggregator, round_updated_at
 from indexer.sources import PriceSources, Source
@@ -79,14 +79,6 @@ def with_history(sources: PriceSources, kept: Mapping[str, str]) -> PriceSources
         history = Following.load(text).history if text else source.aggregators
         changed.append(replace(source, aggregators=history))
     return sources.with_sources(tuple(changed))
-
-
-def kept_histories(conn: Connection) -> dict[str, str]:
-    """Every proxy's history in the database, by proxy address."""
-    rows = conn.execute(
-        sa.select(m.meta.c.key, m.meta.c.value).where(m.meta.c.key.startswith(PREFIX))
-    )
-    return {key[len(PREFIX) :]: value for key, value in rows}
 
 
 @dataclass(frozen=True)
@@ -206,13 +198,6 @@ class ProxyWatch:
         return hi, at_hi
 
 
-def _first_word(data: str | None) -> int | None:
-    """`updatedAt` of an `AnswerUpdated` log's data, or None."""
-    if not data or len(data) < 66:
-        return None
-    return int(data[2:66], 16)
-
-
 class SilenceWatch:
     """Warns, once per episode, about a feed whose `latestRoundData()` has an answer
     newer than any `AnswerUpdated` stored from it for `blocks` blocks
@@ -254,7 +239,10 @@ class SilenceWatch:
                 .order_by(m.logs.c.block_number.desc(), m.logs.c.log_index.desc())
                 .limit(1)
             ).scalar_one_or_none()
-        stored = _first_word(data)
+        try:
+            stored = answer_updated_at(data) if data is not None else None
+        except ValueError:
+            stored = None  # not the event's shape: as good as none stored
         if answered is None or (stored is not None and stored >= answered):
             self.since.pop(source.name, None)
             self.warned.discard(source.name)

@@ -131,17 +131,14 @@ class Store:
         known: dict[str, str] = {}
         try:
             with self.errors(), self.engine.connect() as conn:
-                kept = conn.execute(
-                    sa.select(m.meta.c.key, m.meta.c.value).where(m.meta.c.key.startswith(prefix))
-                )
-                known = {key[len(prefix) :]: value for key, value in kept}
+                known = self.meta_under(conn, prefix)
         except ChainpulseError as exc:  # no schema yet, or away: read them from the node
             log.info("no price source metadata kept in the database (%s)", exc)
         head = node.head() if any(s.kind == "chainlink" for s in self.sources.sources) else None
         resolved, new = resolve_all(node, self.sources, known)
         try:
             with self.errors(), self.engine.begin() as conn:
-                histories = proxies.kept_histories(conn)
+                histories = self.meta_under(conn, proxies.PREFIX)
                 for address, facts in new.items():
                     self.set_meta(conn, prefix + address, facts)
                 for source in proxies.proxied(resolved):
@@ -312,7 +309,7 @@ class Store:
         does when it records a switch: indexer.proxies)."""
         if self.sources is None or not proxies.proxied(self.sources):
             return
-        histories = proxies.kept_histories(conn)
+        histories = self.meta_under(conn, proxies.PREFIX)
         followed = {k: proxies.Following.load(v).history for k, v in histories.items()}
         if followed != self._histories:  # a switch, not another sweep's `checkedAt`
             self.use_sources(proxies.with_history(self.sources, histories))
@@ -398,6 +395,14 @@ class Store:
             return conn.execute(q).scalar_one_or_none()
         with self.errors(), self.engine.connect() as c:
             return c.execute(q).scalar_one_or_none()
+
+    def meta_under(self, conn: Connection, prefix: str) -> dict[str, str]:
+        """The `chainpulse_meta` entries whose key starts with `prefix`, by the rest of
+        their key (`price_source:<address>` facts, `aggregators:<proxy>` histories)."""
+        rows = conn.execute(
+            sa.select(m.meta.c.key, m.meta.c.value).where(m.meta.c.key.startswith(prefix))
+        )
+        return {key[len(prefix) :]: value for key, value in rows}
 
     def set_meta(self, conn: Connection, key: str, value: str | None) -> None:
         """Set (or with None, remove) a `chainpulse_meta` entry inside the caller's tx."""
