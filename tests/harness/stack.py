@@ -11,7 +11,7 @@ import contextlib
 import json
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +27,7 @@ from follower.follower import Follower
 from indexer import models as m
 from indexer.schema import upgrade
 from indexer.store import Store
+from tests.harness import sources
 from tests.harness.databases import database as make_database
 from tests.harness.environment import CHAINPULSE, service_env
 from tests.harness.worker import Worker
@@ -113,6 +114,14 @@ class Stack:
         return redis.Redis.from_url(self.redis_url, decode_responses=True)
 
     # processes ------------------------------------------------------------------------
+
+    def use_price_sources(self, entries: Sequence[sources.Entry]) -> Path:
+        """Write `entries` as the price sources file (`prices.toml` in the stack's
+        directory) that every process started from now on reads (`PRICE_SOURCES`)."""
+        path = self.directory / "prices.toml"
+        sources.write(path, entries)
+        self.variables["PRICE_SOURCES"] = str(path)
+        return path
 
     def env(self, **changes: str) -> dict[str, str]:
         return service_env(**{**self.variables, **changes})

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from chainpulse.contracts import Contracts
 from chainpulse.devnet import RedisServer
 from chainpulse.protocols import token
+from indexer import models as m
 from tests.harness import sources
 from tests.harness.stack import FOLLOWING, Stack
 from tests.harness.stack import stack as make_stack
@@ -27,6 +29,17 @@ class DeployedMarket:
     pool: str  # UNI in WETH, V3
     feed: str  # ETH in USD, 8 decimals
     sources: Path
+
+
+def stored(s: Stack, token: str) -> list[tuple[int, str]]:
+    """`token`'s stored prices in chain order, as (block, exact decimal)."""
+    with s.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(m.prices.c.block_number, m.prices.c.price)
+            .where(m.prices.c.token == token)
+            .order_by(m.prices.c.block_number, m.prices.c.log_index)
+        )
+        return [(int(b), format(v, "f")) for b, v in rows]
 
 
 def market_sources(pair: str, pair2: str, pool: str, feed: str) -> list[sources.Entry]:
@@ -45,7 +58,7 @@ def market_sources(pair: str, pair2: str, pool: str, feed: str) -> list[sources.
     ]  # fmt: skip
 
 
-def deploy_market(s: Stack, directory: Path) -> DeployedMarket:
+def deploy_market(s: Stack) -> DeployedMarket:
     contracts = Contracts(s.anvil)
     weth, usdc, dai, uni = (
         token(contracts, symbol, decimals)
@@ -58,9 +71,7 @@ def deploy_market(s: Stack, directory: Path) -> DeployedMarket:
     pool = contracts.deploy("TestPool")
     contracts.call(pool, "setTokens", uni, weth)
     feed = contracts.deploy("TestFeed")
-    path = directory / "prices.toml"
-    sources.write(path, market_sources(pair, pair2, pool, feed))
-    s.variables["PRICE_SOURCES"] = str(path)
+    path = s.use_price_sources(market_sources(pair, pair2, pool, feed))
     return DeployedMarket(s, contracts, pair, pair2, pool, feed, path)
 
 
@@ -68,6 +79,6 @@ def deploy_market(s: Stack, directory: Path) -> DeployedMarket:
 def market(tmp_path: Path, redis_server: RedisServer) -> Iterator[DeployedMarket]:
     """The market on SQLite, with a worker running on it."""
     with make_stack("sqlite", tmp_path, redis_server, **FOLLOWING) as s:
-        m = deploy_market(s, tmp_path)
+        deployed = deploy_market(s)
         s.start_worker(wait=False, loglevel="info")
-        yield m
+        yield deployed

@@ -9,28 +9,16 @@ import logging
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from chainpulse import protocols as p
 from chainpulse.contracts import Contracts
 from chainpulse.devnet import RedisServer, wait_until
-from indexer import models as m
 from indexer.proxies import PREFIX, Following
-from tests.harness import sources
 from tests.harness.stack import FOLLOWING, Stack
 from tests.harness.stack import stack as make_stack
+from tests.prices.conftest import stored
 
 WAIT = 20
-
-
-def stored(s: Stack, token: str) -> list[tuple[int, str]]:
-    with s.store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(m.prices.c.block_number, m.prices.c.price)
-            .where(m.prices.c.token == token)
-            .order_by(m.prices.c.block_number, m.prices.c.log_index)
-        )
-        return [(int(b), format(v, "f")) for b, v in rows]
 
 
 def wait_stored(s: Stack, token: str, expected: list[tuple[int, str]]) -> None:
@@ -58,12 +46,10 @@ def test_a_proxy_prices_from_its_aggregator_and_follows_it_to_the_next(
         c = Contracts(s.anvil)
         feed = p.Feed.create(c, 8, "ETH / USD", 3_000 * 10**8)
         initial = (s.anvil.head(), "3000")  # the follower starts at this head
-        path = tmp_path / "prices.toml"
-        sources.write(path, [
+        s.use_price_sources([
             {"name": "eth-usd", "kind": "chainlink", "token": "ETH", "quote": "USD",
              "address": feed.proxy},
         ])  # fmt: skip
-        s.variables["PRICE_SOURCES"] = str(path)
         s.start_worker(wait=False, loglevel="info")
         s.follower()
         wait_until(lambda: s.start_block() is not None, WAIT, "the follower starting")
@@ -109,14 +95,12 @@ def test_a_feed_that_answers_without_emitting_is_named(
         c = Contracts(s.anvil)
         feed = p.Feed.create(c, 8, "ETH / USD", 3_000 * 10**8)
         mock = c.deploy("MockV3Aggregator", 8, 1_000 * 10**8)
-        path = tmp_path / "prices.toml"
-        sources.write(path, [
+        s.use_price_sources([
             {"name": "eth-usd", "kind": "chainlink", "token": "ETH", "quote": "USD",
              "address": feed.proxy},
             {"name": "btc-mock", "kind": "chainlink", "token": "BTC", "quote": "USD",
              "address": mock},
         ])  # fmt: skip
-        s.variables["PRICE_SOURCES"] = str(path)
         s.start_worker(wait=False)
         s.follower(price_silence_warn=3)
         wait_until(lambda: s.start_block() is not None, WAIT, "the follower starting")

@@ -17,17 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from chainpulse import protocols as p
 from chainpulse.contracts import Contracts
 from chainpulse.devnet import RedisServer, wait_until
-from indexer import models as m
 from indexer.exact import round_exact
-from tests.harness import sources
 from tests.harness.environment import ROOT
-from tests.harness.stack import FOLLOWING, Stack
+from tests.harness.stack import FOLLOWING
 from tests.harness.stack import stack as make_stack
+from tests.prices.conftest import stored
 
 WAIT = 60
 
@@ -66,16 +64,6 @@ def usdc_between(c: Contracts, low: str, high: str) -> str:
     raise AssertionError("no USDC address fell between the two tokens in 30 tries")
 
 
-def stored(s: Stack, token: str) -> list[tuple[int, str]]:
-    with s.store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(m.prices.c.block_number, m.prices.c.price)
-            .where(m.prices.c.token == token)
-            .order_by(m.prices.c.block_number, m.prices.c.log_index)
-        )
-        return [(int(b), format(v, "f")) for b, v in rows]
-
-
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_prices_equal_the_sdk_and_the_chain(
     database: str, tmp_path: Path, redis_server: RedisServer
@@ -97,8 +85,7 @@ def test_prices_equal_the_sdk_and_the_chain(
         pool = p.V3Pool.create(c, v3, callee, wbtc, usdc, start, 10**12)
         feed = p.Feed.create(c, 8, "ETH / USD", 3_000 * 10**8)
         assert (pair.token0 == usdc) != (pool.token0 == usdc)  # token0 of one, token1 of other
-        path = tmp_path / "prices.toml"
-        sources.write(path, [
+        s.use_price_sources([
             {"name": "weth-usdc", "kind": "uniswap_v2", "token": "WETH", "quote": "USDC",
              "address": pair.address},
             {"name": "wide", "kind": "uniswap_v2", "token": "LOW", "quote": "HIGH",
@@ -108,7 +95,6 @@ def test_prices_equal_the_sdk_and_the_chain(
             {"name": "eth-usd", "kind": "chainlink", "token": "ETH", "quote": "USD",
              "address": feed.proxy},
         ])  # fmt: skip
-        s.variables["PRICE_SOURCES"] = str(path)
         s.start_worker(wait=False)
         s.follower()
         sdk = Sdk()

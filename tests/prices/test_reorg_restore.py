@@ -17,7 +17,6 @@ from chainpulse.devnet import RedisServer, wait_until
 from indexer import models as m
 from indexer import queries
 from indexer.events import MAX_ID_LENGTH
-from tests.harness import sources
 from tests.harness.stack import FOLLOWING, Stack
 from tests.harness.stack import stack as make_stack
 
@@ -40,12 +39,10 @@ def test_a_reorg_restoring_a_40_digit_price_on_postgresql(
         factory = c.deploy("UniswapV2Factory", c.sender)
         # 3 WETH and 10,000.000001 USDC: the price has 40 significant digits
         pair = p.V2Pair.create(c, factory, weth, 3 * 10**18, usdc, 10_000 * 10**6 + 1)
-        path = tmp_path / "prices.toml"
-        sources.write(path, [
+        s.use_price_sources([
             {"name": "weth-usdc", "kind": "uniswap_v2", "token": "WETH", "quote": "USDC",
              "address": pair.address},
         ])  # fmt: skip
-        s.variables["PRICE_SOURCES"] = str(path)
         s.start = s.anvil.head()  # the mint's block
         s.start_worker(wait=False, loglevel="info")
         follower = None

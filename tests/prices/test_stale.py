@@ -14,7 +14,6 @@ import requests
 from chainpulse import protocols as p
 from chainpulse.contracts import Contracts
 from chainpulse.devnet import RedisServer, wait_until
-from tests.harness import sources
 from tests.harness.jsclient import JsClient
 from tests.harness.realtime import Server
 from tests.harness.stack import FOLLOWING
@@ -44,14 +43,12 @@ def test_a_price_says_when_it_is_stale_everywhere_it_is_read(
         factory = c.deploy("UniswapV2Factory", c.sender)
         pair = p.V2Pair.create(c, factory, weth, 1_000 * 10**18, usdc, 3_000_000 * 10**6)
         feed = p.Feed.create(c, 8, "ETH / USD", 3_000 * 10**8)
-        path = tmp_path / "prices.toml"
-        sources.write(path, [
+        s.use_price_sources([
             {"name": "weth-usdc", "kind": "uniswap_v2", "token": "WETH", "quote": "USDC",
              "address": pair.address, "min_liquidity": 1_000_000},
             {"name": "eth-usd", "kind": "chainlink", "token": "ETH", "quote": "USD",
              "address": feed.proxy, "max_age": 600},
         ])  # fmt: skip
-        s.variables["PRICE_SOURCES"] = str(path)
         s.start_worker(wait=False)
         s.follower()
         wait_until(lambda: s.start_block() is not None, WAIT, "the follower starting")
