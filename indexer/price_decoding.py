@@ -164,8 +164,7 @@ class Pricer:
             if not sources:
                 continue
             for source in sources:
-                emitter = source.emitter_at(entry["block_number"])
-                if source.aggregators and emitter != entry["address"]:
+                if source.aggregators and not _in_force(source, entry):
                     continue  # an aggregator the proxy did not point at then
                 reading = _decode(source, entry)
                 if reading is None:
@@ -187,6 +186,11 @@ class Pricer:
                 )
                 publish(source, update)
         return found
+
+
+def _in_force(source: Source, entry: Mapping[str, Any]) -> bool:
+    """Whether `entry` comes from the aggregator a proxy source pointed at then."""
+    return source.emitter_at(entry["block_number"]) == entry["address"]
 
 
 def _aged(source: Source, updated_at: int | None, timestamp: int) -> bool:

@@ -129,7 +129,7 @@ class ProxyWatch:
                     claim(conn)
                 self.store.set_meta(conn, key, replace(following, checked_at=target).dump())
             return []
-        lo = max(start, following.checked_at if following.checked_at is not None else start)
+        lo = max(start, following.checked_at or 0)  # the proxy pointed at `current` there
         found: list[tuple[int, str]] = []
         while now != current and lo < target:
             block, current = self._switch(source, current, lo, target, now)
