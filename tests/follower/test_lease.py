@@ -102,6 +102,19 @@ POSTGRES_SLOW = pytest.mark.parametrize(
 )
 
 
+def holder_index(logs: list[Path], token: int) -> int:
+    """Which follower's log names the lease `token`. The lock is in Redis a moment before
+    the follower writes its line, so wait for the line."""
+    found: list[int] = []
+
+    def named() -> bool:
+        found[:] = [i for i, log in enumerate(logs) if f"token {token}" in log.read_text()]
+        return bool(found)
+
+    wait_until(named, 30, f"a follower logging lease token {token}")
+    return found[0]
+
+
 @POSTGRES_SLOW
 def test_a_standby_takes_over_after_kill_9(stack: Stack, tmp_path: Path) -> None:
     activity = Activity(stack.anvil)
@@ -114,11 +127,8 @@ def test_a_standby_takes_over_after_kill_9(stack: Stack, tmp_path: Path) -> None
         first = holder(stack.client)
         assert first is not None
         # Which process holds it? Kill -9 the one whose log says so.
-        active = next(
-            p
-            for i, p in enumerate(processes)
-            if f"token {first.token}" in (tmp_path / f"follower{i}.log").read_text()
-        )
+        logs = [tmp_path / f"follower{i}.log" for i in range(2)]
+        active = processes[holder_index(logs, first.token)]
         os.kill(active.pid, signal.SIGKILL)
         active.wait()
         for _ in range(3):
@@ -152,7 +162,7 @@ def test_sigterm_hands_the_lock_over_at_once(stack: Stack, tmp_path: Path) -> No
         first = holder(stack.client)
         assert first is not None
         logs = [tmp_path / f"follower{i}.log" for i in range(2)]
-        active = next(i for i in range(2) if f"token {first.token}" in logs[i].read_text())
+        active = holder_index(logs, first.token)
 
         started = time.monotonic()
         processes[active].send_signal(signal.SIGTERM)
@@ -186,7 +196,7 @@ def test_a_paused_leader_that_wakes_after_its_lease_moved_on_does_not_act(
         stack.wait_consistent()
         first = holder(stack.client)
         assert first is not None
-        active = next(i for i in range(2) if f"token {first.token}" in logs[i].read_text())
+        active = holder_index(logs, first.token)
         os.kill(processes[active].pid, signal.SIGSTOP)
         try:
             wait_until(
