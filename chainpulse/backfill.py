@@ -25,6 +25,7 @@ import redis
 from celery import Celery
 from kombu.transport.redis import Channel
 
+from indexer.chains import bind
 from indexer.config import IndexerSettings
 from indexer.errors import BadRange, ConfigError, DatabaseBusy
 from indexer.ranges import chunks, describe, parse_range
@@ -69,10 +70,11 @@ def run_backfill(
         raise BadRange(f"TO ({last}) is beyond the node's head ({head})")
     store = Store(settings.database_url)
     app = broker(settings.redis_url)
+    chain = None if settings.is_primary else settings.chain_id  # the primary's: no field
     try:
         store.check_schema()
         # Refuse here, not in every job: a worker cannot even record a job it refuses.
-        store.bind_chain(node.chain_id())
+        bind(store, node, settings)
         check_redis(settings.redis_url)
         numbers = list(range(first, last + 1)) if force else store.missing(first, last)
         started = datetime.now(UTC) - timedelta(seconds=1)
@@ -80,7 +82,7 @@ def run_backfill(
         def enqueue(numbers: list[int]) -> int:
             """Jobs of up to BACKFILL_BATCH consecutive blocks; returns how many."""
             jobs = [
-                IndexBlocks(lo, hi, "backfill", force)
+                IndexBlocks(lo, hi, "backfill", force, chain)
                 for lo, hi in chunks(numbers, settings.backfill_batch)
             ]
             for job in jobs:

@@ -87,12 +87,17 @@ def db_upgrade(revision: str) -> None:
 @click.argument("end", metavar="TO", type=str)
 @click.option("--wait", is_flag=True, help="Show progress and wait until every block is done.")
 @click.option("--force", is_flag=True, help="Re-index blocks that are already stored.")
+@click.option(
+    "--chain", "chain_name", default=None, help="The chain of this name (default: the primary)."
+)
 @friendly_errors
-def backfill(start: str, end: str, wait: bool, force: bool) -> None:
-    """Enqueue blocks FROM..TO (inclusive) on the `blocks` queue."""
+def backfill(start: str, end: str, wait: bool, force: bool, chain_name: str | None) -> None:
+    """Enqueue blocks FROM..TO (inclusive) of a chain on the `blocks` queue."""
     from chainpulse.backfill import run_backfill
 
-    code = run_backfill(settings(), start, end, wait=wait, force=force)
+    s = settings()
+    view = s.chain(chain_name) if chain_name is not None else s.chains()[0]
+    code = run_backfill(view, start, end, wait=wait, force=force)
     # Every job is on the broker and the database is closed: skip the interpreter's
     # teardown of web3's, Celery's and SQLAlchemy's modules, about 0.2 s of exit time.
     sys.stdout.flush()
@@ -102,17 +107,22 @@ def backfill(start: str, end: str, wait: bool, force: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--chain", "chain_name", default=None, help="Only the chain of this name.")
 @friendly_errors
-def status(as_json: bool) -> None:
-    """Node head, highest indexed block, lag, missing ranges, failures and queue depth."""
+def status(as_json: bool, chain_name: str | None) -> None:
+    """Per chain: node head, highest indexed block, lag, missing ranges, failures; and
+    the queue depth."""
     from chainpulse.status import collect_status, render_status
 
-    report = collect_status(settings())
+    s = settings()
+    views = (s.chain(chain_name),) if chain_name is not None else s.chains()
+    reports = [collect_status(view) for view in views]
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        shown: object = reports[0] if s.chains_file is None else {"chains": reports}
+        click.echo(json.dumps(shown, indent=2))
     else:
-        click.echo(render_status(report))
-    if report["errors"]:
+        click.echo("\n\n".join(render_status(report) for report in reports))
+    if any(report["errors"] for report in reports):
         sys.exit(2)
 
 

@@ -1,7 +1,7 @@
-"""`chainpulse status`: the node's head, the highest indexed block, the lag, missing
-ranges, failed blocks, the queue depth and the outbox backlog, the active follower and
-whether indexing is halted by a reorg deeper than allowed. A part that cannot be
-reached is reported as an error next to the rest."""
+"""`chainpulse status`: per chain, the node's head, the highest indexed block, the lag,
+missing ranges, failed blocks, the active follower and whether indexing is halted by a
+reorg deeper than allowed; and the queue depth and the outbox backlog. A part that
+cannot be reached is reported as an error next to the rest."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import TypedDict
 
 import redis
 
-from follower.lease import holder
-from follower.queue import read_cursor
+from follower.lease import LOCK_KEY, holder
+from follower.queue import CURSOR_KEY, read_cursor
 from indexer.config import IndexerSettings
 from indexer.errors import ChainpulseError
 from indexer.ranges import describe
@@ -34,8 +34,11 @@ class ActiveFollower(TypedDict):
 
 
 class StatusReport(TypedDict):
-    """What `status --json` prints (a script's contract: fields are only ever added)."""
+    """What `status --json` prints for a chain (a script's contract: fields are only
+    ever added). Without a chains file it is the whole output; with one, the output is
+    `{"chains": [StatusReport, ...]}`, the primary first."""
 
+    name: str  # the chain's name in the chains file; "main" without one
     head: int | None
     indexed: int | None
     lowest: int | None
@@ -52,7 +55,9 @@ class StatusReport(TypedDict):
 
 
 def collect_status(settings: IndexerSettings) -> StatusReport:
+    """The status of the chain of `settings` (one of `settings.chains()`)."""
     report: StatusReport = {
+        "name": settings.chain_name,
         "head": None,
         "indexed": None,
         "lowest": None,
@@ -71,7 +76,7 @@ def collect_status(settings: IndexerSettings) -> StatusReport:
         report["head"] = Node.from_settings(settings).head()
     except ChainpulseError as exc:
         report["errors"].append(str(exc))
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, chain_id=settings.chain_id)
     try:
         summary = store.summary()
         failures = store.failures()
@@ -92,7 +97,7 @@ def collect_status(settings: IndexerSettings) -> StatusReport:
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
     try:
         report["queue"] = int(client.llen(QUEUE))
-        report["follower"] = _follower(client)
+        report["follower"] = _follower(client, settings)
     except redis.RedisError as exc:
         report["queue"] = None
         report["follower"] = None
@@ -102,11 +107,11 @@ def collect_status(settings: IndexerSettings) -> StatusReport:
     return report
 
 
-def _follower(client: redis.Redis) -> ActiveFollower | None:
-    lock = holder(client)
+def _follower(client: redis.Redis, settings: IndexerSettings) -> ActiveFollower | None:
+    lock = holder(client, settings.chain_key(LOCK_KEY))
     if lock is None:
         return None
-    cursor = read_cursor(client)
+    cursor = read_cursor(client, settings.chain_key(CURSOR_KEY))
     return {
         "token": lock.token,
         "owner": lock.owner,
@@ -122,6 +127,7 @@ def render_status(report: StatusReport) -> str:
     gaps = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in report["gaps"]) or "none"
     failed = report["failed"]
     lines = [
+        f"chain        {report['name']}",
         f"chain id     {show(report['chainId'])}",
         f"node head    {show(report['head'])}",
         f"indexed      {show(report['indexed'])} (from {show(report['lowest'])}, "

@@ -9,19 +9,9 @@ from indexer.config import IndexerSettings, setting
 
 @dataclass(frozen=True)
 class FollowerSettings(IndexerSettings):
-    ws_url: str | None = setting(
-        "ETH_WS_URL", None, "websocket endpoint; the follower then uses `newHeads`"
-    )
-    confirmations: int = setting("CONFIRMATIONS", 0, "how far behind the head the follower indexes")
-    start_block: int | None = setting(
-        "START_BLOCK",
-        None,
-        "where the follower starts on an empty database",
-        shown="the head at first start",
-    )
-    poll_interval: float = setting(
-        "POLL_INTERVAL", 1.0, "seconds between `eth_blockNumber` polls (works down to 0.1)"
-    )
+    """The chain settings it follows by (`ETH_WS_URL`, `CONFIRMATIONS`, `START_BLOCK`,
+    `POLL_INTERVAL`) are `IndexerSettings`': each chain of a chains file has its own."""
+
     follower_lock_ttl: float = setting(
         "FOLLOWER_LOCK_TTL", 5.0, "seconds before a dead follower's lock passes to a standby"
     )

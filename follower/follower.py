@@ -41,16 +41,17 @@ from follower.config import FollowerSettings
 from follower.fence import Deposed, claim_fence, fence_floor, fencing
 from follower.heads import Header, HeadSubscription
 from follower.lease import Lease
-from follower.metrics import FollowerMetrics
+from follower.metrics import ChainMetrics, FollowerMetrics
 from follower.queue import Cursor, FencedQueue, read_cursor
 from indexer import outbox
 from indexer.bus import BusUnavailable, EventBus
+from indexer.chains import bind
 from indexer.errors import ChainpulseError, ReorgTooDeep, RetryableError, RpcError
 from indexer.proxies import ProxyWatch, SilenceWatch
 from indexer.ranges import chunks
 from indexer.reorg import Halt, read_halt, repair
 from indexer.rpc import Node
-from indexer.seen_head import record_head
+from indexer.seen_head import HEAD_KEY, record_head
 from indexer.store import Store
 from workers.jobs import QUEUE, IndexBlocks
 
@@ -76,7 +77,7 @@ class Follower:
         queue: FencedQueue,
         bus: EventBus,
         *,
-        metrics: FollowerMetrics | None = None,
+        metrics: ChainMetrics | None = None,
         sweep_interval: float = SWEEP_INTERVAL_S,
     ) -> None:
         self.settings = settings
@@ -84,9 +85,11 @@ class Follower:
         self.store = store
         self.client = client
         self.queue = queue
+        # the chain its jobs name: None for the primary (the job form of before chains)
+        self.job_chain = None if settings.is_primary else settings.chain_id
         self.lease: Lease = queue.lease
         self.bus = bus
-        self.metrics = metrics or FollowerMetrics()
+        self.metrics = metrics or FollowerMetrics().chain(settings.chain_name)
         self.sweep_interval = sweep_interval
         self.stop = threading.Event()
         self.wake = threading.Event()
@@ -160,6 +163,8 @@ class Follower:
 
     def _try_acquire(self) -> bool:
         try:
+            if self.store.chain_id is None:  # `process.run` bound it unless built elsewhere
+                bind(self.store, self.node, self.settings)
             taken = self.lease.acquire(fence_floor(self.store))
         except (ChainpulseError, redis.RedisError) as exc:
             log.warning("cannot take the follower lock yet: %s", exc)
@@ -199,7 +204,7 @@ class Follower:
     def _follow(self, token: int) -> None:
         head = self._head()
         number = int(head["number"], 16)
-        record_head(self.client, number)
+        record_head(self.client, number, self.settings.chain_key(HEAD_KEY))
         self.metrics.saw_head(number, int(head["timestamp"], 16))
         target = number - self.settings.confirmations
         assert self.start is not None
@@ -265,10 +270,12 @@ class Follower:
         anything older as `backfill` runs."""
         tail = max(first, last - self.settings.backfill_batch + 1)
         jobs = [
-            IndexBlocks(a, b, "backfill")
+            IndexBlocks(a, b, "backfill", chain=self.job_chain)
             for a, b in chunks(range(first, tail), self.settings.backfill_batch)
         ]
-        return jobs + [IndexBlocks(n, n, "head") for n in range(tail, last + 1)]
+        return jobs + [
+            IndexBlocks(n, n, "head", chain=self.job_chain) for n in range(tail, last + 1)
+        ]
 
     def _repair(self, token: int) -> None:
         event = repair(
@@ -308,7 +315,7 @@ class Follower:
         stored_start = self.store.get_meta(START_KEY)
         assert stored_start is not None
         self.start = int(stored_start)
-        cursor = read_cursor(self.client)
+        cursor = read_cursor(self.client, self.queue.cursor_key)
         if top is not None and (cursor is None or cursor.number < top[0]):
             cursor = Cursor(*top)
         if cursor is None or cursor.number < self.start - 1:
@@ -351,7 +358,7 @@ class Follower:
         if due:
             log.info("re-enqueueing %d missing heights below the cursor", len(due))
             jobs = [
-                IndexBlocks(a, b, "backfill")
+                IndexBlocks(a, b, "backfill", chain=self.job_chain)
                 for a, b in chunks(sorted(due), self.settings.backfill_batch)
             ]
             self._enqueue(jobs, None)

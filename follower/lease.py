@@ -59,8 +59,18 @@ class Lease:
     stops renewing, and a standby acquires the lock once it expires.
     """
 
-    def __init__(self, client: redis.Redis, ttl: float, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        ttl: float,
+        owner: str | None = None,
+        lock_key: str = LOCK_KEY,
+        token_key: str = TOKEN_KEY,
+    ) -> None:
+        """`lock_key` and `token_key`: the chain's (`IndexerSettings.chain_key`)."""
         self.client = client
+        self.lock_key = lock_key
+        self.token_key = token_key
         self.ttl = ttl
         self.owner = owner or uuid.uuid4().hex[:12]
         self.token: int | None = None
@@ -80,7 +90,7 @@ class Lease:
         """Take the lock if it is free; tokens stay above `floor`. True when taken."""
         started = time.monotonic()
         token = self._acquire(
-            keys=[LOCK_KEY, TOKEN_KEY], args=[self.owner, int(self.ttl * 1000), floor]
+            keys=[self.lock_key, self.token_key], args=[self.owner, int(self.ttl * 1000), floor]
         )
         if token is None:
             return False
@@ -101,7 +111,7 @@ class Lease:
         if self.token is None:
             return False
         try:
-            renewed = self._renew(keys=[LOCK_KEY], args=[self.value, int(self.ttl * 1000)])
+            renewed = self._renew(keys=[self.lock_key], args=[self.value, int(self.ttl * 1000)])
         except redis.RedisError as exc:
             log.warning("could not renew the follower lock: %s", exc)
             return self.valid()
@@ -116,7 +126,7 @@ class Lease:
         self._stop.set()
         if self.token is not None:
             with contextlib.suppress(redis.RedisError):  # else it expires on its own
-                self._release(keys=[LOCK_KEY], args=[self.value])
+                self._release(keys=[self.lock_key], args=[self.value])
         self.token = None
 
     def _keep(self) -> None:
@@ -132,11 +142,11 @@ class Holder:
     ttl: float  # seconds left before the lock expires
 
 
-def holder(client: redis.Redis) -> Holder | None:
-    """Who holds the follower lock, or None."""
-    raw = client.get(LOCK_KEY)
+def holder(client: redis.Redis, lock_key: str = LOCK_KEY) -> Holder | None:
+    """Who holds the follower lock (of the chain whose `lock_key` it is), or None."""
+    raw = client.get(lock_key)
     if raw is None:
         return None
     token, _, owner = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition(":")
-    ttl_ms = client.pttl(LOCK_KEY)
+    ttl_ms = client.pttl(lock_key)
     return Holder(int(token), owner, max(int(ttl_ms), 0) / 1000)

@@ -30,63 +30,63 @@ log = logging.getLogger(__name__)
 
 
 class FollowerMetrics:
+    """The process's registry; each chain's follower counts through `chain(name)`, so
+    its series carry a `chain` label (bounded: the chains come from the file)."""
+
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        by_chain = ["chain"]
         self.active = Gauge(
-            "chainpulse_follower_active", "1 while this follower holds the lock", registry=r
+            "chainpulse_follower_active",
+            "1 while this follower holds the chain's lock",
+            by_chain,
+            registry=r,
         )
         self.token = Gauge(
             "chainpulse_follower_fencing_token",
-            "The fencing token of this follower's lease (0 as a standby)",
+            "The fencing token of this follower's lease of the chain (0 as a standby)",
+            by_chain,
             registry=r,
         )
         self.head = Gauge(
-            "chainpulse_node_head_block", "The node's head as the follower last read it", registry=r
+            "chainpulse_node_head_block",
+            "The node's head as the follower last read it",
+            by_chain,
+            registry=r,
         )
         self.head_time = Gauge(
-            "chainpulse_node_head_timestamp_seconds", "Chain time of that head block", registry=r
+            "chainpulse_node_head_timestamp_seconds",
+            "Chain time of that head block",
+            by_chain,
+            registry=r,
         )
         self.enqueued = Counter(
             "chainpulse_heights_enqueued",
             "Heights the follower put on the blocks queue, by source (head, backfill)",
-            ["source"],
+            ["chain", "source"],
             registry=r,
         )
         self.failed_rounds = Counter(
             "chainpulse_follower_rounds_failed",
             "Follower rounds that failed and were retried, by reason",
-            ["reason"],
+            ["chain", "reason"],
             registry=r,
         )
-        self.reorgs = reorg_depths(r)
-        self.last_head: tuple[int, int] | None = None  # (number, chain time) read last
+        self.reorgs = reorg_depths(r, by_chain)
+        self._chains: dict[str, ChainMetrics] = {}
+        self._scraped = _Scraped(self)
+        r.register(self._scraped)
 
-    # as the follower works
-    def role(self, token: int | None) -> None:
-        self.active.set(1 if token is not None else 0)
-        self.token.set(token or 0)
-
-    def saw_head(self, number: int, timestamp: int) -> None:
-        self.head.set(number)
-        self.head_time.set(timestamp)
-        self.last_head = (number, timestamp)
-
-    def lost_head(self) -> None:
-        self.last_head = None
-
-    def queued(self, source: str, count: int) -> None:
-        if count:
-            self.enqueued.labels(source).inc(count)
-
-    def round_failed(self, reason: str) -> None:
-        self.failed_rounds.labels(reason).inc()
-
-    def reorged(self, event: BlockReorged) -> None:
-        self.reorgs.observe(event.depth)
+    def chain(self, name: str) -> ChainMetrics:
+        """The counters of the chain called `name`."""
+        if name not in self._chains:
+            self._chains[name] = ChainMetrics(self, name)
+        return self._chains[name]
 
     # read when scraped
-    def watch(self, store: Store, broker: redis.Redis) -> None:
-        self.registry.register(_Backlog(self, store, broker))
+    def watch(self, chain: ChainMetrics, store: Store, broker: redis.Redis) -> None:
+        """Read `store`'s tip for `chain`, and the queue in `broker`, when scraped."""
+        self._scraped.watched.append((chain, store, broker))
 
     def serve(self, port: int) -> Any:
         """Serve `/metrics` on `port` (a daemon thread); ConfigError when it is taken."""
@@ -100,6 +100,39 @@ class FollowerMetrics:
         return server
 
 
+class ChainMetrics:
+    """One chain's follower, counting into the process's `FollowerMetrics`."""
+
+    def __init__(self, metrics: FollowerMetrics, name: str) -> None:
+        self.name = name
+        self.process_metrics = metrics  # what `serve` serves
+        self._metrics = metrics
+        self.last_head: tuple[int, int] | None = None  # (number, chain time) read last
+        self.role(None)  # a standby's series exist from the start
+
+    def role(self, token: int | None) -> None:
+        self._metrics.active.labels(self.name).set(1 if token is not None else 0)
+        self._metrics.token.labels(self.name).set(token or 0)
+
+    def saw_head(self, number: int, timestamp: int) -> None:
+        self._metrics.head.labels(self.name).set(number)
+        self._metrics.head_time.labels(self.name).set(timestamp)
+        self.last_head = (number, timestamp)
+
+    def lost_head(self) -> None:
+        self.last_head = None
+
+    def queued(self, source: str, count: int) -> None:
+        if count:
+            self._metrics.enqueued.labels(self.name, source).inc(count)
+
+    def round_failed(self, reason: str) -> None:
+        self._metrics.failed_rounds.labels(self.name, reason).inc()
+
+    def reorged(self, event: BlockReorged) -> None:
+        self._metrics.reorgs.labels(self.name).observe(event.depth)
+
+
 # read when scraped: name -> help
 SCRAPED = {
     "chainpulse_outbox_backlog": "Events committed, not yet on the stream",
@@ -110,37 +143,52 @@ SCRAPED = {
     ),
     "chainpulse_queue_depth": "Jobs waiting on the blocks queue",
 }
+PER_CHAIN = (
+    "chainpulse_indexed_block",
+    "chainpulse_indexing_lag_blocks",
+    "chainpulse_indexing_lag_seconds",
+)
 
 
-class _Backlog(Collector):
-    def __init__(self, metrics: FollowerMetrics, store: Store, broker: redis.Redis) -> None:
+class _Scraped(Collector):
+    def __init__(self, metrics: FollowerMetrics) -> None:
         self.metrics = metrics
-        self.store = store
-        self.broker = broker
+        self.watched: list[tuple[ChainMetrics, Store, redis.Redis]] = []
 
     def describe(self) -> list[Any]:
         return []  # collected only when scraped, never at registration
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        try:
-            with self.store.engine.connect() as conn:
-                top = queries.latest_blocks(conn, 1)
-                backlog = queries.outbox_backlog(conn)
-        except Exception as exc:  # noqa: BLE001 - a scrape must answer without the database
-            log.warning("metrics: database unreachable: %s", exc)
-        else:
-            yield _gauge("chainpulse_outbox_backlog", backlog)
+        if not self.watched:
+            return
+        families = {
+            name: GaugeMetricFamily(name, SCRAPED[name], labels=["chain"]) for name in PER_CHAIN
+        }
+        backlog: int | None = None
+        for chain, store, _ in self.watched:
+            try:
+                with store.engine.connect() as conn:
+                    top = queries.latest_blocks(conn, store.chain, 1)
+                    backlog = queries.outbox_backlog(conn)
+            except Exception as exc:  # noqa: BLE001 - a scrape must answer without the database
+                log.warning("metrics: database unreachable: %s", exc)
+                continue
             if top:
                 tip = top[0]
-                yield _gauge("chainpulse_indexed_block", tip.number)
-                if self.metrics.last_head is not None:
-                    head, head_time = self.metrics.last_head
-                    yield _gauge("chainpulse_indexing_lag_blocks", max(head - tip.number, 0))
-                    yield _gauge(
-                        "chainpulse_indexing_lag_seconds", max(head_time - tip.timestamp, 0)
+                families["chainpulse_indexed_block"].add_metric([chain.name], tip.number)
+                if chain.last_head is not None:
+                    head, head_time = chain.last_head
+                    families["chainpulse_indexing_lag_blocks"].add_metric(
+                        [chain.name], max(head - tip.number, 0)
                     )
+                    families["chainpulse_indexing_lag_seconds"].add_metric(
+                        [chain.name], max(head_time - tip.timestamp, 0)
+                    )
+        if backlog is not None:
+            yield _gauge("chainpulse_outbox_backlog", backlog)
+        yield from (f for f in families.values() if f.samples)
         try:
-            depth = int(self.broker.llen(QUEUE))
+            depth = int(self.watched[0][2].llen(QUEUE))
         except redis.RedisError as exc:
             log.warning("metrics: Redis unreachable: %s", exc)
         else:

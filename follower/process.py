@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 
 import redis
 
 from follower.config import FollowerSettings
 from follower.follower import SWEEP_INTERVAL_S, Follower
-from follower.lease import Lease
+from follower.lease import LOCK_KEY, TOKEN_KEY, Lease
 from follower.metrics import FollowerMetrics
-from follower.queue import FencedQueue
+from follower.queue import CURSOR_KEY, FencedQueue
 from indexer import loglines
 from indexer.bus import EventBus
+from indexer.chains import bind
 from indexer.rpc import Node
 from indexer.store import Store
 from indexer.urls import mask_url
@@ -28,22 +30,32 @@ def build(
     store: Store | None = None,
     sweep_interval: float = SWEEP_INTERVAL_S,
     owner: str | None = None,
+    metrics: FollowerMetrics | None = None,
 ) -> Follower:
-    """A follower on `settings`; connects to nothing until it runs. `store` shares a
-    database engine (tests run several followers on one)."""
+    """A follower of the chain of `settings` (one of `settings.chains()`); connects to
+    nothing until it runs. `store` shares a database engine (tests run several
+    followers on one); `metrics` is the process's registry, which every chain's
+    follower counts into."""
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
-    lease = Lease(client, settings.follower_lock_ttl, owner)
+    lease = Lease(
+        client,
+        settings.follower_lock_ttl,
+        owner,
+        settings.chain_key(LOCK_KEY),
+        settings.chain_key(TOKEN_KEY),
+    )
     store = store or Store(settings.database_url, sources=settings.price_sources)
-    metrics = FollowerMetrics()
-    metrics.watch(store, client)
+    registry = metrics or FollowerMetrics()
+    chain_metrics = registry.chain(settings.chain_name)
+    registry.watch(chain_metrics, store, client)
     return Follower(
         settings,
         Node.from_settings(settings),
         store,
         client,
-        FencedQueue(broker(settings.redis_url), client, lease),
+        FencedQueue(broker(settings.redis_url), client, lease, settings.chain_key(CURSOR_KEY)),
         EventBus(client, settings.stream_key, settings.stream_maxlen, settings.redis_url),
-        metrics=metrics,
+        metrics=chain_metrics,
         sweep_interval=sweep_interval,
     )
 
@@ -57,30 +69,59 @@ def close(follower: Follower, *, store: bool = True) -> None:
 
 
 def run(settings: FollowerSettings) -> None:
-    """Follow until SIGTERM or SIGINT; refuses to start on a database without the schema
-    or one that indexes another chain."""
+    """Follow every chain of `settings` until SIGTERM or SIGINT, each in a thread of its
+    own (one chain's slow node delays no other's rounds), each with its own lease, so
+    that followers on several hosts share the chains. Refuses to start on a database
+    without the schema, a node on another chain than its entry names, or a database
+    whose primary chain is another."""
     loglines.configure(settings.log_format, settings.log_level)
-    follower = build(settings)
+    registry = FollowerMetrics()
+    followers = [build(view, metrics=registry) for view in settings.chains()]
     try:
-        follower.store.check_schema()
-        follower.store.bind_chain(follower.node.chain_id())
-        follower.store.prepare_prices_at_start(follower.node)
+        for follower in followers:
+            follower.store.check_schema()
+            bind(follower.store, follower.node, follower.settings)
+            follower.store.prepare_prices_at_start(follower.node)
 
         def stop(*_: object) -> None:
-            follower.stop.set()
-            follower.wake.set()
+            for follower in followers:
+                follower.stop.set()
+                follower.wake.set()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         if settings.follower_metrics_port:
-            follower.metrics.serve(settings.follower_metrics_port)
-        log.info(
-            "following %s (redis %s), poll %.2f s%s",
-            follower.node.describe(),
-            mask_url(settings.redis_url),
-            settings.poll_interval,
-            f", newHeads at {mask_url(settings.ws_url)}" if settings.ws_url else "",
-        )
-        follower.run()
+            registry.serve(settings.follower_metrics_port)
+        threads = []
+        failed: list[BaseException] = []
+
+        def follow(follower: Follower) -> None:
+            try:
+                follower.run()
+            except BaseException as exc:  # every chain stops, and the process exits
+                failed.append(exc)
+                stop()
+
+        for follower in followers:
+            view = follower.settings
+            log.info(
+                "following %s%s (redis %s), poll %.2f s%s",
+                follower.node.describe(),
+                "" if view.chains_file is None else f" as chain {view.chain_name}",
+                mask_url(view.redis_url),
+                view.poll_interval,
+                f", newHeads at {mask_url(view.ws_url)}" if view.ws_url else "",
+            )
+            thread = threading.Thread(
+                target=follow, args=(follower,), name=f"follow-{view.chain_name}", daemon=True
+            )
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.5)  # in steps: the signal handler runs between them
+        if failed:
+            raise failed[0]
     finally:
-        close(follower)
+        for follower in followers:
+            close(follower)

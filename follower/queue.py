@@ -23,7 +23,7 @@ from kombu import Producer
 from kombu.exceptions import OperationalError
 
 from follower.fence import Deposed
-from follower.lease import LOCK_KEY, Lease
+from follower.lease import Lease
 from indexer.errors import RetryableError
 from workers.jobs import QUEUE, TASK, IndexBlocks
 
@@ -49,8 +49,8 @@ class Cursor:
         return json.dumps({"number": self.number, "hash": self.hash})
 
 
-def read_cursor(client: redis.Redis) -> Cursor | None:
-    raw = client.get(CURSOR_KEY)
+def read_cursor(client: redis.Redis, key: str = CURSOR_KEY) -> Cursor | None:
+    raw = client.get(key)
     if raw is None:
         return None
     data = json.loads(raw)
@@ -92,8 +92,16 @@ class FencedQueue:
     `app` is the broker app of `workers.jobs.broker`; the jobs go by task name.
     """
 
-    def __init__(self, app: Celery, client: redis.Redis, lease: Lease) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        client: redis.Redis,
+        lease: Lease,
+        cursor_key: str = CURSOR_KEY,
+    ) -> None:
+        """`cursor_key`: the chain's (`IndexerSettings.chain_key`)."""
         self.app = app
+        self.cursor_key = cursor_key
         self.client = client
         self.lease = lease
         self._push = client.register_script(_PUSH)
@@ -132,7 +140,7 @@ class FencedQueue:
                 )
         if len(batch.commands) != len(jobs):  # kombu changed how batches are collected
             raise RuntimeError("jobs were published around the fencing batch; check kombu")
-        keys = [LOCK_KEY, CURSOR_KEY] + [str(args[0]) for _, args in batch.commands]
+        keys = [self.lease.lock_key, self.cursor_key] + [str(args[0]) for _, args in batch.commands]
         values = [self.lease.value, cursor.dump() if cursor else ""]
         values += [args[1] for _, args in batch.commands]
         return bool(self._push(keys=keys, args=values))

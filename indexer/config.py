@@ -22,11 +22,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Self
 
+from indexer.chains import ChainEntry, ChainsFile, load_chains
 from indexer.errors import ConfigError
 from indexer.loglines import log_format, log_level
 from indexer.sources import PriceSources, load_sources
 
-STREAM_KEY = "chainpulse:events"
+STREAM_KEY = "chainpulse:events"  # the primary chain's; another's is `<key>:<chainId>`
+MAIN = "main"  # the name of the one chain of a deployment without a chains file
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -78,6 +80,26 @@ class IndexerSettings:
         ("http://127.0.0.1:8545",),
         "JSON-RPC HTTP endpoint; a comma-separated list fails over in order",
     )
+    ws_url: str | None = setting(
+        "ETH_WS_URL", None, "websocket endpoint; the follower then uses `newHeads`"
+    )
+    confirmations: int = setting("CONFIRMATIONS", 0, "how far behind the head the follower indexes")
+    start_block: int | None = setting(
+        "START_BLOCK",
+        None,
+        "where the follower starts on an empty database",
+        shown="the head at first start",
+    )
+    poll_interval: float = setting(
+        "POLL_INTERVAL", 1.0, "seconds between `eth_blockNumber` polls (works down to 0.1)"
+    )
+    chains_file: ChainsFile | None = setting(
+        "CHAINS",
+        None,
+        "TOML file of the chains to index, one `[[chain]]` each, the first the primary; "
+        "unset: the one chain of `ETH_RPC_URL`",
+        convert=load_chains,
+    )
     rpc_timeout: float = setting("ETH_RPC_TIMEOUT", 10.0, "seconds per JSON-RPC request")
     database_url: str = setting(
         "DATABASE_URL", "sqlite:///chainpulse.db", "SQLAlchemy URL; PostgreSQL in production"
@@ -120,9 +142,105 @@ class IndexerSettings:
         "LOG_LEVEL", "info", "`debug`, `info`, `warning` or `error`", convert=log_level
     )
     stream_key: str = STREAM_KEY  # not a setting: the stream's name is the contract
+    # Not settings either: the chain these settings are for (`chains()` gives one view
+    # per chain). Without a chains file: the one chain of ETH_RPC_URL, "main", whose id
+    # the node tells.
+    chain_name: str = MAIN
+    chain_id: int | None = None
+    primary_chain_id: int | None = None
+    rate_budget: str | None = None
 
     def __post_init__(self) -> None:
         """Checks across settings; each part adds its own and calls this one."""
+        if self.chains_file is not None and self.chain_id is None:
+            self._check_chains()
+
+    @property
+    def is_primary(self) -> bool:
+        """Whether these settings are for the primary chain (the first of the file)."""
+        return self.chain_id is None or self.chain_id == self.primary_chain_id
+
+    def chain_key(self, base: str) -> str:
+        """`base` for the primary chain (today's Redis keys stay as they are), and
+        `base:<chainId>` for another chain."""
+        return base if self.is_primary else f"{base}:{self.chain_id}"
+
+    def chains(self) -> tuple[Self, ...]:
+        """One view of these settings per chain indexed, the primary first: each with
+        the chain's node, stream, follower settings and price sources, its omitted
+        fields taken from the single-chain settings."""
+        if self.chains_file is None or self.chain_id is not None:
+            return (self,)
+        primary = self.chains_file.primary.chain_id
+        return tuple(self._view(entry, primary) for entry in self.chains_file.entries)
+
+    def chain(self, name: str) -> Self:
+        """The view of the chain called `name` (ConfigError naming the known ones)."""
+        views = self.chains()
+        for view in views:
+            if view.chain_name == name:
+                return view
+        known = ", ".join(v.chain_name for v in views)
+        raise ConfigError(f"no chain named {name!r} (chains: {known})")
+
+    def _view(self, entry: ChainEntry, primary: int) -> Self:
+        def given(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
+        view = replace(
+            self,
+            chain_name=entry.name,
+            chain_id=entry.chain_id,
+            primary_chain_id=primary,
+            rpc_urls=entry.rpc,
+            ws_url=entry.ws,
+            start_block=given(entry.start_block, self.start_block),
+            confirmations=given(entry.confirmations, self.confirmations),
+            max_reorg_depth=given(entry.max_reorg_depth, self.max_reorg_depth),
+            poll_interval=given(entry.poll_interval, self.poll_interval),
+            rpc_rate_limit=given(entry.rate_limit, self.rpc_rate_limit),
+            rate_budget=entry.rate_budget,
+            price_sources=given(entry.prices, self.price_sources),
+        )
+        return replace(view, stream_key=view.chain_key(STREAM_KEY))
+
+    def _check_chains(self) -> None:
+        """Across the file's chains: one chain per price token, one quota per budget."""
+        assert self.chains_file is not None
+        where = f"CHAINS {self.chains_file}"
+        if self.price_sources is not None:
+            bare = [e.name for e in self.chains_file.entries if e.prices is None]
+            if len(bare) > 1:
+                raise ConfigError(
+                    f"{where}: PRICE_SOURCES is the default of chains {', '.join(bare)} "
+                    "(none names `prices`); a token is priced on one chain: give each "
+                    "chain its own `prices`, or unset PRICE_SOURCES"
+                )
+            owners = {
+                s.token: e.name
+                for e in self.chains_file.entries
+                if e.prices is not None
+                for s in e.prices.sources
+            }
+            for source in self.price_sources.sources if bare else ():
+                if source.token in owners:
+                    raise ConfigError(
+                        f"{where}: token {source.token!r} of PRICE_SOURCES (chain "
+                        f"{bare[0]}) is chain {owners[source.token]}'s already"
+                    )
+        quotas: dict[str, tuple[str, float | None]] = {}
+        for view in self.chains():
+            if view.rate_budget is None:
+                continue
+            name, limit = quotas.setdefault(
+                view.rate_budget, (view.chain_name, view.rpc_rate_limit)
+            )
+            if limit != view.rpc_rate_limit:
+                raise ConfigError(
+                    f"{where}: chains {name} and {view.chain_name} share the budget "
+                    f"{view.rate_budget!r} with different rate limits ({limit} and "
+                    f"{view.rpc_rate_limit}): a budget is one provider's quota"
+                )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, dotenv: bool = True) -> Self:
@@ -142,6 +260,13 @@ class IndexerSettings:
             raw = env.get(item.env, "").strip()
             if raw:
                 values[item.attr] = _parse(item.env, raw, field)
+        if "chains_file" in values:
+            for attr, env_name in (("rpc_urls", "ETH_RPC_URL"), ("ws_url", "ETH_WS_URL")):
+                if attr in values:
+                    raise ConfigError(
+                        f"CHAINS and {env_name} are both set: with a chains file each chain "
+                        f"names its own endpoints (`rpc`, `ws`); unset {env_name}"
+                    )
         return cls(**values)
 
     @classmethod

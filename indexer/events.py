@@ -19,6 +19,11 @@ BlockSource = Literal["head", "backfill"]
 MAX_ID_LENGTH = 200  # characters; `outbox.event_id` holds 255
 
 
+def chain_part(chain_id: int | None) -> str:
+    """A chain id as ids write it: `-` for none (a manual price, an older producer)."""
+    return "-" if chain_id is None else str(chain_id)
+
+
 def digest(*parts: str) -> str:
     """32 hex digits of SHA-256 over `parts`: a fixed-length stand-in for long id parts."""
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
@@ -39,12 +44,13 @@ class BlockIndexed:
     transactions: int
     source: BlockSource
     gasUsed: int | None = None  # optional: producers before it was added omit it
+    chainId: int | None = None  # None only from a producer before chains: the primary
 
     type = "block.indexed"
 
     @property
     def id(self) -> str:
-        return f"{self.type}:{self.blockNumber}:{self.blockHash}"
+        return f"{self.type}:{chain_part(self.chainId)}:{self.blockNumber}:{self.blockHash}"
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class BlockReorged:
     commonAncestor: BlockRef
     removed: list[BlockRef] = field(default_factory=list)
     added: list[BlockRef] = field(default_factory=list)
+    chainId: int | None = None  # None only from a producer before chains: the primary
 
     type = "block.reorged"
 
@@ -60,7 +67,7 @@ class BlockReorged:
     def id(self) -> str:
         tip = self.removed[-1].hash if self.removed else self.commonAncestor.hash
         new = self.added[-1].hash if self.added else ""
-        return f"{self.type}:{self.commonAncestor.number}:{tip}:{new}"
+        return f"{self.type}:{chain_part(self.chainId)}:{self.commonAncestor.number}:{tip}:{new}"
 
 
 @dataclass(frozen=True)
@@ -77,12 +84,14 @@ class PriceUpdated:
     blockHash: str | None = None  # the block of a chain price (readers may drop an orphan's)
     stale: bool = False  # the source would not publish now: `price` is the last good one
     staleReason: str | None = None  # low-liquidity, no-reserves, feed-age or stale-leg
+    chainId: int | None = None  # the source's chain; None for a manual price
 
     type = "price.updated"
 
     @property
     def id(self) -> str:
-        """`price.updated:<token>:<where>:<digest>`: where is the block, `manual:<ms>` or
+        """`price.updated:<chainId>:<token>:<where>:<digest>`: where is the block,
+        `manual:<ms>` or
         `reorg`; the digest stands for the price (a price has no length bound: a derived
         price multiplies its legs), with the block's hash or the reorg's id, and with
         the stale reason when stale (a stale update repeats a price already published)."""
@@ -93,7 +102,7 @@ class PriceUpdated:
             where, key = f"manual:{self.publishedAt}", digest(price)
         else:
             where, key = str(self.blockNumber), digest(self.blockHash or "", price)
-        return f"{self.type}:{self.token}:{where}:{key}"
+        return f"{self.type}:{chain_part(self.chainId)}:{self.token}:{where}:{key}"
 
 
 Event: TypeAlias = BlockIndexed | BlockReorged | PriceUpdated
@@ -154,6 +163,7 @@ def from_fields(entry: dict[str, str] | dict[bytes, bytes]) -> Event:
             commonAncestor=BlockRef(**data["commonAncestor"]),
             removed=[BlockRef(**ref) for ref in data.get("removed", [])],
             added=[BlockRef(**ref) for ref in data.get("added", [])],
+            chainId=data.get("chainId"),
         )
     # Fields this version does not know are ignored: a newer producer may add some
     # during a rolling deploy, and dropping its events would lose them.

@@ -20,10 +20,12 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -75,14 +77,16 @@ class ExactDecimal(TypeDecorator[Decimal]):
 
 HASH = String(66)
 ADDRESS = String(42)
+CHAIN = BigInteger  # an EIP-155 chain id: the first key of every table of chain data
 
 metadata = MetaData()
 
 blocks = Table(
     "blocks",
     metadata,
-    Column("number", BigInteger, primary_key=True, autoincrement=False),
-    Column("hash", HASH, nullable=False, unique=True),
+    Column("chain_id", CHAIN, nullable=False),
+    Column("number", BigInteger, nullable=False, autoincrement=False),
+    Column("hash", HASH, nullable=False),
     Column("parent_hash", HASH, nullable=False),
     Column("timestamp", BigInteger, nullable=False),  # block time, seconds
     Column("tx_count", Integer, nullable=False),
@@ -91,16 +95,20 @@ blocks = Table(
     Column("base_fee_per_gas", Uint256, nullable=True),
     Column("miner", ADDRESS, nullable=False),
     Column("indexed_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("chain_id", "number", name="pk_blocks"),
+    # two chains may share hashes: two anvils started in the same second do
+    UniqueConstraint("chain_id", "hash", name="uq_blocks_chain_hash"),
 )
 
 transactions = Table(
     "transactions",
     metadata,
-    Column("hash", HASH, primary_key=True),
-    Column("block_number", BigInteger, nullable=False, index=True),
+    Column("chain_id", CHAIN, nullable=False),
+    Column("hash", HASH, nullable=False),
+    Column("block_number", BigInteger, nullable=False),
     Column("transaction_index", Integer, nullable=False),
-    Column("from_address", ADDRESS, nullable=False, index=True),
-    Column("to_address", ADDRESS, nullable=True, index=True),
+    Column("from_address", ADDRESS, nullable=False),
+    Column("to_address", ADDRESS, nullable=True),
     Column("value", Uint256, nullable=False),
     Column("gas", BigInteger, nullable=False),
     Column("gas_price", Uint256, nullable=True),
@@ -108,13 +116,18 @@ transactions = Table(
     Column("status", SmallInteger, nullable=True),  # receipt: 1 success, 0 reverted
     Column("gas_used", BigInteger, nullable=True),  # receipt
     Column("contract_address", ADDRESS, nullable=True),  # receipt: deployments only
+    PrimaryKeyConstraint("chain_id", "hash", name="pk_transactions"),
+    Index("ix_transactions_block_number", "chain_id", "block_number"),
+    Index("ix_transactions_from_address", "chain_id", "from_address"),
+    Index("ix_transactions_to_address", "chain_id", "to_address"),
 )
 
 logs = Table(
     "logs",
     metadata,
-    Column("block_number", BigInteger, primary_key=True, autoincrement=False),
-    Column("log_index", Integer, primary_key=True, autoincrement=False),
+    Column("chain_id", CHAIN, nullable=False),
+    Column("block_number", BigInteger, nullable=False, autoincrement=False),
+    Column("log_index", Integer, nullable=False, autoincrement=False),
     Column("transaction_hash", HASH, nullable=False),
     Column("address", ADDRESS, nullable=False),
     Column("topic0", HASH, nullable=True),
@@ -122,7 +135,8 @@ logs = Table(
     Column("topic2", HASH, nullable=True),
     Column("topic3", HASH, nullable=True),
     Column("data", Text, nullable=False),
-    Index("ix_logs_address_topic0", "address", "topic0"),
+    PrimaryKeyConstraint("chain_id", "block_number", "log_index", name="pk_logs"),
+    Index("ix_logs_address_topic0", "chain_id", "address", "topic0"),
 )
 
 # One row per price update. `at_ms` is when the price took effect (the block's
@@ -130,10 +144,13 @@ logs = Table(
 # is its row with the highest (`at_ms`, `block_number`, `log_index`, `id`), see
 # `indexer.queries.PRICE_ORDER`. `price_key` sorts as text like the prices do
 # (`indexer.exact.sort_key`), for exact MAX and MIN on SQLite's text column.
+# Token names are unique across the deployment (a token is priced by one chain's
+# source), so a token's rows are found by token; `chain_id` is null for manual prices.
 prices = Table(
     "prices",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("chain_id", CHAIN, nullable=True),
     Column("token", String(32), nullable=False),
     Column("price", ExactDecimal, nullable=False),
     Column("block_number", BigInteger, nullable=True),  # null for manual prices
@@ -148,27 +165,33 @@ prices = Table(
     Column("stale", Boolean, nullable=False, server_default=false()),
     Column("stale_reason", String(32), nullable=True),
     Index("ix_prices_token_order", "token", "at_ms", "block_number", "log_index"),
-    Index("ix_prices_block_number", "block_number"),
+    Index("ix_prices_block_number", "chain_id", "block_number"),
 )
 
 reorgs = Table(
     "reorgs",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("chain_id", CHAIN, nullable=False),
     Column("detected_at", DateTime(timezone=True), nullable=False),
     Column("depth", Integer, nullable=False),
     Column("ancestor_number", BigInteger, nullable=False),
     Column("ancestor_hash", HASH, nullable=False),
     Column("old_hashes", Text, nullable=False),  # JSON list of {number, hash}
     Column("new_hashes", Text, nullable=False),  # JSON list of {number, hash}
+    Index("ix_reorgs_chain_ancestor", "chain_id", "ancestor_number"),
 )
 
-# Key/value facts about this database, e.g. the chain id it indexes.
+# Key/value facts about each chain this database indexes (a follower's start, a halt,
+# the price sources' metadata); the key `chain_id` under the primary chain binds the
+# database to it.
 meta = Table(
     "chainpulse_meta",
     metadata,
-    Column("key", String(64), primary_key=True),
+    Column("chain_id", CHAIN, nullable=False),
+    Column("key", String(64), nullable=False),
     Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("chain_id", "key", name="pk_chainpulse_meta"),
 )
 
 # Events written in the same transaction as the change they describe; a relay
@@ -177,6 +200,7 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("chain_id", CHAIN, nullable=True),  # the stream it goes to; null: the primary's
     Column("event_id", String(255), nullable=False),  # ids are at most 200 (events.py)
     Column("delivery_id", String(32), nullable=False),  # random; makes re-delivery idempotent
     Column("type", String(32), nullable=False),
@@ -188,7 +212,9 @@ outbox = Table(
 failures = Table(
     "failures",
     metadata,
-    Column("number", BigInteger, primary_key=True, autoincrement=False),
+    Column("chain_id", CHAIN, nullable=False),
+    Column("number", BigInteger, nullable=False, autoincrement=False),
     Column("error", Text, nullable=False),
     Column("failed_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("chain_id", "number", name="pk_failures"),
 )

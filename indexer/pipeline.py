@@ -44,6 +44,8 @@ class Indexer:
         there, the block still counts as indexed, and this process relays them (oldest
         first) before announcing anything newer.
         """
+        if self.store.chain_id is None:  # the node's chain, checked against the database's
+            self.store.bind_chain(self.node.chain_id())
         numbers = list(range(first, last + 1))
         try:
             return self._fetch_and_save(numbers, source, force)

@@ -49,16 +49,17 @@ class Priced(NamedTuple):
 
 
 def record_block_prices(
-    conn: Connection, pricer: Pricer, datas: Sequence[BlockData]
+    conn: Connection, pricer: Pricer, datas: Sequence[BlockData], chain: int
 ) -> list[PriceUpdated]:
-    """Store every price update in `datas` (ascending heights) inside the caller's
-    transaction; returns the events to announce: each token's last update per block."""
+    """Store every price update in `datas` (ascending heights of `chain`) inside the
+    caller's transaction; returns the events to announce: each token's last update per
+    block."""
     blocks = [Priced(d.number, d.hash, int(d.block["timestamp"]), d.logs) for d in datas]
-    return record_prices(conn, pricer, blocks)
+    return record_prices(conn, pricer, blocks, chain)
 
 
 def record_prices(
-    conn: Connection, pricer: Pricer, blocks: Sequence[Priced], age: bool = True
+    conn: Connection, pricer: Pricer, blocks: Sequence[Priced], chain: int, age: bool = True
 ) -> list[PriceUpdated]:
     """`record_block_prices` for `blocks`; with `age` False, no feed is judged for its
     age (`blocks` hold some logs of blocks already priced: see `stored_answers`)."""
@@ -87,14 +88,18 @@ def record_prices(
             between = conn.execute(
                 sa.select(sa.func.count())
                 .select_from(m.blocks)
-                .where(m.blocks.c.number > price.block, m.blocks.c.number < number)
+                .where(
+                    m.blocks.c.chain_id == chain,
+                    m.blocks.c.number > price.block,
+                    m.blocks.c.number < number,
+                )
             ).scalar_one()
             return int(between) == number - price.block - 1
 
         updates = pricer.updates(data.logs, latest, timestamp, age=age, settled=settled)
         if not updates:
             continue
-        conn.execute(m.prices.insert(), [_row(u, number, at_ms, now) for u in updates])
+        conn.execute(m.prices.insert(), [_row(u, chain, number, at_ms, now) for u in updates])
         last: dict[str, tuple[int, Update]] = {}
         for position, update in enumerate(updates):
             last[update.token] = (position, update)
@@ -103,6 +108,7 @@ def record_prices(
             token = update.token
             events.append(
                 PriceUpdated(
+                    chainId=chain,
                     token=token,
                     price=update.price,
                     blockNumber=number,
@@ -119,8 +125,8 @@ def record_prices(
     return events
 
 
-def stored_answers(conn: Connection, emitter: str, first: int) -> list[Priced]:
-    """The stored blocks from `first` up that hold `AnswerUpdated` logs of `emitter`,
+def stored_answers(conn: Connection, chain: int, emitter: str, first: int) -> list[Priced]:
+    """`chain`'s stored blocks from `first` up that hold `AnswerUpdated` logs of `emitter`,
     with those logs only: what re-prices a feed from the block its proxy switched to
     `emitter` (indexer.proxies)."""
     found = conn.execute(
@@ -134,8 +140,15 @@ def stored_answers(conn: Connection, emitter: str, first: int) -> list[Priced]:
             m.blocks.c.hash,
             m.blocks.c.timestamp,
         )
-        .join(m.blocks, m.blocks.c.number == m.logs.c.block_number)
+        .join(
+            m.blocks,
+            sa.and_(
+                m.blocks.c.chain_id == m.logs.c.chain_id,
+                m.blocks.c.number == m.logs.c.block_number,
+            ),
+        )
         .where(
+            m.logs.c.chain_id == chain,
             m.logs.c.address == emitter,
             m.logs.c.topic0 == ANSWER_UPDATED,
             m.logs.c.block_number >= first,
@@ -160,9 +173,10 @@ def known_of(row: queries.PriceRow) -> Known:
     return Known(plain(row.price), reason, row.feed_updated_at, row.block_number)
 
 
-def _row(update: Update, number: int, at_ms: int, now: datetime) -> dict[str, Any]:
+def _row(update: Update, chain: int, number: int, at_ms: int, now: datetime) -> dict[str, Any]:
     price = Decimal(update.price)
     return {
+        "chain_id": chain,
         "token": update.token,
         "price": price,
         "block_number": number,
@@ -181,27 +195,33 @@ def _row(update: Update, number: int, at_ms: int, now: datetime) -> dict[str, An
 # Reorgs ------------------------------------------------------------------------------------
 
 
-def priced_at(conn: Connection, numbers: Sequence[int]) -> dict[str, str]:
-    """Tokens with a price row at `numbers`, and the source of each (before a delete)."""
+def priced_at(conn: Connection, chain: int, numbers: Sequence[int]) -> dict[str, str]:
+    """Tokens with a price row at `chain`'s heights `numbers`, and the source of each
+    (before a delete)."""
     if not numbers:
         return {}
     rows = conn.execute(
         sa.select(m.prices.c.token, m.prices.c.source)
-        .where(m.prices.c.block_number.in_(list(numbers)))
+        .where(m.prices.c.chain_id == chain, m.prices.c.block_number.in_(list(numbers)))
         .distinct()
     )
     return {token: source for token, source in rows}
 
 
-def restore(conn: Connection, removed: dict[str, str], reorg_id: str) -> list[PriceUpdated]:
-    """The price now valid for each token whose rows a reorg removed, as events that
-    name the reorg; a token left with no price gets an update with `price` null."""
+def restore(
+    conn: Connection, chain: int, removed: dict[str, str], reorg_id: str
+) -> list[PriceUpdated]:
+    """The price now valid for each token whose rows a reorg of `chain` removed, as
+    events that name the reorg; a token left with no price gets an update with `price`
+    null."""
     events = []
     now = int(time.time() * 1000)
     for token, source in sorted(removed.items()):
         row = queries.latest_price(conn, token)
         if row is None:
-            events.append(PriceUpdated(token, None, None, None, source, now, reorgId=reorg_id))
+            events.append(
+                PriceUpdated(token, None, None, None, source, now, reorgId=reorg_id, chainId=chain)
+            )
         else:
             events.append(event_from_row(row, published_at=now, reorg_id=reorg_id))
     return events
@@ -212,6 +232,7 @@ def event_from_row(
 ) -> PriceUpdated:
     """The `price.updated` a stored row stands for (a snapshot, a restore)."""
     return PriceUpdated(
+        chainId=row.chain_id,
         token=row.token,
         price=plain(row.price),
         blockNumber=row.block_number,

@@ -145,15 +145,18 @@ class ProxyWatch:
             if claim is not None:
                 claim(conn)
             self.store.set_meta(conn, key, after.dump())
+            chain = self.store.chain
             for block, aggregator in found:
                 # the answers of an aggregator the proxy left, had it kept answering
                 conn.execute(
                     m.prices.delete().where(
-                        m.prices.c.source == source.name, m.prices.c.block_number >= block
+                        m.prices.c.chain_id == chain,
+                        m.prices.c.source == source.name,
+                        m.prices.c.block_number >= block,
                     )
                 )
-                blocks = price_store.stored_answers(conn, aggregator, block)
-                events = price_store.record_prices(conn, pricer, blocks, age=False)
+                blocks = price_store.stored_answers(conn, chain, aggregator, block)
+                events = price_store.record_prices(conn, pricer, blocks, chain, age=False)
                 self.store.add_to_outbox(conn, *events)
                 switches.append(Switch(source.name, block, aggregator, len(blocks)))
         self.store.use_sources(resolved)
@@ -232,6 +235,7 @@ class SilenceWatch:
             data = conn.execute(
                 sa.select(m.logs.c.data)
                 .where(
+                    m.logs.c.chain_id == self.store.chain,
                     m.logs.c.address == emitter,
                     m.logs.c.topic0 == ANSWER_UPDATED,
                     m.logs.c.block_number <= tip,

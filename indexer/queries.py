@@ -16,11 +16,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from indexer.models import blocks, outbox, prices, reorgs
+from indexer.models import blocks, meta, outbox, prices, reorgs
+
+PRIMARY_KEY = "chain_id"  # chainpulse_meta, under the primary chain: the database's binding
 
 
 @dataclass(frozen=True)
 class BlockRow:
+    chain_id: int
     number: int
     hash: str
     parent_hash: str
@@ -34,6 +37,7 @@ class BlockRow:
 
 @dataclass(frozen=True)
 class PriceRow:
+    chain_id: int | None  # null for manual prices
     token: str
     price: Decimal
     block_number: int | None  # null for manual prices
@@ -68,6 +72,7 @@ class ReorgRow:
 
 def _block(row: Any) -> BlockRow:
     return BlockRow(
+        chain_id=int(row.chain_id),
         number=int(row.number),
         hash=row.hash,
         parent_hash=row.parent_hash,
@@ -80,9 +85,23 @@ def _block(row: Any) -> BlockRow:
     )
 
 
-def latest_block_number(conn: Connection) -> int | None:
-    """The highest indexed block number, or None on an empty database."""
-    value = conn.execute(sa.select(sa.func.max(blocks.c.number))).scalar()
+def primary_chain(conn: Connection) -> int | None:
+    """The chain this database was first bound to (its primary), or None before any."""
+    value = (
+        conn.execute(
+            sa.select(meta.c.value).where(meta.c.key == PRIMARY_KEY).order_by(meta.c.chain_id)
+        )
+        .scalars()
+        .first()
+    )
+    return None if value is None else int(value)
+
+
+def latest_block_number(conn: Connection, chain: int) -> int | None:
+    """`chain`'s highest indexed block number, or None when it has none."""
+    value = conn.execute(
+        sa.select(sa.func.max(blocks.c.number)).where(blocks.c.chain_id == chain)
+    ).scalar()
     return None if value is None else int(value)
 
 
@@ -91,26 +110,33 @@ def outbox_backlog(conn: Connection) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar() or 0)
 
 
-def latest_blocks(conn: Connection, limit: int) -> list[BlockRow]:
-    """Up to `limit` blocks, newest first."""
-    rows = conn.execute(sa.select(blocks).order_by(blocks.c.number.desc()).limit(limit))
+def latest_blocks(conn: Connection, chain: int, limit: int) -> list[BlockRow]:
+    """Up to `limit` of `chain`'s blocks, newest first."""
+    rows = conn.execute(
+        sa.select(blocks)
+        .where(blocks.c.chain_id == chain)
+        .order_by(blocks.c.number.desc())
+        .limit(limit)
+    )
     return [_block(row) for row in rows]
 
 
-def block_by_number(conn: Connection, number: int) -> BlockRow | None:
-    row = conn.execute(sa.select(blocks).where(blocks.c.number == number)).first()
+def block_by_number(conn: Connection, chain: int, number: int) -> BlockRow | None:
+    row = conn.execute(
+        sa.select(blocks).where(blocks.c.chain_id == chain, blocks.c.number == number)
+    ).first()
     return None if row is None else _block(row)
 
 
-def blocks_between(conn: Connection, after: int, up_to: int) -> list[BlockRow]:
-    """Canonical blocks with `after < number <= up_to`, in ascending order.
+def blocks_between(conn: Connection, chain: int, after: int, up_to: int) -> list[BlockRow]:
+    """`chain`'s canonical blocks with `after < number <= up_to`, in ascending order.
 
     The main tables hold the canonical chain only, so heights missing here were never
     indexed (or failed for good); callers must not assume the list is contiguous.
     """
     rows = conn.execute(
         sa.select(blocks)
-        .where(blocks.c.number > after, blocks.c.number <= up_to)
+        .where(blocks.c.chain_id == chain, blocks.c.number > after, blocks.c.number <= up_to)
         .order_by(blocks.c.number)
     )
     return [_block(row) for row in rows]
@@ -119,6 +145,7 @@ def blocks_between(conn: Connection, after: int, up_to: int) -> list[BlockRow]:
 def _price(row: Any) -> PriceRow:
     updated = row.updated_at
     return PriceRow(
+        chain_id=None if row.chain_id is None else int(row.chain_id),
         token=row.token,
         price=Decimal(row.price),
         block_number=None if row.block_number is None else int(row.block_number),
@@ -248,11 +275,12 @@ def candles(conn: Connection, token: str, interval_ms: int, limit: int) -> list[
     ]
 
 
-def reorg_removing(conn: Connection, number: int, block_hash: str) -> ReorgRow | None:
-    """The most recent reorg whose removed blocks include (`number`, `block_hash`)."""
+def reorg_removing(conn: Connection, chain: int, number: int, block_hash: str) -> ReorgRow | None:
+    """`chain`'s most recent reorg whose removed blocks include (`number`, `block_hash`)."""
     candidates = conn.execute(
         sa.select(reorgs)
         .where(
+            reorgs.c.chain_id == chain,
             reorgs.c.ancestor_number < number,
             reorgs.c.old_hashes.contains(block_hash.lower()),
         )

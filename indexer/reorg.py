@@ -179,7 +179,7 @@ def repair(
             floor = max(floor, finalized + 1)
         lo = max(floor - 1, 0)
         extra = {h for n in near for h in (n - 1, n, n + 1) if 0 <= h < lo}
-        stored = _stored(conn, lo, top[0], extra)
+        stored = _stored(conn, store.chain, lo, top[0], extra)
         heights = sorted(set(range(lo, top[0] + 1)) | extra)
         canonical: dict[int, str | None] = dict(node.block_hashes(heights))
         try:
@@ -204,11 +204,13 @@ def repair(
     return event
 
 
-def _stored(conn: Connection, lo: int, hi: int, extra: set[int]) -> dict[int, str]:
+def _stored(conn: Connection, chain: int, lo: int, hi: int, extra: set[int]) -> dict[int, str]:
     where: sa.ColumnElement[bool] = m.blocks.c.number.between(lo, hi)
     if extra:
         where = sa.or_(where, m.blocks.c.number.in_(sorted(extra)))
-    rows = conn.execute(sa.select(m.blocks.c.number, m.blocks.c.hash).where(where))
+    rows = conn.execute(
+        sa.select(m.blocks.c.number, m.blocks.c.hash).where(m.blocks.c.chain_id == chain, where)
+    )
     return {int(n): str(h) for n, h in rows}
 
 
@@ -229,16 +231,19 @@ def _apply(
         if canonical.get(data.number) not in (None, data.hash):
             raise BlockNotFound(f"block {data.number} changed during the reorg repair; retrying")
     removed_heights = [ref.number for ref in plan.removed]
-    removed_prices = price_store.priced_at(conn, removed_heights)
+    chain = store.chain
+    removed_prices = price_store.priced_at(conn, chain, removed_heights)
     store.delete_heights(conn, removed_heights)
     event = BlockReorged(
         depth=len(plan.removed),
         commonAncestor=plan.ancestor,
         removed=plan.removed,
         added=plan.added,
+        chainId=chain,
     )
     conn.execute(
         m.reorgs.insert().values(
+            chain_id=chain,
             detected_at=datetime.now(UTC),
             depth=event.depth,
             ancestor_number=plan.ancestor.number,
@@ -253,7 +258,7 @@ def _apply(
     # again: announce the price now valid, after the reorg on the stream.
     repriced = {p.token for p in saved.prices}
     gone = {t: s for t, s in removed_prices.items() if t not in repriced}
-    store.add_to_outbox(conn, *price_store.restore(conn, gone, event.id))
+    store.add_to_outbox(conn, *price_store.restore(conn, chain, gone, event.id))
     # A stale orphan may have taken over a transaction row that a canonical block shares
     # (the upsert moves it); deleting the orphan then left that block short of it.
     short = store.incomplete_blocks(conn, lo, hi)
@@ -282,10 +287,10 @@ def read_halt(store: Store, conn: Connection | None = None) -> Halt | None:
     return None if value is None else Halt.load(value)
 
 
-def halt_in(conn: Connection) -> Halt | None:
+def halt_in(conn: Connection, chain: int) -> Halt | None:
     """`read_halt` for callers holding only a Connection (the realtime server's /readyz)."""
     value = conn.execute(
-        sa.select(m.meta.c.value).where(m.meta.c.key == HALT_KEY)
+        sa.select(m.meta.c.value).where(m.meta.c.chain_id == chain, m.meta.c.key == HALT_KEY)
     ).scalar_one_or_none()
     return None if value is None else Halt.load(value)
 

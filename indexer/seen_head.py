@@ -21,13 +21,14 @@ class SeenHead:
     seen_at: float  # seconds since the epoch
 
 
-def record_head(client: redis.Redis, number: int) -> None:
-    client.set(HEAD_KEY, json.dumps({"number": number, "seenAt": time.time()}))
+def record_head(client: redis.Redis, number: int, key: str = HEAD_KEY) -> None:
+    client.set(key, json.dumps({"number": number, "seenAt": time.time()}))
 
 
-def read_head(client: redis.Redis) -> SeenHead | None:
-    """The last head the follower saw, or None (no follower ran since Redis started)."""
-    raw = client.get(HEAD_KEY)
+def read_head(client: redis.Redis, key: str = HEAD_KEY) -> SeenHead | None:
+    """The last head the follower saw (of the chain whose `key` it is), or None (no
+    follower ran since Redis started)."""
+    raw = client.get(key)
     if raw is None:
         return None
     try:

@@ -44,6 +44,7 @@ from indexer.errors import (
 from indexer.events import BlockIndexed, BlockSource, Entry, Event, Pending, PriceUpdated, encode
 from indexer.price_decoding import Pricer
 from indexer.price_store import manual_price, record_block_prices
+from indexer.queries import PRIMARY_KEY, primary_chain
 from indexer.source_metadata import resolve_all
 from indexer.sources import PriceSources, SourcesError
 from indexer.urls import mask_url
@@ -51,7 +52,9 @@ from indexer.urls import mask_url
 if TYPE_CHECKING:
     from indexer.rpc import Node
 
-COMMIT_LOCK_KEY = 0x636861696E70  # PostgreSQL advisory lock id for block commits
+# PostgreSQL advisory lock for a chain's block commits: (COMMIT_LOCK_KEY, the chain's id
+# folded into 32 bits)
+COMMIT_LOCK_KEY = 0x63686E70
 
 
 log = logging.getLogger(__name__)
@@ -108,12 +111,20 @@ class Store:
     (`indexer.price_store`), in the same transaction."""
 
     def __init__(
-        self, url: str, engine: Engine | None = None, sources: PriceSources | None = None
+        self,
+        url: str,
+        engine: Engine | None = None,
+        sources: PriceSources | None = None,
+        chain_id: int | None = None,
     ) -> None:
         self.url = url
         self.engine = engine or make_engine(url)
         self.dialect = self.engine.dialect.name
         self.sources = sources
+        # the chain whose rows this store reads and writes: given, set by `bind_chain`,
+        # or (for readers) the database's primary chain
+        self.chain_id = chain_id
+        self._primary: int | None = None  # as last read, for a store given no chain
         # a file that gives every value prices at once; `prepare_prices` still checks it
         # against the chain before the first block this process indexes
         self.pricer = Pricer(sources) if sources is not None and sources.resolved else None
@@ -207,31 +218,74 @@ class Store:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Connection]:
-        """A write transaction holding the block-commit lock."""
+        """A write transaction holding this chain's block-commit lock (PostgreSQL: one
+        advisory lock per chain, so chains commit side by side)."""
+        with self._writing(self.chain) as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _writing(self, chain: int) -> Iterator[Connection]:
         with self.errors(), self.engine.connect() as conn:
             conn = conn.execution_options(**write_options())
             with conn.begin():
                 if self.dialect == "postgresql":
                     conn.execute(
-                        sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": COMMIT_LOCK_KEY}
+                        sa.text("SELECT pg_advisory_xact_lock(:k, :chain)"),
+                        {"k": COMMIT_LOCK_KEY, "chain": _lock_part(chain)},
                     )
                 yield conn
 
     # Chain identity -------------------------------------------------------------------
 
-    def bind_chain(self, chain_id: int) -> None:
-        """Record the chain id on first use; refuse a node on another chain after that."""
-        with self.writing() as conn:
-            stored = conn.execute(
-                sa.select(m.meta.c.value).where(m.meta.c.key == "chain_id")
-            ).scalar_one_or_none()
+    @property
+    def chain(self) -> int:
+        """The chain id this store's rows carry. Unbound, the database's primary chain;
+        0 (no chain's id) for a database bound to none, which holds no chain rows."""
+        if self.chain_id is not None:
+            return self.chain_id
+        return self._read_primary()
+
+    def _read_primary(self) -> int:
+        """The database's primary chain, read until it is bound (0 before)."""
+        if self._primary is None:
+            self._primary = self.primary_chain()
+        return self._primary or 0
+
+    def _bound(self) -> None:
+        """Refuse to write chain rows for no chain."""
+        if not self.chain:
+            raise ConfigError(
+                f"the database at {mask_url(self.url)} is bound to no chain yet: "
+                "a process binds it (Store.bind_chain) before it writes blocks"
+            )
+
+    def primary_chain(self) -> int | None:
+        """The chain this database was first bound to, or None before any."""
+        with self.errors(), self.engine.connect() as conn:
+            return primary_chain(conn)
+
+    def bind_chain(self, chain_id: int, primary: int | None = None) -> None:
+        """Use `chain_id` from now on. The database is bound to its primary chain on
+        first use (`primary`, by default `chain_id` itself: a single-chain deployment);
+        ChainMismatch when it is bound to another."""
+        primary = chain_id if primary is None else primary
+        with self._writing(primary) as conn:
+            stored = primary_chain(conn)
             if stored is None:
-                conn.execute(m.meta.insert().values(key="chain_id", value=str(chain_id)))
-            elif int(stored) != chain_id:
+                conn.execute(
+                    m.meta.insert().values(chain_id=primary, key=PRIMARY_KEY, value=str(primary))
+                )
+            elif stored != primary and primary == chain_id:
                 raise ChainMismatch(
                     f"the database at {mask_url(self.url)} indexes chain {stored}, "
                     f"but the node serves chain {chain_id}"
                 )
+            elif stored != primary:
+                raise ChainMismatch(
+                    f"the database at {mask_url(self.url)} indexes chain {stored} as its "
+                    f"primary, but the chains file names chain {primary} first"
+                )
+        self.chain_id = chain_id
 
     # Writes ----------------------------------------------------------------------------
 
@@ -255,10 +309,11 @@ class Store:
         numbers = [d.number for d in datas]
         if not numbers:
             return Saved(written, [], [])
+        self._bound()
         lo, hi = min(numbers), max(numbers)
         rows = conn.execute(
             sa.select(m.blocks.c.number, m.blocks.c.hash, m.blocks.c.parent_hash).where(
-                m.blocks.c.number.between(lo - 1, hi + 1)
+                m.blocks.c.chain_id == self.chain, m.blocks.c.number.between(lo - 1, hi + 1)
             )
         ).all()
         stored = {int(n): str(h) for n, h, _ in rows}
@@ -289,6 +344,7 @@ class Store:
                     transactions=len(data.transactions),
                     source=source,
                     gasUsed=int(data.block["gas_used"]),
+                    chainId=self.chain,
                 )
             )
         replaced = [d.number for d in todo if d.number in existing]
@@ -298,9 +354,13 @@ class Store:
         if self.sources is not None and self.pricer is None:
             raise MetadataPending("the price sources' metadata is not read yet")
         self._follow_proxies(conn)
-        priced = record_block_prices(conn, self.pricer, todo) if self.pricer else []
+        priced = record_block_prices(conn, self.pricer, todo, self.chain) if self.pricer else []
         outbox = self.add_to_outbox(conn, *written, *priced)
-        conn.execute(m.failures.delete().where(m.failures.c.number.in_(numbers)))
+        conn.execute(
+            m.failures.delete().where(
+                m.failures.c.chain_id == self.chain, m.failures.c.number.in_(numbers)
+            )
+        )
         return Saved(written, outbox, priced)
 
     def _follow_proxies(self, conn: Connection) -> None:
@@ -319,9 +379,10 @@ class Store:
         """Bulk-insert blocks, their transactions (upserted by hash) and their logs."""
         if not datas:
             return
-        insert_rows(conn, m.blocks, [d.block for d in datas])
+        chain = self.chain
+        insert_rows(conn, m.blocks, [{**d.block, "chain_id": chain} for d in datas])
         self._insert_transactions(conn, datas)
-        insert_rows(conn, m.logs, [log for d in datas for log in d.logs])
+        insert_rows(conn, m.logs, [{**log, "chain_id": chain} for d in datas for log in d.logs])
 
     def _insert_transactions(self, conn: Connection, datas: Sequence[BlockData]) -> None:
         """Plain bulk insert, falling back to the upsert when a hash is already stored
@@ -331,16 +392,20 @@ class Store:
             return
         try:
             with conn.begin_nested():
-                insert_rows(conn, m.transactions, [tx for d in datas for tx in d.transactions])
+                insert_rows(conn, m.transactions, self._transaction_rows(datas))
         except sa.exc.IntegrityError:
             self.upsert_transactions(conn, datas)
 
     def _delete_heights(self, conn: Connection, numbers: Sequence[int]) -> None:
         """Remove the blocks at `numbers` and every row derived from them."""
-        conn.execute(m.logs.delete().where(m.logs.c.block_number.in_(numbers)))
-        conn.execute(m.transactions.delete().where(m.transactions.c.block_number.in_(numbers)))
-        conn.execute(m.prices.delete().where(m.prices.c.block_number.in_(numbers)))
-        conn.execute(m.blocks.delete().where(m.blocks.c.number.in_(numbers)))
+        chain = self.chain
+        for table, column in (
+            (m.logs, m.logs.c.block_number),
+            (m.transactions, m.transactions.c.block_number),
+            (m.prices, m.prices.c.block_number),
+            (m.blocks, m.blocks.c.number),
+        ):
+            conn.execute(table.delete().where(table.c.chain_id == chain, column.in_(numbers)))
 
     def delete_heights(self, conn: Connection, numbers: Sequence[int]) -> None:
         """Remove the blocks at `numbers` and everything derived from them (caller's tx)."""
@@ -349,12 +414,17 @@ class Store:
 
     def upsert_transactions(self, conn: Connection, datas: Sequence[BlockData]) -> None:
         """Write `datas`' transaction rows again (a stale orphan may have taken them over)."""
-        txs = [tx for d in datas for tx in d.transactions]
+        txs = self._transaction_rows(datas)
         if txs:
             insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
             stmt = insert(m.transactions)
-            columns = {c.name: stmt.excluded[c.name] for c in m.transactions.c if c.name != "hash"}
-            conn.execute(stmt.on_conflict_do_update(index_elements=["hash"], set_=columns), txs)
+            key = ("chain_id", "hash")
+            columns = {c.name: stmt.excluded[c.name] for c in m.transactions.c if c.name not in key}
+            conn.execute(stmt.on_conflict_do_update(index_elements=key, set_=columns), txs)
+
+    def _transaction_rows(self, datas: Sequence[BlockData]) -> list[dict[str, object]]:
+        chain = self.chain
+        return [{**tx, "chain_id": chain} for d in datas for tx in d.transactions]
 
     def incomplete_blocks(self, conn: Connection, first: int, last: int) -> list[int]:
         """Stored heights in [first, last] with fewer transaction rows than their `tx_count`.
@@ -362,9 +432,13 @@ class Store:
         A transaction row belongs to one block; when an orphan that re-used a hash is
         deleted, the canonical block that also holds it comes up short here.
         """
+        chain = self.chain
         counted = (
             sa.select(m.transactions.c.block_number, sa.func.count().label("n"))
-            .where(m.transactions.c.block_number.between(first, last))
+            .where(
+                m.transactions.c.chain_id == chain,
+                m.transactions.c.block_number.between(first, last),
+            )
             .group_by(m.transactions.c.block_number)
             .subquery()
         )
@@ -372,6 +446,7 @@ class Store:
             sa.select(m.blocks.c.number)
             .select_from(m.blocks.outerjoin(counted, counted.c.block_number == m.blocks.c.number))
             .where(
+                m.blocks.c.chain_id == chain,
                 m.blocks.c.number.between(first, last),
                 sa.func.coalesce(counted.c.n, 0) < m.blocks.c.tx_count,
             )
@@ -381,7 +456,11 @@ class Store:
 
     def top(self, conn: Connection | None = None) -> tuple[int, str] | None:
         """The highest stored block as (number, hash), or None on an empty database."""
-        q = sa.select(m.blocks.c.number, m.blocks.c.hash).order_by(m.blocks.c.number.desc())
+        q = (
+            sa.select(m.blocks.c.number, m.blocks.c.hash)
+            .where(m.blocks.c.chain_id == self.chain)
+            .order_by(m.blocks.c.number.desc())
+        )
         if conn is not None:
             row = conn.execute(q.limit(1)).first()
         else:
@@ -390,7 +469,8 @@ class Store:
         return None if row is None else (int(row[0]), str(row[1]))
 
     def get_meta(self, key: str, conn: Connection | None = None) -> str | None:
-        q = sa.select(m.meta.c.value).where(m.meta.c.key == key)
+        """This chain's `chainpulse_meta` entry `key`."""
+        q = sa.select(m.meta.c.value).where(m.meta.c.chain_id == self.chain, m.meta.c.key == key)
         if conn is not None:
             return conn.execute(q).scalar_one_or_none()
         with self.errors(), self.engine.connect() as c:
@@ -400,15 +480,19 @@ class Store:
         """The `chainpulse_meta` entries whose key starts with `prefix`, by the rest of
         their key (`price_source:<address>` facts, `aggregators:<proxy>` histories)."""
         rows = conn.execute(
-            sa.select(m.meta.c.key, m.meta.c.value).where(m.meta.c.key.startswith(prefix))
+            sa.select(m.meta.c.key, m.meta.c.value).where(
+                m.meta.c.chain_id == self.chain, m.meta.c.key.startswith(prefix)
+            )
         )
         return {key[len(prefix) :]: value for key, value in rows}
 
     def set_meta(self, conn: Connection, key: str, value: str | None) -> None:
-        """Set (or with None, remove) a `chainpulse_meta` entry inside the caller's tx."""
-        conn.execute(m.meta.delete().where(m.meta.c.key == key))
+        """Set (or with None, remove) this chain's `chainpulse_meta` entry, inside the
+        caller's transaction."""
+        chain = self.chain
+        conn.execute(m.meta.delete().where(m.meta.c.chain_id == chain, m.meta.c.key == key))
         if value is not None:
-            conn.execute(m.meta.insert().values(key=key, value=value))
+            conn.execute(m.meta.insert().values(chain_id=chain, key=key, value=value))
 
     def record_manual_price(
         self,
@@ -435,13 +519,14 @@ class Store:
         deliveries = [uuid.uuid4().hex for _ in events]
         rows = [
             {
+                "chain_id": getattr(event, "chainId", None),
                 "event_id": entry.id,
                 "delivery_id": delivery,
                 "type": entry.type,
                 "data": entry.data,
                 "created_at": now,
             }
-            for entry, delivery in zip(entries, deliveries, strict=True)
+            for event, entry, delivery in zip(events, entries, deliveries, strict=True)
         ]
         ids = conn.execute(
             m.outbox.insert().returning(m.outbox.c.id, sort_by_parameter_order=True), rows
@@ -454,19 +539,36 @@ class Store:
     def record_failure(self, numbers: Sequence[int], error: str) -> None:
         """Remember blocks whose job failed for good (shown by `chainpulse status`)."""
         now = datetime.now(UTC)
+        self._bound()
+        chain = self.chain
         with self.writing() as conn:
-            conn.execute(m.failures.delete().where(m.failures.c.number.in_(list(numbers))))
+            conn.execute(
+                m.failures.delete().where(
+                    m.failures.c.chain_id == chain, m.failures.c.number.in_(list(numbers))
+                )
+            )
             conn.execute(
                 m.failures.insert(),
-                [{"number": n, "error": error[:2000], "failed_at": now} for n in numbers],
+                [
+                    {"chain_id": chain, "number": n, "error": error[:2000], "failed_at": now}
+                    for n in numbers
+                ],
             )
 
     # Outbox -----------------------------------------------------------------------------
 
     def pending_outbox(self, limit: int = 500) -> list[Pending]:
-        """The oldest `limit` outbox rows, in commit order."""
+        """The oldest `limit` outbox rows of this chain's stream, in commit order (the
+        primary's include the rows of no chain: manual prices, and events written
+        before chains)."""
+        chain = self.chain
+        mine = m.outbox.c.chain_id == chain
+        if chain == (self._primary if self._primary is not None else self._read_primary()):
+            mine = sa.or_(mine, m.outbox.c.chain_id.is_(None))
         with self.errors(), self.engine.connect() as conn:
-            rows = conn.execute(sa.select(m.outbox).order_by(m.outbox.c.id).limit(limit))
+            rows = conn.execute(
+                sa.select(m.outbox).where(mine).order_by(m.outbox.c.id).limit(limit)
+            )
             return [
                 Pending(int(r.id), r.delivery_id, Entry(r.type, r.event_id, r.data)) for r in rows
             ]
@@ -483,7 +585,7 @@ class Store:
         with self.errors(), self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(m.blocks.c.number, m.blocks.c.hash).where(
-                    m.blocks.c.number.between(first, last)
+                    m.blocks.c.chain_id == self.chain, m.blocks.c.number.between(first, last)
                 )
             )
             return {int(n): str(h) for n, h in rows}
@@ -493,7 +595,9 @@ class Store:
         with self.errors(), self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(m.blocks.c.number).where(
-                    m.blocks.c.number.between(first, last), m.blocks.c.indexed_at >= since
+                    m.blocks.c.chain_id == self.chain,
+                    m.blocks.c.number.between(first, last),
+                    m.blocks.c.indexed_at >= since,
                 )
             )
             return {int(n) for (n,) in rows}
@@ -510,36 +614,54 @@ class Store:
 
         With `reindexed_only`, only blocks indexed at or after `since` count as stored.
         """
+        chain = self.chain
         with self.errors(), self.engine.connect() as conn:
             stored = sa.select(sa.func.count()).select_from(m.blocks)
-            stored = stored.where(m.blocks.c.number.between(first, last))
+            stored = stored.where(
+                m.blocks.c.chain_id == chain, m.blocks.c.number.between(first, last)
+            )
             if reindexed_only:
                 stored = stored.where(m.blocks.c.indexed_at >= since)
             done = conn.execute(stored).scalar_one()
             failed = conn.execute(
                 sa.select(sa.func.count())
                 .select_from(m.failures)
-                .where(m.failures.c.number.between(first, last), m.failures.c.failed_at >= since)
+                .where(
+                    m.failures.c.chain_id == chain,
+                    m.failures.c.number.between(first, last),
+                    m.failures.c.failed_at >= since,
+                )
             ).scalar_one()
         return int(done), int(failed)
 
     def failures(self, first: int | None = None, last: int | None = None) -> list[Failure]:
         with self.errors(), self.engine.connect() as conn:
-            q = sa.select(m.failures).order_by(m.failures.c.number)
+            q = (
+                sa.select(m.failures)
+                .where(m.failures.c.chain_id == self.chain)
+                .order_by(m.failures.c.number)
+            )
             if first is not None and last is not None:
                 q = q.where(m.failures.c.number.between(first, last))
             return [Failure(int(r.number), r.error, _utc(r.failed_at)) for r in conn.execute(q)]
 
     def summary(self) -> Summary:
-        """Lowest and highest stored block, count, gaps between them, outbox backlog."""
+        """This chain's lowest and highest stored block, count and gaps between them; the
+        outbox backlog (all chains)."""
+        chain = self.chain
+        mine = m.blocks.c.chain_id == chain
         with self.errors(), self.engine.connect() as conn:
             lo, hi, count = conn.execute(
                 sa.select(
                     sa.func.min(m.blocks.c.number), sa.func.max(m.blocks.c.number), sa.func.count()
-                )
+                ).where(mine)
             ).one()
             following = sa.func.lead(m.blocks.c.number).over(order_by=m.blocks.c.number)
-            inner = sa.select(m.blocks.c.number.label("n"), following.label("nxt")).subquery()
+            inner = (
+                sa.select(m.blocks.c.number.label("n"), following.label("nxt"))
+                .where(mine)
+                .subquery()
+            )
             gaps = conn.execute(
                 sa.select(inner.c.n + 1, inner.c.nxt - 1)
                 .where(inner.c.nxt > inner.c.n + 1)
@@ -547,17 +669,20 @@ class Store:
                 .limit(100)
             ).all()
             outbox = conn.execute(sa.select(sa.func.count()).select_from(m.outbox)).scalar_one()
-            chain = conn.execute(
-                sa.select(m.meta.c.value).where(m.meta.c.key == "chain_id")
-            ).scalar_one_or_none()
         return Summary(
             lowest=None if lo is None else int(lo),
             highest=None if hi is None else int(hi),
             count=int(count),
             gaps=[(int(a), int(b)) for a, b in gaps],
             outbox=int(outbox),
-            chain_id=int(chain) if chain is not None else None,
+            chain_id=chain or None,
         )
+
+
+def _lock_part(chain: int) -> int:
+    """A chain id as the 32-bit second half of a PostgreSQL advisory lock key (two
+    chains that fold to the same value only commit one after the other)."""
+    return chain % 2**31
 
 
 def _utc(moment: datetime) -> datetime:

@@ -17,7 +17,13 @@ from collections.abc import Callable, Sequence
 
 from realtime import protocol
 from realtime.auth import InvalidToken, TokenValidator
-from realtime.channels import ChannelError, parse_channel, user_room, valid_subject
+from realtime.channels import (
+    MAX_CHANNEL_LENGTH,
+    ChannelError,
+    parse_channel,
+    user_room,
+    valid_subject,
+)
 from realtime.config import RealtimeSettings
 from realtime.metrics import Metrics
 from realtime.push.feed import Feed
@@ -43,9 +49,11 @@ class ClientState:
 
 
 class Refused(Exception):
-    def __init__(self, message: str, reason: str) -> None:
+    def __init__(self, message: str, reason: str, channel: str | None = None) -> None:
+        """`channel`: the subscription the refusal is about, named in the `exception`."""
         super().__init__(message)
         self.reason = reason
+        self.channel = channel
 
 
 Handler = Callable[..., Payload | None]
@@ -121,23 +129,14 @@ class Gateway:
         if request is None:
             self.feed.join_live(sid)
             return
-        last_block, last_hash = request
-        if (
-            not isinstance(last_block, int)
-            or isinstance(last_block, bool)
-            or not 0 <= last_block <= MAX_HEIGHT
-            or (last_hash is not None and not isinstance(last_hash, str))
-        ):
+        height = _resume_height(*request)
+        if height is None:
             self.metrics.refuse("invalid resume")
-            message = (
-                f"{protocol.INVALID_PAYLOAD}: lastBlock must be an integer from 0 to 2^63-1, "
-                "lastBlockHash a string"
-            )
-            self.feed.emit(sid, "exception", protocol.exception(message))
+            self.feed.emit(sid, "exception", protocol.exception(BAD_RESUME))
             self.feed.join_live(sid)
             return
-        hash_ = last_hash if isinstance(last_hash, str) else None
-        self.fanout.spawn(lambda: self.feed.resume(sid, last_block, hash_))
+        hash_ = request[1] if isinstance(request[1], str) else None
+        self.fanout.spawn(lambda: self.feed.resume(sid, height, hash_))
 
     def disconnected(self, sid: str) -> None:
         state = self.clients.pop(sid, None)
@@ -183,7 +182,8 @@ class Gateway:
                 return handler(sid, state, *args)
             except Refused as refusal:
                 self.metrics.refuse(refusal.reason)
-                self.feed.emit(sid, "exception", protocol.exception(str(refusal)))
+                error = protocol.exception(str(refusal), refusal.channel)
+                self.feed.emit(sid, "exception", error)
                 return protocol.refused(str(refusal))
 
         return run
@@ -200,23 +200,29 @@ class Gateway:
         try:
             channel = parse_channel(data)
         except ChannelError as exc:
-            raise Refused(str(exc), "invalid channel") from None
+            raise Refused(str(exc), "invalid channel", _named(data)) from None
         if channel.kind == "user":
             if self._identity(state) != channel.key:
-                raise Refused(protocol.FORBIDDEN, "forbidden")
+                raise Refused(protocol.FORBIDDEN, "forbidden", channel.room)
             self.fanout.join(sid, channel.room)
             return {"success": True, "channel": channel.room}
         if channel.room not in state.channels and len(state.channels) >= self.settings.max_rooms:
             raise Refused(
-                f"{protocol.TOO_MANY_ROOMS}: at most {self.settings.max_rooms}", "too many rooms"
+                f"{protocol.TOO_MANY_ROOMS}: at most {self.settings.max_rooms}",
+                "too many rooms",
+                channel.room,
             )
+        if channel.kind == "blocks":
+            return self._subscribe_blocks(sid, state, channel.room, int(channel.key), data)
         snapshot = self.feed.snapshot(channel.key)  # may read the database (and yield)
         if self.clients.get(sid) is not state:
             return protocol.refused("disconnected")
         if channel.room not in state.channels and len(state.channels) >= self.settings.max_rooms:
             # checked again: other subscribes of this client may have joined during the read
             raise Refused(
-                f"{protocol.TOO_MANY_ROOMS}: at most {self.settings.max_rooms}", "too many rooms"
+                f"{protocol.TOO_MANY_ROOMS}: at most {self.settings.max_rooms}",
+                "too many rooms",
+                channel.room,
             )
         state.channels.add(channel.room)
         self.fanout.join(sid, channel.room)
@@ -224,13 +230,39 @@ class Gateway:
             self.feed.emit(sid, "price-update", protocol.price_update(snapshot, snapshot=True))
         return {"success": True, "channel": channel.room}
 
+    def _subscribe_blocks(
+        self, sid: str, state: ClientState, room: str, chain_id: int, data: object
+    ) -> Payload:
+        """`blocks:<chainId>`, resumed from `lastBlock` (and `lastBlockHash`) if given."""
+        if not self.feed.known_chain(chain_id):
+            raise Refused(
+                f"{protocol.INVALID_CHANNEL}: no chain {chain_id}", "invalid channel", room
+            )
+        assert isinstance(data, dict)  # parse_channel checked it
+        last_hash = data.get("lastBlockHash")
+        height = _resume_height(data.get("lastBlock"), last_hash)
+        if "lastBlock" in data and height is None:
+            raise Refused(BAD_RESUME, "invalid resume", room)
+        if room in state.channels and "lastBlock" not in data:
+            return {"success": True, "channel": room}
+        state.channels.add(room)
+        if height is None:
+            self.feed.subscribe_blocks(sid, chain_id, None, None)
+        else:
+            hash_ = last_hash if isinstance(last_hash, str) else None
+            self.fanout.spawn(lambda: self.feed.subscribe_blocks(sid, chain_id, height, hash_))
+        return {"success": True, "channel": room}
+
     def on_unsubscribe(self, sid: str, state: ClientState, data: object = None) -> Payload:
         try:
             channel = parse_channel(data)
         except ChannelError as exc:
-            raise Refused(str(exc), "invalid channel") from None
+            raise Refused(str(exc), "invalid channel", _named(data)) from None
         state.channels.discard(channel.room)
-        self.fanout.leave(sid, channel.room)
+        if channel.kind == "blocks":
+            self.feed.unsubscribe_blocks(sid, int(channel.key))
+        else:
+            self.fanout.leave(sid, channel.room)
         return {"success": True}
 
     def on_ping(self, sid: str, state: ClientState, *_: object) -> None:
@@ -264,3 +296,30 @@ class Gateway:
         self.metrics.refuse("unknown event")
         self.feed.emit(sid, "exception", protocol.exception(message))
         return protocol.refused(message)
+
+
+BAD_RESUME = (
+    f"{protocol.INVALID_PAYLOAD}: lastBlock must be an integer from 0 to 2^63-1, "
+    "lastBlockHash a string"
+)
+
+
+def _resume_height(last_block: object, last_hash: object) -> int | None:
+    """`lastBlock` when it and `lastBlockHash` are well formed, else None."""
+    if (
+        isinstance(last_block, int)
+        and not isinstance(last_block, bool)
+        and 0 <= last_block <= MAX_HEIGHT
+        and (last_hash is None or isinstance(last_hash, str))
+    ):
+        return last_block
+    return None
+
+
+def _named(data: object) -> str | None:
+    """The channel a malformed subscribe names, when it names one (a short string)."""
+    if isinstance(data, dict):
+        name = data.get("channel")
+        if isinstance(name, str) and 0 < len(name) <= MAX_CHANNEL_LENGTH:
+            return name
+    return None

@@ -82,7 +82,7 @@ class HttpApp:
                 return self._ready(start_response, cors)
             if path == "/metrics":
                 with contextlib.suppress(Exception):  # a failed reading leaves the gauges
-                    self._progress(self.db.read(queries.latest_block_number))
+                    self._progress(self.db.read(queries.latest_block_number, self.db.primary()))
                 body = self.metrics.render()
                 return self._send(start_response, 200, body, "text/plain; version=0.0.4", cors)
             if path == "/" or path.startswith("/static/"):
@@ -110,19 +110,23 @@ class HttpApp:
                 return self._json(
                     start_response, 400, {"error": f"limit must be 1..{MAX_LIMIT}"}, cors
                 )
-            rows = self.db.read(queries.latest_blocks, limit)
+            rows = self.db.read(queries.latest_blocks, self.db.primary(), limit)
             return self._json(start_response, 200, [_block(r) for r in rows], cors)
         if path.startswith("/api/blocks/"):
             number = _whole(path.removeprefix("/api/blocks/"))
             if number is None:
                 return self._json(start_response, 400, {"error": "bad block number"}, cors)
             # heights are BIGINT: one above that range is no block, not a driver error
-            row = self.db.read(queries.block_by_number, number) if number <= MAX_HEIGHT else None
+            row = (
+                self.db.read(queries.block_by_number, self.db.primary(), number)
+                if number <= MAX_HEIGHT
+                else None
+            )
             if row is None:
                 return self._json(start_response, 404, {"error": "block not found"}, cors)
             return self._json(start_response, 200, _block(row), cors)
         if path == "/api/status":
-            progress = self._progress(self.db.read(queries.latest_block_number))
+            progress = self._progress(self.db.read(queries.latest_block_number, self.db.primary()))
             status = {
                 "indexedBlock": progress.indexed,
                 "nodeHead": progress.head,
@@ -170,7 +174,9 @@ class HttpApp:
             checks["redis"] = f"unreachable: {exc}"
         stalled = False
         try:
-            halt, indexed = self.db.read(_indexing_state)  # one read: it pings too
+            halt, indexed = self.db.read(
+                _indexing_state, self.db.primary()
+            )  # one read: it pings too
             checks["database"] = "ok"
             if halt is not None:
                 checks["indexing"] = f"halted: {halt.reason}"
@@ -246,9 +252,9 @@ class HttpApp:
         return [body]
 
 
-def _indexing_state(conn: Connection) -> tuple[Halt | None, int | None]:
-    """A recorded halt and the highest indexed block."""
-    return halt_in(conn), queries.latest_block_number(conn)
+def _indexing_state(conn: Connection, chain: int) -> tuple[Halt | None, int | None]:
+    """`chain`'s recorded halt and highest indexed block."""
+    return halt_in(conn, chain), queries.latest_block_number(conn, chain)
 
 
 def _whole(raw: str) -> int | None:

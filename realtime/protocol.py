@@ -51,6 +51,7 @@ def now_ms() -> int:
 class Exception_(TypedDict):
     status: Literal["error"]
     message: str
+    channel: NotRequired[str]  # the subscription it is about
 
 
 class Refused(TypedDict):
@@ -73,6 +74,7 @@ PrivateMessage = TypedDict("PrivateMessage", {"from": str, "message": str, "time
 class BlockFields(TypedDict):
     """A block as `new-block` and `/api/blocks` name its fields."""
 
+    chainId: int
     number: int
     hash: str
     parentHash: str
@@ -91,6 +93,7 @@ class Ref(TypedDict):
 
 
 class Reorg(TypedDict):
+    chainId: int
     depth: int
     commonAncestor: Ref
     removed: list[Ref]
@@ -98,6 +101,7 @@ class Reorg(TypedDict):
 
 
 class PriceUpdate(TypedDict):
+    chainId: int | None  # the source's chain; null for a manual price
     token: str
     price: float | None  # a JSON number; null when a double cannot hold it, or no price
     priceExact: str | None  # the exact decimal; null when a reorg left the token no price
@@ -111,8 +115,12 @@ class PriceUpdate(TypedDict):
     snapshot: NotRequired[Literal[True]]  # the first after a subscribe
 
 
-def exception(message: str) -> Exception_:
-    return {"status": "error", "message": message}
+def exception(message: str, channel: str | None = None) -> Exception_:
+    """`exception`; `channel` names the subscription it is about."""
+    error: Exception_ = {"status": "error", "message": message}
+    if channel is not None:
+        error["channel"] = channel
+    return error
 
 
 def refused(message: str) -> Refused:
@@ -134,6 +142,7 @@ def private_message(sender: str, message: str) -> PrivateMessage:
 def indexed_from_row(row: BlockRow) -> BlockIndexed:
     """A stored block as the `block.indexed` that announced it."""
     return BlockIndexed(
+        chainId=row.chain_id,
         blockNumber=row.number,
         blockHash=row.hash,
         parentHash=row.parent_hash,
@@ -146,6 +155,7 @@ def indexed_from_row(row: BlockRow) -> BlockIndexed:
 
 def block_fields(event: BlockIndexed) -> BlockFields:
     fields: BlockFields = {
+        "chainId": _chain(event.chainId),
         "number": event.blockNumber,
         "hash": event.blockHash,
         "parentHash": event.parentHash,
@@ -165,11 +175,18 @@ def new_block(event: BlockIndexed) -> NewBlock:
 
 def reorg(event: BlockReorged) -> Reorg:
     return {
+        "chainId": _chain(event.chainId),
         "depth": event.depth,
         "commonAncestor": _ref(event.commonAncestor),
         "removed": [_ref(r) for r in event.removed],
         "added": [_ref(r) for r in event.added],
     }
+
+
+def _chain(chain_id: int | None) -> int:
+    """An event's chain. Every producer sends it but those of the release before chains,
+    which indexed the primary only: the feed fills the primary's id in for those."""
+    return chain_id if chain_id is not None else 0
 
 
 def _ref(ref: BlockRef) -> Ref:
@@ -180,6 +197,7 @@ def price_update(event: PriceUpdated, snapshot: bool = False) -> PriceUpdate:
     """The `price-update` payload; `quote` and `updatedAt` (feeds) only when known.
     After a reorg that left a token no price, `price` and `priceExact` are null."""
     payload: PriceUpdate = {
+        "chainId": event.chainId,
         "token": event.token,
         "price": _number(event.price) if event.price is not None else None,
         "priceExact": event.price,

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
+from indexer import queries
 from indexer.db import make_engine
 
 T = TypeVar("T")
@@ -28,6 +29,13 @@ class Database:
     def __init__(self, url: str, offload: Offload = _inline) -> None:
         self.engine: Engine = make_engine(url, pool_size=1, max_overflow=0)
         self.offload = offload
+        self._primary: int | None = None
+
+    def primary(self) -> int:
+        """The database's primary chain (read until it is bound; 0 before: no rows)."""
+        if self._primary is None:
+            self._primary = self.read(queries.primary_chain)
+        return self._primary or 0
 
     def read(self, query: Callable[..., T], *args: Any) -> T:
         """`query(connection, *args)` in a read-only transaction, through `offload`."""

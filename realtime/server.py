@@ -64,7 +64,7 @@ def build(settings: RealtimeSettings, async_mode: str = "eventlet", redis: bool 
     stream = (
         StreamReader(
             settings.redis_url,
-            settings.stream_key,
+            [view.stream_key for view in settings.chains()],
             handle=feed.handle,
             tick=feed.tick,
             catch_up=feed.catch_up,
@@ -96,7 +96,10 @@ def run(settings: RealtimeSettings) -> None:
     _raise_open_files_limit()
     realtime = build(settings)
     try:
-        realtime.feed.start_at(realtime.db.read(queries.latest_block_number))
+        for view in settings.chains():
+            chain = view.chain_id if view.chain_id is not None else realtime.db.primary()
+            latest = realtime.db.read(queries.latest_block_number, chain)
+            realtime.feed.start_at(latest, view.chain_id)
     except Exception as exc:  # noqa: BLE001 - an unreachable database must not stop pushes
         log.warning("database unreachable at start-up (%s); pushing from the stream's end", exc)
     realtime.start_background()

@@ -1,15 +1,17 @@
 """The job on the `blocks` queue, `IndexBlocks`, and the broker its enqueuers share.
 
-A job crosses Celery as keyword arguments (`first`, `last`, `source`, `force`) of the
-task `chainpulse.index_blocks`; jobs queued by older releases as positional
-`(first, last, source, force)` decode the same way. Enqueuers (the follower, `chainpulse
-backfill`) send by task name through `broker`, so they never import the task itself.
+A job crosses Celery as keyword arguments (`first`, `last`, `source`, `force`, and
+`chain`, the chain id, for any chain but the primary) of the task
+`chainpulse.index_blocks`; jobs queued by older releases as positional
+`(first, last, source, force)` decode the same way (they are the primary's).
+Enqueuers (the follower, `chainpulse backfill`) send by task name through `broker`, so
+they never import the task itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from celery import Celery
 
@@ -25,6 +27,7 @@ class JobArgs(TypedDict):
     last: int
     source: BlockSource
     force: bool
+    chain: NotRequired[int]  # absent for the primary chain (the job form of before chains)
 
 
 class BadJob(FatalError):
@@ -40,6 +43,7 @@ class IndexBlocks:
     last: int
     source: BlockSource = "backfill"
     force: bool = False
+    chain: int | None = None  # the chain's id; None: the primary
 
     def __post_init__(self) -> None:
         ints = all(isinstance(n, int) and not isinstance(n, bool) for n in (self.first, self.last))
@@ -49,19 +53,33 @@ class IndexBlocks:
             raise BadJob(f"bad job source {self.source!r}")
         if not isinstance(self.force, bool):
             raise BadJob(f"bad job force flag {self.force!r}")
+        if self.chain is not None and (
+            not isinstance(self.chain, int) or isinstance(self.chain, bool) or self.chain < 1
+        ):
+            raise BadJob(f"bad job chain {self.chain!r}")
 
     @property
     def heights(self) -> list[int]:
         return list(range(self.first, self.last + 1))
 
     def to_kwargs(self) -> JobArgs:
-        """The Celery encoding: the task's keyword arguments."""
-        return {"first": self.first, "last": self.last, "source": self.source, "force": self.force}
+        """The Celery encoding: the task's keyword arguments; `chain` only for a chain
+        other than the primary (the primary's jobs keep the form of before chains, so
+        workers of the release before run them during a rolling deploy)."""
+        kwargs: JobArgs = {
+            "first": self.first,
+            "last": self.last,
+            "source": self.source,
+            "force": self.force,
+        }
+        if self.chain is not None:
+            kwargs["chain"] = self.chain
+        return kwargs
 
     @classmethod
     def from_message(cls, args: Any, kwargs: Any) -> IndexBlocks:
         """Decode a task message, keyword (current) or positional (older releases)."""
-        names = ("first", "last", "source", "force")
+        names = ("first", "last", "source", "force", "chain")
         values = dict(zip(names, args or (), strict=False))
         values.update({k: v for k, v in (kwargs or {}).items() if k in names})
         if "first" not in values or "last" not in values:

@@ -39,7 +39,7 @@ from workers.config import WorkerSettings
 REORG_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
 
 
-def reorg_depths(registry: Any) -> Any:
+def reorg_depths(registry: Any, labels: Sequence[str] = ()) -> Any:
     """The reorgs-by-depth histogram, as the worker and the follower both declare it
     (whoever repairs a reorg counts it). Imports prometheus_client: see the module's
     docstring for when the worker may."""
@@ -48,6 +48,7 @@ def reorg_depths(registry: Any) -> Any:
     return Histogram(
         "chainpulse_reorg_depth_blocks",
         "Reorgs repaired, by depth (blocks removed)",
+        labels,
         buckets=REORG_BUCKETS,
         registry=registry,
     )

@@ -17,7 +17,8 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 
 from indexer.bus import EventBus
-from indexer.errors import ChainpulseError
+from indexer.chains import bind
+from indexer.errors import ChainpulseError, RetryableError
 from indexer.events import BlockIndexed
 from indexer.pipeline import Indexer
 from indexer.rpc import Node
@@ -44,25 +45,59 @@ class RetryPolicy:
         return int(get_exponential_backoff_interval(1, retries, self.backoff_max, full_jitter=True))
 
 
-class JobRunner:
-    """Runs `IndexBlocks` jobs in one worker process."""
+class UnknownChain(RetryableError):
+    """A job names a chain this worker's chains file does not list (during a rolling
+    deploy that adds a chain, a worker of the new file takes it on a retry)."""
 
-    def __init__(self, indexer: Indexer, retry: RetryPolicy) -> None:
-        self.indexer = indexer
+
+@dataclass
+class ChainIndexer:
+    """One chain's indexer in this process, bound to its chain on its first job."""
+
+    settings: WorkerSettings
+    indexer: Indexer
+    bound: bool = False
+
+
+class JobRunner:
+    """Runs `IndexBlocks` jobs in one worker process, for every chain of the settings."""
+
+    def __init__(self, chains: list[ChainIndexer], retry: RetryPolicy) -> None:
+        self.chains = {
+            c.settings.chain_id if not c.settings.is_primary else None: c for c in chains
+        }
         self.retry = retry
-        self._bound = False
         self._lock = threading.Lock()
         self._relay: threading.Thread | None = None
 
+    @property
+    def indexer(self) -> Indexer:
+        """The primary chain's indexer."""
+        return self.chains[None].indexer
+
     def run(self, job: IndexBlocks) -> list[BlockIndexed]:
-        """Index `job`'s heights; the node's chain id is checked against the database's
-        on the first job (a worker on the wrong node fails that job, not its start)."""
+        """Index `job`'s heights on its chain; the node's chain id is checked against the
+        chains file and the database on the chain's first job (a worker on the wrong
+        node fails that job, not its start)."""
+        chain = self._chain(job)
         with self._lock:
-            if not self._bound:
-                self.indexer.store.bind_chain(self.indexer.node.chain_id())
-                self._bound = True
+            if not chain.bound:
+                bind(chain.indexer.store, chain.indexer.node, chain.settings)
+                chain.bound = True
                 self._start_relay()
-        return self.indexer.index(job.first, job.last, job.source, job.force)
+        return chain.indexer.index(job.first, job.last, job.source, job.force)
+
+    def _chain(self, job: IndexBlocks) -> ChainIndexer:
+        primary = self.chains[None].settings.chain_id
+        found = self.chains.get(None if job.chain == primary else job.chain)
+        if found is None:
+            known = ", ".join(
+                str(c.settings.chain_id or "the primary") for c in self.chains.values()
+            )
+            raise UnknownChain(
+                f"job names chain {job.chain}, not in this worker's chains ({known})"
+            )
+        return found
 
     def record_failure(self, job: IndexBlocks, reason: str) -> None:
         """Remember `job`'s heights as failed for good (works with the node down)."""
@@ -74,38 +109,48 @@ class JobRunner:
             extra={"block": job.first, "last_block": job.last},
         )
         try:
-            self.indexer.store.record_failure(job.heights, reason)
+            self._chain(job).indexer.store.record_failure(job.heights, reason)
         except ChainpulseError as exc:
             log.error("could not record the failure: %s", exc)
 
     def _start_relay(self) -> None:
+        if self._relay is not None:
+            return
+
         def loop() -> None:
             while True:
                 threading.Event().wait(RELAY_INTERVAL_S)
-                try:
-                    self.indexer.relay()
-                except Exception:  # the database may be away too; try again next round
-                    log.exception("outbox relay failed")
+                for chain in list(self.chains.values()):
+                    if not chain.bound:
+                        continue
+                    try:
+                        chain.indexer.relay()
+                    except Exception:  # the database may be away too; try again next round
+                        log.exception("outbox relay failed")
 
         self._relay = threading.Thread(target=loop, name="outbox-relay", daemon=True)
         self._relay.start()
 
     def close(self) -> None:
-        self.indexer.store.dispose()
-        self.indexer.bus.client.close()
+        for chain in self.chains.values():
+            chain.indexer.store.dispose()
+            chain.indexer.bus.client.close()
 
 
 def build(settings: WorkerSettings) -> JobRunner:
-    """One worker process's runner, composed from `settings`."""
-    indexer = Indexer(
-        # a job that waits longer than this for the budget may be delivered twice
-        node=Node.from_settings(settings, max_wait=settings.visibility_timeout / 2),
-        store=Store(settings.database_url, sources=settings.price_sources),
-        bus=EventBus.from_url(settings.redis_url, settings.stream_key, settings.stream_maxlen),
-        max_reorg_depth=settings.max_reorg_depth,
-        observer=metrics(),
-    )
-    return JobRunner(indexer, RetryPolicy(settings.task_max_retries, settings.retry_backoff_max))
+    """One worker process's runner, composed from `settings`: an indexer per chain."""
+    chains = []
+    for view in settings.chains():
+        indexer = Indexer(
+            # a job that waits longer than this for the budget may be delivered twice
+            node=Node.from_settings(view, max_wait=view.visibility_timeout / 2),
+            store=Store(view.database_url, sources=view.price_sources),
+            bus=EventBus.from_url(view.redis_url, view.stream_key, view.stream_maxlen),
+            max_reorg_depth=view.max_reorg_depth,
+            observer=metrics(),
+        )
+        chains.append(ChainIndexer(view, indexer))
+    return JobRunner(chains, RetryPolicy(settings.task_max_retries, settings.retry_backoff_max))
 
 
 _runner: JobRunner | None = None
@@ -135,4 +180,4 @@ def _on_process_init(**_: object) -> None:
 @worker_process_shutdown.connect
 def _on_process_shutdown(**_: object) -> None:
     if _runner is not None:
-        _runner.indexer.store.dispose()
+        _runner.close()

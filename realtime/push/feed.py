@@ -1,41 +1,36 @@
-"""From stream events to pushes: the `new-block` sequence, reorgs, prices, and the
-catch-up of reconnecting clients (resume).
+"""From stream events to pushes: each chain's blocks (`realtime.push.lane`), prices,
+and the catch-up of reconnecting clients (resume).
 
-Every live client is in the private room `~live` (not a channel anyone can
-subscribe to); a resuming client joins it only once it has caught up, so it sees
-each height once and none is missing. Pushes run on the stream reader's green
-thread and never yield while fanning out; a catch-up joins `~live` in a step that
-does not yield either, after it has replayed what was pushed while it read the
-database (kept in `ring`). Broadcasts are encoded once per push and sent to this
-process's clients only, the `ignore_queue=True` equivalent: every process reads the
-stream itself.
+The primary chain's lane pushes to `~live`, which every live client is in (a private
+room, not a channel anyone can subscribe to): its `new-block`s and `reorg`s go to all
+clients, as the reference gateway's do. Every other chain of the chains file has a lane
+of its own, pushing to `blocks:<chainId>`, which clients subscribe to. Broadcasts are
+encoded once per push and sent to this process's clients only, the
+`ignore_queue=True` equivalent: every process reads the streams itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 
 from indexer import queries
-from indexer.events import BlockIndexed, BlockRef, BlockReorged, Event, PriceUpdated
+from indexer.events import BlockIndexed, BlockReorged, Event, PriceUpdated
 from realtime import protocol
 from realtime.config import RealtimeSettings
 from realtime.metrics import Metrics
+from realtime.push.lane import LIVE, Lane, blocks_room
 from realtime.push.sequencer import BlockSequencer
 from realtime.reads import Database
 from realtime.transport.fanout import Encoded, Fanout, Payload, Signal
 
 log = logging.getLogger(__name__)
 
-LIVE = "~live"
-
+__all__ = ["LIVE", "Feed"]
 
 NO_PRICE_CAP = 10_000  # tokens remembered as having no price
-# seconds a gap in the heights waits for the stream before the database is asked (the
-# stream usually fills it within milliseconds: workers commit out of order)
-FILL_AFTER = 1.0
 
 
 def _when(event: PriceUpdated) -> tuple[int, int]:
@@ -44,6 +39,10 @@ def _when(event: PriceUpdated) -> tuple[int, int]:
     if event.blockNumber is None or event.blockTimestamp is None:
         return (event.publishedAt, -1)
     return (event.blockTimestamp * 1000, event.blockNumber)
+
+
+def _always(chain_id: int) -> Callable[[], int]:
+    return lambda: chain_id
 
 
 class _Read:
@@ -70,86 +69,121 @@ class Feed:
         self.metrics = metrics
         self.clock = clock
         self.push_window = settings.push_window
-        self.resume_window = settings.resume_window
-        self.sequencer = BlockSequencer(
-            window=settings.push_window, gap_timeout=settings.block_gap_timeout
-        )
-        self.ring: deque[tuple[int, str, Encoded]] = deque(
-            maxlen=max(256, 4 * settings.push_window)
-        )
-        self.ring_seq = 0  # sequence number of the last pushed all-client message
+        views = settings.chains()
+        # the primary's id: the chains file's, or (one chain) learned from the database
+        # or the first event that names it
+        self.primary_id: int | None = views[0].chain_id
+        self.chain_names = {v.chain_id: v.chain_name for v in views if v.chain_id is not None}
+        self.single = settings.chains_file is None
+        self.primary = self._lane(settings, LIVE, self._primary_chain)
+        self.lanes: dict[int, Lane] = {}
+        for view in views[1:]:
+            assert view.chain_id is not None
+            chain_id = view.chain_id
+            self.lanes[chain_id] = self._lane(settings, blocks_room(chain_id), _always(chain_id))
         self.prices: dict[str, PriceUpdated] = {}
         # Tokens the database had no price for when a subscriber asked: later subscribers
         # skip the read (a thread hop each) until a price event or a reorg says otherwise.
         self.no_price: set[str] = set()
         self.price_changes = 0  # counts price events and reorgs, to spot one during a read
-        self.waiting: dict[int, list[str]] = {}  # lastBlock ahead of us -> sids
         self._reads: dict[str, _Read] = {}  # snapshot reads under way, by token
-        self._filling = False  # a read of missing blocks is under way
+        self._filling_prices = False
+
+    def _lane(self, settings: RealtimeSettings, room: str, chain: Callable[[], int]) -> Lane:
+        lane = Lane(self.fanout, settings, self.db, self.metrics, self.clock, room, chain)
+        lane.on_reorg = self._forget_prices_after
+        return lane
+
+    def _primary_chain(self) -> int:
+        if self.primary_id is None and self.db is not None:
+            self.primary_id = self.db.primary() or None
+        return self.primary_id or 0
+
+    # the primary's lane, as clients of the reference gateway see it
+    @property
+    def sequencer(self) -> BlockSequencer:
+        return self.primary.sequencer
+
+    @property
+    def waiting(self) -> dict[int, list[str]]:
+        return self.primary.waiting
+
+    def all_lanes(self) -> list[Lane]:
+        return [self.primary, *self.lanes.values()]
+
+    def lane_of(self, chain_id: int | None) -> Lane | None:
+        """The lane of `chain_id` (None: an event of a producer from before chains,
+        which indexed the primary only); None for a chain this server does not know."""
+        if chain_id is None or self.single:
+            if chain_id is not None and self.primary_id is None:
+                self.primary_id = chain_id
+            return self.primary
+        if chain_id == self.primary_id:
+            return self.primary
+        return self.lanes.get(chain_id)
+
+    def known_chain(self, chain_id: int) -> bool:
+        """Whether `blocks:<chain_id>` names a chain this deployment indexes."""
+        if self.single:
+            return chain_id == self._primary_chain()
+        return chain_id == self.primary_id or chain_id in self.lanes
 
     # stream side --------------------------------------------------------------------
 
-    def start_at(self, number: int | None) -> None:
-        """Blocks up to `number` (the database head at start-up) count as pushed."""
-        if number is not None:
-            self.sequencer.last = number
-            self.sequencer.highest = number
+    def start_at(self, number: int | None, chain_id: int | None = None) -> None:
+        """Blocks up to `number` (the database head at start-up) count as pushed on the
+        lane of `chain_id` (default: the primary)."""
+        lane = self.lane_of(chain_id)
+        if lane is not None:
+            lane.start_at(number)
 
     def handle(self, event: Event) -> None:
-        now = self.clock()
-        if isinstance(event, BlockIndexed):
-            self._push(self.sequencer.block(event, now))
-        elif isinstance(event, BlockReorged):
-            self._push(self.sequencer.reorg(event, now))
+        if isinstance(event, BlockIndexed | BlockReorged):
+            if event.chainId is None:
+                event = self._on_primary(event)
+            lane = self.lane_of(event.chainId)
+            if lane is None:
+                self.metrics.stream_entries.labels("unknown chain").inc()
+                return
+            if isinstance(event, BlockIndexed):
+                lane.block(event)
+            else:
+                lane.reorg(event)
         elif isinstance(event, PriceUpdated):
             self.push_price(event)
 
+    def _on_primary(self, event: BlockIndexed | BlockReorged) -> BlockIndexed | BlockReorged:
+        """An event of a producer from before chains, which indexed the primary only."""
+        try:
+            primary = self._primary_chain()
+        except Exception as exc:  # noqa: BLE001 - push it anyway, its chain unnamed
+            log.warning("could not read the primary chain for an older event: %s", exc)
+            primary = 0
+        return dataclasses.replace(event, chainId=primary or None)
+
     def tick(self) -> None:
-        now = self.clock()
-        skipped = self.sequencer.skipped
-        self._push(self.sequencer.tick(now))
-        if self.sequencer.skipped != skipped:
-            self.metrics.blocks_skipped.inc(self.sequencer.skipped - skipped)
-            log.warning("gave up on %d missing height(s)", self.sequencer.skipped - skipped)
-        gap = self.sequencer.gap(now, min(FILL_AFTER, self.sequencer.gap_timeout / 2))
-        if gap is not None:
-            self._start_fill(gap[0] - 1, gap[1])
+        for lane in self.all_lanes():
+            lane.tick()
 
     def catch_up(self) -> None:
         """The stream came back after an outage, in which Redis may have lost entries
         this process had not read (a restart loses the stream): push what the database
-        holds beyond what was pushed, blocks and prices, in a green thread of its own."""
-        last = self.sequencer.last
-        if last is not None:
-            self._start_fill(last, last + self.push_window, prices=True)
+        holds beyond what was pushed, blocks and prices, in green threads of their own."""
+        for lane in self.all_lanes():
+            lane.catch_up()
+        if self.db is not None and not self._filling_prices:
+            self._filling_prices = True
+            self.fanout.spawn(self._fill_prices)
 
-    def _start_fill(self, after: int, up_to: int, prices: bool = False) -> None:
-        """`_fill` in a green thread of its own, unless one runs already."""
-        if self.db is not None and not self._filling:
-            self._filling = True
-            self.fanout.spawn(lambda: self._fill(after, up_to, prices))
-
-    def _fill(self, after: int, up_to: int, prices: bool = False) -> None:
-        """Blocks `after < n <= up_to` from the database into the sequence (see
-        `BlockSequencer.fill`), and with `prices` each token's latest price."""
+    def _fill_prices(self) -> None:
         assert self.db is not None
         try:
-            rows = self.db.read(queries.blocks_between, after, up_to)
-            before = self.sequencer.filled
-            self._push(
-                self.sequencer.fill([protocol.indexed_from_row(r) for r in rows], self.clock())
-            )
-            if self.sequencer.filled != before:
-                filled = self.sequencer.filled - before
-                self.metrics.blocks_filled.inc(filled)
-                log.warning("pushed %d block(s) from the database: the stream lost them", filled)
-            if prices:
-                for row in self.db.read(queries.latest_prices):
-                    self._catch_up_price(protocol.price_event_from_row(row))
-        except Exception as exc:  # noqa: BLE001 - the stream, or the gap timeout, goes on
-            log.warning("reading missed blocks from the database failed: %s", exc)
+            for row in self.db.read(queries.latest_prices):
+                self._catch_up_price(protocol.price_event_from_row(row))
+        except Exception as exc:  # noqa: BLE001 - the stream goes on
+            log.warning("reading missed prices from the database failed: %s", exc)
         finally:
-            self._filling = False
+            self._filling_prices = False
 
     def _catch_up_price(self, event: PriceUpdated) -> None:
         """Push a stored price that is newer than what this process last told anyone
@@ -161,23 +195,6 @@ class Feed:
         elif _when(event) <= _when(known):
             return
         self.push_price(event)
-
-    def _push(self, actions: list[BlockIndexed | BlockReorged]) -> None:
-        for action in actions:
-            if isinstance(action, BlockIndexed):
-                pkt = self.fanout.encode("new-block", protocol.new_block(action))
-                self._remember("new-block", pkt)
-                self.broadcast(LIVE, pkt, "new-block")
-                self._release_waiting(action.blockNumber)
-            else:
-                pkt = self.fanout.encode("reorg", protocol.reorg(action))
-                self._remember("reorg", pkt)
-                self.broadcast(LIVE, pkt, "reorg")
-                self._forget_prices_after(action.commonAncestor.number)
-                for height in [h for h in self.waiting if h > action.commonAncestor.number]:
-                    for sid in self.waiting.pop(height):
-                        self.send(sid, pkt, "reorg")
-                        self.join_live(sid)
 
     def snapshot(self, token: str) -> PriceUpdated | None:
         """`token`'s latest price: the last one pushed, else the database's (a read that
@@ -218,18 +235,22 @@ class Feed:
 
     def push_price(self, event: PriceUpdated) -> None:
         """Push `event` to its room, unless it is history: a backfilled price older than
-        PUSH_WINDOW blocks, or one older than the last price pushed for the token. The
-        price a reorg brings back (`reorgId`) passes both: it is older by nature."""
+        PUSH_WINDOW blocks of its chain, or one older than the last price pushed for
+        the token. The price a reorg brings back (`reorgId`) passes both: it is older
+        by nature."""
         self.price_changes += 1
         self.no_price.discard(event.token)
         if event.reorgId is None:
+            lane = self.lane_of(event.chainId)
+            sequencer = lane.sequencer if lane is not None else None
             if (
-                event.blockHash is not None
+                sequencer is not None
+                and event.blockHash is not None
                 and event.blockNumber is not None
-                and self.sequencer.orphaned(event.blockNumber, event.blockHash)
+                and sequencer.orphaned(event.blockNumber, event.blockHash)
             ):
                 return  # a worker's late commit of a block a reorg removed
-            highest = self.sequencer.highest
+            highest = sequencer.highest if sequencer is not None else None
             if (
                 event.blockNumber is not None
                 and highest is not None
@@ -246,33 +267,18 @@ class Feed:
         pkt = self.fanout.encode("price-update", protocol.price_update(event))
         self.broadcast(f"price:{event.token}", pkt, "price-update")
 
-    def _forget_prices_after(self, height: int) -> None:
+    def _forget_prices_after(self, event: BlockReorged) -> None:
         self.price_changes += 1
         self.no_price.clear()
+        height = event.commonAncestor.number
         for token in [
             t
             for t, p in self.prices.items()
-            if p.blockNumber is not None and p.blockNumber > height
+            if p.blockNumber is not None
+            and p.blockNumber > height
+            and self.lane_of(p.chainId) is self.lane_of(event.chainId)
         ]:
             del self.prices[token]  # the database has the price the reorg brought back
-
-    def _remember(self, event: str, pkt: Encoded) -> None:
-        self.ring_seq += 1
-        self.ring.append((self.ring_seq, event, pkt))
-
-    def _since(self, seq: int) -> list[tuple[int, str, Encoded]] | None:
-        """Messages pushed after `seq`, or None when some were already evicted."""
-        if self.ring_seq == seq:
-            return []
-        if not self.ring or self.ring[0][0] > seq + 1:
-            return None
-        return [entry for entry in self.ring if entry[0] > seq]
-
-    def _release_waiting(self, height: int) -> None:
-        if self.waiting:
-            for h in [h for h in self.waiting if h <= height]:
-                for sid in self.waiting.pop(h):
-                    self.join_live(sid)
 
     # client side --------------------------------------------------------------------
 
@@ -282,92 +288,38 @@ class Feed:
             self.metrics.push(event, sent)
         return sent
 
-    def send(self, sid: str, pkt: Encoded, event: str) -> None:
-        if self.fanout.send(sid, pkt):
-            self.metrics.push(event)
-
     def emit(self, sid: str, event: str, data: Payload) -> None:
-        self.send(sid, self.fanout.encode(event, data), event)
+        self.primary.emit(sid, event, data)
 
     def join_live(self, sid: str) -> None:
-        if self.fanout.connected(sid):
-            self.fanout.join(sid, LIVE)
+        self.primary.join(sid)
 
     def forget(self, sid: str) -> None:
-        for height in [h for h, sids in self.waiting.items() if sid in sids]:
-            self.waiting[height].remove(sid)
-            if not self.waiting[height]:
-                del self.waiting[height]
+        for lane in self.all_lanes():
+            lane.forget(sid)
 
     def resume(self, sid: str, last_block: int, last_hash: str | None) -> None:
-        """Catch `sid` up from `last_block`, then make it live; runs in its own green
-        thread. Order: (a `reorg` if `last_hash` is no longer canonical), the missed
-        `new-block`s from the database, what was pushed meanwhile, then live."""
-        try:
-            self._resume(sid, last_block, last_hash)
-        except Exception:
-            log.exception("resume failed", extra={"client": sid})
-            self.emit(sid, "exception", protocol.exception(protocol.RESUME_FAILED))
-            self.join_live(sid)
+        """The handshake's resume (`auth.lastBlock`): the primary chain's."""
+        self.primary.resume(sid, last_block, last_hash)
 
-    def _resume(self, sid: str, last_block: int, last_hash: str | None) -> None:
-        start = last_block
-        if last_hash is not None and self.db is not None:
-            start = self._reorg_first(sid, last_block, last_hash)
-        for _attempt in range(8):
-            if not self.fanout.connected(sid):
-                return
-            frontier, seq = self.sequencer.last, self.ring_seq
-            if frontier is None or start == frontier:
-                self.join_live(sid)
-                return
-            if start > frontier:
-                if start - frontier > self.push_window:
-                    self.join_live(sid)  # a height we have no reason to wait for
-                else:
-                    self.waiting.setdefault(start, []).append(sid)
-                return
-            if frontier - start > self.resume_window:
-                self.emit(sid, "exception", protocol.exception(protocol.RESUME_WINDOW_EXCEEDED))
-                self.join_live(sid)
-                return
-            rows = self.db.read(queries.blocks_between, start, frontier) if self.db else []
-            if not self.fanout.connected(sid):
-                return
-            for row in rows:
-                self.emit(sid, "new-block", protocol.new_block(protocol.indexed_from_row(row)))
-            start = frontier
-            missed = self._since(seq)
-            if missed is None:
-                continue  # more was pushed than the ring holds: read again from `start`
-            for _seq, event, pkt in missed:
-                self.send(sid, pkt, event)
-            self.join_live(sid)
+    def subscribe_blocks(
+        self, sid: str, chain_id: int, last_block: int | None, last_hash: str | None
+    ) -> None:
+        """`subscribe {channel: "blocks:<chainId>"}`: the chain's blocks from now on,
+        after what its room pushed since `last_block` (a `reorg` first if `last_hash`
+        is no longer canonical). The primary's blocks reach every client already: its
+        subscription only resumes, or changes nothing."""
+        lane = self.lane_of(chain_id)
+        assert lane is not None
+        if last_block is None:
+            lane.join(sid)
             return
-        self.join_live(sid)
+        if lane is self.primary:
+            self.fanout.leave(sid, LIVE)  # back in once caught up: no block twice
+        lane.resume(sid, last_block, last_hash)
 
-    def _reorg_first(self, sid: str, last_block: int, last_hash: str) -> int:
-        assert self.db is not None
-        row = self.db.read(queries.block_by_number, last_block)
-        if row is None or row.hash == last_hash.lower():
-            return last_block
-        found = self.db.read(queries.reorg_removing, last_block, last_hash)
-        if found is not None:
-            event = BlockReorged(
-                depth=found.depth,
-                commonAncestor=BlockRef(found.ancestor_number, found.ancestor_hash),
-                removed=[BlockRef(int(r["number"]), str(r["hash"])) for r in found.removed],
-                added=[BlockRef(int(r["number"]), str(r["hash"])) for r in found.added],
-            )
-        else:
-            # No record of the reorg: the client's block at `last_block` is gone, and we
-            # cannot tell how deep its fork went; assume depth 1.
-            parent = self.db.read(queries.block_by_number, last_block - 1)
-            event = BlockReorged(
-                depth=1,
-                commonAncestor=BlockRef(last_block - 1, parent.hash if parent else row.parent_hash),
-                removed=[BlockRef(last_block, last_hash)],
-                added=[BlockRef(last_block, row.hash)],
-            )
-        self.emit(sid, "reorg", protocol.reorg(event))
-        return event.commonAncestor.number
+    def unsubscribe_blocks(self, sid: str, chain_id: int) -> None:
+        lane = self.lane_of(chain_id)
+        if lane is not None and lane is not self.primary:
+            lane.forget(sid)
+            self.fanout.leave(sid, lane.room)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -38,7 +38,7 @@ class StreamReader:
     def __init__(
         self,
         redis_url: str,
-        key: str,
+        keys: Sequence[str],
         handle: Callable[[Event], None],
         tick: Callable[[], None],
         metrics: Metrics,
@@ -49,8 +49,9 @@ class StreamReader:
     ) -> None:
         """`corked()` wraps the handling of up to CORK_ENTRIES entries (the server's
         `EngineServer.corked`: their pushes written together); `catch_up()` is called
-        when the stream is back after an outage."""
-        self.key = key
+        when the stream is back after an outage. `keys`: every chain's stream, read
+        together (one XREAD)."""
+        self.keys = list(keys)
         self.corked = corked
         self.handle = handle
         self.tick = tick
@@ -61,7 +62,7 @@ class StreamReader:
         self.redis = redis.Redis.from_url(
             redis_url, socket_timeout=BLOCK_MS / 1000 + 5, socket_connect_timeout=5
         )
-        self.last_id: str | None = None
+        self.last_ids: dict[str, str] | None = None  # where each stream was read up to
         self.connected = False
         self.running = True
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -70,27 +71,30 @@ class StreamReader:
         backoff = 0.1
         while self.running:
             try:
-                if self.last_id is None:
-                    self.last_id = self._end_of_stream()
+                if self.last_ids is None:
+                    self.last_ids = {key: self._end_of_stream(key) for key in self.keys}
                     self._set_connected(True)
-                reply: Any = self.redis.xread({self.key: self.last_id}, count=BATCH, block=BLOCK_MS)
+                after: dict[Any, Any] = dict(self.last_ids)
+                reply: Any = self.redis.xread(after, count=BATCH, block=BLOCK_MS)
                 if not self.connected:
                     self._set_connected(True)
                     self.catch_up()
                 backoff = 0.1
-                for _key, entries in reply or []:
+                for raw_key, entries in reply or []:
+                    key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
                     for at in range(0, len(entries), CORK_ENTRIES):
                         with self.corked() if len(entries) > 1 else contextlib.nullcontext():
                             for entry_id, fields in entries[at : at + CORK_ENTRIES]:
-                                self.last_id = (
+                                last = (
                                     entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                                 )
-                                self._entry(self.last_id, fields)
+                                self.last_ids[key] = last
+                                self._entry(last, fields)
                                 self.sleep(0)  # let inbound messages and writers run
             except redis.RedisError as exc:
                 if self.connected:
                     log.warning(
-                        "event stream unreachable (%s); retrying from %s", exc, self.last_id
+                        "event stream unreachable (%s); retrying from %s", exc, self.last_ids
                     )
                 self._set_connected(False)
                 self.sleep(backoff)
@@ -100,8 +104,8 @@ class StreamReader:
                 self.sleep(backoff)
             self.tick()
 
-    def _end_of_stream(self) -> str:
-        last = self.redis.xrevrange(self.key, count=1)
+    def _end_of_stream(self, key: str) -> str:
+        last = self.redis.xrevrange(key, count=1)
         if not last:
             return "0-0"
         entry_id = last[0][0]

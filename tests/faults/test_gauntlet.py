@@ -193,7 +193,7 @@ class Live:
         found = [p for w in self.watchers for p in w.problems(node, served, prices)]
         on_stream = set(self.s.stream_ids())
         missing = sorted(
-            int(i.split(":")[1]) for i in self.s.node_ids(self.stream_since, head) - on_stream
+            int(i.split(":")[2]) for i in self.s.node_ids(self.stream_since, head) - on_stream
         )
         if missing:
             found.append(f"block.indexed not on the stream for heights {missing[:10]}")

@@ -27,12 +27,14 @@ def expected_rows(anvil: Anvil, numbers: range) -> tuple[list[Any], list[Any], l
     for n in numbers:
         calls += [("eth_getBlockByNumber", [hex(n), True]), ("eth_getBlockReceipts", [hex(n)])]
     replies = anvil.batch(calls)
+    chain = anvil.chain_id
     blocks, txs, logs = [], [], []
     for i, n in enumerate(numbers):
         block, receipts = replies[2 * i], replies[2 * i + 1]
         by_hash = {r["transactionHash"]: r for r in receipts}
         blocks.append(
             {
+                "chain_id": chain,
                 "number": n,
                 "hash": low(block["hash"]),
                 "parent_hash": low(block["parentHash"]),
@@ -48,6 +50,7 @@ def expected_rows(anvil: Anvil, numbers: range) -> tuple[list[Any], list[Any], l
             receipt = by_hash[tx["hash"]]
             txs.append(
                 {
+                    "chain_id": chain,
                     "hash": low(tx["hash"]),
                     "block_number": n,
                     "transaction_index": q(tx["transactionIndex"]),
@@ -66,6 +69,7 @@ def expected_rows(anvil: Anvil, numbers: range) -> tuple[list[Any], list[Any], l
                 topics = [low(t) for t in log["topics"]] + [None] * 4
                 logs.append(
                     {
+                        "chain_id": chain,
                         "block_number": n,
                         "log_index": q(log["logIndex"]),
                         "transaction_hash": low(tx["hash"]),
@@ -77,21 +81,30 @@ def expected_rows(anvil: Anvil, numbers: range) -> tuple[list[Any], list[Any], l
     return blocks, txs, logs
 
 
-def stored_rows(engine: Engine) -> tuple[list[Any], list[Any], list[Any]]:
-    """The blocks, transactions and logs tables, in chain order."""
+def stored_rows(engine: Engine, chain: int) -> tuple[list[Any], list[Any], list[Any]]:
+    """`chain`'s rows of the blocks, transactions and logs tables, in chain order."""
     with engine.connect() as conn:
-        blocks = [dict(r) for r in conn.execute(sa.select(m.blocks).order_by("number")).mappings()]
-        txs = conn.execute(
-            sa.select(m.transactions).order_by("block_number", "transaction_index")
+        blocks = conn.execute(
+            sa.select(m.blocks).where(m.blocks.c.chain_id == chain).order_by("number")
         ).mappings()
-        logs = conn.execute(sa.select(m.logs).order_by("block_number", "log_index")).mappings()
-        return blocks, [dict(r) for r in txs], [dict(r) for r in logs]
+        txs = conn.execute(
+            sa.select(m.transactions)
+            .where(m.transactions.c.chain_id == chain)
+            .order_by("block_number", "transaction_index")
+        ).mappings()
+        logs = conn.execute(
+            sa.select(m.logs)
+            .where(m.logs.c.chain_id == chain)
+            .order_by("block_number", "log_index")
+        ).mappings()
+        return [dict(r) for r in blocks], [dict(r) for r in txs], [dict(r) for r in logs]
 
 
 def rows_mismatch(anvil: Anvil, engine: Engine, numbers: range, chunk: int = 200) -> str | None:
-    """Where the stored blocks, transactions and logs differ from the node's, field by
-    field, for heights `numbers` (and nothing stored outside them); None when equal."""
-    blocks, txs, logs = stored_rows(engine)
+    """Where the stored blocks, transactions and logs of `anvil`'s chain differ from the
+    node's, field by field, for heights `numbers` (and nothing stored outside them); None
+    when equal."""
+    blocks, txs, logs = stored_rows(engine, anvil.chain_id)
     for row in blocks:
         row.pop("indexed_at")
     want: tuple[list[Any], list[Any], list[Any]] = ([], [], [])

@@ -1,5 +1,5 @@
 """Rows put straight into a database (blocks, prices, reorgs), for tests of what reads
-them; the database migrated as everywhere else."""
+them; the database migrated as everywhere else and bound to CHAIN, its primary chain."""
 
 from __future__ import annotations
 
@@ -12,22 +12,28 @@ import sqlalchemy as sa
 
 from indexer.events import BlockReorged
 from indexer.exact import sort_key
-from indexer.models import blocks, prices, reorgs
+from indexer.models import blocks, meta, prices, reorgs
+from indexer.queries import PRIMARY_KEY
 from indexer.schema import upgrade
 from tests.harness.events import block_hash
+
+CHAIN = 31337  # anvil's chain id
 
 
 def make_database(path: Path) -> str:
     """A SQLite database at `path`, migrated as `chainpulse db upgrade` does; its URL."""
     url = f"sqlite:///{path}"
     upgrade(url)
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(meta.insert(), {"chain_id": CHAIN, "key": PRIMARY_KEY, "value": str(CHAIN)})
     return url
 
 
-def insert_blocks(url: str, numbers: range | list[int], fork: int = 0) -> None:
+def insert_blocks(url: str, numbers: range | list[int], fork: int = 0, chain: int = CHAIN) -> None:
     now = datetime.now(UTC)
     rows = [
         {
+            "chain_id": chain,
             "number": n,
             "hash": block_hash(n, fork),
             "parent_hash": block_hash(n - 1, fork),
@@ -53,6 +59,7 @@ def insert_price(url: str, token: str, price: str, number: int | None) -> None:
         conn.execute(
             prices.insert(),
             {
+                "chain_id": CHAIN if number is not None else None,
                 "token": token,
                 "price": Decimal(price),
                 "block_number": number,
@@ -65,11 +72,12 @@ def insert_price(url: str, token: str, price: str, number: int | None) -> None:
         )
 
 
-def insert_reorg(url: str, event: BlockReorged) -> None:
+def insert_reorg(url: str, event: BlockReorged, chain: int = CHAIN) -> None:
     with sa.create_engine(url).begin() as conn:
         conn.execute(
             reorgs.insert(),
             {
+                "chain_id": chain,
                 "detected_at": datetime.now(UTC),
                 "depth": event.depth,
                 "ancestor_number": event.commonAncestor.number,

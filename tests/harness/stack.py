@@ -204,7 +204,8 @@ class Stack:
 
     def node_ids(self, lo: int, hi: int) -> set[str]:
         """The `block.indexed` ids of the node's blocks lo..hi."""
-        return {f"block.indexed:{n}:{h}" for n, h in self.node_hashes(lo, hi).items()}
+        chain = self.anvil.chain_id
+        return {f"block.indexed:{chain}:{n}:{h}" for n, h in self.node_hashes(lo, hi).items()}
 
     # what was indexed -----------------------------------------------------------------
 

@@ -54,8 +54,9 @@ def test_entries_follow_the_contract(anvil: Anvil, indexer: Indexer, client: red
     assert set(fields) == {"type", "id", "data"}
     block = anvil.block(2)
     assert fields["type"] == "block.indexed"
-    assert fields["id"] == f"block.indexed:2:{block['hash']}"
+    assert fields["id"] == f"block.indexed:{anvil.chain_id}:2:{block['hash']}"
     assert json.loads(fields["data"]) == {
+        "chainId": anvil.chain_id,
         "blockNumber": 2,
         "blockHash": block["hash"],
         "parentHash": block["parentHash"],
@@ -158,7 +159,7 @@ def test_stream_is_capped_near_its_maximum(redis_url: str, client: redis.Redis) 
     length = client.xlen(STREAM_KEY)
     assert maxlen <= length <= maxlen + node_size
     last = client.xrevrange(STREAM_KEY, count=1)[0][1]
-    assert last["id"] == f"block.indexed:599:0x{599:064x}"
+    assert last["id"] == f"block.indexed:-:599:0x{599:064x}"
 
 
 def test_a_failed_append_is_not_marked_delivered(indexer: Indexer, client: redis.Redis) -> None:

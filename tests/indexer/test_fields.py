@@ -54,7 +54,7 @@ def test_stored_rows_equal_the_node(anvil: Anvil, indexer: Indexer) -> None:
     events = indexer.index(1, head, "backfill")
 
     assert [e.blockNumber for e in events] == list(range(1, head + 1))
-    blocks, txs, logs = stored_rows(indexer.store.engine)
+    blocks, txs, logs = stored_rows(indexer.store.engine, anvil.chain_id)
     want_blocks, want_txs, want_logs = expected_rows(anvil, range(1, head + 1))
     for row in blocks:
         indexed_at = row.pop("indexed_at")

@@ -34,6 +34,7 @@ def test_uint256_and_exact_decimal_round_trip(migrated_url: str) -> None:
                 m.transactions.insert(),
                 [
                     {
+                        "chain_id": 31337,
                         "hash": "0x" + "11" * 32,
                         "block_number": 1,
                         "transaction_index": 0,
@@ -127,7 +128,7 @@ def test_store_keeps_a_2_256_minus_1_transfer_exact(migrated_url: str) -> None:
         "contractAddress": None,
         "logs": [],
     }
-    store = Store(migrated_url)
+    store = Store(migrated_url, chain_id=31337)
     try:
         [event] = store.save_blocks([decode(raw, [receipt])], "backfill").events
         assert event.blockNumber == 7

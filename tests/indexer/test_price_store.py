@@ -72,7 +72,7 @@ def block(number: int, logs: list[dict[str, Any]]) -> BlockData:
 
 @pytest.fixture
 def store(migrated_url: str) -> Iterator[Store]:
-    built = Store(migrated_url, sources=SOURCES)
+    built = Store(migrated_url, sources=SOURCES, chain_id=31337)
     yield built
     built.dispose()
 
@@ -131,7 +131,7 @@ def test_a_feed_is_judged_stale_only_when_no_block_since_its_answer_is_missing(
                      "address": FEED, "decimals": 0, "max_age": 60}]},
         "test.toml",
     )  # fmt: skip
-    store = Store(migrated_url, sources=aging)
+    store = Store(migrated_url, sources=aging, chain_id=31337)
     try:
         # updatedAt T0, in block 1 (at T0 + 30); blocks are 30 s apart: from block 3
         # (T0 + 90) the answer is older than max_age
@@ -154,15 +154,15 @@ def test_a_reorg_restores_the_previous_price(store: Store) -> None:
 
     store.save_blocks([block(1, [sync(1, 0, 1, 10)]), block(2, [sync(2, 0, 1, 20)])], "head")
     with store.writing() as conn:
-        removed = priced_at(conn, [2])
+        removed = priced_at(conn, store.chain, [2])
         store.delete_heights(conn, [2])
-        [event] = restore(conn, removed, "block.reorged:1:0xaa:0xbb")
+        [event] = restore(conn, store.chain, removed, "block.reorged:1:0xaa:0xbb")
     assert (event.token, event.price, event.blockNumber) == ("WETH", "10", 1)
     assert event.reorgId == "block.reorged:1:0xaa:0xbb" and event.id != "price.updated:WETH:1:10"
     with store.writing() as conn:
-        removed = priced_at(conn, [1])
+        removed = priced_at(conn, store.chain, [1])
         store.delete_heights(conn, [1])
-        [gone] = restore(conn, removed, "r2")
+        [gone] = restore(conn, store.chain, removed, "r2")
     assert gone.price is None and gone.source == "pair"
 
 

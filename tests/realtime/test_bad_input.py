@@ -60,6 +60,14 @@ def still_served(client: Client) -> None:
         {"channel": "price:"},
         {"channel": "news:ETH"},
         {"channel": "user:"},
+        {"channel": "blocks:"},
+        {"channel": "blocks:0"},
+        {"channel": "blocks:08453"},
+        {"channel": "blocks:9007199254740992"},  # 2^53: above any chain id
+        {"channel": "blocks:8453"},  # a chain this deployment does not index
+        {"channel": "blocks:31337", "lastBlock": -1},
+        {"channel": "blocks:31337", "lastBlock": "7"},
+        {"channel": "blocks:31337", "lastBlock": 7, "lastBlockHash": 7},
     ],
 )
 def test_bad_subscribe_payloads(connect: Callable[..., Client], payload: Any) -> None:
@@ -68,7 +76,12 @@ def test_bad_subscribe_payloads(connect: Callable[..., Client], payload: Any) ->
     assert ack["success"] is False
     assert ack["error"].startswith(("Invalid payload", "Invalid channel"))
     exception = client.wait_for("exception")[0]
-    assert exception == {"status": "error", "message": ack["error"]}
+    # an exception about a subscription names its channel, when the payload named one
+    named = payload.get("channel") if isinstance(payload, dict) else None
+    expected = {"status": "error", "message": ack["error"]}
+    if isinstance(named, str) and 0 < len(named) <= 160:
+        expected["channel"] = named
+    assert exception == expected
     still_served(client)
 
 

@@ -17,7 +17,7 @@ from indexer.models import meta
 from indexer.seen_head import record_head
 from tests.harness.events import Stream, block_event, block_hash, price_event, reorg_event
 from tests.harness.realtime import Client, Server
-from tests.harness.seeded import insert_blocks, insert_price
+from tests.harness.seeded import CHAIN, insert_blocks, insert_price
 
 StartServer = Callable[..., Server]
 Connect = Callable[..., Client]
@@ -53,6 +53,7 @@ def test_connected_ping_and_new_blocks_in_order_once(
     assert numbers(client) == [10, 11, 12, 13, 14, 15]
     first = client.of("new-block")[0]
     assert set(first) == {
+        "chainId",
         "number",
         "hash",
         "parentHash",
@@ -61,6 +62,8 @@ def test_connected_ping_and_new_blocks_in_order_once(
         "timestamp",
     }
     assert first["hash"] == block_hash(10) and first["parentHash"] == block_hash(9)
+    # the stream's event named no chain (a producer from before chains): the primary's
+    assert first["chainId"] == CHAIN
     assert first["blockTimestamp"] == 1_700_000_010 and first["transactions"] == 10 % 7
     metrics = server.get("/metrics").text
     assert 'chainpulse_realtime_stream_entries_total{outcome="malformed"} 2.0' in metrics
@@ -126,6 +129,7 @@ def test_price_snapshot_on_subscribe_then_live_updates_to_the_room_only(
     stream.append(block_event(8))
     live = subscriber.wait_for("price-update", 2)[1]
     assert set(live) == {
+        "chainId",
         "token",
         "price",
         "priceExact",
@@ -218,7 +222,7 @@ def test_readyz_reports_an_indexing_halt(start_server: StartServer, db_url: str)
     assert server.get("/readyz").status_code == 200
     halt = {"reason": "reorg deeper than MAX_REORG_DEPTH (64)", "floor": 1, "orphans": [2]}
     with sa.create_engine(db_url).begin() as conn:
-        conn.execute(meta.insert().values(key="halted", value=json.dumps(halt)))
+        conn.execute(meta.insert().values(chain_id=CHAIN, key="halted", value=json.dumps(halt)))
     ready = server.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["indexing"] == "halted: reorg deeper than MAX_REORG_DEPTH (64)"

@@ -25,6 +25,7 @@ INDEXED = BlockIndexed(
     transactions=3,
     source="backfill",
     gasUsed=63_000,
+    chainId=8453,
 )
 
 
@@ -32,8 +33,9 @@ def test_block_indexed_fields_follow_the_contract() -> None:
     fields = to_fields(INDEXED)
     assert set(fields) == {"type", "id", "data"}
     assert fields["type"] == "block.indexed"
-    assert fields["id"] == f"block.indexed:12:0x{'ab' * 32}"
+    assert fields["id"] == f"block.indexed:8453:12:0x{'ab' * 32}"
     assert json.loads(fields["data"]) == {
+        "chainId": 8453,
         "blockNumber": 12,
         "blockHash": "0x" + "ab" * 32,
         "parentHash": "0x" + "cd" * 32,
@@ -103,8 +105,10 @@ def test_a_restored_price_has_an_id_of_its_own() -> None:
     restored = PriceUpdated(
         "ETH", "1.5", 3, 1_700_000_000, "feed", 2, reorgId="block.reorged:4:0xa:0xb"
     )
-    assert original.id == f"price.updated:ETH:3:{digest('', '1.5')}"
-    assert restored.id == f"price.updated:ETH:reorg:{digest(restored.reorgId or '', '1.5')}"
+    assert original.id == f"price.updated:-:ETH:3:{digest('', '1.5')}"
+    assert restored.id == f"price.updated:-:ETH:reorg:{digest(restored.reorgId or '', '1.5')}"
+    on_base = PriceUpdated("ETH", "1.5", 3, 1_700_000_000, "feed", 1, chainId=8453)
+    assert on_base.id == f"price.updated:8453:ETH:3:{digest('', '1.5')}"
     assert restored.id != original.id
     # the same restore again has the same id; another reorg's restore another one
     assert restored.id == PriceUpdated("ETH", "1.5", 3, 1, "f", 9, reorgId=restored.reorgId).id

@@ -19,7 +19,13 @@ from realtime.push.sequencer import BlockSequencer
 from realtime.ratelimit import SlidingWindowLimiter
 from realtime.transport.engine import encode_event
 from tests.harness.events import block_event, block_hash, reorg_event
-from tests.harness.seeded import insert_blocks, insert_price, insert_reorg, make_database
+from tests.harness.seeded import (
+    CHAIN,
+    insert_blocks,
+    insert_price,
+    insert_reorg,
+    make_database,
+)
 
 
 class Clock:
@@ -277,7 +283,7 @@ def test_queries_on_sqlite(tmp_path: Path) -> None:
     url = make_database(tmp_path / "q.db")
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        assert queries.latest_block_number(conn) is None
+        assert queries.latest_block_number(conn, CHAIN) is None
         assert queries.latest_prices(conn) == []
     insert_blocks(url, [1, 2, 3, 5, 6])
     insert_price(url, "ETH", "1.5", 1)
@@ -285,13 +291,13 @@ def test_queries_on_sqlite(tmp_path: Path) -> None:
     insert_price(url, "DAI", "0.999", None)
     insert_reorg(url, reorg_event(4, 2, old_fork=3))
     with engine.connect() as conn:
-        assert queries.latest_block_number(conn) == 6
-        assert [b.number for b in queries.latest_blocks(conn, 3)] == [6, 5, 3]
-        assert [b.number for b in queries.blocks_between(conn, 1, 5)] == [2, 3, 5]
-        block = queries.block_by_number(conn, 3)
+        assert queries.latest_block_number(conn, CHAIN) == 6
+        assert [b.number for b in queries.latest_blocks(conn, CHAIN, 3)] == [6, 5, 3]
+        assert [b.number for b in queries.blocks_between(conn, CHAIN, 1, 5)] == [2, 3, 5]
+        block = queries.block_by_number(conn, CHAIN, 3)
         assert block is not None and block.hash == block_hash(3)
         assert block.parent_hash == block_hash(2) and block.base_fee_per_gas == 10**9
-        assert queries.block_by_number(conn, 4) is None
+        assert queries.block_by_number(conn, CHAIN, 4) is None
         eth = queries.latest_price(conn, "ETH")
         assert eth is not None and eth.block_number == 2
         assert eth.price == Decimal(
@@ -303,10 +309,19 @@ def test_queries_on_sqlite(tmp_path: Path) -> None:
             ("ETH", eth.price),
         ]
         assert eth.updated_at_ms <= int(datetime.now(UTC).timestamp() * 1000)
-        found = queries.reorg_removing(conn, 6, block_hash(6, 3))
+        found = queries.reorg_removing(conn, CHAIN, 6, block_hash(6, 3))
         assert found is not None and found.ancestor_number == 4 and found.depth == 2
-        assert queries.reorg_removing(conn, 6, block_hash(6, 0)) is None
-        assert queries.reorg_removing(conn, 5, block_hash(6, 3)) is None
+        assert queries.reorg_removing(conn, CHAIN, 6, block_hash(6, 0)) is None
+        assert queries.reorg_removing(conn, CHAIN, 5, block_hash(6, 3)) is None
+    # another chain's blocks at the same heights, with the same hashes: not read as ours
+    insert_blocks(url, [7, 8], chain=CHAIN + 1)
+    insert_blocks(url, [4], fork=3, chain=CHAIN + 1)
+    with engine.connect() as conn:
+        assert queries.latest_block_number(conn, CHAIN) == 6
+        assert queries.block_by_number(conn, CHAIN, 4) is None
+        assert [b.number for b in queries.blocks_between(conn, CHAIN, 1, 8)] == [2, 3, 5, 6]
+        assert queries.latest_block_number(conn, CHAIN + 1) == 8
+        assert queries.reorg_removing(conn, CHAIN + 1, 6, block_hash(6, 3)) is None
 
 
 def test_price_payload_keeps_the_exact_value() -> None:

@@ -109,7 +109,7 @@ def test_force_reindexes_stored_blocks(chain: Stack) -> None:
     assert [n for n in after if after[n] > before[n]] == [2, 3, 4]
     assert chain.rows_per_height(1, head) == rows
     repeated = chain.stream_ids()[len(ids) :]
-    assert sorted(repeated) == sorted(i for i in ids if i.split(":")[1] in ("2", "3", "4"))
+    assert sorted(repeated) == sorted(i for i in ids if i.split(":")[2] in ("2", "3", "4"))
 
 
 def test_missing_ranges_are_shown_and_filled(chain: Stack) -> None:

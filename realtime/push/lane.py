@@ -1,0 +1,275 @@
+"""One chain's blocks, from stream events to pushes: its `new-block` sequence, its
+reorgs, and the catch-up of a client that resumes it.
+
+A lane pushes to its room: the primary chain's to `~live`, which every live client is
+in (the reference gateway's `new-block` to all), another chain's to `blocks:<chainId>`,
+which clients subscribe to. A resuming client joins the room only once it has caught
+up, so it sees each height once and none is missing. Pushes run on the stream
+reader's green thread and never yield while fanning out; a catch-up joins the room in
+a step that does not yield either, after it has replayed what was pushed while it read
+the database (kept in `ring`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from indexer import queries
+from indexer.events import BlockIndexed, BlockRef, BlockReorged
+from realtime import protocol
+from realtime.config import RealtimeSettings
+from realtime.metrics import Metrics
+from realtime.push.sequencer import BlockSequencer
+from realtime.reads import Database
+from realtime.transport.fanout import Encoded, Fanout, Payload
+
+log = logging.getLogger(__name__)
+
+LIVE = "~live"  # the primary chain's room: every live client
+
+
+def blocks_room(chain_id: int) -> str:
+    return f"blocks:{chain_id}"
+
+
+class Lane:
+    def __init__(
+        self,
+        fanout: Fanout,
+        settings: RealtimeSettings,
+        db: Database | None,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        room: str,
+        chain: Callable[[], int],
+    ) -> None:
+        """`chain()`: the lane's chain id, for database reads (the primary's may be
+        learned late: a database bound after the server started)."""
+        self.fanout = fanout
+        self.db = db
+        self.metrics = metrics
+        self.clock = clock
+        self.room = room
+        self.chain = chain
+        self.push_window = settings.push_window
+        self.resume_window = settings.resume_window
+        self.sequencer = BlockSequencer(
+            window=settings.push_window, gap_timeout=settings.block_gap_timeout
+        )
+        self.ring: deque[tuple[int, str, Encoded]] = deque(
+            maxlen=max(256, 4 * settings.push_window)
+        )
+        self.ring_seq = 0  # sequence number of the last pushed message
+        self.waiting: dict[int, list[str]] = {}  # lastBlock ahead of us -> sids
+        self._filling = False  # a read of missing blocks is under way
+        self.on_reorg: Callable[[BlockReorged], None] = lambda event: None
+
+    # stream side --------------------------------------------------------------------
+
+    def start_at(self, number: int | None) -> None:
+        """Blocks up to `number` (the database head at start-up) count as pushed."""
+        if number is not None:
+            self.sequencer.last = number
+            self.sequencer.highest = number
+
+    def block(self, event: BlockIndexed) -> None:
+        self._push(self.sequencer.block(event, self.clock()))
+
+    def reorg(self, event: BlockReorged) -> None:
+        self._push(self.sequencer.reorg(event, self.clock()))
+
+    def tick(self) -> None:
+        now = self.clock()
+        skipped = self.sequencer.skipped
+        self._push(self.sequencer.tick(now))
+        if self.sequencer.skipped != skipped:
+            self.metrics.blocks_skipped.inc(self.sequencer.skipped - skipped)
+            log.warning(
+                "gave up on %d missing height(s) (%s)", self.sequencer.skipped - skipped, self.room
+            )
+        gap = self.sequencer.gap(now, min(FILL_AFTER, self.sequencer.gap_timeout / 2))
+        if gap is not None:
+            self.start_fill(gap[0] - 1, gap[1])
+
+    def catch_up(self) -> None:
+        """The stream came back after an outage: fill from the database what it holds
+        beyond what was pushed."""
+        last = self.sequencer.last
+        if last is not None:
+            self.start_fill(last, last + self.push_window)
+
+    def start_fill(self, after: int, up_to: int) -> None:
+        """`_fill` in a green thread of its own, unless one runs already."""
+        if self.db is not None and not self._filling:
+            self._filling = True
+            self.fanout.spawn(lambda: self._fill(after, up_to))
+
+    def _fill(self, after: int, up_to: int) -> None:
+        """Blocks `after < n <= up_to` from the database into the sequence (see
+        `BlockSequencer.fill`)."""
+        assert self.db is not None
+        try:
+            rows = self.db.read(queries.blocks_between, self.chain(), after, up_to)
+            before = self.sequencer.filled
+            self._push(
+                self.sequencer.fill([protocol.indexed_from_row(r) for r in rows], self.clock())
+            )
+            if self.sequencer.filled != before:
+                filled = self.sequencer.filled - before
+                self.metrics.blocks_filled.inc(filled)
+                log.warning(
+                    "pushed %d block(s) from the database (%s): the stream lost them",
+                    filled,
+                    self.room,
+                )
+        except Exception as exc:  # noqa: BLE001 - the stream, or the gap timeout, goes on
+            log.warning("reading missed blocks from the database failed: %s", exc)
+        finally:
+            self._filling = False
+
+    def _push(self, actions: list[BlockIndexed | BlockReorged]) -> None:
+        for action in actions:
+            if isinstance(action, BlockIndexed):
+                pkt = self.fanout.encode("new-block", protocol.new_block(action))
+                self._remember("new-block", pkt)
+                self.broadcast(pkt, "new-block")
+                self._release_waiting(action.blockNumber)
+            else:
+                pkt = self.fanout.encode("reorg", protocol.reorg(action))
+                self._remember("reorg", pkt)
+                self.broadcast(pkt, "reorg")
+                self.on_reorg(action)
+                for height in [h for h in self.waiting if h > action.commonAncestor.number]:
+                    for sid in self.waiting.pop(height):
+                        self.send(sid, pkt, "reorg")
+                        self.join(sid)
+
+    def _remember(self, event: str, pkt: Encoded) -> None:
+        self.ring_seq += 1
+        self.ring.append((self.ring_seq, event, pkt))
+
+    def _since(self, seq: int) -> list[tuple[int, str, Encoded]] | None:
+        """Messages pushed after `seq`, or None when some were already evicted."""
+        if self.ring_seq == seq:
+            return []
+        if not self.ring or self.ring[0][0] > seq + 1:
+            return None
+        return [entry for entry in self.ring if entry[0] > seq]
+
+    def _release_waiting(self, height: int) -> None:
+        if self.waiting:
+            for h in [h for h in self.waiting if h <= height]:
+                for sid in self.waiting.pop(h):
+                    self.join(sid)
+
+    # client side --------------------------------------------------------------------
+
+    def broadcast(self, pkt: Encoded, event: str) -> int:
+        sent = self.fanout.broadcast(self.room, pkt)
+        if sent:
+            self.metrics.push(event, sent)
+        return sent
+
+    def send(self, sid: str, pkt: Encoded, event: str) -> None:
+        if self.fanout.send(sid, pkt):
+            self.metrics.push(event)
+
+    def emit(self, sid: str, event: str, data: Payload) -> None:
+        self.send(sid, self.fanout.encode(event, data), event)
+
+    def join(self, sid: str) -> None:
+        if self.fanout.connected(sid):
+            self.fanout.join(sid, self.room)
+
+    def forget(self, sid: str) -> None:
+        for height in [h for h, sids in self.waiting.items() if sid in sids]:
+            self.waiting[height].remove(sid)
+            if not self.waiting[height]:
+                del self.waiting[height]
+
+    def resume(self, sid: str, last_block: int, last_hash: str | None) -> None:
+        """Catch `sid` up from `last_block`, then put it in the room; runs in its own
+        green thread. Order: (a `reorg` if `last_hash` is no longer canonical), the
+        missed `new-block`s from the database, what was pushed meanwhile, then live."""
+        try:
+            self._resume(sid, last_block, last_hash)
+        except Exception:
+            log.exception("resume failed", extra={"client": sid})
+            self.emit(sid, "exception", protocol.exception(protocol.RESUME_FAILED))
+            self.join(sid)
+
+    def _resume(self, sid: str, last_block: int, last_hash: str | None) -> None:
+        start = last_block
+        if last_hash is not None and self.db is not None:
+            start = self._reorg_first(sid, last_block, last_hash)
+        for _attempt in range(8):
+            if not self.fanout.connected(sid):
+                return
+            frontier, seq = self.sequencer.last, self.ring_seq
+            if frontier is None or start == frontier:
+                self.join(sid)
+                return
+            if start > frontier:
+                if start - frontier > self.push_window:
+                    self.join(sid)  # a height we have no reason to wait for
+                else:
+                    self.waiting.setdefault(start, []).append(sid)
+                return
+            if frontier - start > self.resume_window:
+                self.emit(sid, "exception", protocol.exception(protocol.RESUME_WINDOW_EXCEEDED))
+                self.join(sid)
+                return
+            rows = (
+                self.db.read(queries.blocks_between, self.chain(), start, frontier)
+                if self.db
+                else []
+            )
+            if not self.fanout.connected(sid):
+                return
+            for row in rows:
+                self.emit(sid, "new-block", protocol.new_block(protocol.indexed_from_row(row)))
+            start = frontier
+            missed = self._since(seq)
+            if missed is None:
+                continue  # more was pushed than the ring holds: read again from `start`
+            for _seq, event, pkt in missed:
+                self.send(sid, pkt, event)
+            self.join(sid)
+            return
+        self.join(sid)
+
+    def _reorg_first(self, sid: str, last_block: int, last_hash: str) -> int:
+        assert self.db is not None
+        chain = self.chain()
+        row = self.db.read(queries.block_by_number, chain, last_block)
+        if row is None or row.hash == last_hash.lower():
+            return last_block
+        found = self.db.read(queries.reorg_removing, chain, last_block, last_hash)
+        if found is not None:
+            event = BlockReorged(
+                depth=found.depth,
+                commonAncestor=BlockRef(found.ancestor_number, found.ancestor_hash),
+                removed=[BlockRef(int(r["number"]), str(r["hash"])) for r in found.removed],
+                added=[BlockRef(int(r["number"]), str(r["hash"])) for r in found.added],
+                chainId=chain,
+            )
+        else:
+            # No record of the reorg: the client's block at `last_block` is gone, and we
+            # cannot tell how deep its fork went; assume depth 1.
+            parent = self.db.read(queries.block_by_number, chain, last_block - 1)
+            event = BlockReorged(
+                depth=1,
+                commonAncestor=BlockRef(last_block - 1, parent.hash if parent else row.parent_hash),
+                removed=[BlockRef(last_block, last_hash)],
+                added=[BlockRef(last_block, row.hash)],
+                chainId=chain,
+            )
+        self.emit(sid, "reorg", protocol.reorg(event))
+        return event.commonAncestor.number
+
+
+# seconds a gap in the heights waits for the stream before the database is asked (the
+# stream usually fills it within milliseconds: workers commit out of order)
+FILL_AFTER = 1.0
