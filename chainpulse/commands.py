@@ -249,6 +249,46 @@ def prices_check(path: str) -> None:
             )
 
 
+@cli.group()
+def chains() -> None:
+    """The chains file."""
+
+
+@chains.command("check")
+@click.argument("path", metavar="FILE", type=str)
+@click.option("--offline", is_flag=True, help="Read the file only; ask no node.")
+@friendly_errors
+def chains_check(path: str, offline: bool) -> None:
+    """Validate a chains file without starting anything: its shape, its price sources
+    files, and (unless --offline) each chain's node, asked for its chain id."""
+    from indexer.chains import check_node, load_chains
+    from indexer.rpc import Node
+
+    checked = load_chains(path)
+    count = len(checked.entries)
+    click.echo(
+        f"{path}: {count} chain{'' if count == 1 else 's'}, the primary {checked.primary.name}"
+    )
+    unanswered = 0
+    for entry in checked.entries:
+        priced = f", {len(entry.prices.sources)} price sources" if entry.prices else ""
+        line = f"  {entry.name}: chain {entry.chain_id}{priced}"
+        if offline:
+            click.echo(line)
+            continue
+        node = Node(entry.rpc)
+        try:
+            served = node.chain_id()
+        except RetryableError as exc:
+            unanswered += 1
+            click.echo(f"{line}: its node at {node.describe()} does not answer ({exc})")
+            continue
+        check_node(entry.name, entry.chain_id, served, f"CHAINS {path}")
+        click.echo(f"{line}: its node at {node.describe()} serves it")
+    if unanswered:
+        raise click.exceptions.Exit(1)
+
+
 @cli.command()
 @click.option("--sub", required=True, help="The token's subject (user id).")
 @click.option(

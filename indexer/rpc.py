@@ -38,6 +38,7 @@ from indexer.errors import (
     RetryableError,
     RpcError,
 )
+from indexer.throttle import KEY as BUDGET_KEY
 from indexer.throttle import CallBudget, retry_after
 from indexer.urls import mask_url
 
@@ -86,14 +87,21 @@ class Node:
 
     @classmethod
     def from_settings(cls, settings: IndexerSettings, max_wait: float = 10.0) -> Node:
-        """The node of `settings`, with the deployment's call budget when
-        `RPC_RATE_LIMIT` is set. Connects to nothing yet."""
+        """The node of `settings` (one chain's: `settings.chains()`), with the call
+        budget its quota names when it has one (`RPC_RATE_LIMIT`, or the chain's
+        `rate_limit`): the chain's own, or the `rate_budget` it shares with other chains.
+        Connects to nothing yet."""
         budget = None
         if settings.rpc_rate_limit is not None:
             client = redis.Redis.from_url(
                 settings.redis_url, socket_timeout=2, socket_connect_timeout=2
             )
-            budget = CallBudget(client, settings.rpc_rate_limit, max_wait)
+            key = (
+                settings.chain_key(BUDGET_KEY)
+                if settings.rate_budget is None
+                else f"{BUDGET_KEY}:budget:{settings.rate_budget}"
+            )
+            budget = CallBudget(client, settings.rpc_rate_limit, max_wait, key)
         return cls(settings.rpc_urls, settings.rpc_timeout, budget)
 
     @property

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from indexer import queries
 from indexer.exact import plain
 from indexer.reorg import Halt, halt_in
-from indexer.seen_head import read_head
+from indexer.seen_head import HEAD_KEY, read_head
 from indexer.sources import TOKEN
 from realtime import assets, protocol
 from realtime.config import RealtimeSettings
@@ -63,7 +63,11 @@ class HttpApp:
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
         self._last_prune = time.monotonic()
-        self.watch = IndexingWatch(settings.indexing_stall_timeout)
+        self.views = settings.chains()  # the primary first
+        # per chain: the stall of each is its own
+        self.watches = {
+            v.chain_name: IndexingWatch(settings.indexing_stall_timeout) for v in self.views
+        }
         self.assets = assets.load()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -82,7 +86,10 @@ class HttpApp:
                 return self._ready(start_response, cors)
             if path == "/metrics":
                 with contextlib.suppress(Exception):  # a failed reading leaves the gauges
-                    self._progress(self.db.read(queries.latest_block_number, self.db.primary()))
+                    primary = self.views[0]
+                    self._progress(
+                        primary, self.db.read(queries.latest_block_number, self._id(primary))
+                    )
                 body = self.metrics.render()
                 return self._send(start_response, 200, body, "text/plain; version=0.0.4", cors)
             if path == "/" or path.startswith("/static/"):
@@ -103,14 +110,39 @@ class HttpApp:
     def _api(
         self, path: str, environ: dict[str, Any], start_response: StartResponse, cors: list[Any]
     ) -> Iterable[bytes]:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if path == "/api/chains":
+            return self._json(start_response, 200, [self._chain(v) for v in self.views], cors)
+        if path in ("/api/blocks", "/api/status") or path.startswith("/api/blocks/"):
+            view = self._view(query.get("chain", [None])[0])
+            if isinstance(view, tuple):
+                status_code, problem = view
+                return self._json(start_response, status_code, {"error": problem}, cors)
+            return self._of_chain(path, query, view, start_response, cors)
+        if path == "/api/prices":
+            prices = self.db.read(queries.latest_prices)
+            return self._json(start_response, 200, [_price(p) for p in prices], cors)
+        if path.startswith("/api/prices/"):
+            return self._prices(path.removeprefix("/api/prices/"), environ, start_response, cors)
+        return self._json(start_response, 404, {"error": "not found"}, cors)
+
+    def _of_chain(
+        self,
+        path: str,
+        query: dict[str, list[str]],
+        view: RealtimeSettings,
+        start_response: StartResponse,
+        cors: list[Any],
+    ) -> Iterable[bytes]:
+        """`/api/blocks`, `/api/blocks/<n>` and `/api/status` of one chain."""
+        chain = self._id(view)
         if path == "/api/blocks":
-            raw = parse_qs(environ.get("QUERY_STRING", "")).get("limit", ["20"])[0]
-            limit = _whole(raw)
+            limit = _whole(query.get("limit", ["20"])[0])
             if limit is None or not 1 <= limit <= MAX_LIMIT:
                 return self._json(
                     start_response, 400, {"error": f"limit must be 1..{MAX_LIMIT}"}, cors
                 )
-            rows = self.db.read(queries.latest_blocks, self.db.primary(), limit)
+            rows = self.db.read(queries.latest_blocks, chain, limit)
             return self._json(start_response, 200, [_block(r) for r in rows], cors)
         if path.startswith("/api/blocks/"):
             number = _whole(path.removeprefix("/api/blocks/"))
@@ -118,7 +150,7 @@ class HttpApp:
                 return self._json(start_response, 400, {"error": "bad block number"}, cors)
             # heights are BIGINT: one above that range is no block, not a driver error
             row = (
-                self.db.read(queries.block_by_number, self.db.primary(), number)
+                self.db.read(queries.block_by_number, chain, number)
                 if number <= MAX_HEIGHT
                 else None
             )
@@ -126,20 +158,50 @@ class HttpApp:
                 return self._json(start_response, 404, {"error": "block not found"}, cors)
             return self._json(start_response, 200, _block(row), cors)
         if path == "/api/status":
-            progress = self._progress(self.db.read(queries.latest_block_number, self.db.primary()))
+            progress = self._progress(view, self.db.read(queries.latest_block_number, chain))
             status = {
+                "chainId": chain or None,
                 "indexedBlock": progress.indexed,
                 "nodeHead": progress.head,
                 "lag": progress.lag,
                 "indexing": progress.describe(),
             }
             return self._json(start_response, 200, status, cors)
-        if path == "/api/prices":
-            prices = self.db.read(queries.latest_prices)
-            return self._json(start_response, 200, [_price(p) for p in prices], cors)
-        if path.startswith("/api/prices/"):
-            return self._prices(path.removeprefix("/api/prices/"), environ, start_response, cors)
         return self._json(start_response, 404, {"error": "not found"}, cors)
+
+    def _id(self, view: RealtimeSettings) -> int:
+        """A chain's id: the file's, or (one chain) the database's primary (0 before
+        any is bound: no rows)."""
+        return view.chain_id if view.chain_id is not None else self.db.primary()
+
+    def _view(self, raw: str | None) -> RealtimeSettings | tuple[int, str]:
+        """The chain `?chain=<id>` names (default: the primary), or the answer to give."""
+        if raw is None:
+            return self.views[0]
+        chain_id = _whole(raw)
+        if chain_id is None or chain_id == 0:
+            return 400, "chain must be a chain id (a whole number)"
+        for view in self.views:
+            if self._id(view) == chain_id:
+                return view
+        return 404, f"no chain {chain_id}: this deployment indexes {self._ids()}"
+
+    def _ids(self) -> str:
+        return ", ".join(str(self._id(v)) for v in self.views)
+
+    def _chain(self, view: RealtimeSettings) -> dict[str, Any]:
+        """A chain as `/api/chains` lists it."""
+        chain = self._id(view)
+        progress = self._progress(view, self.db.read(queries.latest_block_number, chain))
+        return {
+            "chainId": chain or None,
+            "name": view.chain_name,
+            "primary": view.is_primary,
+            "nodeHead": progress.head,
+            "indexedBlock": progress.indexed,
+            "lag": progress.lag,
+            "indexing": progress.describe(),
+        }
 
     def _prices(
         self, rest: str, environ: dict[str, Any], start_response: StartResponse, cors: list[Any]
@@ -174,14 +236,14 @@ class HttpApp:
             checks["redis"] = f"unreachable: {exc}"
         stalled = False
         try:
-            halt, indexed = self.db.read(
-                _indexing_state, self.db.primary()
-            )  # one read: it pings too
+            primary = self.views[0]
+            # one read: it pings too
+            halt, indexed = self.db.read(_indexing_state, self._id(primary))
             checks["database"] = "ok"
             if halt is not None:
                 checks["indexing"] = f"halted: {halt.reason}"
             else:
-                checks["indexing"] = self._progress(indexed).describe()
+                checks["indexing"] = self._progress(primary, indexed).describe()
                 stalled = checks["indexing"] != "ok"
         except Exception as exc:  # noqa: BLE001 - any driver error means not ready
             checks.setdefault("database", f"unreachable: {type(exc).__name__}")
@@ -198,16 +260,18 @@ class HttpApp:
         ready = all(value == "ok" for value in counted.values())
         return self._json(start_response, 200 if ready else 503, checks, cors)
 
-    def _progress(self, indexed: int | None) -> IndexingProgress:
-        """Compare the highest indexed block with the follower's last head; update the
-        gauges."""
+    def _progress(self, view: RealtimeSettings, indexed: int | None) -> IndexingProgress:
+        """Compare a chain's highest indexed block with the last head its follower saw;
+        update the primary's gauges."""
         try:
-            seen = read_head(self._redis)
+            seen = read_head(self._redis, view.chain_key(HEAD_KEY))
         except redis.RedisError:
             seen = None
-        progress = self.watch.observe(indexed, seen.number if seen else None, time.monotonic())
-        self.metrics.indexing_lag.set(progress.lag if progress.lag is not None else -1)
-        self.metrics.indexing_stalled.set(0 if progress.stalled_for is None else 1)
+        watch = self.watches[view.chain_name]
+        progress = watch.observe(indexed, seen.number if seen else None, time.monotonic())
+        if view.is_primary:
+            self.metrics.indexing_lag.set(progress.lag if progress.lag is not None else -1)
+            self.metrics.indexing_stalled.set(0 if progress.stalled_for is None else 1)
         return progress
 
     def _allow(self, environ: dict[str, Any]) -> bool:

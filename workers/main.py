@@ -6,6 +6,7 @@ Celery imports this module with the tasks (`include`), before any of these signa
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -13,12 +14,15 @@ from typing import Any
 from celery.signals import celeryd_init, setup_logging, worker_process_shutdown, worker_shutdown
 
 from indexer import loglines
-from indexer.errors import ConfigError
+from indexer.chains import check_node
+from indexer.errors import ConfigError, RetryableError
 from indexer.rpc import Node
 from indexer.store import Store
 from workers.app import app, settings_of
 from workers.config import WorkerSettings
 from workers.metrics import Exporter, JobMetrics, SilentMetrics, WorkerMetrics
+
+log = logging.getLogger(__name__)
 
 _exporter: Exporter | None = None
 _metrics: JobMetrics = SilentMetrics()
@@ -37,16 +41,29 @@ def _configure_logging(**_: Any) -> None:
     loglines.configure(settings.log_format, settings.log_level)
 
 
-def check_price_sources(settings: WorkerSettings) -> None:
-    """Read the price sources' metadata once, before the pool forks (its processes find
-    it in the database); ConfigError when the chain contradicts the sources file."""
-    if settings.price_sources is None:
-        return
-    store = Store(settings.database_url, sources=settings.price_sources)
-    try:
-        store.prepare_prices_at_start(Node.from_settings(settings))
-    finally:
-        store.dispose()
+def check_chains(settings: WorkerSettings) -> None:
+    """Before the pool forks: each chain of a chains file must be served by its node
+    (ChainMismatchError, naming both, when it answers with another id), and each chain's
+    price sources' metadata is read once (its processes find it in the database);
+    ConfigError when the chain contradicts the sources file. A node that does not answer
+    only delays this to the chain's first job."""
+    for view in settings.chains():
+        node = Node.from_settings(view)
+        if view.chain_id is not None or view.price_sources is not None:
+            try:
+                served = node.chain_id()
+            except RetryableError as exc:
+                log.warning("chain %s: its node does not answer yet (%s)", view.chain_name, exc)
+                continue
+            if view.chain_id is not None:
+                check_node(view.chain_name, view.chain_id, served, f"CHAINS {view.chains_file}")
+        if view.price_sources is None:
+            continue
+        store = Store(view.database_url, sources=view.price_sources, chain_id=served)
+        try:
+            store.prepare_prices_at_start(node)
+        finally:
+            store.dispose()
 
 
 @celeryd_init.connect
@@ -58,7 +75,7 @@ def _start(instance: Any = None, **_: Any) -> None:
     if settings.log_format == "json" and instance is not None:
         instance.quiet = True  # no start-up banner: every line of output is JSON
     try:
-        check_price_sources(settings)
+        check_chains(settings)
     except ConfigError as exc:
         print(f"chainpulse: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -214,7 +214,31 @@ def test_http_endpoints_and_origin_policy(
     for missing in ("/nope", "/static/../http.py", "/static/", "/static/vendor"):
         assert server.get(missing).status_code == 404, missing
     status = server.get("/api/status").json()
-    assert status == {"indexedBlock": 5, "nodeHead": None, "lag": None, "indexing": "ok"}
+    assert status == {
+        "chainId": CHAIN,
+        "indexedBlock": 5,
+        "nodeHead": None,
+        "lag": None,
+        "indexing": "ok",
+    }
+    # one chain: the primary, named by its id or by default
+    assert server.get(f"/api/status?chain={CHAIN}").json() == status
+    [chain] = server.get("/api/chains").json()
+    assert chain == {
+        "chainId": CHAIN,
+        "name": "main",
+        "primary": True,
+        "nodeHead": None,
+        "indexedBlock": 5,
+        "lag": None,
+        "indexing": "ok",
+    }
+    assert [b["chainId"] for b in server.get(f"/api/blocks?chain={CHAIN}").json()] == [CHAIN] * 5
+    for path in ("/api/blocks", "/api/blocks/3", "/api/status"):
+        unknown = server.get(f"{path}?chain=8453")
+        assert unknown.status_code == 404, path
+        assert unknown.json() == {"error": f"no chain 8453: this deployment indexes {CHAIN}"}
+        assert server.get(f"{path}?chain=base").status_code == 400, path
 
 
 def test_readyz_reports_an_indexing_halt(start_server: StartServer, db_url: str) -> None:
