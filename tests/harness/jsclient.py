@@ -1,5 +1,5 @@
 """The official JavaScript socket.io-client (from node_modules), subscribed to price
-rooms, recording every event it receives as a JSON line."""
+rooms and any other channels, recording every event it receives as a JSON line."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ SCRIPT = r"""
 const { io } = require(process.argv[2]);
 const url = process.argv[3];
 const tokens = JSON.parse(process.argv[4]);
+const channels = JSON.parse(process.argv[5] || "[]");  // whole subscribe payloads
 const out = (event, data) => process.stdout.write(JSON.stringify({ event, data }) + "\n");
 const socket = io(url + "/realtime", { transports: ["websocket"], reconnection: false });
 for (const event of ["connected", "new-block", "price-update", "reorg", "exception"]) {
@@ -28,15 +29,25 @@ socket.once("connected", () => {
   for (const token of tokens) {
     socket.emit("subscribe", { channel: `price:${token}` }, (ack) => out("ack", ack));
   }
+  for (const payload of channels) {
+    socket.emit("subscribe", payload, (ack) => out("ack", ack));
+  }
 });
 process.stdin.on("data", () => { socket.disconnect(); process.exit(0); });
 """
 
 
 class JsClient:
-    """`node` running socket.io-client against `url`, subscribed to `tokens`' rooms."""
+    """`node` running socket.io-client against `url`, subscribed to `tokens`' rooms and
+    with the `subscribe` payloads of `channels` (`{"channel": "blocks:<id>", ...}`)."""
 
-    def __init__(self, url: str, tokens: list[str], directory: Path) -> None:
+    def __init__(
+        self,
+        url: str,
+        tokens: list[str],
+        directory: Path,
+        channels: list[dict[str, Any]] | None = None,
+    ) -> None:
         script = directory / "price-client.js"
         script.write_text(SCRIPT)
         self.process = subprocess.Popen(
@@ -46,6 +57,7 @@ class JsClient:
                 str(ROOT / "node_modules/socket.io-client"),
                 url,
                 json.dumps(tokens),
+                json.dumps(channels or []),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
