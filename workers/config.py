@@ -47,6 +47,22 @@ class WorkerSettings(IndexerSettings):
         shown="$TMPDIR/chainpulse-worker-<port>",
     )
 
+    chain_job_slots: int | None = setting(
+        "CHAIN_JOB_SLOTS",
+        None,
+        "with two chains or more: jobs of one chain a worker runs at once (so that one "
+        "chain's frozen node cannot hold every process); unset with one chain: no bound",
+        minimum=1,
+        shown="WORKER_CONCURRENCY - 1 (at least 1)",
+    )
+
+    def job_slots(self, concurrency: int) -> int | None:
+        """The bound on one chain's jobs running at once on a worker of `concurrency`
+        processes; None with one chain."""
+        if len(self.chains()) < 2:
+            return None
+        return self.chain_job_slots or max(1, concurrency - 1)
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.retry_backoff_max >= self.visibility_timeout:

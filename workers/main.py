@@ -67,9 +67,12 @@ def check_chains(settings: WorkerSettings) -> None:
 
 
 @celeryd_init.connect
-def _start(instance: Any = None, **_: Any) -> None:
+def _start(instance: Any = None, options: dict[str, Any] | None = None, **_: Any) -> None:
     global _exporter, _metrics
     settings = settings_of(app)
+    concurrency = (options or {}).get("concurrency")
+    if concurrency:  # `--concurrency` wins over WORKER_CONCURRENCY: the pool's real size
+        app.conf.worker_concurrency = int(concurrency)
     # before Celery's first warnings (it checks its privileges right after this signal)
     loglines.configure(settings.log_format, settings.log_level)
     if settings.log_format == "json" and instance is not None:

@@ -13,6 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+import redis
 from celery.signals import worker_process_init, worker_process_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 
@@ -23,10 +24,11 @@ from indexer.events import BlockIndexed
 from indexer.pipeline import Indexer
 from indexer.rpc import Node
 from indexer.store import Store
-from workers.app import app, settings_of
+from workers.app import app, default_concurrency, settings_of
 from workers.config import WorkerSettings
 from workers.jobs import IndexBlocks
 from workers.main import metrics
+from workers.slots import ChainSlots
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +64,14 @@ class ChainIndexer:
 class JobRunner:
     """Runs `IndexBlocks` jobs in one worker process, for every chain of the settings."""
 
-    def __init__(self, chains: list[ChainIndexer], retry: RetryPolicy) -> None:
+    def __init__(
+        self, chains: list[ChainIndexer], retry: RetryPolicy, slots: ChainSlots | None = None
+    ) -> None:
         self.chains = {
             c.settings.chain_id if not c.settings.is_primary else None: c for c in chains
         }
         self.retry = retry
+        self.slots = slots  # with two chains or more (workers.slots)
         self._lock = threading.Lock()
         self._relay: threading.Thread | None = None
 
@@ -86,6 +91,15 @@ class JobRunner:
                 chain.bound = True
                 self._start_relay()
         return chain.indexer.index(job.first, job.last, job.source, job.force)
+
+    def take_slot(self, worker: str, job: IndexBlocks, job_id: str) -> bool:
+        """Whether `job` may run now: its chain holds fewer than its share of this
+        worker's processes (always, with one chain)."""
+        return self.slots is None or self.slots.take(worker, job.chain, job_id)
+
+    def give_slot(self, worker: str, job: IndexBlocks, job_id: str) -> None:
+        if self.slots is not None:
+            self.slots.give_back(worker, job.chain, job_id)
 
     def _chain(self, job: IndexBlocks) -> ChainIndexer:
         primary = self.chains[None].settings.chain_id
@@ -150,7 +164,17 @@ def build(settings: WorkerSettings) -> JobRunner:
             observer=metrics(),
         )
         chains.append(ChainIndexer(view, indexer))
-    return JobRunner(chains, RetryPolicy(settings.task_max_retries, settings.retry_backoff_max))
+    # the pool's size: WORKER_CONCURRENCY, or `--concurrency` (workers.main)
+    limit = settings.job_slots(int(app.conf.worker_concurrency or default_concurrency()))
+    slots = None
+    if limit is not None:
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        slots = ChainSlots(client, limit, hold=settings.visibility_timeout)
+    return JobRunner(
+        chains, RetryPolicy(settings.task_max_retries, settings.retry_backoff_max), slots
+    )
 
 
 _runner: JobRunner | None = None

@@ -17,10 +17,12 @@ from indexer import loglines
 from indexer.errors import ChainpulseError, RetryableError
 from workers import runner
 from workers.app import app
-from workers.jobs import TASK, BadJob, IndexBlocks
+from workers.jobs import QUEUE, TASK, BadJob, IndexBlocks
 from workers.main import metrics
 
 log = logging.getLogger(__name__)
+
+SLOT_WAIT_S = 0.5  # a job over its chain's share waits this long before it is tried again
 
 
 class BlockJob(Task):
@@ -50,9 +52,22 @@ class BlockJob(Task):
 def index_blocks(self: Task, *args: Any, **kwargs: Any) -> int:
     """Index one `IndexBlocks` job; returns how many blocks were written."""
     job = IndexBlocks.from_message(args, kwargs)
+    current = runner.current()
+    worker, job_id = str(self.request.hostname or "worker"), str(self.request.id)
+    if not current.take_slot(worker, job, job_id):
+        # its chain holds its share of this worker's processes (a frozen node, say):
+        # back to the queue, and the process takes another chain's job
+        self.apply_async(kwargs=job.to_kwargs(), queue=QUEUE, countdown=SLOT_WAIT_S)
+        return 0
     last = job.last if job.last > job.first else None
-    with loglines.context(job=self.request.id, block=job.first, last_block=last), metrics().job():
-        return _run(self, job)
+    try:
+        with (
+            loglines.context(job=self.request.id, block=job.first, last_block=last),
+            metrics().job(),
+        ):
+            return _run(self, job)
+    finally:
+        current.give_slot(worker, job, job_id)
 
 
 def _run(self: Task, job: IndexBlocks) -> int:
