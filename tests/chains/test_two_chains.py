@@ -12,118 +12,15 @@ JavaScript socket.io-client in their rooms.
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 import requests
 
-from chainpulse.devnet import Activity, Anvil, RedisServer, wait_until
-from indexer.store import Store
-from tests.harness.databases import database as make_database
-from tests.harness.environment import CHAINPULSE, service_env
+from chainpulse.devnet import wait_until
+from tests.chains.conftest import OTHER, PRIMARY, Chains
 from tests.harness.jsclient import JsClient
-from tests.harness.realtime import Server
-from tests.harness.rows import rows_mismatch
-from tests.harness.stack import FOLLOWING, fresh_redis
-from tests.harness.worker import Worker
-
-PRIMARY, OTHER = 31337, 31338
-
-
-@dataclass
-class Chains:
-    anvils: dict[int, Anvil]
-    activity: dict[int, Activity]
-    env: dict[str, str]
-    store: Store
-    server: Server
-    directory: Path
-
-    def mine(self, chain: int, count: int = 1) -> None:
-        for _ in range(count):
-            self.activity[chain].block(count=2, log_share=0.5)
-
-    def wait_indexed(self, timeout: float = 60) -> None:
-        """Every chain's stored rows equal its node's, from its first block."""
-        last: list[str | None] = [None]
-
-        def equal() -> bool:
-            for chain, anvil in self.anvils.items():
-                start = self.start(chain)
-                if start is None:
-                    last[0] = f"chain {chain}: the follower has not started"
-                    return False
-                last[0] = rows_mismatch(anvil, self.store.engine, range(start, anvil.head() + 1))
-                if last[0] is not None:
-                    last[0] = f"chain {chain}: {last[0]}"
-                    return False
-            return True
-
-        try:
-            wait_until(equal, timeout, "every chain indexed", interval=0.2)
-        except TimeoutError:
-            raise AssertionError(last[0]) from None
-
-    def start(self, chain: int) -> int | None:
-        value = Store(self.store.url, self.store.engine, chain_id=chain).get_meta("follow_from")
-        return None if value is None else int(value)
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [CHAINPULSE, *args],
-            env=self.env,
-            cwd=self.directory,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-
-@pytest.fixture
-def chains(tmp_path: Path, redis_server: RedisServer) -> Iterator[Chains]:
-    redis_url = fresh_redis(redis_server)
-    with (
-        make_database("sqlite", tmp_path) as url,
-        Anvil(chain_id=PRIMARY) as first,
-        Anvil(chain_id=OTHER) as second,
-    ):
-        (tmp_path / "chains.toml").write_text(
-            f'[[chain]]\nname = "one"\nchain_id = {PRIMARY}\nrpc = "{first.url}"\n\n'
-            f'[[chain]]\nname = "two"\nchain_id = {OTHER}\nrpc = "{second.url}"\n'
-        )
-        env = service_env(
-            DATABASE_URL=url,
-            REDIS_URL=redis_url,
-            CHAINS=str(tmp_path / "chains.toml"),
-            BACKFILL_BATCH="5",
-            FOLLOWER_METRICS_PORT="0",
-            **FOLLOWING,
-        )
-        assert subprocess.run([CHAINPULSE, "db", "upgrade"], env=env, check=False).returncode == 0
-        anvils = {PRIMARY: first, OTHER: second}
-        activity = {chain: Activity(anvil) for chain, anvil in anvils.items()}
-        for each in activity.values():
-            each.deploy_pinger()
-        worker = Worker(env, tmp_path, concurrency=2).start().wait_ready()
-        with (tmp_path / "follower.log").open("ab") as log:
-            follower = subprocess.Popen(
-                [CHAINPULSE, "follow"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
-            )
-        server = Server(redis_url, url, tmp_path, CHAINS=str(tmp_path / "chains.toml")).start()
-        store = Store(url)
-        try:
-            yield Chains(anvils, activity, env, store, server, tmp_path)
-        finally:
-            follower.terminate()
-            follower.wait(20)
-            worker.stop()
-            server.stop()
-            store.dispose()
 
 
 def blocks_of(client: JsClient, chain: int) -> list[int]:
