@@ -151,11 +151,12 @@ def follow(clear_halt: bool) -> None:
         from indexer.reorg import clear_halt as clear
         from indexer.store import Store
 
-        store = Store(s.database_url)
-        try:
-            clear(store)
-        finally:
-            store.dispose()
+        for view in s.chains():  # every chain's: the operator has dealt with its cause
+            store = Store(s.database_url, chain_id=view.chain_id)
+            try:
+                clear(store)
+            finally:
+                store.dispose()
         click.echo("halt cleared; following", err=True)
     run(s)
 
