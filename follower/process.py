@@ -97,7 +97,8 @@ def run(settings: FollowerSettings) -> None:
 
         def follow(follower: Follower) -> None:
             try:
-                follower.run()
+                with loglines.context(chain=follower.settings.chain_name):
+                    follower.run()
             except BaseException as exc:  # every chain stops, and the process exits
                 failed.append(exc)
                 stop()

@@ -1,7 +1,8 @@
 """Log lines: one per event, as text or as JSON (`LOG_FORMAT`), with what they concern.
 
 Every process configures the root logger once at start (`configure`); libraries log as
-usual. What a line concerns travels as fields: `block` (and `last_block` for a range),
+usual. What a line concerns travels as fields: `chain` (the chain's name, `main` without
+a chains file), `block` (and `last_block` for a range),
 `job` (a Celery task id), `client` (a Socket.IO session id), `token`. They come either
 from `extra={...}` at the call or from `context(...)`, which sets them for everything
 logged inside it (a job's lines all carry its id and heights; it works per thread and
@@ -28,7 +29,7 @@ from indexer.errors import ConfigError
 
 FORMATS = ("text", "json")
 LEVELS = ("debug", "info", "warning", "error")
-FIELDS = ("block", "last_block", "job", "client", "token")
+FIELDS = ("chain", "block", "last_block", "job", "client", "token")
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "log_context", default=None

@@ -92,6 +92,13 @@ class JobRunner:
                 self._start_relay()
         return chain.indexer.index(job.first, job.last, job.source, job.force)
 
+    def chain_name(self, job: IndexBlocks) -> str:
+        """The name of `job`'s chain, for its log lines (its id when unknown here)."""
+        try:
+            return self._chain(job).settings.chain_name
+        except UnknownChain:
+            return str(job.chain)
+
     def take_slot(self, worker: str, job: IndexBlocks, job_id: str) -> bool:
         """Whether `job` may run now: its chain holds fewer than its share of this
         worker's processes (always, with one chain)."""

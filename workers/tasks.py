@@ -62,7 +62,9 @@ def index_blocks(self: Task, *args: Any, **kwargs: Any) -> int:
     last = job.last if job.last > job.first else None
     try:
         with (
-            loglines.context(job=self.request.id, block=job.first, last_block=last),
+            loglines.context(
+                chain=current.chain_name(job), job=self.request.id, block=job.first, last_block=last
+            ),
             metrics().job(),
         ):
             return _run(self, job)

@@ -83,7 +83,7 @@ def test_http_429_is_retried_until_the_job_succeeds(failing: Failing) -> None:
     assert total(after, indexed, source="backfill") == total(before, indexed) + 2
     assert s.rows_per_height(first, last) == s.node_rows_per_height(first, last)
     limited = [line for line in s.logs().splitlines() if "answered HTTP 429" in line]
-    assert limited and f"block={first} last_block={last} job=" in limited[0], limited
+    assert limited and f"chain=main block={first} last_block={last} job=" in limited[0], limited
     assert s.failed() == []
 
 
