@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from indexer.errors import ConfigError
 from indexer.events import BlockIndexed, BlockReorged
+from indexer.observer import Observer
 from workers.config import WorkerSettings
 
 REORG_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
@@ -67,6 +68,8 @@ class JobMetrics(Protocol):
 
     def job(self) -> contextlib.AbstractContextManager[None]: ...
 
+    def for_chain(self, name: str) -> Observer: ...
+
 
 class SilentMetrics:
     """The worker's metrics when `WORKER_METRICS_PORT` is 0: counts nothing."""
@@ -87,6 +90,10 @@ class SilentMetrics:
     def job(self) -> Iterator[None]:
         yield
 
+    def for_chain(self, name: str) -> Observer:
+        """What one chain's indexer reports (its series labelled with the chain)."""
+        return self
+
 
 class WorkerMetrics(SilentMetrics):
     """The counters; build only after `prepare` (it imports prometheus_client)."""
@@ -96,10 +103,16 @@ class WorkerMetrics(SilentMetrics):
 
         r = registry or REGISTRY  # the pool's values go to files, whatever the registry
         self.blocks = Counter(
-            "chainpulse_blocks_indexed", "Blocks written, by job source", ["source"], registry=r
+            "chainpulse_blocks_indexed",
+            "Blocks written, by chain and job source",
+            ["chain", "source"],
+            registry=r,
         )
         self.transactions = Counter(
-            "chainpulse_transactions_indexed", "Transactions written with their blocks", registry=r
+            "chainpulse_transactions_indexed",
+            "Transactions written with their blocks, by chain",
+            ["chain"],
+            registry=r,
         )
         self.retries = Counter(
             "chainpulse_job_retries",
@@ -116,15 +129,10 @@ class WorkerMetrics(SilentMetrics):
         self.duration = Histogram(
             "chainpulse_job_duration_seconds", "Time a job ran, any outcome", registry=r
         )
-        self.reorgs = reorg_depths(r)
+        self.reorgs = reorg_depths(r, ["chain"])
 
-    def indexed(self, events: Sequence[BlockIndexed]) -> None:
-        for event in events:
-            self.blocks.labels(event.source).inc()
-            self.transactions.inc(event.transactions)
-
-    def reorged(self, event: BlockReorged) -> None:
-        self.reorgs.observe(event.depth)
+    def for_chain(self, name: str) -> Observer:
+        return _ChainCounts(self, name)
 
     def retried(self, reason: str) -> None:
         self.retries.labels(reason).inc()
@@ -141,6 +149,22 @@ class WorkerMetrics(SilentMetrics):
         finally:
             self.running.dec()
             self.duration.observe(time.monotonic() - started)
+
+
+class _ChainCounts:
+    """One chain's blocks, transactions and reorgs, counted by `WorkerMetrics`."""
+
+    def __init__(self, metrics: WorkerMetrics, name: str) -> None:
+        self.metrics = metrics
+        self.name = name
+
+    def indexed(self, events: Sequence[BlockIndexed]) -> None:
+        for event in events:
+            self.metrics.blocks.labels(self.name, event.source).inc()
+            self.metrics.transactions.labels(self.name).inc(event.transactions)
+
+    def reorged(self, event: BlockReorged) -> None:
+        self.metrics.reorgs.labels(self.name).observe(event.depth)
 
 
 def directory(settings: WorkerSettings) -> Path:

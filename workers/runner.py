@@ -168,7 +168,7 @@ def build(settings: WorkerSettings) -> JobRunner:
             store=Store(view.database_url, sources=view.price_sources),
             bus=EventBus.from_url(view.redis_url, view.stream_key, view.stream_maxlen),
             max_reorg_depth=view.max_reorg_depth,
-            observer=metrics(),
+            observer=metrics().for_chain(view.chain_name),
         )
         chains.append(ChainIndexer(view, indexer))
     # the pool's size: WORKER_CONCURRENCY, or `--concurrency` (workers.main)

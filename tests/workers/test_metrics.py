@@ -24,10 +24,13 @@ def test_counts_of_every_pool_process_are_summed(tmp_path: Path, redis_server: R
 
         assert result.returncode == 0, result.stderr + s.tails()
         samples = scrape(worker.metrics_url)
-        assert value(samples, "chainpulse_blocks_indexed_total", source="backfill") == head
+        assert (
+            value(samples, "chainpulse_blocks_indexed_total", chain="main", source="backfill")
+            == head
+        )
         txs = sum(s.node_rows_per_height(1, head)["transactions"].values())
         assert txs >= 16
-        assert value(samples, "chainpulse_transactions_indexed_total") == txs
+        assert value(samples, "chainpulse_transactions_indexed_total", chain="main") == txs
         # one job per height (BACKFILL_BATCH=1), whichever pool process ran it
         assert value(samples, "chainpulse_job_duration_seconds_count") == head
         assert value(samples, "chainpulse_jobs_running") == 0
@@ -42,7 +45,7 @@ def test_counts_of_every_pool_process_are_summed(tmp_path: Path, redis_server: R
         assert result.returncode == 0, result.stderr + s.tails()
         assert [r["depth"] for r in s.reorgs()] == [2]
         samples = scrape(worker.metrics_url)
-        assert value(samples, "chainpulse_reorg_depth_blocks_count") == 1
+        assert value(samples, "chainpulse_reorg_depth_blocks_count", chain="main") == 1
         # LOG_FORMAT=json: one object per line; a job's lines name the job and its heights
         lines = [line for line in worker.log().splitlines() if line.strip()]
         # Celery prints its shutdown notices itself ("worker: Warm shutdown ...")
@@ -50,8 +53,8 @@ def test_counts_of_every_pool_process_are_summed(tmp_path: Path, redis_server: R
         assert any(r["message"].endswith(" ready.") for r in records)
         met = [r for r in records if "checking the stored chain" in r["message"]]
         assert met and met[0]["block"] == new and len(met[0]["job"]) == 36, met
-        assert value(samples, "chainpulse_reorg_depth_blocks_bucket", le="1.0") == 0
-        assert value(samples, "chainpulse_reorg_depth_blocks_bucket", le="2.0") == 1
+        assert value(samples, "chainpulse_reorg_depth_blocks_bucket", chain="main", le="1.0") == 0
+        assert value(samples, "chainpulse_reorg_depth_blocks_bucket", chain="main", le="2.0") == 1
 
 
 def test_a_second_worker_on_the_port_stops_and_leaves_the_first_alone(
