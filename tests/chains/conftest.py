@@ -3,6 +3,7 @@ chain ids, one CHAINS file, one worker, one follower process and one web process
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from chainpulse.devnet import Activity, Anvil, RedisServer, wait_until
 from indexer.store import Store
 from tests.harness.databases import database as make_database
 from tests.harness.environment import CHAINPULSE, service_env
+from tests.harness.processes import stop
 from tests.harness.realtime import Server
 from tests.harness.rows import rows_mismatch
 from tests.harness.stack import FOLLOWING, fresh_redis
@@ -97,12 +99,13 @@ class Chains:
 
 @pytest.fixture
 def chains(tmp_path: Path, redis_server: RedisServer) -> Iterator[Chains]:
+    """Everything it starts is stopped however the test (or the start) ends: a process
+    left running would take the next test's jobs from the session's Redis."""
     redis_url = fresh_redis(redis_server)
-    with (
-        make_database("sqlite", tmp_path) as url,
-        Anvil(chain_id=PRIMARY) as first,
-        Anvil(chain_id=OTHER) as second,
-    ):
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(make_database("sqlite", tmp_path))
+        first = stack.enter_context(Anvil(chain_id=PRIMARY))
+        second = stack.enter_context(Anvil(chain_id=OTHER))
         (tmp_path / "chains.toml").write_text(
             f'[[chain]]\nname = "one"\nchain_id = {PRIMARY}\nrpc = "{first.url}"\n\n'
             f'[[chain]]\nname = "two"\nchain_id = {OTHER}\nrpc = "{second.url}"\n'
@@ -120,20 +123,18 @@ def chains(tmp_path: Path, redis_server: RedisServer) -> Iterator[Chains]:
         activity = {chain: Activity(anvil) for chain, anvil in anvils.items()}
         for each in activity.values():
             each.deploy_pinger()
-        worker = Worker(env, tmp_path, concurrency=2).start().wait_ready()
-        with (tmp_path / "follower.log").open("ab") as log:
-            follower = subprocess.Popen(
-                [CHAINPULSE, "follow"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
-            )
-        server = Server(redis_url, url, tmp_path, CHAINS=str(tmp_path / "chains.toml")).start()
+        server = Server(redis_url, url, tmp_path, CHAINS=str(tmp_path / "chains.toml"))
+        stack.callback(server.stop)
+        server.start(timeout=60)
         store = Store(url)
-        workers = [worker]
-        try:
-            yield Chains(anvils, activity, env, store, server, tmp_path, workers)
-        finally:
-            follower.terminate()
-            follower.wait(20)
-            for each in workers:
-                each.stop()
-            server.stop()
-            store.dispose()
+        stack.callback(store.dispose)
+        workers: list[Worker] = []
+        stack.callback(lambda: [each.stop() for each in workers])
+        chains = Chains(anvils, activity, env, store, server, tmp_path, workers)
+        chains.start_worker()
+        log = stack.enter_context((tmp_path / "follower.log").open("ab"))
+        follower = subprocess.Popen(
+            [CHAINPULSE, "follow"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        )
+        stack.callback(stop, follower)
+        yield chains

@@ -23,11 +23,11 @@ def test_a_frozen_node_holds_up_its_own_chain_only(chains: Chains, tmp_path: Pat
         client.wait(lambda e, d: e == "ack", 20, "the subscription")
         other = chains.anvils[OTHER]
         other.call("anvil_mine", hex(BURST))
-        time.sleep(0.3)  # the follower (polling every 0.1 s) sends them out as jobs
+        # the follower sends them out as jobs: more than the worker has processes (2),
+        # and too many to be done before the freeze
+        wait_until(lambda: chains.queued() > 2, 30, "the burst's jobs on the queue")
         frozen_at = time.monotonic()
         with other.frozen():
-            # more of its jobs wait than the worker has processes (2)
-            assert chains.queued() > 2, "the burst's jobs were done before the freeze"
             # every job of the frozen chain waits ETH_RPC_TIMEOUT (3 s here) per attempt:
             # without CHAIN_JOB_SLOTS they would hold both worker processes
             for _ in range(5):

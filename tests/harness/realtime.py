@@ -52,7 +52,7 @@ class Server:
             else beside.with_suffix(f".{self.port}.log")
         )
 
-    def start(self, ready: bool = True) -> Server:
+    def start(self, ready: bool = True, timeout: float = 20) -> Server:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [CHAINPULSE, "serve"],
@@ -62,7 +62,10 @@ class Server:
                 stderr=subprocess.STDOUT,
             )
         check = self.ready if ready else self.alive
-        wait_until(check, 20, f"chainpulse serve on port {self.port}")
+        try:
+            wait_until(check, timeout, f"chainpulse serve on port {self.port}")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n--- its log ---\n{self.log()[-3000:]}") from None
         return self
 
     def _get(self, path: str) -> requests.Response:
