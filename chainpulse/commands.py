@@ -309,12 +309,19 @@ def token(sub: str, ttl: int) -> None:
 
 @cli.command()
 @click.option("--fresh", is_flag=True, help="Forget the local chain and database in .dev/ first.")
+@click.option(
+    "--chains",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="2: a second anvil (chain 31338) with a market of its own, both in a chains file.",
+)
 @friendly_errors
-def dev(fresh: bool) -> None:
+def dev(fresh: bool, chains: int) -> None:
     """The whole stack on embedded defaults: anvil, Redis, worker, follower and server."""
     from chainpulse.dev import run
 
-    sys.exit(run(fresh=fresh))
+    sys.exit(run(fresh=fresh, chains=chains))
 
 
 def _masked(url: str) -> str:

@@ -7,6 +7,9 @@
    started there (state in `.dev/anvil-state.json`, a block a second) with the market
    of `chainpulse.market` deployed on it, a price sources file for it
    (`.dev/prices.toml`, unless PRICE_SOURCES is set) and an activity generator.
+   With `--chains 2`, a second anvil on the next port (chain id 31338, a block every
+   2 s, `.dev/anvil-state-2.json`) with a market of its own (its tokens tagged `.2`),
+   both in a chains file, `.dev/chains.toml` (docs/chains.md).
 4. `.dev/settings.env`: what was chosen, for the other commands in this folder.
 5. The Procfile, with honcho: `release` on its own first, then `web`, `worker` and
    `follower`, with `web` on PORT, the virtualenv's `bin` first on PATH and no `.env`
@@ -33,7 +36,15 @@ from urllib.parse import urlsplit
 import redis
 
 from chainpulse import devfile
-from chainpulse.devnet import Activity, Anvil, RedisServer, alive, port_open, wait_until
+from chainpulse.devnet import (
+    Activity,
+    Anvil,
+    RedisServer,
+    alive,
+    free_port,
+    port_open,
+    wait_until,
+)
 from chainpulse.market import Market, Trader
 from chainpulse.settings import Settings
 from indexer.errors import ConfigError
@@ -43,10 +54,11 @@ DEV_DIR = Path(".dev")
 DEV_SECRET = "chainpulse-dev-secret-not-for-production-use"
 PROCESSES = ("web", "worker", "follower")  # the Procfile's long-running types, web first
 HONCHO_GRACE_S = 5  # honcho's own SIGTERM-to-SIGKILL wait
+SECOND_BLOCK_TIME = 2  # seconds between the second chain's blocks (--chains 2)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def run(fresh: bool = False) -> int:
+def run(fresh: bool = False, chains: int = 1) -> int:
     if fresh and DEV_DIR.exists():
         shutil.rmtree(DEV_DIR)
     DEV_DIR.mkdir(exist_ok=True)
@@ -67,27 +79,42 @@ def run(fresh: bool = False) -> int:
             port = urlsplit(settings.redis_url).port or 6379
             print(f"dev: starting redis-server on port {port}")
             stack.enter_context(RedisServer(port=port))
+        if chains > 1 and "CHAINS" in env:
+            raise ConfigError("chainpulse dev --chains 2 writes its own chains file: unset CHAINS")
         anvil, ours = _node(settings.rpc_urls[0], stack)
+        nodes: list[tuple[Anvil, Market]] = []
         if ours:
-            market, deployed = Market.load_or_deploy(anvil, DEV_DIR / "market.json")
-            said = "deployed" if deployed else "found"
-            print(
-                f"dev: {said} the market: a Uniswap V2 pair, a Uniswap V3 pool and a "
-                f"Chainlink feed ({DEV_DIR}/market.json)"
-            )
-            if "PRICE_SOURCES" not in os.environ:
-                sources = DEV_DIR / "prices.toml"
-                sources.write_text(market.sources())
+            market = _market(anvil, "")
+            nodes.append((anvil, market))
+            sources = DEV_DIR / "prices.toml"
+            sources.write_text(market.sources())
+            if "PRICE_SOURCES" not in os.environ and chains == 1:
                 env["PRICE_SOURCES"] = str(sources.resolve())
+        elif chains > 1:
+            raise ConfigError(
+                f"chainpulse dev --chains 2 starts its own anvils, but a node answers at "
+                f"{mask_url(settings.rpc_urls[0])}: stop it"
+            )
+        if chains > 1:
+            second = _second_anvil(anvil, stack)
+            market2 = _market(second, "-2")  # deployed while it mines each transaction
+            second.call("evm_setIntervalMining", SECOND_BLOCK_TIME)
+            nodes.append((second, market2))
+            (DEV_DIR / "prices-2.toml").write_text(market2.sources(".2"))
+            env["CHAINS"] = str(_chains_file(anvil, second).resolve())
+            env.pop("ETH_RPC_URL", None)
         settings = Settings.from_env(env, dotenv=False)  # with the price sources
         chosen = {
             "DATABASE_URL": settings.database_url,
             "REDIS_URL": settings.redis_url,
-            "ETH_RPC_URL": ",".join(settings.rpc_urls),
             "PORT": str(settings.port),
             "JWT_SECRET": env["JWT_SECRET"],
             "POLL_INTERVAL": env["POLL_INTERVAL"],
         }
+        if settings.chains_file is not None:
+            chosen["CHAINS"] = str(settings.chains_file)
+        else:
+            chosen["ETH_RPC_URL"] = ",".join(settings.rpc_urls)
         if settings.price_sources is not None:
             chosen["PRICE_SOURCES"] = str(settings.price_sources)
         devfile.write(chosen)
@@ -106,10 +133,10 @@ def run(fresh: bool = False) -> int:
             start_new_session=True,
         )
         stack.callback(_stop, started)
-        if ours:
-            thread = threading.Thread(target=_generate, args=(anvil, market, stop), daemon=True)
+        for node, node_market in nodes:
+            thread = threading.Thread(target=_generate, args=(node, node_market, stop), daemon=True)
             thread.start()
-            stack.callback(stop.set)
+        stack.callback(stop.set)
         with contextlib.suppress(TimeoutError):
             wait_until(lambda: port_open(settings.port), 30, "the realtime server")
         _banner(settings, ours)
@@ -150,6 +177,47 @@ def _node(url: str, stack: contextlib.ExitStack) -> tuple[Anvil, bool]:
     return anvil, True
 
 
+def _market(anvil: Anvil, suffix: str) -> Market:
+    """The dev market on `anvil` (`.dev/market{suffix}.json`), deployed if missing."""
+    path = DEV_DIR / f"market{suffix}.json"
+    market, deployed = Market.load_or_deploy(anvil, path)
+    said = "deployed" if deployed else "found"
+    print(
+        f"dev: {said} the market on chain {anvil.chain_id}: a Uniswap V2 pair, a Uniswap "
+        f"V3 pool and a Chainlink feed ({path})"
+    )
+    return market
+
+
+def _second_anvil(first: Anvil, stack: contextlib.ExitStack) -> Anvil:
+    """The second chain: an anvil on the port after the first's (another when that is
+    taken), chain id 31338, a block every 2 s."""
+    port = (urlsplit(first.url).port or 8545) + 1
+    if port_open(port):
+        port = free_port()
+    print(
+        f"dev: starting anvil on port {port}, chain 31338 (state in {DEV_DIR}/anvil-state-2.json)"
+    )
+    second = Anvil(
+        port=port, chain_id=31338, extra_args=["--state", str(DEV_DIR / "anvil-state-2.json")]
+    )
+    stack.enter_context(second)
+    return second
+
+
+def _chains_file(first: Anvil, second: Anvil) -> Path:
+    """`.dev/chains.toml`: the two anvils, each with its market's price sources."""
+    path = DEV_DIR / "chains.toml"
+    path.write_text(
+        "# Written by `chainpulse dev --chains 2` (docs/chains.md).\n\n"
+        f'[[chain]]\nname = "anvil"\nchain_id = {first.chain_id}\nrpc = "{first.url}"\n'
+        f'prices = "prices.toml"\n\n'
+        f'[[chain]]\nname = "anvil-2"\nchain_id = {second.chain_id}\nrpc = "{second.url}"\n'
+        f'prices = "prices-2.toml"\n'
+    )
+    return path
+
+
 def _redis_answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
@@ -162,15 +230,26 @@ def _banner(settings: Settings, ours: bool) -> None:
 
     token = issue_token(settings, "dev-user", 24 * 3600)
     chain = "anvil with the test market and live activity" if ours else "an existing node"
+    nodes = "".join(
+        f"  JSON-RPC node  {mask_url(view.rpc_urls[0])}"
+        + (f" (chain {view.chain_name}, id {view.chain_id})" if view.chain_id else "")
+        + "\n"
+        for view in settings.chains()
+    )
+    prices = (
+        f"  price sources  {settings.price_sources or 'none'}\n"
+        if settings.chains_file is None
+        else f"  chains file    {settings.chains_file} (each chain's price sources in it)\n"
+    )
     print(
         "\n"
         f"  chainpulse is running ({chain})\n"
         f"  demo page      http://127.0.0.1:{settings.port}/\n"
         f"  Socket.IO      ws://127.0.0.1:{settings.port}/realtime\n"
-        f"  JSON-RPC node  {mask_url(settings.rpc_urls[0])}\n"
+        f"{nodes}"
         f"  Redis          {mask_url(settings.redis_url)}\n"
         f"  database       {mask_url(settings.database_url)}\n"
-        f"  price sources  {settings.price_sources or 'none'}\n"
+        f"{prices}"
         f"  metrics        server http://127.0.0.1:{settings.port}/metrics,"
         f" worker :{settings.worker_metrics_port or 'off'},"
         f" follower :{settings.follower_metrics_port or 'off'}\n"

@@ -78,39 +78,49 @@ class Market:
         path.write_text(json.dumps(asdict(market), indent=1) + "\n")
         return market, True
 
-    def sources(self) -> str:
+    def sources(self, tag: str = "") -> str:
         """The price sources file for this market (TOML): no decimals and no token
-        order, chainpulse reads them from the chain."""
+        order, chainpulse reads them from the chain. `tag` follows every token and
+        source name (price tokens are unique across a deployment: a second chain's
+        market prices `WETH.2`)."""
+        priced = (
+            ("", "")
+            if not tag
+            else (
+                'price_of = "WETH"        # the pair\'s token priced, by its symbol\n',
+                'price_of = "UNI"\n',
+            )
+        )
         return f"""# Written by `chainpulse dev` for the contracts it deployed on its anvil.
 
 [[source]]
-name = "weth-usdc-v2"
+name = "weth-usdc-v2{tag}"
 kind = "uniswap_v2"
-token = "WETH"            # the symbol of one of the pair's tokens: the one priced
-quote = "USDC"
+token = "WETH{tag}"            # the token priced: the pair's token of this symbol
+{priced[0]}quote = "USDC"
 address = "{self.pair}"
 min_liquidity = 1000
 
 [[source]]
-name = "uni-weth-v3"
+name = "uni-weth-v3{tag}"
 kind = "uniswap_v3"
-token = "UNI"
-quote = "WETH"
+token = "UNI{tag}"
+{priced[1]}quote = "WETH"
 address = "{self.pool}"
 
 [[source]]
-name = "eth-usd-feed"
+name = "eth-usd-feed{tag}"
 kind = "chainlink"
-token = "ETH"
+token = "ETH{tag}"
 quote = "USD"
 address = "{self.proxy}"  # the address a feed is published under
 
 [[source]]
-name = "uni-usd"
+name = "uni-usd{tag}"
 kind = "derived"
-token = "UNI-USD"
+token = "UNI-USD{tag}"
 quote = "USD"
-legs = ["UNI", "ETH"]
+legs = ["UNI{tag}", "ETH{tag}"]
 """
 
 

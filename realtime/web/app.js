@@ -14,6 +14,8 @@ const state = {
   lastHash: null,
   replaced: new Set(),   // hashes a reorg removed, still shown struck through
   socket: null,
+  chains: [],            // /api/chains: {chainId, name, primary, …}, the primary first
+  lanes: new Map(),      // chainId -> {blocks, lastBlock, lastHash}
 };
 const $ = (id) => document.getElementById(id);
 
@@ -169,7 +171,9 @@ function renderTicker(token, direction = "") {
   const block = price.blockNumber !== null && price.blockNumber !== undefined ? ` · block ${price.blockNumber}` : "";
   // older servers send no `stale`: fresh
   const stale = price.stale ? ` · stale: ${price.staleReason ?? "unknown"}` : "";
-  card.querySelector(".source").textContent = `${price.source}${block}${stale}`;
+  // with several chains, each ticker names its source's chain (null: a manual price)
+  const chain = state.chains.length > 1 && price.chainId != null ? ` · ${chainName(price.chainId)}` : "";
+  card.querySelector(".source").textContent = `${price.source}${chain}${block}${stale}`;
   card.classList.toggle("stale", Boolean(price.stale));
   card.title = price.stale ? "the source would not publish this price now: it is the last good one" : "";
   drawSparkline(card.querySelector("svg"), state.history.get(token) || []);
@@ -212,9 +216,107 @@ async function refreshTokens() {
   }
 }
 
+// chains -------------------------------------------------------------------------------
+// With several chains (/api/chains), a lane per chain shows its newest blocks: the
+// primary's come to every client, another's through its `blocks:<chainId>` room, each
+// resumed from the lane's last block after a reconnect.
+
+const LANE_BLOCKS = 12;
+
+function lane(chainId) {
+  let found = state.lanes.get(chainId);
+  if (!found) {
+    found = { blocks: [], lastBlock: null, lastHash: null };
+    state.lanes.set(chainId, found);
+  }
+  return found;
+}
+
+function chainName(chainId) {
+  const chain = state.chains.find((c) => c.chainId === chainId);
+  return chain ? chain.name : String(chainId);
+}
+
+function laneBlock(block) {
+  const entry = lane(block.chainId);
+  entry.blocks = entry.blocks.filter((b) => b.number !== block.number);
+  entry.blocks.push({ number: block.number, hash: block.hash, transactions: block.transactions, fresh: true });
+  entry.blocks.sort((a, b) => a.number - b.number);
+  entry.blocks.splice(0, Math.max(0, entry.blocks.length - LANE_BLOCKS));
+  if (entry.lastBlock === null || block.number >= entry.lastBlock) {
+    entry.lastBlock = block.number;
+    entry.lastHash = block.hash;
+  }
+}
+
+function laneReorg(reorg) {
+  const entry = lane(reorg.chainId);
+  entry.blocks = entry.blocks.filter((b) => b.number <= reorg.commonAncestor.number);
+  entry.lastBlock = reorg.commonAncestor.number;
+  entry.lastHash = reorg.commonAncestor.hash;
+}
+
+function renderLanes() {
+  if (state.chains.length < 2) return;
+  const container = $("lanes");
+  container.replaceChildren();
+  for (const chain of state.chains) {
+    const entry = lane(chain.chainId);
+    const row = el("div", { class: "lane", "data-chain": String(chain.chainId) });
+    const label = el("div", { class: "lane-name" });
+    label.append(el("strong", {}, chain.name), el("small", {}, ` ${chain.chainId}${chain.primary ? " · primary" : ""}`));
+    const chips = el("div", { class: "chips" });
+    for (const block of entry.blocks) {
+      const chip = el("span", { class: block.fresh ? "chip fresh" : "chip", "data-number": String(block.number), title: `${block.hash}: ${block.transactions} transactions` }, `#${block.number}`);
+      block.fresh = false;
+      chips.append(chip);
+    }
+    row.append(label, chips);
+    container.append(row);
+  }
+}
+
+async function loadChains() {
+  try {
+    state.chains = await getJSON("/api/chains");
+  } catch (err) {
+    console.warn("chains", err);
+    state.chains = [];
+  }
+  if (state.chains.length < 2) return;
+  $("lanes-section").hidden = false;
+  const primary = state.chains.find((c) => c.primary);
+  if (primary) $("blocks-chain").textContent = `chain ${primary.name}, the primary`;
+  await Promise.all(state.chains.map(async (chain) => {
+    try {
+      const blocks = await getJSON(`/api/blocks?chain=${chain.chainId}&limit=${LANE_BLOCKS}`);
+      for (const block of blocks.reverse()) laneBlock(block);
+    } catch (err) {
+      console.warn("blocks of chain", chain.chainId, err);
+    }
+  }));
+  renderLanes();
+}
+
+function subscribeLanes(socket) {
+  for (const chain of state.chains) {
+    if (chain.primary) continue;  // its blocks come to every client
+    const entry = lane(chain.chainId);
+    const payload = { channel: `blocks:${chain.chainId}` };
+    if (entry.lastBlock !== null) Object.assign(payload, { lastBlock: entry.lastBlock, lastBlockHash: entry.lastHash });
+    socket.emit("subscribe", payload);
+  }
+}
+
 // reorgs, connection, lag --------------------------------------------------------------
 
 function onReorg(reorg) {
+  if (state.chains.length > 1) {
+    laneReorg(reorg);
+    renderLanes();
+    const primary = state.chains.find((c) => c.primary);
+    if (primary && reorg.chainId !== primary.chainId) return;  // another chain's: its lane only
+  }
   const removed = reorg.removed.map((r) => r.number);
   const first = Math.min(...removed), last = Math.max(...removed);
   const span = first === last ? `block ${first}` : `blocks ${first}–${last}`;
@@ -271,8 +373,19 @@ function connect() {
   socket.io.on("reconnect_failed", () => setConnection("offline"));
   socket.on("connected", () => {
     for (const token of state.prices.keys()) socket.emit("subscribe", { channel: `price:${token}` });
+    subscribeLanes(socket);
   });
-  socket.on("new-block", (block) => { addBlock(block, true); renderBlocks(); renderChart(); });
+  socket.on("new-block", (block) => {
+    if (state.chains.length > 1) {
+      laneBlock(block);
+      renderLanes();
+      const primary = state.chains.find((c) => c.primary);
+      if (primary && block.chainId !== primary.chainId) return;  // another chain's: its lane only
+    }
+    addBlock(block, true);
+    renderBlocks();
+    renderChart();
+  });
   socket.on("price-update", onPrice);
   socket.on("reorg", onReorg);
   socket.on("exception", (error) => console.warn("server:", error.message));
@@ -287,6 +400,7 @@ async function start() {
   } catch (err) {
     console.warn("snapshot", err);
   }
+  await loadChains();
   renderBlocks();
   renderChart();
   if (typeof io !== "function") {

@@ -31,15 +31,20 @@ WAIT = 60
 
 
 @pytest.fixture
-def dev(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str], Path]]:
+def dev(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str], Path]]:
+    """`chainpulse dev` (with the arguments of the test's `dev_args` marker)."""
     ports = {
         "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         "ETH_RPC_URL": f"http://127.0.0.1:{free_port()}",
         "PORT": str(free_port()),
     }
+    marker = request.node.get_closest_marker("dev_args")
+    args = list(marker.args) if marker else []
     log = (tmp_path / "dev.log").open("wb")
     process = subprocess.Popen(
-        [CHAINPULSE, "dev"], cwd=tmp_path, env=service_env(**ports), stdout=log,
+        [CHAINPULSE, "dev", *args], cwd=tmp_path, env=service_env(**ports), stdout=log,
         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
@@ -216,3 +221,42 @@ def test_dev_pointed_at_another_node_indexes_it_as_it_is(tmp_path: Path) -> None
             process.wait(60)
             for pid in tree:
                 with_suppress_kill(pid)
+
+
+@pytest.mark.dev_args("--chains", "2")
+def test_dev_with_two_chains_indexes_and_prices_both(
+    dev: tuple[subprocess.Popen[bytes], dict[str, str], Path],
+) -> None:
+    """Two anvils (31337, 31338), a market on each, both in `.dev/chains.toml`; the
+    other commands in the folder see both chains."""
+    process, ports, folder = dev
+    url = f"http://127.0.0.1:{ports['PORT']}"
+
+    def both_indexed() -> bool:
+        assert process.poll() is None, (folder / "dev.log").read_text()[-3000:]
+        try:
+            listed = requests.get(url + "/api/chains", timeout=2).json()
+        except (requests.RequestException, ValueError):
+            return False
+        return [c["chainId"] for c in listed] == [31337, 31338] and all(
+            c["indexedBlock"] for c in listed
+        )
+
+    wait_until(both_indexed, WAIT, "both chains indexed")
+    prices = {}
+
+    def both_priced() -> bool:
+        prices.update({p["token"]: p for p in requests.get(url + "/api/prices", timeout=2).json()})
+        return "WETH" in prices and "WETH.2" in prices
+
+    wait_until(both_priced, WAIT, "a price from each chain's market")
+    assert (prices["WETH"]["chainId"], prices["WETH.2"]["chainId"]) == (31337, 31338)
+    done = subprocess.run(
+        [CHAINPULSE, "status", "--json"], cwd=folder, env=service_env(),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    report = json.loads(done.stdout)
+    assert [(c["name"], c["chainId"]) for c in report["chains"]] == [
+        ("anvil", 31337),
+        ("anvil-2", 31338),
+    ], done.stderr
