@@ -183,6 +183,10 @@ def price_set(token_name: str, value: str, quote: str | None) -> None:
     bus = EventBus.from_url(s.redis_url, s.stream_key, s.stream_maxlen)
     try:
         store.check_schema()
+        from indexer.price_store import check_token
+
+        for view in s.chains():  # a token any chain's sources price is refused
+            check_token(token_name, view.price_sources)
         event = store.record_manual_price(token_name, value, quote, sources=s.price_sources)
         unit = f" {event.quote}" if event.quote else ""
         stored = f"{event.token} = {event.price}{unit} (manual)"

@@ -74,6 +74,9 @@ def run(fresh: bool = False, chains: int = 1) -> int:
     }
     settings = Settings.from_env(env, dotenv=False)
     stop = threading.Event()
+    # SIGTERM while starting (a market deploy takes a while): stop, and let the exit
+    # stack stop what was started; once running, SIGTERM stops it as Ctrl-C does
+    signal.signal(signal.SIGTERM, _interrupt)
     with contextlib.ExitStack() as stack:
         if not _redis_answers(settings.redis_url):
             port = urlsplit(settings.redis_url).port or 6379
@@ -150,6 +153,10 @@ def run(fresh: bool = False, chains: int = 1) -> int:
         except KeyboardInterrupt:
             print("\ndev: stopping")
     return 0
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def find_procfile() -> Path:

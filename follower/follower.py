@@ -85,6 +85,7 @@ class Follower:
         self.store = store
         self.client = client
         self.queue = queue
+        self.bound = False  # the store bound to the node's chain (`chains.bind`)
         # the chain its jobs name: None for the primary (the job form of before chains)
         self.job_chain = None if settings.is_primary else settings.chain_id
         self.lease: Lease = queue.lease
@@ -163,8 +164,9 @@ class Follower:
 
     def _try_acquire(self) -> bool:
         try:
-            if self.store.chain_id is None:  # `process.run` bound it unless built elsewhere
+            if not self.bound:  # `process.run` binds it first, unless its node was away
                 bind(self.store, self.node, self.settings)
+                self.bound = True
             taken = self.lease.acquire(fence_floor(self.store))
         except (ChainpulseError, redis.RedisError) as exc:
             log.warning("cannot take the follower lock yet: %s", exc)

@@ -16,6 +16,7 @@ from follower.queue import CURSOR_KEY, FencedQueue
 from indexer import loglines
 from indexer.bus import EventBus
 from indexer.chains import bind
+from indexer.errors import RetryableError
 from indexer.rpc import Node
 from indexer.store import Store
 from indexer.urls import mask_url
@@ -44,7 +45,9 @@ def build(
         settings.chain_key(LOCK_KEY),
         settings.chain_key(TOKEN_KEY),
     )
-    store = store or Store(settings.database_url, sources=settings.price_sources)
+    store = store or Store(
+        settings.database_url, sources=settings.price_sources, chain_id=settings.chain_id
+    )
     registry = metrics or FollowerMetrics()
     chain_metrics = registry.chain(settings.chain_name)
     registry.watch(chain_metrics, store, client)
@@ -80,7 +83,12 @@ def run(settings: FollowerSettings) -> None:
     try:
         for follower in followers:
             follower.store.check_schema()
-            bind(follower.store, follower.node, follower.settings)
+            try:
+                bind(follower.store, follower.node, follower.settings)
+            except RetryableError as exc:  # its thread binds it once the node answers
+                log.warning("chain %s: %s", follower.settings.chain_name, exc)
+                continue
+            follower.bound = True
             follower.store.prepare_prices_at_start(follower.node)
 
         def stop(*_: object) -> None:

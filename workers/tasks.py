@@ -57,7 +57,12 @@ def index_blocks(self: Task, *args: Any, **kwargs: Any) -> int:
     if not current.take_slot(worker, job, job_id):
         # its chain holds its share of this worker's processes (a frozen node, say):
         # back to the queue, and the process takes another chain's job
-        self.apply_async(kwargs=job.to_kwargs(), queue=QUEUE, countdown=SLOT_WAIT_S)
+        self.apply_async(
+            kwargs=job.to_kwargs(),
+            queue=QUEUE,
+            countdown=SLOT_WAIT_S,
+            retries=self.request.retries,  # its retries still count toward TASK_MAX_RETRIES
+        )
         return 0
     last = job.last if job.last > job.first else None
     try:

@@ -314,8 +314,7 @@ class Feed:
         if last_block is None:
             lane.join(sid)
             return
-        if lane is self.primary:
-            self.fanout.leave(sid, LIVE)  # back in once caught up: no block twice
+        self.fanout.leave(sid, lane.room)  # back in once caught up: no block twice
         lane.resume(sid, last_block, last_hash)
 
     def unsubscribe_blocks(self, sid: str, chain_id: int) -> None:

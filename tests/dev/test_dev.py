@@ -51,8 +51,11 @@ def dev(
         yield process, ports, tmp_path
     finally:
         if process.poll() is None:
+            # its children first: killed, it leaves honcho (a session of its own) and
+            # the stack to init, and they would no longer be found below it
+            tree = descendants(process.pid)
             os.killpg(process.pid, signal.SIGKILL)
-            for pid in descendants(process.pid):
+            for pid in tree:
                 with_suppress_kill(pid)
             process.wait()
         log.close()
@@ -260,3 +263,8 @@ def test_dev_with_two_chains_indexes_and_prices_both(
         ("anvil", 31337),
         ("anvil-2", 31338),
     ], done.stderr
+
+    tree = descendants(process.pid)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: both anvils go with the rest
+    assert process.wait(60) == 0, (folder / "dev.log").read_text()[-3000:]
+    wait_until(lambda: not any(alive(pid) for pid in tree), 20, "every dev process gone")
