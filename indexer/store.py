@@ -563,7 +563,7 @@ class Store:
         before chains)."""
         chain = self.chain
         mine = m.outbox.c.chain_id == chain
-        if chain == (self._primary if self._primary is not None else self._read_primary()):
+        if chain == self._read_primary():
             mine = sa.or_(mine, m.outbox.c.chain_id.is_(None))
         with self.errors(), self.engine.connect() as conn:
             rows = conn.execute(
