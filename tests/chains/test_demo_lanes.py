@@ -4,62 +4,43 @@ kept in `.test-output/` (or CHAINPULSE_TEST_OUTPUT)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.chains.conftest import OTHER, PRIMARY, Chains
-from tests.harness.environment import ROOT
-from tests.prices.test_demo_page import CHROMIUM
-
-OUTPUT = Path(os.environ.get("CHAINPULSE_TEST_OUTPUT", ROOT / ".test-output"))
-WAIT_MS = 20_000
+from tests.harness.browser import WAIT_MS, chromium_tab, screenshot
 
 
 def test_the_page_shows_a_lane_per_chain(chains: Chains) -> None:
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed (make test installs it from the Debian packages)")
     chains.mine(PRIMARY, 2)
     chains.mine(OTHER, 2)
     chains.wait_indexed()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            tab.on("pageerror", lambda exc: errors.append(str(exc)))
-            tab.goto(chains.server.url + "/")
-            expect(tab.locator("#connection")).to_have_text("live", timeout=WAIT_MS)
-            lanes = tab.locator("#lanes .lane")
-            expect(lanes).to_have_count(2, timeout=WAIT_MS)
-            for chain in (PRIMARY, OTHER):
-                head = chains.anvils[chain].head()
-                lane = tab.locator(f'.lane[data-chain="{chain}"]')
-                expect(lane.locator(f'.chip[data-number="{head}"]')).to_be_visible(timeout=WAIT_MS)
-            expect(tab.locator(f'.lane[data-chain="{PRIMARY}"] .lane-name')).to_contain_text("one")
+    with chromium_tab() as tab:
+        tab.goto(chains.server.url + "/")
+        expect(tab.locator("#connection")).to_have_text("live", timeout=WAIT_MS)
+        lanes = tab.locator("#lanes .lane")
+        expect(lanes).to_have_count(2, timeout=WAIT_MS)
+        for chain in (PRIMARY, OTHER):
+            head = chains.anvils[chain].head()
+            lane = tab.locator(f'.lane[data-chain="{chain}"]')
+            expect(lane.locator(f'.chip[data-number="{head}"]')).to_be_visible(timeout=WAIT_MS)
+        expect(tab.locator(f'.lane[data-chain="{PRIMARY}"] .lane-name')).to_contain_text("one")
 
-            # live: the other chain's new block reaches its lane, not the primary's table
-            chains.mine(OTHER)
-            chains.mine(OTHER)
-            other_head = chains.anvils[OTHER].head()
-            other_lane = tab.locator(f'.lane[data-chain="{OTHER}"]')
-            expect(other_lane.locator(f'.chip[data-number="{other_head}"]')).to_be_visible(
-                timeout=WAIT_MS
-            )
-            chains.mine(PRIMARY)
-            primary_head = chains.anvils[PRIMARY].head()
-            expect(tab.locator(f'#blocks tr[data-number="{primary_head}"]')).to_be_visible(
-                timeout=WAIT_MS
-            )
-            rows = tab.locator("#blocks tr[data-number]").evaluate_all(
-                "rows => rows.map(r => [Number(r.dataset.number), r.children[1].title])"
-            )
-            primary = chains.anvils[PRIMARY]
-            assert rows and all(primary.block(n)["hash"] == h for n, h in rows), rows
-            OUTPUT.mkdir(parents=True, exist_ok=True)
-            tab.screenshot(path=str(OUTPUT / "demo-page-two-chains.png"), full_page=True)
-            assert errors == [], errors
-        finally:
-            browser.close()
+        # live: the other chain's new block reaches its lane, not the primary's table
+        chains.mine(OTHER)
+        chains.mine(OTHER)
+        other_head = chains.anvils[OTHER].head()
+        other_lane = tab.locator(f'.lane[data-chain="{OTHER}"]')
+        expect(other_lane.locator(f'.chip[data-number="{other_head}"]')).to_be_visible(
+            timeout=WAIT_MS
+        )
+        chains.mine(PRIMARY)
+        primary_head = chains.anvils[PRIMARY].head()
+        expect(tab.locator(f'#blocks tr[data-number="{primary_head}"]')).to_be_visible(
+            timeout=WAIT_MS
+        )
+        rows = tab.locator("#blocks tr[data-number]").evaluate_all(
+            "rows => rows.map(r => [Number(r.dataset.number), r.children[1].title])"
+        )
+        primary = chains.anvils[PRIMARY]
+        assert rows and all(primary.block(n)["hash"] == h for n, h in rows), rows
+        screenshot(tab, "demo-page-two-chains.png")

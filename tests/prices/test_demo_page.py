@@ -5,44 +5,29 @@ CHAINPULSE_TEST_OUTPUT)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from chainpulse.devnet import wait_until
-from tests.harness.environment import ROOT
+from tests.harness.browser import WAIT_MS, chromium_tab, screenshot
 from tests.harness.realtime import Server
 from tests.prices.conftest import DeployedMarket
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-OUTPUT = Path(os.environ.get("CHAINPULSE_TEST_OUTPUT", ROOT / ".test-output"))
-WAIT_MS = 20_000
 
 
 @pytest.fixture
 def page(market: DeployedMarket) -> Iterator[tuple[Page, Server]]:
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed (make test installs it from the Debian packages)")
     settings = market.stack.settings
     server = Server(settings.redis_url, settings.database_url)
     server.start()
-    market.stack.follower()
-    wait_until(lambda: market.stack.start_block() is not None, 30, "the follower starting")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        market.stack.follower()
+        wait_until(lambda: market.stack.start_block() is not None, 30, "the follower starting")
+        with chromium_tab() as tab:
             yield tab, server
-            assert errors == [], errors
-        finally:
-            browser.close()
-            server.stop()
+    finally:
+        server.stop()
 
 
 def test_the_page_shows_blocks_prices_and_reorgs(
@@ -88,9 +73,7 @@ def test_the_page_shows_blocks_prices_and_reorgs(
     expect(card).to_have_class("ticker stale", timeout=WAIT_MS)
     expect(card.locator(".source")).to_contain_text("stale: no-reserves")
     expect(weth).to_have_text("3000")
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    shot = OUTPUT / "demo-page.png"
-    tab.screenshot(path=str(shot), full_page=True)
+    shot = screenshot(tab, "demo-page.png")
     assert shot.stat().st_size > 10_000
 
 
