@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -208,10 +209,17 @@ def prices() -> None:
 
 @prices.command("check")
 @click.argument("path", metavar="FILE", type=str)
+@click.option(
+    "--chain",
+    "chain_name",
+    default=None,
+    help="With CHAINS: the chain whose node to ask (default: the chain whose `prices` is "
+    "FILE, else the primary).",
+)
 @friendly_errors
-def prices_check(path: str) -> None:
+def prices_check(path: str, chain_name: str | None) -> None:
     """Validate a price sources file without starting anything: its shape, and, when
-    the node of ETH_RPC_URL answers, what the chain says of its pools and feeds."""
+    its chain's node answers, what the chain says of its pools and feeds."""
     from indexer.rpc import Node
     from indexer.source_metadata import resolve_all
     from indexer.sources import load_sources
@@ -226,7 +234,7 @@ def prices_check(path: str) -> None:
     if not any(source.on_chain for source in checked.sources):
         click.echo(f"{head}: ok")
         return
-    node = Node.from_settings(settings())  # with the deployment's call budget
+    node = Node.from_settings(_chain_of(settings(), path, chain_name))  # with its budget
     try:
         resolved, _ = resolve_all(node, checked, {})
     except RetryableError as exc:
@@ -252,6 +260,20 @@ def prices_check(path: str) -> None:
                 f"  {source.name}: {source.token} is {source.base} "
                 f"(decimals0 {source.decimals0}, decimals1 {source.decimals1})"
             )
+
+
+def _chain_of(config: Settings, path: str, chain_name: str | None) -> Settings:
+    """The chain a price sources file at `path` is checked against: the one named, else
+    the one whose `prices` it is, else the primary."""
+    if chain_name is not None:
+        return config.chain(chain_name)
+    views = config.chains()
+    target = Path(path).resolve()
+    for view in views:
+        sources = view.price_sources
+        if sources is not None and Path(sources.path).resolve() == target:
+            return view
+    return views[0]
 
 
 @cli.group()

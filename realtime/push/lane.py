@@ -63,6 +63,7 @@ class Lane:
         )
         self.ring_seq = 0  # sequence number of the last pushed message
         self.waiting: dict[int, list[str]] = {}  # lastBlock ahead of us -> sids
+        self.resuming: dict[str, object] = {}  # sid -> its catch-up under way
         self._filling = False  # a read of missing blocks is under way
         self.on_reorg: Callable[[BlockReorged], None] = lambda event: None
 
@@ -184,6 +185,9 @@ class Lane:
             self.fanout.join(sid, self.room)
 
     def forget(self, sid: str) -> None:
+        """`sid` left the lane (unsubscribed or gone): a catch-up under way for it
+        stops and never joins it to the room."""
+        self.resuming.pop(sid, None)
         for height in [h for h, sids in self.waiting.items() if sid in sids]:
             self.waiting[height].remove(sid)
             if not self.waiting[height]:
@@ -193,19 +197,35 @@ class Lane:
         """Catch `sid` up from `last_block`, then put it in the room; runs in its own
         green thread. Order: (a `reorg` if `last_hash` is no longer canonical), the
         missed `new-block`s from the database, what was pushed meanwhile, then live."""
+        token = self.resuming[sid] = object()  # a later resume of `sid` supersedes it
+
+        def current() -> bool:
+            return self.fanout.connected(sid) and self.resuming.get(sid) is token
+
         try:
-            self._resume(sid, last_block, last_hash)
+            self._resume(sid, last_block, last_hash, current)
         except Exception:
             log.exception("resume failed", extra={"client": sid})
-            self.emit(sid, "exception", protocol.exception(protocol.RESUME_FAILED))
-            self.join(sid)
+            if current():
+                self.emit(sid, "exception", protocol.exception(protocol.RESUME_FAILED))
+                self.join(sid)
+        finally:
+            if self.resuming.get(sid) is token:
+                del self.resuming[sid]
 
-    def _resume(self, sid: str, last_block: int, last_hash: str | None) -> None:
+    def _resume(
+        self, sid: str, last_block: int, last_hash: str | None, current: Callable[[], bool]
+    ) -> None:
+        """`current()`: whether this catch-up still stands (`sid` connected, not
+        unsubscribed, not resumed again since); checked after every read, which yields."""
         start = last_block
         if last_hash is not None and self.db is not None:
-            start = self._reorg_first(sid, last_block, last_hash)
+            reorg = self._reorg_since(last_block, last_hash)
+            if reorg is not None and current():
+                self.emit(sid, "reorg", protocol.reorg(reorg))
+                start = reorg.commonAncestor.number
         for _attempt in range(8):
-            if not self.fanout.connected(sid):
+            if not current():
                 return
             frontier, seq = self.sequencer.last, self.ring_seq
             if frontier is None or start == frontier:
@@ -226,7 +246,7 @@ class Lane:
                 if self.db
                 else []
             )
-            if not self.fanout.connected(sid):
+            if not current():
                 return
             for row in rows:
                 self.emit(sid, "new-block", protocol.new_block(protocol.indexed_from_row(row)))
@@ -238,14 +258,17 @@ class Lane:
                 self.send(sid, pkt, event)
             self.join(sid)
             return
-        self.join(sid)
+        if current():
+            self.join(sid)
 
-    def _reorg_first(self, sid: str, last_block: int, last_hash: str) -> int:
+    def _reorg_since(self, last_block: int, last_hash: str) -> BlockReorged | None:
+        """The reorg that took `last_hash` out of the chain at `last_block`, or None
+        while it is canonical (or beyond what the database holds)."""
         assert self.db is not None
         chain = self.chain()
         row = self.db.read(queries.block_by_number, chain, last_block)
         if row is None or row.hash == last_hash.lower():
-            return last_block
+            return None
         found = self.db.read(queries.reorg_removing, chain, last_block, last_hash)
         if found is not None:
             event = BlockReorged(
@@ -266,8 +289,7 @@ class Lane:
                 added=[BlockRef(last_block, row.hash)],
                 chainId=chain,
             )
-        self.emit(sid, "reorg", protocol.reorg(event))
-        return event.commonAncestor.number
+        return event
 
 
 # seconds a gap in the heights waits for the stream before the database is asked (the

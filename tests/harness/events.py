@@ -15,7 +15,9 @@ def block_hash(number: int, fork: int = 0) -> str:
     return f"0x{fork:02x}{number:062x}"
 
 
-def block_event(number: int, fork: int = 0, source: str = "head") -> BlockIndexed:
+def block_event(
+    number: int, fork: int = 0, source: str = "head", chain: int | None = None
+) -> BlockIndexed:
     return BlockIndexed(
         blockNumber=number,
         blockHash=block_hash(number, fork),
@@ -23,6 +25,7 @@ def block_event(number: int, fork: int = 0, source: str = "head") -> BlockIndexe
         blockTimestamp=1_700_000_000 + number,
         transactions=number % 7,
         source=source,  # type: ignore[arg-type]
+        chainId=chain,
     )
 
 

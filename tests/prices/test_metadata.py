@@ -104,3 +104,29 @@ def test_a_file_the_chain_contradicts_is_refused_at_start(
     done = run([CHAINPULSE, "prices", "check", str(path)], tmp_path, ETH_RPC_URL=anvil.url)
     assert done.returncode == 2
     assert f"field 'base': the file says '{wrong}', the chain says WETH is {weth_is}" in done.stderr
+
+
+def test_with_chains_a_file_is_checked_against_its_own_chains_node(
+    chain: tuple[Anvil, protocols.V2Pair, str, str], tmp_path: Path
+) -> None:
+    """The pair lives on the second chain of the file: `prices check` of that chain's
+    `prices` file asks its node, not the primary's (where the pair does not exist)."""
+    anvil, v2, _, _ = chain
+    path = tmp_path / "prices.toml"
+    sources.write(path, [pair_source(v2.address)])
+    with Anvil(chain_id=anvil.chain_id + 1) as empty:
+        chains = tmp_path / "chains.toml"
+        chains.write_text(
+            f'[[chain]]\nname = "one"\nchain_id = {empty.chain_id}\nrpc = "{empty.url}"\n\n'
+            f'[[chain]]\nname = "two"\nchain_id = {anvil.chain_id}\nrpc = "{anvil.url}"\n'
+            'prices = "prices.toml"\n'
+        )
+        done = run([CHAINPULSE, "prices", "check", str(path)], tmp_path, CHAINS=str(chains))
+        assert done.returncode == 0, done.stderr
+        assert f"ok, checked against the chain at {anvil.url}" in done.stdout
+        named = run(
+            [CHAINPULSE, "prices", "check", str(path), "--chain", "one"],
+            tmp_path,
+            CHAINS=str(chains),
+        )
+        assert named.returncode == 2 and "weth-usdc" in named.stderr, named.stderr

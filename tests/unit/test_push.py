@@ -11,12 +11,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
 
 from chainpulse.settings import Settings
 from indexer import queries
+from indexer.chains import load_chains
 from realtime.gateway import Gateway
 from realtime.metrics import Metrics
 from realtime.push.feed import LIVE, Feed
@@ -25,7 +27,7 @@ from realtime.reads import Database
 from tests.harness.events import block_event, block_hash, price_event, reorg_event
 from tests.harness.fanout import FakeFanout
 from tests.harness.realtime import SECRET
-from tests.harness.seeded import insert_blocks, make_database
+from tests.harness.seeded import CHAIN, insert_blocks, make_database
 
 
 class Clock:
@@ -123,6 +125,49 @@ def test_a_resume_from_a_block_no_longer_canonical_starts_with_a_reorg(rt: Realt
     rt.join("a", {"lastBlock": 4, "lastBlockHash": block_hash(4, fork=9)})
     assert rt.fanout.names("a")[:2] == ["connected", "reorg"]
     assert numbers(rt, "a") == [4, 5]
+
+
+def test_an_unsubscribe_while_the_resume_reads_stops_it(tmp_path: Path) -> None:
+    """The catch-up of `blocks:<id>` reads the database (the green thread yields); an
+    unsubscribe arriving meanwhile leaves the room for good: no block from the read,
+    no join when it ends, nothing live after."""
+    other = CHAIN + 1
+    chains = tmp_path / "chains.toml"
+    chains.write_text(
+        f'[[chain]]\nname = "one"\nchain_id = {CHAIN}\nrpc = "http://127.0.0.1:1"\n\n'
+        f'[[chain]]\nname = "two"\nchain_id = {other}\nrpc = "http://127.0.0.1:2"\n'
+    )
+    rt = Realtime(make_database(tmp_path / "db.sqlite"), chains_file=load_chains(str(chains)))
+    try:
+        insert_blocks(rt.settings.database_url, range(1, 8), chain=other)
+        rt.feed.start_at(7, other)
+        rt.join("a")
+        read = rt.db.read
+
+        def read_then_unsubscribe(*args: Any) -> Any:
+            rt.db.read = read  # type: ignore[method-assign]
+            rows = read(*args)
+            assert rt.gateway.event("a", "unsubscribe", [{"channel": f"blocks:{other}"}]) == {
+                "success": True
+            }
+            return rows
+
+        rt.db.read = read_then_unsubscribe  # type: ignore[method-assign]
+        insert_blocks(rt.settings.database_url, [8], chain=other)  # indexed meanwhile
+        ack = rt.gateway.event("a", "subscribe", [{"channel": f"blocks:{other}", "lastBlock": 3}])
+        assert ack == {"success": True, "channel": f"blocks:{other}"}
+        rt.fanout.settle()
+        assert rt.db.read == read  # the read ran, and the unsubscribe with it
+        rt.feed.handle(block_event(8, chain=other))
+        assert numbers(rt, "a") == []
+        assert "a" not in rt.fanout.rooms.get(f"blocks:{other}", set())
+        # subscribed again, it resumes as asked
+        rt.gateway.event("a", "subscribe", [{"channel": f"blocks:{other}", "lastBlock": 6}])
+        rt.fanout.settle()
+        rt.feed.handle(block_event(9, chain=other))
+        assert numbers(rt, "a") == [7, 8, 9]
+    finally:
+        rt.db.dispose()
 
 
 @pytest.mark.parametrize(
