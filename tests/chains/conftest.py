@@ -1,5 +1,7 @@
-"""Two chains in one deployment, as the chain tests drive it: two anvils with their own
-chain ids, one CHAINS file, one worker, one follower process and one web process."""
+"""Chains in one deployment, as the chain tests drive it: two anvils (or three) with their
+own chain ids, one CHAINS file, one worker, one follower process and one web process,
+over SQLite (or PostgreSQL). A test picks another layout with
+`@pytest.mark.parametrize("chains", [Layout(3, "postgresql")], indirect=True)`."""
 
 from __future__ import annotations
 
@@ -23,7 +25,17 @@ from tests.harness.stack import FOLLOWING, fresh_redis
 from tests.harness.worker import Worker
 from workers.jobs import QUEUE
 
-PRIMARY, OTHER = 31337, 31338
+PRIMARY, OTHER, THIRD = 31337, 31338, 31339
+NAMES = ("one", "two", "three")
+
+
+@dataclass(frozen=True)
+class Layout:
+    count: int = 2  # chains, PRIMARY first
+    database: str = "sqlite"
+
+    def __str__(self) -> str:
+        return f"{self.count}-chains-{self.database}"
 
 
 @dataclass
@@ -98,17 +110,24 @@ class Chains:
 
 
 @pytest.fixture
-def chains(tmp_path: Path, redis_server: RedisServer) -> Iterator[Chains]:
+def chains(
+    tmp_path: Path, redis_server: RedisServer, request: pytest.FixtureRequest
+) -> Iterator[Chains]:
     """Everything it starts is stopped however the test (or the start) ends: a process
     left running would take the next test's jobs from the session's Redis."""
+    layout: Layout = getattr(request, "param", Layout())
     redis_url = fresh_redis(redis_server)
     with contextlib.ExitStack() as stack:
-        url = stack.enter_context(make_database("sqlite", tmp_path))
-        first = stack.enter_context(Anvil(chain_id=PRIMARY))
-        second = stack.enter_context(Anvil(chain_id=OTHER))
+        url = stack.enter_context(make_database(layout.database, tmp_path))
+        anvils = {
+            PRIMARY + i: stack.enter_context(Anvil(chain_id=PRIMARY + i))
+            for i in range(layout.count)
+        }
         (tmp_path / "chains.toml").write_text(
-            f'[[chain]]\nname = "one"\nchain_id = {PRIMARY}\nrpc = "{first.url}"\n\n'
-            f'[[chain]]\nname = "two"\nchain_id = {OTHER}\nrpc = "{second.url}"\n'
+            "\n".join(
+                f'[[chain]]\nname = "{name}"\nchain_id = {chain}\nrpc = "{anvil.url}"\n'
+                for name, (chain, anvil) in zip(NAMES, anvils.items(), strict=False)
+            )
         )
         env = service_env(
             DATABASE_URL=url,
@@ -119,7 +138,6 @@ def chains(tmp_path: Path, redis_server: RedisServer) -> Iterator[Chains]:
             **FOLLOWING,
         )
         assert subprocess.run([CHAINPULSE, "db", "upgrade"], env=env, check=False).returncode == 0
-        anvils = {PRIMARY: first, OTHER: second}
         activity = {chain: Activity(anvil) for chain, anvil in anvils.items()}
         for each in activity.values():
             each.deploy_pinger()

@@ -1,9 +1,9 @@
-"""Two chains in one deployment, end to end: two anvils with their own chain ids, one
-CHAINS file, one worker, one follower process and one web process, the official
-JavaScript socket.io-client in their rooms.
+"""Chains in one deployment, end to end: two anvils (three on PostgreSQL for the rooms)
+with their own chain ids, one CHAINS file, one worker, one follower process and one web
+process, the official JavaScript socket.io-client in their rooms.
 
-- rooms never mix chains: the primary's blocks reach every client, the other chain's
-  only `blocks:<id>`, each height once and in order per chain;
+- rooms never mix chains: the primary's blocks reach every client, another chain's
+  only its `blocks:<id>`, each height once and in order per chain;
 - a reorg on one chain while the other streams reaches that chain's room only;
 - a subscription resumes its chain from `lastBlock`;
 - the database equals each node, field by field.
@@ -15,11 +15,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 import requests
 
 from chainpulse.devnet import wait_until
-from tests.chains.conftest import OTHER, PRIMARY, Chains
+from tests.chains.conftest import OTHER, PRIMARY, THIRD, Chains, Layout
 from tests.harness.jsclient import JsClient
 
 
@@ -27,77 +28,95 @@ def blocks_of(client: JsClient, chain: int) -> list[int]:
     return [b["number"] for b in client.of("new-block") if b["chainId"] == chain]
 
 
+@pytest.mark.parametrize("chains", [Layout(3, "postgresql")], indirect=True, ids=str)
 def test_rooms_never_mix_chains_and_each_chain_is_indexed_as_its_node_has_it(
     chains: Chains, tmp_path: Path
 ) -> None:
-    chains.mine(PRIMARY, 2)
-    chains.mine(OTHER, 2)
+    """Three chains on PostgreSQL: a client of every room, one of the third chain's room
+    only, one of none."""
+    ids = list(chains.anvils)
+    for chain in ids:
+        chains.mine(chain, 2)
     chains.wait_indexed()
 
-    both = JsClient(chains.server.url, [], tmp_path, [{"channel": f"blocks:{OTHER}"}])
+    every = JsClient(
+        chains.server.url, [], tmp_path, [{"channel": f"blocks:{c}"} for c in (OTHER, THIRD)]
+    )
+    third_only = JsClient(chains.server.url, [], tmp_path, [{"channel": f"blocks:{THIRD}"}])
     primary_only = JsClient(chains.server.url, [], tmp_path)
+    clients = (every, third_only, primary_only)
     try:
-        both.wait(lambda e, d: e == "ack", 20, "the subscription's ack")
-        assert both.of("ack") == [{"success": True, "channel": f"blocks:{OTHER}"}]
+        every.wait(lambda e, d: e == "ack" and d["channel"] == f"blocks:{THIRD}", 20, "acks")
+        third_only.wait(lambda e, d: e == "ack", 20, "the subscription's ack")
+        assert third_only.of("ack") == [{"success": True, "channel": f"blocks:{THIRD}"}]
         for _ in range(3):
-            chains.mine(PRIMARY)
-            chains.mine(OTHER)
+            for chain in ids:
+                chains.mine(chain)
         heads = {chain: anvil.head() for chain, anvil in chains.anvils.items()}
-        for chain, head in heads.items():
-            both.wait(
-                lambda e, d, c=chain, h=head: (
-                    e == "new-block" and (d["chainId"], d["number"]) == (c, h)
-                ),
-                30,
-                f"chain {chain}'s block {head}",
-            )
-        primary_only.wait(
-            lambda e, d: e == "new-block" and d["number"] == heads[PRIMARY],
-            30,
-            "the primary's head",
-        )
-        for chain in (PRIMARY, OTHER):
-            seen = blocks_of(both, chain)
-            assert seen == list(range(seen[0], heads[chain] + 1)), (chain, seen)  # +1, once
-        # a client of no room gets the primary's blocks only
-        assert {b["chainId"] for b in primary_only.of("new-block")} == {PRIMARY}
-        assert blocks_of(primary_only, PRIMARY)[-1] == heads[PRIMARY]
+        for client, chains_of in (
+            (every, ids),
+            (third_only, [PRIMARY, THIRD]),
+            (primary_only, [PRIMARY]),
+        ):
+            for chain in chains_of:
+                client.wait(
+                    lambda e, d, c=chain: (
+                        e == "new-block" and (d["chainId"], d["number"]) == (c, heads[c])
+                    ),
+                    30,
+                    f"chain {chain}'s block {heads[chain]}",
+                )
+            # each chain's heights rise by one, each once; no chain not subscribed
+            assert {b["chainId"] for b in client.of("new-block")} == set(chains_of)
+            for chain in chains_of:
+                seen = blocks_of(client, chain)
+                assert seen == list(range(seen[0], heads[chain] + 1)), (chain, seen)
 
-        # a reorg of the other chain while the primary streams: its room only
+        # a reorg of the second chain while the others stream: its room only
         chains.anvils[OTHER].call("anvil_reorg", 2, [])
-        chains.mine(PRIMARY)
-        chains.mine(OTHER)
-        reorg = both.wait(lambda e, d: e == "reorg", 30, "the other chain's reorg")
+        for chain in ids:
+            chains.mine(chain)
+        reorg = every.wait(lambda e, d: e == "reorg", 30, "the second chain's reorg")
         assert reorg["chainId"] == OTHER and reorg["depth"] == 2
-        assert primary_only.of("reorg") == []
         new_head = chains.anvils[OTHER].head()
-        after = both.wait_after(
+        after = every.wait_after(
             "reorg",
             lambda e, d: e == "new-block" and (d["chainId"], d["number"]) == (OTHER, new_head),
             30,
-            "the other chain's new head",
+            "the second chain's new head",
         )
         assert after["hash"] == chains.anvils[OTHER].block(new_head)["hash"]
+        third_head = chains.anvils[THIRD].head()
+        third_only.wait(
+            lambda e, d: e == "new-block" and (d["chainId"], d["number"]) == (THIRD, third_head),
+            30,
+            "the third chain's head after the reorg",
+        )
+        assert third_only.of("reorg") == [] and primary_only.of("reorg") == []
+        assert OTHER not in {b["chainId"] for b in third_only.of("new-block")}
         chains.wait_indexed()
     finally:
-        both.close()
-        primary_only.close()
+        for client in clients:
+            client.close()
 
     # the read API names every chain, and serves each one's blocks
     listed = requests.get(f"{chains.server.url}/api/chains", timeout=10).json()
     assert [(c["chainId"], c["name"], c["primary"]) for c in listed] == [
         (PRIMARY, "one", True),
         (OTHER, "two", False),
+        (THIRD, "three", False),
     ]
-    other = requests.get(f"{chains.server.url}/api/blocks?chain={OTHER}&limit=1", timeout=10)
-    [top] = other.json()
-    assert (top["chainId"], top["number"]) == (OTHER, chains.anvils[OTHER].head())
+    for chain in (OTHER, THIRD):
+        served = requests.get(f"{chains.server.url}/api/blocks?chain={chain}&limit=1", timeout=10)
+        [top] = served.json()
+        assert (top["chainId"], top["number"]) == (chain, chains.anvils[chain].head())
     # and so does `chainpulse status`
     status = chains.cli("status", "--json")
     report: dict[str, Any] = json.loads(status.stdout)
     assert [(c["name"], c["chainId"], c["indexed"]) for c in report["chains"]] == [
         ("one", PRIMARY, chains.anvils[PRIMARY].head()),
         ("two", OTHER, chains.anvils[OTHER].head()),
+        ("three", THIRD, chains.anvils[THIRD].head()),
     ], status.stderr
 
 
