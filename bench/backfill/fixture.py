@@ -237,10 +237,11 @@ def _count(node: Anvil, spec: Spec) -> dict[str, Any]:
     return {"per_block": per_block, **totals}
 
 
-def start_node(fixture: Fixture) -> Anvil:
-    """An anvil serving the fixture chain, checked: head, a block and its receipts."""
+def start_node(fixture: Fixture, chain_id: int = 31337) -> Anvil:
+    """An anvil serving the fixture chain (as chain `chain_id`), checked: head, a block
+    and its receipts."""
     started = time.monotonic()
-    node = Anvil(load_state=fixture.state_path).start()
+    node = Anvil(load_state=fixture.state_path, chain_id=chain_id).start()
     try:
         head = node.head()
         if head != fixture.head:

@@ -55,6 +55,55 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def start_workers(
+    env: dict[str, str], workdir: Path, count: int, concurrency: int
+) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
+    """`count` Celery workers on `-Q blocks`, each its own metrics port, started and
+    ready; (their processes, their metrics ports)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
+    for i in range(count):
+        port = free_port()
+        ports.append(port)
+        with (workdir / f"worker{i}.log").open("ab") as out:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(BIN / "celery"),
+                        "-A",
+                        "workers",
+                        "worker",
+                        "-Q",
+                        "blocks",
+                        "--concurrency",
+                        str(concurrency),
+                        "-n",
+                        f"quota{i}@%h",
+                        "--without-gossip",
+                        "--without-mingle",
+                    ],
+                    env={
+                        **env,
+                        "WORKER_METRICS_PORT": str(port),
+                        "WORKER_METRICS_DIR": str(workdir / f"metrics{i}"),
+                    },
+                    cwd=workdir,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+    try:
+        for port in ports:
+            wait_until(lambda p=port: port_open(p), 60, "a worker's metrics port")
+        time.sleep(2)  # the pool processes start after the port
+    except BaseException:
+        for proc in procs:
+            stop(proc, grace=20, group=True)
+        raise
+    return procs, ports
+
+
 def run_variant(
     provider: Provider,
     fixture_range: tuple[int, int],
@@ -67,7 +116,6 @@ def run_variant(
     first, last = fixture_range
     workdir = Path(tempfile.mkdtemp(prefix="chainpulse-quota-"))
     procs: list[subprocess.Popen[bytes]] = []
-    ports: list[int] = []
     try:
         with RedisServer() as redis_server, database(kind, workdir) as db_url:
             env = service_env(
@@ -86,40 +134,7 @@ def run_variant(
                 capture_output=True,
                 timeout=120,
             )
-            for i in range(workers):
-                port = free_port()
-                ports.append(port)
-                with (workdir / f"worker{i}.log").open("ab") as out:
-                    procs.append(
-                        subprocess.Popen(
-                            [
-                                str(BIN / "celery"),
-                                "-A",
-                                "workers",
-                                "worker",
-                                "-Q",
-                                "blocks",
-                                "--concurrency",
-                                str(concurrency),
-                                "-n",
-                                f"quota{i}@%h",
-                                "--without-gossip",
-                                "--without-mingle",
-                            ],
-                            env={
-                                **env,
-                                "WORKER_METRICS_PORT": str(port),
-                                "WORKER_METRICS_DIR": str(workdir / f"metrics{i}"),
-                            },
-                            cwd=workdir,
-                            stdout=out,
-                            stderr=subprocess.STDOUT,
-                            start_new_session=True,
-                        )
-                    )
-            for port in ports:
-                wait_until(lambda p=port: port_open(p), 60, "a worker's metrics port")
-            time.sleep(2)  # the pool processes start after the port
+            procs, ports = start_workers(env, workdir, workers, concurrency)
             provider.reset()
             started = time.monotonic()
             done = subprocess.run(

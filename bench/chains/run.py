@@ -2,14 +2,17 @@
 rate, and one chain's frozen node against the others' latency, in one run.
 
 Each run starts its own stack on loopback: anvils without automine (one per chain,
-chain ids 31337, 31338, ...), Redis, a database, one Celery worker (`--concurrency 2`),
-`chainpulse follow` (polling every 100 ms) and `chainpulse serve`, and CLIENTS official
+chain ids 31337, 31338, ...), each with seven real Uniswap V2 pairs priced by a sources
+file of its own, Redis, a database, one Celery worker (`--concurrency 2`), `chainpulse
+follow` (polling every 100 ms) and `chainpulse serve`, and CLIENTS official
 socket.io-client connections, each subscribed to `blocks:<id>` of every chain but the
-primary (whose blocks every client gets). A driver mines each chain's blocks (two
-transfers each) at its rate, each at a random moment within its slot.
+primary (whose blocks every client gets); the first also to every price room, to count
+the `price-update`s. A driver mines each chain's blocks (two transfers each, and swaps
+on its pairs: PRICES price updates per second in all, spread over the blocks) at its
+rate, each at a random moment within its slot.
 
   one     one chain (no chains file: today's deployment) at CHAINS blocks/s
-  many    CHAINS chains at 1 block/s each (a chains file): the same total rate
+  many    CHAINS chains at 1 block/s each (a chains file): the same total rates
   frozen  the same stack, the last chain's anvil stopped (SIGSTOP) for FREEZE s while
           the others stream, right after a burst of 400 blocks that the follower sends
           out as backfill jobs (they wait on the frozen node, ETH_RPC_TIMEOUT per
@@ -24,7 +27,7 @@ plus 50 ms); the frozen chain's own catching up is reported, not judged.
 `--slots 2` (the workers' concurrency: no bound) shows what `CHAIN_JOB_SLOTS` prevents.
 
 Usage: .venv/bin/python -m bench.chains.run [--clients 1000] [--chains 3]
-       [--seconds 40] [--freeze 30] [--database sqlite|postgresql]
+       [--prices 20] [--seconds 40] [--freeze 30] [--database sqlite|postgresql]
 Results also go to bench/results/chains-<time>.json.
 """
 
@@ -46,6 +49,8 @@ from typing import Any
 import requests
 
 from bench.latency.run import pct, spawn
+from chainpulse import protocols
+from chainpulse.contracts import Contracts
 from chainpulse.devnet import Anvil, RedisServer, free_port, port_open, wait_until
 from indexer.schema import upgrade
 from tests.harness.databases import database
@@ -55,15 +60,79 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 FIRST_ID = 31337
 BURST = 400  # blocks the frozen chain mines just before it freezes
+PAIRS = 7  # priced pairs per chain: at most one swap each per block
+
+
+class Pairs:
+    """PAIRS real Uniswap V2 pairs (tokens T0..T6, each against USDC) on one chain, made
+    by the real factory; each prices `T<i>.<chainId>`."""
+
+    def __init__(self, anvil: Anvil) -> None:
+        self.chain_id = anvil.chain_id
+        anvil.call("evm_setAutomine", True)
+        try:
+            c = Contracts(anvil)
+            usdc = protocols.token(c, "USDC", 6)
+            factory = c.deploy("UniswapV2Factory", c.sender)
+            self.pairs = [
+                protocols.V2Pair.create(
+                    c, factory, protocols.token(c, f"T{i}", 18), 10**21, usdc, 3 * 10**12
+                )
+                for i in range(PAIRS)
+            ]
+        finally:
+            anvil.call("evm_setAutomine", False)
+        self.usdc = usdc
+        self.turn = 0
+        self.due = 0.0  # price updates owed to the schedule
+
+    def sources(self, path: Path) -> Path:
+        path.write_text(
+            "".join(
+                f'[[source]]\nname = "t{i}-{self.chain_id}"\nkind = "uniswap_v2"\n'
+                f'token = "T{i}.{self.chain_id}"\nprice_of = "T{i}"\nquote = "USDC"\n'
+                f'address = "{pair.address}"\n\n'
+                for i, pair in enumerate(self.pairs)
+            )
+        )
+        return path
+
+    def swaps(self, per_block: float) -> list[tuple[str, list[Any]]]:
+        """This block's swaps: `per_block` on average, each on another pair, the
+        direction alternating, so that every swap moves a price."""
+        self.due += per_block
+        count = min(PAIRS, int(self.due))
+        self.due -= count
+        calls: list[tuple[str, list[Any]]] = []
+        if not count:
+            return calls
+        contracts = self.pairs[0].contracts
+        # the sender's transactions of one batch: numbered here (anvil would give them
+        # one nonce each when it takes the batch's calls at once)
+        nonce = int(
+            contracts.anvil.call("eth_getTransactionCount", contracts.sender, "pending"), 16
+        )
+        for _ in range(count):
+            pair = self.pairs[self.turn % PAIRS]
+            usdc_in = (self.turn // PAIRS) % 2 == 1
+            amount = 3 * 10**9 if usdc_in else 10**18  # 3,000 USDC or one T
+            zero_for_one = (pair.token0 == self.usdc) == usdc_in
+            for tx in pair.swap_calls(amount, zero_for_one):
+                calls.append(("eth_sendTransaction", [{**tx, "nonce": hex(nonce)}]))
+                nonce += 1
+            self.turn += 1
+        return calls
 
 
 class Miner(threading.Thread):
     """Mines `anvil`'s blocks at `rate` per second until `done`; skips while `paused`."""
 
-    def __init__(self, anvil: Anvil, rate: float) -> None:
+    def __init__(self, anvil: Anvil, rate: float, pairs: Pairs, prices_per_block: float) -> None:
         super().__init__(daemon=True)
         self.anvil = anvil
         self.rate = rate
+        self.pairs = pairs
+        self.prices_per_block = prices_per_block
         self.mined: dict[tuple[int, int], float] = {}  # (chain, number) -> epoch s
         self.paused = threading.Event()
         self.done = threading.Event()
@@ -84,12 +153,12 @@ class Miner(threading.Thread):
             transfers = [
                 (
                     "eth_sendTransaction",
-                    [{"from": self.accounts[(i + k) % 10], "to": self.accounts[(i + k + 1) % 10],
-                      "value": "0x1"}],
+                    [{"from": self.accounts[1 + (i + k) % 9],
+                      "to": self.accounts[1 + (i + k + 1) % 9], "value": "0x1"}],
                 )
                 for k in range(2)
             ]  # fmt: skip
-            self.anvil.batch(transfers)
+            self.anvil.batch(transfers + self.pairs.swaps(self.prices_per_block))
             self.anvil.call("evm_mine")
             self.mined[(self.anvil.chain_id, self.anvil.head())] = time.time()
             i += 1
@@ -105,9 +174,10 @@ class Miner(threading.Thread):
 
 
 class Clients:
-    """bench/chains/clients.js: `count` connections subscribed to `rooms`."""
+    """bench/chains/clients.js: `count` connections subscribed to `rooms`, the first also
+    to the `price:` rooms of `tokens`."""
 
-    def __init__(self, url: str, count: int, rooms: list[int]) -> None:
+    def __init__(self, url: str, count: int, rooms: list[int], tokens: list[str]) -> None:
         self.process = subprocess.Popen(
             [
                 "node",
@@ -115,6 +185,7 @@ class Clients:
                 url + "/realtime",
                 str(count),
                 ",".join(str(r) for r in rooms),
+                ",".join(tokens),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -161,8 +232,10 @@ def start_stack(
     anvils: list[Anvil],
     file: bool,
     slots: int | None,
+    sources: dict[int, Path],
 ) -> str:
-    """The worker, follower and server over `anvils`; the server's URL."""
+    """The worker, follower and server over `anvils`, each priced by its `sources`
+    file; the server's URL."""
     env = service_env(
         DATABASE_URL=url,
         REDIS_URL=redis_url,
@@ -178,13 +251,15 @@ def start_stack(
         chains = workdir / "chains.toml"
         chains.write_text(
             "".join(
-                f'[[chain]]\nname = "c{a.chain_id}"\nchain_id = {a.chain_id}\nrpc = "{a.url}"\n\n'
+                f'[[chain]]\nname = "c{a.chain_id}"\nchain_id = {a.chain_id}\nrpc = "{a.url}"\n'
+                f'prices = "{sources[a.chain_id]}"\n\n'
                 for a in anvils
             )
         )
         env["CHAINS"] = str(chains)
     else:
         env["ETH_RPC_URL"] = anvils[0].url
+        env["PRICE_SOURCES"] = str(sources[anvils[0].chain_id])
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
     venv = ROOT / ".venv" / "bin"
@@ -215,13 +290,19 @@ def one_run(args: argparse.Namespace, chains: int, file: bool, freeze: float) ->
         anvils = [
             stack.enter_context(Anvil(chain_id=FIRST_ID + i, automine=False)) for i in range(chains)
         ]
-        server = start_stack(stack, workdir, url, redis_server.url, anvils, file, args.slots)
+        pairs = {a.chain_id: Pairs(a) for a in anvils}
+        sources = {c: p.sources(workdir / f"prices-{c}.toml") for c, p in pairs.items()}
+        server = start_stack(
+            stack, workdir, url, redis_server.url, anvils, file, args.slots, sources
+        )
         rate = args.chains if not file else 1.0  # the same total rate
-        miners = [Miner(a, rate) for a in anvils]
+        per_block = args.prices / (rate * chains)  # the same price updates per second
+        miners = [Miner(a, rate, pairs[a.chain_id], per_block) for a in anvils]
         for anvil in anvils:
             anvil.call("evm_mine")  # the followers start at the head: one block each first
         time.sleep(3)
-        clients = Clients(server, args.clients, [a.chain_id for a in anvils[1:]])
+        tokens = [f"T{i}.{c}" for c in pairs for i in range(PAIRS)]
+        clients = Clients(server, args.clients, [a.chain_id for a in anvils[1:]], tokens)
         for miner in miners:
             miner.start()
         time.sleep(3)  # warm-up, not counted
@@ -252,6 +333,10 @@ def one_run(args: argparse.Namespace, chains: int, file: bool, freeze: float) ->
             "clients": clients.ready,
             "disconnects": report["disconnects"],
             "normal": latencies(report, mined, by_id, start, normal_end),
+            "prices_per_s": sum(
+                1 for at in report["prices"] if start * 1000 <= at < normal_end * 1000
+            )
+            / (normal_end - start),
         }
         if frozen_window is not None:
             result["frozen"] = latencies(report, mined, by_id, *frozen_window)
@@ -263,8 +348,11 @@ def verdict(one: dict[str, Any], many: dict[str, Any]) -> list[str]:
     base = one["normal"][FIRST_ID]
     bound = 1.5 * base["p99"] + 50
     lines = [
-        f"one chain at {one['rate']:g} blocks/s: p50 {base['p50']:.0f} ms, p99 "
-        f"{base['p99']:.0f} ms ({base['arrivals']} arrivals); normal range: p99 <= {bound:.0f} ms"
+        f"one chain at {one['rate']:g} blocks/s, {one['prices_per_s']:.1f} price updates/s "
+        f"pushed: p50 {base['p50']:.0f} ms, p99 {base['p99']:.0f} ms ({base['arrivals']} "
+        f"arrivals); normal range: p99 <= {bound:.0f} ms",
+        f"{many['chains']} chains at 1 block/s each: {many['prices_per_s']:.1f} price "
+        "updates/s pushed",
     ]
     frozen = FIRST_ID + many["chains"] - 1
     for phase in ("normal", "frozen", "after"):
@@ -287,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument("--chains", type=int, default=3)
+    p.add_argument("--prices", type=float, default=20, help="price updates per second, in all")
     p.add_argument("--seconds", type=float, default=40)
     p.add_argument("--freeze", type=float, default=30)
     p.add_argument("--database", default="sqlite", choices=("sqlite", "postgresql"))
