@@ -316,6 +316,40 @@ def chains_check(path: str, offline: bool) -> None:
         raise click.exceptions.Exit(1)
 
 
+@cli.group()
+def contracts() -> None:
+    """The contracts file."""
+
+
+@contracts.command("check")
+@click.argument("path", metavar="FILE", type=str)
+@friendly_errors
+def contracts_check(path: str) -> None:
+    """Validate a contracts file and the ABIs it names without starting anything; list
+    each contract's events as rooms and rows will know them."""
+    from indexer.contracts import load_contracts
+
+    checked = load_contracts(path)
+    count = len(checked.contracts)
+    click.echo(f"{path}: {count} contract{'' if count == 1 else 's'}: ok")
+    for contract in checked.contracts:
+        where = f"on chain {contract.chain}" if contract.chain else "on the primary chain"
+        if contract.factory is not None:
+            factory = contract.factory
+            made = f"children of {factory.address} ({factory.event.name}.{factory.parameter})"
+            found = [*contract.addresses, made] if contract.addresses else [made]
+        else:
+            found = list(contract.addresses)
+        since = f", from block {contract.start_block}" if contract.start_block is not None else ""
+        click.echo(f"  {contract.name} {where}{since}: {', '.join(found)}")
+        for event in contract.events:
+            indexed = ", ".join(p.name or "?" for p in event.indexed) or "none"
+            click.echo(
+                f"    events:{contract.name}.{contract.key(event)}  {event.signature}"
+                f"{' (anonymous)' if event.anonymous else ''}; indexed: {indexed}"
+            )
+
+
 @cli.command()
 @click.option("--sub", required=True, help="The token's subject (user id).")
 @click.option(

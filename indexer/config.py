@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Self
 
 from indexer.chains import ChainEntry, ChainsFile, load_chains
+from indexer.contracts import Contract, ContractsFile, load_contracts
 from indexer.errors import ConfigError
 from indexer.loglines import log_format, log_level
 from indexer.sources import PriceSources, load_sources
@@ -135,6 +136,13 @@ class IndexerSettings:
         "TOML (or JSON) file of on-chain price sources; checked at start",
         convert=load_sources,
     )
+    contracts_file: ContractsFile | None = setting(
+        "CONTRACTS",
+        None,
+        "TOML file of the contracts whose events are decoded, one `[[contract]]` each "
+        "(docs/contracts.md); unset: none",
+        convert=load_contracts,
+    )
     log_format: str = setting(
         "LOG_FORMAT", "text", "`text`, or `json`: one JSON object per line", convert=log_format
     )
@@ -154,6 +162,27 @@ class IndexerSettings:
         """Checks across settings; each part adds its own and calls this one."""
         if self.chains_file is not None and self.chain_id is None:
             self._check_chains()
+        if self.contracts_file is not None and self.chain_id is None:
+            self._check_contracts()
+
+    @property
+    def contracts(self) -> tuple[Contract, ...]:
+        """The contracts of the chain these settings are for (the primary's include
+        those that name no chain)."""
+        if self.contracts_file is None:
+            return ()
+        return self.contracts_file.on_chain(self.chain_name, self.is_primary)
+
+    def _check_contracts(self) -> None:
+        """Every contract's `chain` names a chain of the deployment."""
+        assert self.contracts_file is not None
+        names = [v.chain_name for v in self.chains()]
+        for contract in self.contracts_file.contracts:
+            if contract.chain is not None and contract.chain not in names:
+                raise ConfigError(
+                    f"CONTRACTS {self.contracts_file.path}: {contract.label}: field 'chain': "
+                    f"no chain named {contract.chain!r} (chains: {', '.join(names)})"
+                )
 
     @property
     def is_primary(self) -> bool:
