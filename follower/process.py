@@ -46,7 +46,10 @@ def build(
         settings.chain_key(TOKEN_KEY),
     )
     store = store or Store(
-        settings.database_url, sources=settings.price_sources, chain_id=settings.chain_id
+        settings.database_url,
+        sources=settings.price_sources,
+        chain_id=settings.chain_id,
+        contracts=settings.contracts,  # a reorg's replacement blocks are decoded too
     )
     registry = metrics or FollowerMetrics()
     chain_metrics = registry.chain(settings.chain_name)

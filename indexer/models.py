@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
@@ -180,6 +182,56 @@ reorgs = Table(
     Column("old_hashes", Text, nullable=False),  # JSON list of {number, hash}
     Column("new_hashes", Text, nullable=False),  # JSON list of {number, hash}
     Index("ix_reorgs_chain_ancestor", "chain_id", "ancestor_number"),
+)
+
+# One row per log decoded as an event of a contract of the contracts file
+# (docs/contracts.md): its arguments in `args` (JSON: exact values as strings), and the
+# value of its first, second and third indexed argument, normalised, in `indexed_1..3`
+# so that filtering by one is an index lookup on both databases (an expression index on
+# a JSON path is not one SQLite can use from SQLAlchemy's rendering of it).
+contract_events = Table(
+    "contract_events",
+    metadata,
+    Column("chain_id", CHAIN, nullable=False),
+    Column("block_number", BigInteger, nullable=False, autoincrement=False),
+    Column("log_index", Integer, nullable=False, autoincrement=False),
+    Column("block_hash", HASH, nullable=False),
+    Column("block_timestamp", BigInteger, nullable=False),
+    Column("transaction_hash", HASH, nullable=False),
+    Column("address", ADDRESS, nullable=False),
+    Column("contract", String(32), nullable=False),
+    Column("event", Text, nullable=False),  # its key: the name, or the signature if overloaded
+    Column("signature", Text, nullable=False),
+    Column("args", JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
+    Column("indexed_1", Text, nullable=True),
+    Column("indexed_2", Text, nullable=True),
+    Column("indexed_3", Text, nullable=True),
+    PrimaryKeyConstraint("chain_id", "block_number", "log_index", name="pk_contract_events"),
+    Index("ix_contract_events_event", "chain_id", "contract", "event", "block_number"),
+    Index(
+        "ix_contract_events_indexed_1", "chain_id", "contract", "event", "indexed_1", "block_number"
+    ),
+    Index(
+        "ix_contract_events_indexed_2", "chain_id", "contract", "event", "indexed_2", "block_number"
+    ),
+    Index(
+        "ix_contract_events_indexed_3", "chain_id", "contract", "event", "indexed_3", "block_number"
+    ),
+)
+
+# The children of the contracts file's factories: each address a factory's event named,
+# from the block of that event on.
+contract_children = Table(
+    "contract_children",
+    metadata,
+    Column("chain_id", CHAIN, nullable=False),
+    Column("contract", String(32), nullable=False),
+    Column("address", ADDRESS, nullable=False),
+    Column("block_number", BigInteger, nullable=False),
+    Column("log_index", Integer, nullable=False),
+    PrimaryKeyConstraint("chain_id", "contract", "address", name="pk_contract_children"),
+    Index("ix_contract_children_address", "chain_id", "address"),
+    Index("ix_contract_children_block", "chain_id", "block_number"),
 )
 
 # Key/value facts about each chain this database indexes (a follower's start, a halt,

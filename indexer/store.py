@@ -33,6 +33,7 @@ from indexer import models as m
 from indexer import proxies
 from indexer.blocks import BlockData
 from indexer.bulk import insert_rows
+from indexer.contracts import Contract
 from indexer.db import failure_reason, make_engine, write_options
 from indexer.errors import (
     ChainMismatch,
@@ -41,6 +42,8 @@ from indexer.errors import (
     DatabaseBusy,
     RetryableError,
 )
+from indexer.event_decoding import EventDecoder
+from indexer.event_store import record_block_events
 from indexer.events import BlockIndexed, BlockSource, Entry, Event, Pending, PriceUpdated, encode
 from indexer.price_decoding import Pricer
 from indexer.price_store import manual_price, record_block_prices
@@ -116,6 +119,7 @@ class Store:
         engine: Engine | None = None,
         sources: PriceSources | None = None,
         chain_id: int | None = None,
+        contracts: Sequence[Contract] = (),
     ) -> None:
         self.url = url
         self.engine = engine or make_engine(url)
@@ -129,6 +133,8 @@ class Store:
         # against the chain before the first block this process indexes
         self.pricer = Pricer(sources) if sources is not None and sources.resolved else None
         self._checked = sources is None
+        # the contracts file's contracts on this chain, decoded as blocks are stored
+        self.decoder = EventDecoder(contracts)
         # the proxies' aggregators as last read
         self._histories: dict[str, tuple[tuple[int, str], ...]] | None = None
 
@@ -355,6 +361,8 @@ class Store:
             raise MetadataPending("the price sources' metadata is not read yet")
         self._follow_proxies(conn)
         priced = record_block_prices(conn, self.pricer, todo, self.chain) if self.pricer else []
+        if self.decoder:
+            record_block_events(conn, self.decoder, todo, self.chain)
         outbox = self.add_to_outbox(conn, *written, *priced)
         conn.execute(
             m.failures.delete().where(
@@ -403,6 +411,8 @@ class Store:
             (m.logs, m.logs.c.block_number),
             (m.transactions, m.transactions.c.block_number),
             (m.prices, m.prices.c.block_number),
+            (m.contract_events, m.contract_events.c.block_number),
+            (m.contract_children, m.contract_children.c.block_number),
             (m.blocks, m.blocks.c.number),
         ):
             conn.execute(table.delete().where(table.c.chain_id == chain, column.in_(numbers)))

@@ -165,7 +165,12 @@ def build(settings: WorkerSettings) -> JobRunner:
         indexer = Indexer(
             # a job that waits longer than this for the budget may be delivered twice
             node=Node.from_settings(view, max_wait=view.visibility_timeout / 2),
-            store=Store(view.database_url, sources=view.price_sources, chain_id=view.chain_id),
+            store=Store(
+                view.database_url,
+                sources=view.price_sources,
+                chain_id=view.chain_id,
+                contracts=view.contracts,
+            ),
             bus=EventBus.from_url(view.redis_url, view.stream_key, view.stream_maxlen),
             max_reorg_depth=view.max_reorg_depth,
             observer=metrics().for_chain(view.chain_name),

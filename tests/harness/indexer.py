@@ -13,19 +13,25 @@ from chainpulse.devnet import Activity, Anvil
 from chainpulse.settings import Settings
 from indexer import models as m
 from indexer.config import STREAM_KEY
+from indexer.contracts import ContractsFile
 from indexer.pipeline import Indexer
 from indexer.schema import upgrade
 from workers.runner import build
 
 
 def build_indexer(
-    rpc_url: str, database_url: str, redis_url: str, stream_maxlen: int = 100_000
+    rpc_url: str,
+    database_url: str,
+    redis_url: str,
+    stream_maxlen: int = 100_000,
+    contracts_file: ContractsFile | None = None,
 ) -> Indexer:
     settings = Settings(
         rpc_urls=(rpc_url,),
         database_url=database_url,
         redis_url=redis_url,
         stream_maxlen=stream_maxlen,
+        contracts_file=contracts_file,
     )
     return build(settings).indexer
 

@@ -180,6 +180,9 @@ def _longest_values() -> dict[tuple[str, str], str]:
         ("prices", "stale_reason"): max(STALE_REASONS, key=len),
         ("prices", "price_key"): sort_key(-Decimal("9" * 40) * Decimal(10) ** -78),
         ("chainpulse_meta", "key"): max(KEYS, key=len),
+        # a contract's name in the contracts file: 1 to 32 characters
+        ("contract_events", "contract"): "C" * 32,
+        ("contract_children", "contract"): "C" * 32,
         ("outbox", "event_id"): longest_id,
         ("outbox", "delivery_id"): uuid.uuid4().hex,
         ("outbox", "type"): max((BlockIndexed.type, BlockReorged.type, PriceUpdated.type), key=len),
