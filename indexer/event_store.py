@@ -10,6 +10,7 @@ child is lost however the blocks arrive.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Connection
 from indexer import models as m
 from indexer.blocks import BlockData
 from indexer.event_decoding import Child, EventDecoder
+from indexer.events import BlockIndexed
 
 
 def record_block_events(
@@ -40,6 +42,43 @@ def record_block_events(
         rows.sort(key=lambda r: (r["block_number"], r["log_index"]))
     _insert_ignoring(conn, m.contract_events, rows)
     return rows
+
+
+def with_contract_events(
+    written: Sequence[BlockIndexed], rows: Sequence[Mapping[str, Any]]
+) -> list[BlockIndexed]:
+    """`written` with each block's decoded events (`contractEvents`, for the stream).
+    Events of blocks stored before (a child's, decoded when its creation committed) go
+    with the last block written: that is where a web process meets them."""
+    if not rows or not written:
+        return list(written)
+    numbers = {b.blockNumber for b in written}
+    last = max(numbers)
+    carried: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        number = row["block_number"] if row["block_number"] in numbers else last
+        carried.setdefault(number, []).append(stream_event(row))
+    return [
+        dataclasses.replace(b, contractEvents=carried[b.blockNumber])
+        if b.blockNumber in carried
+        else b
+        for b in written
+    ]
+
+
+def stream_event(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A `contract_events` row as `block.indexed` carries it (docs/events.md)."""
+    return {
+        "contract": row["contract"],
+        "event": row["event"],
+        "address": row["address"],
+        "blockNumber": row["block_number"],
+        "blockHash": row["block_hash"],
+        "blockTimestamp": row["block_timestamp"],
+        "logIndex": row["log_index"],
+        "transactionHash": row["transaction_hash"],
+        "args": row["args"],
+    }
 
 
 def _child_row(chain: int, child: Child) -> dict[str, Any]:

@@ -45,6 +45,9 @@ class BlockIndexed:
     source: BlockSource
     gasUsed: int | None = None  # optional: producers before it was added omit it
     chainId: int | None = None  # None only from a producer before chains: the primary
+    # the contracts file's events decoded in this block's transaction (docs/contracts.md);
+    # omitted when none
+    contractEvents: list[dict[str, Any]] | None = None
 
     type = "block.indexed"
 
@@ -138,7 +141,10 @@ class Pending:
 
 def encode(event: Event) -> Entry:
     """The one serialisation of events, for the outbox and the stream alike."""
-    return Entry(event.type, event.id, json.dumps(asdict(event), separators=(",", ":")))
+    data = asdict(event)
+    if data.get("contractEvents", ()) is None:
+        del data["contractEvents"]  # optional, and most blocks have none
+    return Entry(event.type, event.id, json.dumps(data, separators=(",", ":")))
 
 
 def to_fields(event: Event) -> dict[str, str]:

@@ -9,6 +9,7 @@ realtime server runs them off the eventlet hub, in `eventlet.tpool`).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from indexer.models import blocks, meta, outbox, prices, reorgs
+from indexer.event_store import stream_event
+from indexer.models import blocks, contract_events, meta, outbox, prices, reorgs
 
 PRIMARY_KEY = "chain_id"  # chainpulse_meta, under the primary chain: the database's binding
 
@@ -140,6 +142,32 @@ def blocks_between(conn: Connection, chain: int, after: int, up_to: int) -> list
         .order_by(blocks.c.number)
     )
     return [_block(row) for row in rows]
+
+
+def contract_events_between(
+    conn: Connection,
+    chain: int,
+    after: int,
+    up_to: int,
+    contract: str | None = None,
+    event: str | None = None,
+    columns: Sequence[tuple[str, Iterable[str]]] = (),
+) -> list[dict[str, Any]]:
+    """`chain`'s decoded events of blocks `after < number <= up_to`, in chain order, as
+    `block.indexed` carries them: all, or one contract's (one event's), where each
+    indexed column in `columns` holds one of its values."""
+    e = contract_events.c
+    query = sa.select(contract_events).where(
+        e.chain_id == chain, e.block_number > after, e.block_number <= up_to
+    )
+    if contract is not None:
+        query = query.where(e.contract == contract)
+    if event is not None:
+        query = query.where(e.event == event)
+    for column, values in columns:
+        query = query.where(e[column].in_(sorted(values)))
+    rows = conn.execute(query.order_by(e.block_number, e.log_index)).mappings()
+    return [stream_event(dict(row)) for row in rows]
 
 
 def _price(row: Any) -> PriceRow:

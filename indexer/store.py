@@ -43,7 +43,7 @@ from indexer.errors import (
     RetryableError,
 )
 from indexer.event_decoding import EventDecoder
-from indexer.event_store import record_block_events
+from indexer.event_store import record_block_events, with_contract_events
 from indexer.events import BlockIndexed, BlockSource, Entry, Event, Pending, PriceUpdated, encode
 from indexer.price_decoding import Pricer
 from indexer.price_store import manual_price, record_block_prices
@@ -362,7 +362,8 @@ class Store:
         self._follow_proxies(conn)
         priced = record_block_prices(conn, self.pricer, todo, self.chain) if self.pricer else []
         if self.decoder:
-            record_block_events(conn, self.decoder, todo, self.chain)
+            decoded = record_block_events(conn, self.decoder, todo, self.chain)
+            written = with_contract_events(written, decoded)
         outbox = self.add_to_outbox(conn, *written, *priced)
         conn.execute(
             m.failures.delete().where(

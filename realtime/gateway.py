@@ -27,6 +27,7 @@ from realtime.channels import (
 from realtime.config import RealtimeSettings
 from realtime.metrics import Metrics
 from realtime.push.feed import Feed
+from realtime.push.subscriptions import FilterError, Subscription
 from realtime.ratelimit import LogThrottle, SlidingWindowLimiter
 from realtime.transport.fanout import Fanout, Payload, Timer, Unavailable
 
@@ -38,13 +39,14 @@ MAX_HEIGHT = 2**63 - 1  # the largest block number a database column holds
 
 
 class ClientState:
-    __slots__ = ("sub", "auth_error", "expires", "channels", "timer")
+    __slots__ = ("sub", "auth_error", "expires", "channels", "subscriptions", "timer")
 
     def __init__(self) -> None:
         self.sub: str | None = None
         self.auth_error: str | None = None
         self.expires: float | None = None  # seconds since the epoch
         self.channels: set[str] = set()
+        self.subscriptions: dict[str, Subscription] = {}  # contract event ones, by id
         self.timer: Timer | None = None
 
 
@@ -214,6 +216,8 @@ class Gateway:
             )
         if channel.kind == "blocks":
             return self._subscribe_blocks(sid, state, channel.room, int(channel.key), data)
+        if channel.kind == "events":
+            return self._subscribe_events(sid, state, channel.room, channel.key, data)
         snapshot = self.feed.snapshot(channel.key)  # may read the database (and yield)
         if self.clients.get(sid) is not state:
             return protocol.refused("disconnected")
@@ -253,11 +257,67 @@ class Gateway:
             self.fanout.spawn(lambda: self.feed.subscribe_blocks(sid, chain_id, height, hash_))
         return {"success": True, "channel": room}
 
+    def _subscribe_events(
+        self, sid: str, state: ClientState, room: str, key: str, data: object
+    ) -> Payload:
+        """`events:<contract>[.<event>]` with an optional `filter`, resumed from
+        `lastBlock` (and `lastBlockHash`) if given; the ack names the subscription's id."""
+        assert isinstance(data, dict)  # parse_channel checked it
+        try:
+            sub = self.feed.router.subscription(key, data.get("filter"))
+        except FilterError as exc:
+            message = str(exc)
+            reason = "invalid filter" if message.startswith(protocol.INVALID_FILTER) else (
+                "invalid channel"
+            )  # fmt: skip
+            raise Refused(message, reason, room) from None
+        last_hash = data.get("lastBlockHash")
+        height = _resume_height(data.get("lastBlock"), last_hash)
+        if "lastBlock" in data and height is None:
+            raise Refused(BAD_RESUME, "invalid resume", room)
+        ack: Payload = {"success": True, "channel": room, "id": sub.id}
+        if sub.room in state.channels and "lastBlock" not in data:
+            return ack
+        if sub.room not in state.channels and len(state.channels) >= self.settings.max_rooms:
+            raise Refused(
+                f"{protocol.TOO_MANY_ROOMS}: at most {self.settings.max_rooms}",
+                "too many rooms",
+                room,
+            )
+        state.channels.add(sub.room)
+        state.subscriptions[sub.id] = sub
+        if height is None:
+            self.feed.subscribe_events(sid, sub, None, None)
+        else:
+            hash_ = last_hash if isinstance(last_hash, str) else None
+            self.fanout.spawn(lambda: self.feed.subscribe_events(sid, sub, height, hash_))
+        return ack
+
     def on_unsubscribe(self, sid: str, state: ClientState, data: object = None) -> Payload:
+        if isinstance(data, dict) and "id" in data and "channel" not in data:
+            sub_id = data["id"]
+            held = state.subscriptions.pop(sub_id, None) if isinstance(sub_id, str) else None
+            if held is None:
+                raise Refused(
+                    f"{protocol.INVALID_PAYLOAD}: no subscription of this id", "invalid payload"
+                )
+            state.channels.discard(held.room)
+            self.feed.unsubscribe_events(sid, held)
+            return {"success": True}
         try:
             channel = parse_channel(data)
         except ChannelError as exc:
             raise Refused(str(exc), "invalid channel", _named(data)) from None
+        if channel.kind == "events":
+            assert isinstance(data, dict)
+            try:
+                sub = self.feed.router.subscription(channel.key, data.get("filter"))
+            except FilterError as exc:
+                raise Refused(str(exc), "invalid filter", channel.room) from None
+            state.channels.discard(sub.room)
+            state.subscriptions.pop(sub.id, None)
+            self.feed.unsubscribe_events(sid, sub)
+            return {"success": True}
         state.channels.discard(channel.room)
         if channel.kind == "blocks":
             self.feed.unsubscribe_blocks(sid, int(channel.key))

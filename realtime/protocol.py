@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from indexer.events import BlockIndexed, BlockRef, BlockReorged, PriceUpdated
 from indexer.price_store import event_from_row
@@ -28,6 +29,7 @@ RESUME_WINDOW_EXCEEDED = "Resume window exceeded"
 RESUME_FAILED = "Resume unavailable"
 INVALID_PAYLOAD = "Invalid payload"
 INVALID_CHANNEL = "Invalid channel"
+INVALID_FILTER = "Invalid filter"
 TOO_MANY_ROOMS = "Too many subscriptions"
 MESSAGE_TOO_LARGE = "Message too large"
 BINARY_REFUSED = "Binary messages are not accepted"
@@ -100,6 +102,21 @@ class Reorg(TypedDict):
     added: list[Ref]
 
 
+class ContractEvent(TypedDict):
+    chainId: int
+    contract: str
+    event: str  # its name, or its signature where the contract overloads the name
+    address: str
+    blockNumber: int
+    blockHash: str
+    logIndex: int
+    transactionHash: str
+    blockTimestamp: int  # the chain's seconds
+    args: dict[str, Any]  # exact values: integers as decimal strings (docs/contracts.md)
+    subscriptions: list[str]  # the subscription(s) it answers, by the ids the acks gave
+    timestamp: int  # ms, at push time
+
+
 class PriceUpdate(TypedDict):
     chainId: int | None  # the source's chain; null for a manual price
     token: str
@@ -151,6 +168,25 @@ def indexed_from_row(row: BlockRow) -> BlockIndexed:
         source="head",
         gasUsed=row.gas_used,
     )
+
+
+def contract_event(chain: int, event: Mapping[str, Any], subscription: str) -> ContractEvent:
+    """`contract-event`, from an event as `block.indexed` carries it (or a stored row,
+    through `indexer.event_store.stream_event`)."""
+    return {
+        "chainId": chain,
+        "contract": event["contract"],
+        "event": event["event"],
+        "address": event["address"],
+        "blockNumber": event["blockNumber"],
+        "blockHash": event["blockHash"],
+        "logIndex": event["logIndex"],
+        "transactionHash": event["transactionHash"],
+        "blockTimestamp": event["blockTimestamp"],
+        "args": event["args"],
+        "subscriptions": [subscription],
+        "timestamp": now_ms(),
+    }
 
 
 def block_fields(event: BlockIndexed) -> BlockFields:

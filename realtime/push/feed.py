@@ -23,6 +23,7 @@ from realtime.config import RealtimeSettings
 from realtime.metrics import Metrics
 from realtime.push.lane import LIVE, Lane, blocks_room
 from realtime.push.sequencer import BlockSequencer
+from realtime.push.subscriptions import EventRouter, Subscription
 from realtime.reads import Database
 from realtime.transport.fanout import Encoded, Fanout, Payload, Signal
 
@@ -75,6 +76,14 @@ class Feed:
         self.primary_id: int | None = views[0].chain_id
         self.chain_names = {v.chain_id: v.chain_name for v in views if v.chain_id is not None}
         self.single = settings.chains_file is None
+        # contract event subscriptions: each contract by name, with its chain's lane
+        self.router = EventRouter(
+            {
+                contract.name: (LIVE if i == 0 else blocks_room(view.chain_id or 0), contract)
+                for i, view in enumerate(views)
+                for contract in view.contracts
+            }
+        )
         self.primary = self._lane(settings, LIVE, self._primary_chain)
         self.lanes: dict[int, Lane] = {}
         for view in views[1:]:
@@ -90,7 +99,9 @@ class Feed:
         self._filling_prices = False
 
     def _lane(self, settings: RealtimeSettings, room: str, chain: Callable[[], int]) -> Lane:
-        lane = Lane(self.fanout, settings, self.db, self.metrics, self.clock, room, chain)
+        lane = Lane(
+            self.fanout, settings, self.db, self.metrics, self.clock, room, chain, self.router
+        )
         lane.on_reorg = self._forget_prices_after
         return lane
 
@@ -297,6 +308,7 @@ class Feed:
     def forget(self, sid: str) -> None:
         for lane in self.all_lanes():
             lane.forget(sid)
+        self.router.forget(sid)
 
     def resume(self, sid: str, last_block: int, last_hash: str | None) -> None:
         """The handshake's resume (`auth.lastBlock`): the primary chain's."""
@@ -314,11 +326,32 @@ class Feed:
         if last_block is None:
             lane.join(sid)
             return
-        self.fanout.leave(sid, lane.room)  # back in once caught up: no block twice
+        lane.leave(sid)  # back in once caught up: no block twice
         lane.resume(sid, last_block, last_hash)
 
     def unsubscribe_blocks(self, sid: str, chain_id: int) -> None:
         lane = self.lane_of(chain_id)
         if lane is not None and lane is not self.primary:
             lane.forget(sid)
-            self.fanout.leave(sid, lane.room)
+            lane.leave(sid)
+
+    def subscribe_events(
+        self, sid: str, sub: Subscription, last_block: int | None, last_hash: str | None
+    ) -> None:
+        """Hold `sub` from now on, after what it missed since `last_block` (a `reorg`
+        first if `last_hash` is no longer canonical on its chain)."""
+        if last_block is None:
+            self.router.add(sid, sub)
+            self.fanout.join(sid, sub.room)
+            return
+        self._lane_of_room(sub.lane).resume_events(sid, sub, last_block, last_hash)
+
+    def unsubscribe_events(self, sid: str, sub: Subscription) -> bool:
+        """`sid` no longer holds `sub` (nor catches it up); whether it did."""
+        self._lane_of_room(sub.lane).cancel_resume(sid, sub.id)
+        held = self.router.remove(sid, sub.id) is not None
+        self.fanout.leave(sid, sub.room)
+        return held
+
+    def _lane_of_room(self, room: str) -> Lane:
+        return next(lane for lane in self.all_lanes() if lane.room == room)

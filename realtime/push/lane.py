@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from indexer import queries
 from indexer.events import BlockIndexed, BlockRef, BlockReorged
@@ -22,6 +24,7 @@ from realtime import protocol
 from realtime.config import RealtimeSettings
 from realtime.metrics import Metrics
 from realtime.push.sequencer import BlockSequencer
+from realtime.push.subscriptions import EventRouter, Subscription
 from realtime.reads import Database
 from realtime.transport.fanout import Encoded, Fanout, Payload
 
@@ -44,9 +47,11 @@ class Lane:
         clock: Callable[[], float],
         room: str,
         chain: Callable[[], int],
+        router: EventRouter | None = None,
     ) -> None:
         """`chain()`: the lane's chain id, for database reads (the primary's may be
-        learned late: a database bound after the server started)."""
+        learned late: a database bound after the server started). `router`: the
+        contract event subscriptions, to which a block's decoded events go."""
         self.fanout = fanout
         self.db = db
         self.metrics = metrics
@@ -64,6 +69,8 @@ class Lane:
         self.ring_seq = 0  # sequence number of the last pushed message
         self.waiting: dict[int, list[str]] = {}  # lastBlock ahead of us -> sids
         self.resuming: dict[str, object] = {}  # sid -> its catch-up under way
+        self.router = router
+        self.members: set[str] = set()  # in the room (tracked for another chain's lane)
         self._filling = False  # a read of missing blocks is under way
         self.on_reorg: Callable[[BlockReorged], None] = lambda event: None
 
@@ -112,11 +119,18 @@ class Lane:
         `BlockSequencer.fill`)."""
         assert self.db is not None
         try:
-            rows = self.db.read(queries.blocks_between, self.chain(), after, up_to)
+            chain = self.chain()
+            rows = self.db.read(queries.blocks_between, chain, after, up_to)
+            carried: dict[int, list[dict[str, Any]]] = {}
+            if self.router is not None and len(self.router):  # their events, to route
+                for event in self.db.read(queries.contract_events_between, chain, after, up_to):
+                    carried.setdefault(event["blockNumber"], []).append(event)
+            blocks = [
+                replace(protocol.indexed_from_row(r), contractEvents=carried.get(r.number))
+                for r in rows
+            ]
             before = self.sequencer.filled
-            self._push(
-                self.sequencer.fill([protocol.indexed_from_row(r) for r in rows], self.clock())
-            )
+            self._push(self.sequencer.fill(blocks, self.clock()))
             if self.sequencer.filled != before:
                 filled = self.sequencer.filled - before
                 self.metrics.blocks_filled.inc(filled)
@@ -137,15 +151,37 @@ class Lane:
                 self._remember("new-block", pkt)
                 self.broadcast(pkt, "new-block")
                 self._release_waiting(action.blockNumber)
+                if action.contractEvents and self.router is not None:
+                    self._publish_events(action.contractEvents)
             else:
                 pkt = self.fanout.encode("reorg", protocol.reorg(action))
                 self._remember("reorg", pkt)
                 self.broadcast(pkt, "reorg")
+                if self.router is not None and self.room != LIVE:
+                    # event subscribers of this chain outside its blocks room
+                    for sid in self.router.holders(self.room) - self.members:
+                        self.send(sid, pkt, "reorg")
                 self.on_reorg(action)
                 for height in [h for h in self.waiting if h > action.commonAncestor.number]:
                     for sid in self.waiting.pop(height):
                         self.send(sid, pkt, "reorg")
                         self.join(sid)
+
+    def _publish_events(self, events: list[dict[str, Any]]) -> None:
+        """A pushed block's decoded events, in chain order, each to the subscriptions it
+        answers (one encoding per subscription, shared by its holders)."""
+        assert self.router is not None
+        chain = self.chain()
+        for event in sorted(events, key=lambda e: (e["blockNumber"], e["logIndex"])):
+            if self.sequencer.orphaned(event["blockNumber"], event["blockHash"]):
+                continue
+            for sub in self.router.route(event):
+                pkt = self.fanout.encode(
+                    "contract-event", protocol.contract_event(chain, event, sub.id)
+                )
+                sent = self.fanout.broadcast(sub.room, pkt)
+                if sent:
+                    self.metrics.push("contract-event", sent)
 
     def _remember(self, event: str, pkt: Encoded) -> None:
         self.ring_seq += 1
@@ -183,11 +219,18 @@ class Lane:
     def join(self, sid: str) -> None:
         if self.fanout.connected(sid):
             self.fanout.join(sid, self.room)
+            if self.room != LIVE:
+                self.members.add(sid)
+
+    def leave(self, sid: str) -> None:
+        self.fanout.leave(sid, self.room)
+        self.members.discard(sid)
 
     def forget(self, sid: str) -> None:
         """`sid` left the lane (unsubscribed or gone): a catch-up under way for it
         stops and never joins it to the room."""
         self.resuming.pop(sid, None)
+        self.members.discard(sid)
         for height in [h for h, sids in self.waiting.items() if sid in sids]:
             self.waiting[height].remove(sid)
             if not self.waiting[height]:
@@ -260,6 +303,67 @@ class Lane:
             return
         if current():
             self.join(sid)
+
+    def resume_events(
+        self, sid: str, sub: Subscription, last_block: int, last_hash: str | None
+    ) -> None:
+        """Send `sid` what `sub` missed since `last_block` (a `reorg` first if
+        `last_hash` is no longer canonical), then hold `sub` live; runs in its own green
+        thread. The database is read up to the last pushed block, again if more were
+        pushed meanwhile, and `sub` goes live in the step that finds none were."""
+        assert self.router is not None
+        key = f"{sid} {sub.id}"
+        token = self.resuming[key] = object()
+
+        def current() -> bool:
+            return self.fanout.connected(sid) and self.resuming.get(key) is token
+
+        try:
+            start = last_block
+            if last_hash is not None and self.db is not None:
+                reorg = self._reorg_since(last_block, last_hash)
+                if reorg is not None and current():
+                    self.emit(sid, "reorg", protocol.reorg(reorg))
+                    start = reorg.commonAncestor.number
+            for _attempt in range(8):
+                frontier = self.sequencer.last
+                if not current():
+                    return
+                if frontier is None or frontier <= start:
+                    break
+                if frontier - start > self.resume_window:
+                    self.emit(sid, "exception", protocol.exception(
+                        protocol.RESUME_WINDOW_EXCEEDED, sub.channel
+                    ))  # fmt: skip
+                    break
+                events = self.db.read(
+                    queries.contract_events_between, self.chain(), start, frontier,
+                    sub.contract, sub.event, sub.columns,
+                ) if self.db else []  # fmt: skip
+                if not current():
+                    return
+                for event in events:
+                    if sub.matches(self.router.indexed_values(event)):
+                        self.emit(sid, "contract-event",
+                                  protocol.contract_event(self.chain(), event, sub.id))  # fmt: skip
+                start = frontier
+                if self.sequencer.last == frontier:
+                    break
+            if current():
+                self.router.add(sid, sub)
+                self.fanout.join(sid, sub.room)
+        except Exception:
+            log.exception("resume failed", extra={"client": sid})
+            if current():
+                self.emit(sid, "exception", protocol.exception(protocol.RESUME_FAILED, sub.channel))
+                self.router.add(sid, sub)
+                self.fanout.join(sid, sub.room)
+        finally:
+            if self.resuming.get(key) is token:
+                del self.resuming[key]
+
+    def cancel_resume(self, sid: str, sub_id: str) -> None:
+        self.resuming.pop(f"{sid} {sub_id}", None)
 
     def _reorg_since(self, last_block: int, last_hash: str) -> BlockReorged | None:
         """The reorg that took `last_hash` out of the chain at `last_block`, or None
