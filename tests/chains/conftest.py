@@ -6,6 +6,7 @@ over SQLite (or PostgreSQL). A test picks another layout with
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from chainpulse import protocols
+from chainpulse.contracts import Contracts, artifacts
 from chainpulse.devnet import Activity, Anvil, RedisServer, wait_until
 from indexer.store import Store
 from tests.harness.databases import database as make_database
@@ -33,9 +36,47 @@ NAMES = ("one", "two", "three")
 class Layout:
     count: int = 2  # chains, PRIMARY first
     database: str = "sqlite"
+    contracts: bool = False  # a TestToken per chain and the Uniswap V2 factory, decoded
 
     def __str__(self) -> str:
-        return f"{self.count}-chains-{self.database}"
+        return f"{self.count}-chains-{self.database}" + ("-contracts" if self.contracts else "")
+
+
+PAIR_CREATED = "PairCreated(address indexed token0, address indexed token1, address pair, uint256)"
+SWAP = (
+    "event Swap(address indexed sender, uint256 amount0In, uint256 amount1In, "
+    "uint256 amount0Out, uint256 amount1Out, address indexed to)"
+)
+SYNC = "event Sync(uint112 reserve0, uint112 reserve1)"
+
+
+@dataclass
+class Deployed:
+    """What `Layout(contracts=True)` deploys, and the contracts file naming it: `Token`
+    (the primary's TestToken), `Token2` (the second chain's), `Pair` (every pair of the
+    primary's Uniswap V2 factory)."""
+
+    contracts: dict[int, Contracts]
+    tokens: dict[int, str]
+    factory: str
+    path: Path
+
+    @classmethod
+    def deploy(cls, anvils: dict[int, Anvil], directory: Path) -> Deployed:
+        contracts = {chain: Contracts(anvil) for chain, anvil in anvils.items()}
+        tokens = {chain: protocols.token(c, "TK", 18) for chain, c in contracts.items()}
+        factory = contracts[PRIMARY].deploy("UniswapV2Factory", contracts[PRIMARY].sender)
+        (directory / "token.json").write_text(json.dumps(artifacts()["TestToken"]["abi"]))
+        path = directory / "contracts.toml"
+        path.write_text(
+            f'[[contract]]\nname = "Token"\nchain = "one"\naddress = "{tokens[PRIMARY]}"\n'
+            'abi = "token.json"\n\n'
+            f'[[contract]]\nname = "Token2"\nchain = "two"\naddress = "{tokens[OTHER]}"\n'
+            'abi = "token.json"\nevents = ["Transfer"]\n\n'
+            f'[[contract]]\nname = "Pair"\nevents = ["{SWAP}", "{SYNC}"]\n'
+            f'factory = {{ address = "{factory}", event = "{PAIR_CREATED}", parameter = "pair" }}\n'
+        )
+        return cls(contracts, tokens, factory, path)
 
 
 @dataclass
@@ -47,6 +88,7 @@ class Chains:
     server: Server
     directory: Path
     workers: list[Worker]  # stopped at the end; a test may kill one and start another
+    deployed: Deployed | None = None  # with Layout(contracts=True)
 
     def mine(self, chain: int, count: int = 1) -> None:
         for _ in range(count):
@@ -129,26 +171,29 @@ def chains(
                 for name, (chain, anvil) in zip(NAMES, anvils.items(), strict=False)
             )
         )
+        deployed = Deployed.deploy(anvils, tmp_path) if layout.contracts else None
+        decoded = {"CONTRACTS": str(deployed.path)} if deployed else {}
         env = service_env(
             DATABASE_URL=url,
             REDIS_URL=redis_url,
             CHAINS=str(tmp_path / "chains.toml"),
             BACKFILL_BATCH="5",
             FOLLOWER_METRICS_PORT="0",
+            **decoded,
             **FOLLOWING,
         )
         assert subprocess.run([CHAINPULSE, "db", "upgrade"], env=env, check=False).returncode == 0
         activity = {chain: Activity(anvil) for chain, anvil in anvils.items()}
         for each in activity.values():
             each.deploy_pinger()
-        server = Server(redis_url, url, tmp_path, CHAINS=str(tmp_path / "chains.toml"))
+        server = Server(redis_url, url, tmp_path, CHAINS=str(tmp_path / "chains.toml"), **decoded)
         stack.callback(server.stop)
         server.start(timeout=60)
         store = Store(url)
         stack.callback(store.dispose)
         workers: list[Worker] = []
         stack.callback(lambda: [each.stop() for each in workers])
-        chains = Chains(anvils, activity, env, store, server, tmp_path, workers)
+        chains = Chains(anvils, activity, env, store, server, tmp_path, workers, deployed)
         chains.start_worker()
         log = stack.enter_context((tmp_path / "follower.log").open("ab"))
         follower = subprocess.Popen(

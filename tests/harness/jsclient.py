@@ -21,7 +21,8 @@ const tokens = JSON.parse(process.argv[4]);
 const channels = JSON.parse(process.argv[5] || "[]");  // whole subscribe payloads
 const out = (event, data) => process.stdout.write(JSON.stringify({ event, data }) + "\n");
 const socket = io(url + "/realtime", { transports: ["websocket"], reconnection: false });
-for (const event of ["connected", "new-block", "price-update", "reorg", "exception"]) {
+for (const event of ["connected", "new-block", "price-update", "reorg", "exception",
+                     "contract-event"]) {
   socket.on(event, (data) => out(event, data));
 }
 socket.on("connect_error", (err) => out("connect_error", err.message));
