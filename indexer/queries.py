@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from indexer.event_store import stream_event
 from indexer.models import blocks, contract_events, meta, outbox, prices, reorgs
+from indexer.models import contract_children as contract_children_table
 
 PRIMARY_KEY = "chain_id"  # chainpulse_meta, under the primary chain: the database's binding
 
@@ -168,6 +169,51 @@ def contract_events_between(
         query = query.where(e[column].in_(sorted(values)))
     rows = conn.execute(query.order_by(e.block_number, e.log_index)).mappings()
     return [stream_event(dict(row)) for row in rows]
+
+
+def contract_events_page(
+    conn: Connection,
+    chain: int,
+    contract: str,
+    event: str,
+    columns: Sequence[tuple[str, Iterable[str]]],
+    from_block: int | None,
+    to_block: int | None,
+    before: tuple[int, int] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """One event's stored events, newest first: at most `limit`, in blocks
+    `from_block..to_block`, before (block, log index) `before`, where each indexed column
+    in `columns` holds one of its values."""
+    e = contract_events.c
+    query = sa.select(contract_events).where(
+        e.chain_id == chain, e.contract == contract, e.event == event
+    )
+    for column, values in columns:
+        query = query.where(e[column].in_(sorted(values)))
+    if from_block is not None:
+        query = query.where(e.block_number >= from_block)
+    if to_block is not None:
+        query = query.where(e.block_number <= to_block)
+    if before is not None:
+        query = query.where(sa.tuple_(e.block_number, e.log_index) < before)
+    query = query.order_by(e.block_number.desc(), e.log_index.desc()).limit(limit)
+    return [stream_event(dict(row)) for row in conn.execute(query).mappings()]
+
+
+def contract_children(
+    conn: Connection, chain: int, contract: str, after: str | None, limit: int
+) -> list[tuple[str, int, int]]:
+    """A factory contract's children (address, block, log index), by address, after
+    the address `after`."""
+    c = contract_children_table.c
+    query = sa.select(c.address, c.block_number, c.log_index).where(
+        c.chain_id == chain, c.contract == contract
+    )
+    if after is not None:
+        query = query.where(c.address > after)
+    rows = conn.execute(query.order_by(c.address).limit(limit))
+    return [(r.address, int(r.block_number), int(r.log_index)) for r in rows]
 
 
 def _price(row: Any) -> PriceRow:

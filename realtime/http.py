@@ -10,6 +10,7 @@ CORS headers as the Socket.IO endpoint.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from indexer.seen_head import HEAD_KEY, read_head
 from indexer.sources import TOKEN
 from realtime import assets, protocol
 from realtime.config import RealtimeSettings
+from realtime.contract_reads import ContractReads
 from realtime.indexing import IndexingProgress, IndexingWatch
 from realtime.metrics import Metrics, PubSubHealth
 from realtime.push.stream import StreamReader
@@ -69,6 +71,14 @@ class HttpApp:
             v.chain_name: IndexingWatch(settings.indexing_stall_timeout) for v in self.views
         }
         self.assets = assets.load()
+        self.contract_reads = ContractReads(
+            db,
+            {
+                contract.name: (contract, functools.partial(self._id, view))
+                for view in self.views
+                for contract in view.contracts
+            },
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -119,6 +129,13 @@ class HttpApp:
                 status_code, problem = view
                 return self._json(start_response, status_code, {"error": problem}, cors)
             return self._of_chain(path, query, view, start_response, cors)
+        if path.startswith("/api/events/"):
+            status, body = self.contract_reads.events(path.removeprefix("/api/events/"), query)
+            return self._json(start_response, status, body, cors)
+        if path.startswith("/api/contracts/") and path.endswith("/addresses"):
+            name = path.removeprefix("/api/contracts/").removesuffix("/addresses")
+            status, body = self.contract_reads.addresses(name, query)
+            return self._json(start_response, status, body, cors)
         if path == "/api/prices":
             prices = self.db.read(queries.latest_prices)
             return self._json(start_response, 200, [_price(p) for p in prices], cors)

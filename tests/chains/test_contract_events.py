@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from chainpulse import protocols
@@ -141,6 +142,34 @@ def test_filtered_subscriptions_get_their_chains_events_as_stored(
         assert events_of(resumed, sub) == expected
     finally:
         resumed.close()
+
+    # the read API: newest first, a page at a time, filtered as subscriptions are
+    api = chains.server.url + "/api"
+    newest = [
+        as_pushed(r) for r in reversed(stored(chains, "Token")) if r["args"]["to"] == RECIPIENT
+    ]
+    first = requests.get(f"{api}/events/Token.Transfer?arg.to={RECIPIENT}&limit=3", timeout=10)
+    assert first.status_code == 200 and first.json()["events"] == newest[:3]
+    cursor = first.json()["next"]
+    rest = requests.get(
+        f"{api}/events/Token.Transfer?arg.to={RECIPIENT}&cursor={cursor}", timeout=10
+    )
+    assert rest.json() == {"events": newest[3:], "next": None}
+    bounded = requests.get(
+        f"{api}/events/Token2.Transfer?chain={OTHER}&from_block=1&to_block=10000", timeout=10
+    ).json()["events"]
+    assert bounded == [as_pushed(r) for r in reversed(stored(chains, "Token2"))]
+    children = requests.get(f"{api}/contracts/Pair/addresses", timeout=10).json()
+    assert [c["address"] for c in children["children"]] == [pair.address]
+    for path, status, says in (
+        ("/events/Token.Transfer?arg.value=5", 400, "'value' is not an indexed argument"),
+        ("/events/Token.Mint", 404, "Token has no event 'Mint'"),
+        (f"/events/Token.Transfer?chain={OTHER}", 404, f"a contract of chain {PRIMARY}"),
+        ("/events/Token.Transfer?cursor=x", 400, "cursor"),
+        ("/contracts/Nope/addresses", 404, "no contract 'Nope'"),
+    ):
+        answer = requests.get(api + path, timeout=10)
+        assert answer.status_code == status and says in answer.json()["error"], answer.text
 
 
 @pytest.mark.parametrize("chains", CONTRACTS, indirect=True, ids=str)
