@@ -350,6 +350,20 @@ def contracts_check(path: str) -> None:
             )
 
 
+@contracts.command("sync")
+@click.argument("name", metavar="[NAME]", required=False)
+@click.option("--wait", is_flag=True, help="Show progress until every contract is decoded.")
+@friendly_errors
+def contracts_sync(name: str | None, wait: bool) -> None:
+    """Decode the history of contracts added to CONTRACTS, or changed, from the stored
+    logs (no node calls), as jobs the workers run beside indexing."""
+    from chainpulse.contract_sync import run_sync
+
+    s = settings()
+    code = run_sync(s.chains(), name, wait)
+    sys.exit(code)
+
+
 @cli.command()
 @click.option("--sub", required=True, help="The token's subject (user id).")
 @click.option(

@@ -20,7 +20,7 @@ from indexer.errors import RetryableError
 from indexer.rpc import Node
 from indexer.store import Store
 from indexer.urls import mask_url
-from workers.jobs import broker
+from workers.jobs import broker, start_sync
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,34 @@ def build(
     )
 
 
+def _decode_history(follower: Follower) -> None:
+    """Send the jobs that decode the history of contracts added to the contracts file,
+    or changed, from the stored logs (`indexer.event_sync`): the workers run them beside
+    indexing. Trouble here is logged, and indexing goes on."""
+    view = follower.settings
+    if not view.contracts:
+        return
+    app = broker(view.redis_url)
+    try:
+        found = start_sync(view, follower.store, app)
+    except Exception as exc:  # noqa: BLE001 - Redis or the database away: indexing goes on
+        log.warning(
+            "chain %s: contract histories not sent for decoding (run `chainpulse contracts "
+            "sync`): %s",
+            view.chain_name,
+            exc,
+        )
+        return
+    finally:
+        app.close()
+    for name, state in found.items():
+        if not state.complete:
+            log.info(
+                "decoding %s's history from the stored logs: blocks %d..%d (%d done)",
+                name, state.first, state.last, state.decoded,
+            )  # fmt: skip
+
+
 def close(follower: Follower, *, store: bool = True) -> None:
     """Release what `build` opened (`store=False` keeps a shared store's engine)."""
     follower.queue.close()
@@ -93,6 +121,7 @@ def run(settings: FollowerSettings) -> None:
                 continue
             follower.bound = True
             follower.store.prepare_prices_at_start(follower.node)
+            _decode_history(follower)
 
         def stop(*_: object) -> None:
             for follower in followers:

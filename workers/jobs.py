@@ -1,4 +1,5 @@
-"""The job on the `blocks` queue, `IndexBlocks`, and the broker its enqueuers share.
+"""The jobs on the `blocks` queue, `IndexBlocks` and `DecodeLogs`, and the broker their
+enqueuers share.
 
 A job crosses Celery as keyword arguments (`first`, `last`, `source`, `force`, and
 `chain`, the chain id, for any chain but the primary) of the task
@@ -15,11 +16,15 @@ from typing import Any, NotRequired, TypedDict
 
 from celery import Celery
 
+from indexer.config import IndexerSettings
 from indexer.errors import FatalError
+from indexer.event_sync import SyncState, pieces, plan
 from indexer.events import BlockSource
+from indexer.store import Store
 
 QUEUE = "blocks"
 TASK = "chainpulse.index_blocks"
+DECODE_TASK = "chainpulse.decode_logs"
 
 
 class JobArgs(TypedDict):
@@ -85,6 +90,62 @@ class IndexBlocks:
         if "first" not in values or "last" not in values:
             raise BadJob(f"a job needs first and last, got args {args!r} kwargs {kwargs!r}")
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class DecodeLogs:
+    """Decode the stored logs of heights `first`..`last` for the contracts named
+    (`indexer.event_sync`): no call to the node. `chain`: its id, None for the primary."""
+
+    first: int
+    last: int
+    contracts: tuple[str, ...]
+    chain: int | None = None
+
+    def __post_init__(self) -> None:
+        ints = all(isinstance(n, int) and not isinstance(n, bool) for n in (self.first, self.last))
+        if not ints or self.first < 0 or self.last < self.first:
+            raise BadJob(f"bad decode range {self.first!r}..{self.last!r}")
+        if not self.contracts or not all(isinstance(c, str) for c in self.contracts):
+            raise BadJob(f"bad decode contracts {self.contracts!r}")
+
+    def to_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "first": self.first,
+            "last": self.last,
+            "contracts": list(self.contracts),
+        }
+        if self.chain is not None:
+            kwargs["chain"] = self.chain
+        return kwargs
+
+    @classmethod
+    def from_message(cls, kwargs: Any) -> DecodeLogs:
+        if not isinstance(kwargs, dict) or not {"first", "last", "contracts"} <= set(kwargs):
+            raise BadJob(f"a decode job needs first, last and contracts, got {kwargs!r}")
+        contracts = kwargs["contracts"]
+        if not isinstance(contracts, list):
+            raise BadJob(f"bad decode contracts {contracts!r}")
+        return cls(kwargs["first"], kwargs["last"], tuple(contracts), kwargs.get("chain"))
+
+
+def start_sync(settings: IndexerSettings, store: Store, app: Celery) -> dict[str, SyncState]:
+    """Plan the history of one chain's contracts and send the pieces not decoded yet;
+    each contract's state."""
+    contracts = settings.contracts
+    if not contracts:
+        return {}
+    found = plan(store, contracts)
+    chain = None if settings.is_primary else settings.chain_id
+    by_piece: dict[tuple[int, int], list[str]] = {}
+    for name, state in found.items():
+        for lo, hi in pieces(state):
+            if lo not in state.done:
+                by_piece.setdefault((lo, hi), []).append(name)
+    for (lo, hi), names in sorted(by_piece.items()):
+        job = DecodeLogs(lo, hi, tuple(sorted(names)), chain)
+        app.send_task(DECODE_TASK, kwargs=job.to_kwargs(), queue=QUEUE)
+    return found
 
 
 def broker_options(visibility_timeout: int) -> dict[str, Any]:

@@ -20,13 +20,14 @@ from celery.utils.time import get_exponential_backoff_interval
 from indexer.bus import EventBus
 from indexer.chains import bind
 from indexer.errors import ChainpulseError, RetryableError
+from indexer.event_sync import decode_range
 from indexer.events import BlockIndexed
 from indexer.pipeline import Indexer
 from indexer.rpc import Node
 from indexer.store import Store
 from workers.app import app, default_concurrency, settings_of
 from workers.config import WorkerSettings
-from workers.jobs import IndexBlocks
+from workers.jobs import DecodeLogs, IndexBlocks
 from workers.main import metrics
 from workers.slots import ChainSlots
 
@@ -92,6 +93,15 @@ class JobRunner:
                 self._start_relay()
         return chain.indexer.index(job.first, job.last, job.source, job.force)
 
+    def decode(self, job: DecodeLogs) -> int:
+        """Decode `job`'s piece of its contracts' history from the stored logs; the
+        contracts its chain's file names (one since removed is skipped)."""
+        chain = self._chain(job)
+        named = [c for c in chain.settings.contracts if c.name in job.contracts]
+        if not named:
+            return 0
+        return decode_range(chain.indexer.store, named, job.first, job.last)
+
     def chain_name(self, job: IndexBlocks) -> str:
         """The name of `job`'s chain, for its log lines (its id when unknown here)."""
         try:
@@ -108,7 +118,7 @@ class JobRunner:
         if self.slots is not None:
             self.slots.give_back(worker, job.chain, job_id)
 
-    def _chain(self, job: IndexBlocks) -> ChainIndexer:
+    def _chain(self, job: IndexBlocks | DecodeLogs) -> ChainIndexer:
         primary = self.chains[None].settings.chain_id
         found = self.chains.get(None if job.chain == primary else job.chain)
         if found is None:

@@ -17,7 +17,7 @@ from indexer import loglines
 from indexer.errors import ChainpulseError, RetryableError
 from workers import runner
 from workers.app import app
-from workers.jobs import QUEUE, TASK, BadJob, IndexBlocks
+from workers.jobs import DECODE_TASK, QUEUE, TASK, BadJob, DecodeLogs, IndexBlocks
 from workers.main import metrics
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,24 @@ def _run(self: Task, job: IndexBlocks) -> int:
         policy = current.retry
         if self.request.retries < policy.max_retries:
             metrics().retried(type(exc).__name__)
+        raise self.retry(
+            exc=exc,
+            countdown=policy.countdown(self.request.retries),
+            max_retries=policy.max_retries,
+        ) from exc
+
+
+@app.task(bind=True, name=DECODE_TASK, acks_late=True, reject_on_worker_lost=True)
+def decode_logs(self: Task, **kwargs: Any) -> int:
+    """Decode one piece of a contract's history from the stored logs (no node calls);
+    returns how many logs were read. Safe to run twice."""
+    job = DecodeLogs.from_message(kwargs)
+    current = runner.current()
+    try:
+        with loglines.context(job=self.request.id, block=job.first, last_block=job.last):
+            return current.decode(job)
+    except RetryableError as exc:
+        policy = current.retry
         raise self.retry(
             exc=exc,
             countdown=policy.countdown(self.request.retries),

@@ -22,7 +22,7 @@ from indexer.store import Store
 
 MAX = 2**256 - 1
 HASH = "0x" + "ab" * 32
-KEYS = ["chain_id", START_KEY, FENCE_KEY, HALT_KEY]  # chainpulse_meta's keys
+KEYS = ["chain_id", START_KEY, FENCE_KEY, HALT_KEY, "contract_sync:" + "C" * 32]  # meta keys
 PRICE = Decimal("115792089237316195423570985008687907853269984665640564039457.584007913129639935")
 
 
