@@ -22,6 +22,7 @@ Ctrl-C (or SIGTERM) stops honcho, which stops its processes (SIGTERM, SIGKILL af
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -36,6 +37,7 @@ from urllib.parse import urlsplit
 import redis
 
 from chainpulse import devfile
+from chainpulse.contracts import artifacts
 from chainpulse.devnet import (
     Activity,
     Anvil,
@@ -106,6 +108,8 @@ def run(fresh: bool = False, chains: int = 1) -> int:
             (DEV_DIR / "prices-2.toml").write_text(market2.sources(".2"))
             env["CHAINS"] = str(_chains_file(anvil, second).resolve())
             env.pop("ETH_RPC_URL", None)
+        if nodes and "CONTRACTS" not in os.environ:
+            env["CONTRACTS"] = str(_contracts_file(nodes, chains > 1).resolve())
         settings = Settings.from_env(env, dotenv=False)  # with the price sources
         chosen = {
             "DATABASE_URL": settings.database_url,
@@ -120,6 +124,8 @@ def run(fresh: bool = False, chains: int = 1) -> int:
             chosen["ETH_RPC_URL"] = ",".join(settings.rpc_urls)
         if settings.price_sources is not None:
             chosen["PRICE_SOURCES"] = str(settings.price_sources)
+        if settings.contracts_file is not None:
+            chosen["CONTRACTS"] = settings.contracts_file.path
         devfile.write(chosen)
         stack.callback(devfile.remove)
         env.update(chosen)
@@ -221,6 +227,24 @@ def _chains_file(first: Anvil, second: Anvil) -> Path:
         f'prices = "prices.toml"\n\n'
         f'[[chain]]\nname = "anvil-2"\nchain_id = {second.chain_id}\nrpc = "{second.url}"\n'
         f'prices = "prices-2.toml"\n'
+    )
+    return path
+
+
+def _contracts_file(nodes: list[tuple[Anvil, Market]], named: bool) -> Path:
+    """`.dev/contracts.toml`: each market's token transfers and pair events, decoded
+    (docs/contracts.md); the token's ABI beside it."""
+    abis = DEV_DIR / "abis"
+    abis.mkdir(exist_ok=True)
+    (abis / "TestToken.json").write_text(json.dumps(artifacts()["TestToken"]["abi"], indent=1))
+    entries = [
+        market.contracts("" if i == 0 else f"-{i + 1}", ("anvil", "anvil-2")[i] if named else None)
+        for i, (_, market) in enumerate(nodes)
+    ]
+    path = DEV_DIR / "contracts.toml"
+    path.write_text(
+        "# Written by `chainpulse dev` for the contracts it deployed (docs/contracts.md).\n\n"
+        + "\n".join(entries)
     )
     return path
 

@@ -23,6 +23,11 @@ from chainpulse.devnet import Anvil
 
 WETH = 10**18
 USDC = 10**6
+SWAP = (
+    "event Swap(address indexed sender, uint256 amount0In, uint256 amount1In, "
+    "uint256 amount0Out, uint256 amount1Out, address indexed to)"
+)
+SYNC = "event Sync(uint112 reserve0, uint112 reserve1)"
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,24 @@ kind = "derived"
 token = "UNI-USD{tag}"
 quote = "USD"
 legs = ["UNI{tag}", "ETH{tag}"]
+"""
+
+    def contracts(self, suffix: str = "", chain: str | None = None) -> str:
+        """Contracts file entries for this market's decoded events (docs/contracts.md):
+        the DEV token's transfers (from its ABI) and the pair's swaps and syncs (from
+        their signatures). `suffix` follows each name (a second chain's: `DEV-2`);
+        `chain` names its chain in a chains file."""
+        where = f'chain = "{chain}"\n' if chain else ""
+        return f"""[[contract]]
+name = "DEV{suffix}"
+{where}address = "{self.token}"
+abi = "abis/TestToken.json"
+events = ["Transfer"]
+
+[[contract]]
+name = "Pair{suffix}"
+{where}address = "{self.pair}"
+events = ["{SWAP}", "{SYNC}"]
 """
 
 

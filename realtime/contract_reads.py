@@ -1,5 +1,6 @@
 """The read API of contract events (contract: docs/contracts.md#read-api).
 
+- `/api/contracts`: each contract of the contracts file, its chain and its events.
 - `/api/events/<contract>.<event>?chain=&from_block=&to_block=&arg.<name>=&limit=&cursor=`:
   one event's stored events, newest first, `limit` (1..100, default 50) at a time;
   `next` is the cursor of the following page (null on the last). `arg.<name>` filters
@@ -38,6 +39,26 @@ class ContractReads:
         self.db = db
         self.contracts = contracts
         self.router = EventRouter({name: (name, c) for name, (c, _) in contracts.items()})
+
+    def listing(self) -> Answer:
+        """`/api/contracts`: each contract of the file, its chain and its events."""
+        return 200, [
+            {
+                "name": name,
+                "chainId": chain_of() or None,
+                "addresses": list(contract.addresses),
+                "factory": None if contract.factory is None else contract.factory.address,
+                "events": [
+                    {
+                        "key": contract.key(event),
+                        "signature": event.signature,
+                        "indexed": [p.name for p in event.indexed],
+                    }
+                    for event in contract.events
+                ],
+            }
+            for name, (contract, chain_of) in self.contracts.items()
+        ]
 
     def events(self, key: str, query: dict[str, list[str]]) -> Answer:
         name, _, event_key = key.partition(".")

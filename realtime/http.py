@@ -129,6 +129,9 @@ class HttpApp:
                 status_code, problem = view
                 return self._json(start_response, status_code, {"error": problem}, cors)
             return self._of_chain(path, query, view, start_response, cors)
+        if path == "/api/contracts":
+            status, body = self.contract_reads.listing()
+            return self._json(start_response, status, body, cors)
         if path.startswith("/api/events/"):
             status, body = self.contract_reads.events(path.removeprefix("/api/events/"), query)
             return self._json(start_response, status, body, cors)

@@ -16,7 +16,11 @@ const state = {
   socket: null,
   chains: [],            // /api/chains: {chainId, name, primary, …}, the primary first
   lanes: new Map(),      // chainId -> {blocks, lastBlock, lastHash}
+  contracts: [],         // /api/contracts: {name, chainId, events: [{key, …}]}
+  events: [],            // contract-event payloads, newest first
+  eventsLast: new Map(), // contract -> {block, hash}: where its subscription resumes
 };
+const EVENT_ROWS = 15;
 const $ = (id) => document.getElementById(id);
 
 async function getJSON(path) {
@@ -92,6 +96,7 @@ function renderBlocks() {
 }
 
 function tickAges() {
+  if (state.contracts.length) renderEvents();
   for (const cell of document.querySelectorAll("td.age")) cell.textContent = age(Number(cell.dataset.ts));
 }
 
@@ -308,9 +313,87 @@ function subscribeLanes(socket) {
   }
 }
 
+// contract events ------------------------------------------------------------------------
+
+function short(value) {
+  const text = typeof value === "string" ? value : JSON.stringify(value);
+  return /^0x[0-9a-f]{40,}$/.test(text) ? `${text.slice(0, 6)}…${text.slice(-4)}` : text.length > 28 ? `${text.slice(0, 27)}…` : text;
+}
+
+function addEvent(event) {
+  const key = `${event.chainId}:${event.blockNumber}:${event.logIndex}`;
+  if (state.events.some((e) => `${e.chainId}:${e.blockNumber}:${e.logIndex}` === key)) return;
+  state.events.push(event);
+  state.events.sort((a, b) => (b.blockTimestamp - a.blockTimestamp) || (b.blockNumber - a.blockNumber) || (b.logIndex - a.logIndex));
+  state.events.splice(EVENT_ROWS);
+  const last = state.eventsLast.get(event.contract);
+  if (!last || event.blockNumber >= last.block) state.eventsLast.set(event.contract, { block: event.blockNumber, hash: event.blockHash });
+}
+
+function renderEvents() {
+  const body = $("events");
+  body.replaceChildren();
+  for (const event of state.events) {
+    const key = `${event.chainId}:${event.blockNumber}:${event.logIndex}`;
+    const row = el("tr", event.fresh ? { class: "fresh", "data-key": key } : { "data-key": key });
+    event.fresh = false;
+    const args = el("td", { class: "args" });
+    for (const [name, value] of Object.entries(event.args)) {
+      args.append(el("b", {}, name), document.createTextNode(`=${short(value)}  `));
+    }
+    const where = state.chains.length > 1 ? ` · ${chainName(event.chainId)}` : "";
+    row.append(
+      el("td", {}, `#${event.blockNumber}${where}`),
+      el("td", { class: "name" }, `${event.contract}.${event.event}`),
+      args,
+      el("td", { class: "num" }, age(event.blockTimestamp)),
+    );
+    body.append(row);
+  }
+}
+
+async function loadContracts() {
+  try {
+    state.contracts = await getJSON("/api/contracts");
+  } catch (err) {
+    console.warn("contracts", err);
+    state.contracts = [];
+  }
+  if (!state.contracts.length) return;
+  $("events-section").hidden = false;
+  await Promise.all(state.contracts.flatMap((contract) => contract.events.map(async (event) => {
+    try {
+      const page = await getJSON(`/api/events/${contract.name}.${encodeURIComponent(event.key)}?limit=${EVENT_ROWS}`);
+      for (const found of page.events) addEvent(found);
+    } catch (err) {
+      console.warn("events of", contract.name, err);
+    }
+  })));
+  renderEvents();
+}
+
+function subscribeEvents(socket) {
+  for (const contract of state.contracts) {
+    const payload = { channel: `events:${contract.name}` };
+    const last = state.eventsLast.get(contract.name);
+    if (last) Object.assign(payload, { lastBlock: last.block, lastBlockHash: last.hash });
+    socket.emit("subscribe", payload);
+  }
+}
+
+function eventsReorg(reorg) {
+  const removed = new Set(reorg.removed.map((r) => r.hash));
+  state.events = state.events.filter((e) => !(e.chainId === reorg.chainId && removed.has(e.blockHash)));
+  for (const [name, last] of state.eventsLast) {
+    if (removed.has(last.hash)) state.eventsLast.set(name, { block: reorg.commonAncestor.number, hash: reorg.commonAncestor.hash });
+  }
+  renderEvents();
+}
+
 // reorgs, connection, lag --------------------------------------------------------------
 
 function onReorg(reorg) {
+  if (state.contracts.length) eventsReorg(reorg);
   if (state.chains.length > 1) {
     laneReorg(reorg);
     renderLanes();
@@ -374,6 +457,12 @@ function connect() {
   socket.on("connected", () => {
     for (const token of state.prices.keys()) socket.emit("subscribe", { channel: `price:${token}` });
     subscribeLanes(socket);
+    subscribeEvents(socket);
+  });
+  socket.on("contract-event", (event) => {
+    event.fresh = true;
+    addEvent(event);
+    renderEvents();
   });
   socket.on("new-block", (block) => {
     if (state.chains.length > 1) {
@@ -401,6 +490,7 @@ async function start() {
     console.warn("snapshot", err);
   }
   await loadChains();
+  await loadContracts();
   renderBlocks();
   renderChart();
   if (typeof io !== "function") {

@@ -1,18 +1,31 @@
 """The demo page with two chains, in headless Chromium: a lane per chain, each showing
-its own chain's new blocks, and the blocks table the primary's only. A screenshot is
-kept in `.test-output/` (or CHAINPULSE_TEST_OUTPUT)."""
+its own chain's new blocks, the blocks table the primary's only, and the contract
+events of both chains with their arguments (from the read API, then live). A
+screenshot is kept in `.test-output/` (or CHAINPULSE_TEST_OUTPUT)."""
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import expect
 
-from tests.chains.conftest import OTHER, PRIMARY, Chains
+from tests.chains.conftest import OTHER, PRIMARY, Chains, Layout
 from tests.harness.browser import WAIT_MS, chromium_tab, screenshot
 
 
+def transfer_row(chains: Chains, chain: int, to: str, value: int) -> str:
+    """Send a transfer of the chain's token; the page's row key of its event."""
+    deployed = chains.deployed
+    assert deployed is not None
+    receipt = deployed.contracts[chain].call(deployed.tokens[chain], "transfer", to, value)
+    [log] = receipt["logs"]
+    return f"{chain}:{int(receipt['blockNumber'], 16)}:{int(log['logIndex'], 16)}"
+
+
+@pytest.mark.parametrize("chains", [Layout(2, contracts=True)], indirect=True, ids=str)
 def test_the_page_shows_a_lane_per_chain(chains: Chains) -> None:
     chains.mine(PRIMARY, 2)
     chains.mine(OTHER, 2)
+    earlier = transfer_row(chains, OTHER, "0x" + "0e" * 20, 77)  # before the page opens
     chains.wait_indexed()
     with chromium_tab() as tab:
         tab.goto(chains.server.url + "/")
@@ -43,4 +56,16 @@ def test_the_page_shows_a_lane_per_chain(chains: Chains) -> None:
         )
         primary = chains.anvils[PRIMARY]
         assert rows and all(primary.block(n)["hash"] == h for n, h in rows), rows
+
+        # contract events: the other chain's from the read API, a primary one live
+        events = tab.locator("#events-section")
+        expect(events.locator(f'tr[data-key="{earlier}"]')).to_contain_text(
+            "Token2.Transfer", timeout=WAIT_MS
+        )
+        expect(events.locator(f'tr[data-key="{earlier}"]')).to_contain_text("value=77")
+        live = transfer_row(chains, PRIMARY, "0x" + "1e" * 20, 1234)
+        row = events.locator(f'tr[data-key="{live}"]')
+        expect(row).to_contain_text("Token.Transfer", timeout=WAIT_MS)
+        expect(row).to_contain_text("to=0x1e1e…1e1e")
+        expect(row).to_contain_text("value=1234")
         screenshot(tab, "demo-page-two-chains.png")
