@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from eth_abi import encode
 from eth_utils import keccak
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -420,7 +421,8 @@ class Activity:
             elif i < deploys + reverts:
                 tx = {"from": sender, "to": pinger, "gas": hex(60_000)}
             elif int((i + 1) * log_share) > int(i * log_share):
-                payload = f"{n:016x}{i:016x}"
+                # the log's data is the calldata: ABI-encoded, it decodes as Ping(bytes)
+                payload = encode(["bytes"], [bytes.fromhex(f"{n:016x}{i:016x}")]).hex()
                 tx = {"from": sender, "to": pinger, "data": "0x" + payload, "gas": hex(60_000)}
             else:
                 to = self.accounts[(n + i + 1) % len(self.accounts)]

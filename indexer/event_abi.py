@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from eth_abi import decode
@@ -95,17 +96,32 @@ class EventAbi:
     inputs: tuple[Param, ...]
     anonymous: bool = False
 
-    @property
+    # computed once per event: `decode` runs for every matching log
+    @cached_property
     def signature(self) -> str:
         return f"{self.name}({','.join(p.canonical for p in self.inputs)})"
 
-    @property
+    @cached_property
     def topic0(self) -> str:
         return "0x" + keccak(text=self.signature).hex()
 
-    @property
+    @cached_property
     def indexed(self) -> tuple[Param, ...]:
         return tuple(p for p in self.inputs if p.indexed)
+
+    @cached_property
+    def _plain(self) -> tuple[tuple[Param, ...], list[str]]:
+        plain = tuple(p for p in self.inputs if not p.indexed)
+        return plain, [p.wire for p in plain]
+
+    @cached_property
+    def _is_flat(self) -> bool:
+        """Whether its data is elementary types only (`_flat` decodes it)."""
+        return all("[" not in p.type and not p.is_tuple for p in self.inputs if not p.indexed)
+
+    @cached_property
+    def _names(self) -> list[str]:
+        return [_arg_name(p, i) for i, p in enumerate(self.inputs)]
 
     def to_json(self) -> dict[str, Any]:
         """The event as ABI JSON (without solc's `internalType`)."""
@@ -128,23 +144,70 @@ class EventAbi:
             )
         if not self.anonymous and topics[0].lower() != self.topic0:
             raise LogMismatch(f"topic0 {topics[0]} is not {self.signature}'s")
-        plain = [p for p in self.inputs if not p.indexed]
+        plain, wire = self._plain
         try:
-            values = decode([p.wire for p in plain], _bytes(data))
-            by_topic = [
-                "0x" + _bytes(topic).hex()
-                if p.hashed
-                else _json(p, decode([p.wire], _bytes(topic))[0])
+            raw = _bytes(data)
+            values = _flat(plain, raw) if self._is_flat else decode(wire, raw)
+            by_topic = [  # a topic not hashed is one word of an elementary type
+                "0x" + _bytes(topic).hex() if p.hashed else _json(p, _flat((p,), _bytes(topic))[0])
                 for p, topic in zip(indexed, topics[first:], strict=True)
             ]
         except (DecodingError, ValueError, OverflowError) as exc:
             raise LogMismatch(f"does not decode as {self.signature}: {exc}") from None
-        plain_values = iter(_json(p, v) for p, v in zip(plain, values, strict=True))
+        plain_values = iter([_json(p, v) for p, v in zip(plain, values, strict=True)])
         topic_values = iter(by_topic)
         return {
-            _arg_name(p, i): next(topic_values) if p.indexed else next(plain_values)
-            for i, p in enumerate(self.inputs)
+            name: next(topic_values) if p.indexed else next(plain_values)
+            for name, p in zip(self._names, self.inputs, strict=True)
         }
+
+
+def _flat(params: tuple[Param, ...], data: bytes) -> list[Any]:
+    """The values of elementary `params` in `data`, decoded as eth_abi's strict decoder
+    does (and checked as strictly: bounds, padding, offsets), at a fraction of its cost;
+    ValueError where it refuses. The common events (transfers, swaps, syncs) are such."""
+    if len(data) < 32 * len(params):
+        raise ValueError(f"{len(data)} bytes of data, {32 * len(params)} at least")
+    out: list[Any] = []
+    for i, param in enumerate(params):
+        word = data[32 * i : 32 * i + 32]
+        kind = param.type
+        if kind in ("bytes", "string"):
+            offset = int.from_bytes(word, "big")
+            if offset % 32 or offset < 32 * len(params) or offset + 32 > len(data):
+                raise ValueError(f"offset {offset} past the data ({len(data)} bytes)")
+            length = int.from_bytes(data[offset : offset + 32], "big")
+            end = offset + 32 + length
+            padded = offset + 32 + -(-length // 32) * 32
+            if padded > len(data) or any(data[end:padded]):
+                raise ValueError(f"{kind} of {length} bytes does not fit, or is not padded")
+            out.append(data[offset + 32 : end])
+        elif kind.startswith("uint"):
+            value = int.from_bytes(word, "big")
+            if value >> int(kind[4:]):
+                raise ValueError(f"{value} is out of {kind}'s range")
+            out.append(value)
+        elif kind.startswith("int"):
+            value = int.from_bytes(word, "big", signed=True)
+            bits = int(kind[3:])
+            if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+                raise ValueError(f"{value} is out of {kind}'s range")
+            out.append(value)
+        elif kind == "address":
+            if any(word[:12]):
+                raise ValueError("an address with non-zero padding")
+            out.append("0x" + word[12:].hex())
+        elif kind == "bool":
+            value = int.from_bytes(word, "big")
+            if value > 1:
+                raise ValueError(f"{value} is not a bool")
+            out.append(bool(value))
+        else:  # bytesN
+            size = int(kind[5:])
+            if any(word[size:]):
+                raise ValueError(f"{kind} with non-zero padding")
+            out.append(word[:size])
+    return out
 
 
 def _arg_name(param: Param, position: int) -> str:

@@ -11,6 +11,7 @@ child is lost however the blocks arrive.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from indexer import models as m
 from indexer.blocks import BlockData
+from indexer.bulk import insert_rows
 from indexer.event_decoding import Child, EventDecoder
 from indexer.events import BlockIndexed
 
@@ -37,10 +39,12 @@ def record_block_events(
     children = _children_at(conn, decoder, chain, {log["address"] for log in logs})
     blocks = {d.number: (d.hash, int(d.block["timestamp"])) for d in datas}
     rows = decoder.rows(chain, logs, blocks, children)
+    # these blocks' rows are new (a height stored again lost its rows first): bulk
+    _insert_new(conn, rows)
     if made:
-        rows += _stored_logs_of(conn, decoder, chain, made, set(blocks))
-        rows.sort(key=lambda r: (r["block_number"], r["log_index"]))
-    _insert_ignoring(conn, m.contract_events, rows)
+        late = _stored_logs_of(conn, decoder, chain, made, set(blocks))
+        _insert_ignoring(conn, m.contract_events, late)
+        rows = sorted([*rows, *late], key=lambda r: (r["block_number"], r["log_index"]))
     return rows
 
 
@@ -138,6 +142,14 @@ def _stored_logs_of(
         blocks = {int(r["block_number"]): (r["hash"], int(r["timestamp"])) for r in found}
         rows += decoder.rows(chain, found, blocks, by_address)
     return rows
+
+
+def _insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk-insert event rows (COPY on PostgreSQL, whose JSONB column takes the JSON
+    text)."""
+    if conn.dialect.name == "postgresql":
+        rows = [{**row, "args": json.dumps(row["args"], separators=(",", ":"))} for row in rows]
+    insert_rows(conn, m.contract_events, rows)
 
 
 def _insert_ignoring(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:

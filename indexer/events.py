@@ -141,9 +141,14 @@ class Pending:
 
 def encode(event: Event) -> Entry:
     """The one serialisation of events, for the outbox and the stream alike."""
-    data = asdict(event)
-    if data.get("contractEvents", ()) is None:
-        del data["contractEvents"]  # optional, and most blocks have none
+    if isinstance(event, BlockIndexed):
+        # shallow: its contract events are plain JSON data already, and `asdict` would
+        # copy each of them deeply (milliseconds for a block of a busy contract)
+        data = {name: getattr(event, name) for name in _NAMES}
+        if data["contractEvents"] is None:
+            del data["contractEvents"]  # optional, and most blocks have none
+    else:
+        data = asdict(event)
     return Entry(event.type, event.id, json.dumps(data, separators=(",", ":")))
 
 
@@ -180,3 +185,5 @@ def from_fields(entry: dict[str, str] | dict[bytes, bytes]) -> Event:
 _FIELDS: dict[type[Event], frozenset[str]] = {
     cls: frozenset(f.name for f in fields(cls)) for cls in _TYPES.values()
 }
+
+_NAMES = tuple(f.name for f in fields(BlockIndexed))

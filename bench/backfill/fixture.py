@@ -26,7 +26,7 @@ from chainpulse.devnet import PINGER_INIT, Activity, Anvil, anvil_binary
 from indexer.price_decoding import ANSWER_UPDATED, SYNC
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".fixtures"
-FORMAT = 3  # bump when the way the chain is built changes
+FORMAT = 4  # bump when the way the chain is built changes (4: Ping(bytes) data ABI-encoded)
 
 
 @dataclass(frozen=True)

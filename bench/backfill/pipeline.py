@@ -269,6 +269,9 @@ def _count_rows(db_url: str, fixture: Fixture) -> dict[str, int]:
                     " AND block_number BETWEEN :lo AND :hi"
                 ),
                 "prices": one("SELECT count(*) FROM prices WHERE block_number BETWEEN :lo AND :hi"),
+                "contract_events": one(
+                    "SELECT count(*) FROM contract_events WHERE block_number BETWEEN :lo AND :hi"
+                ),
             }
     finally:
         engine.dispose()

@@ -101,7 +101,10 @@ class StreamWatch(threading.Thread):
                     self.timeline.read.setdefault(key, now)
 
 
-def spawn(args: list[str], env: dict[str, str], log: Path, stack: ExitStack) -> None:
+def spawn(
+    args: list[str], env: dict[str, str], log: Path, stack: ExitStack
+) -> subprocess.Popen[bytes]:
+    """`args` running until `stack` closes, its output in `log`."""
     out = log.open("ab")
     process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -110,6 +113,7 @@ def spawn(args: list[str], env: dict[str, str], log: Path, stack: ExitStack) -> 
         out.close()
 
     stack.callback(halt)
+    return process
 
 
 def mine_blocks(anvil: Anvil, count: int, interval: float, timeline: Timeline) -> list[int]:
