@@ -48,7 +48,7 @@ def run_sync(
                 continue
             store = stores[view.chain_name]
             store.check_schema()
-            found = start_sync(view, store, app)
+            found = start_sync(view, store, app, name)
             for contract in chosen:
                 state = found[contract.name]
                 print(

@@ -177,12 +177,23 @@ class IndexerSettings:
         """Every contract's `chain` names a chain of the deployment."""
         assert self.contracts_file is not None
         names = [v.chain_name for v in self.chains()]
+        where = f"CONTRACTS {self.contracts_file.path}"
+        owners: dict[tuple[str, str], Contract] = {}  # (chain, address) -> its contract
         for contract in self.contracts_file.contracts:
             if contract.chain is not None and contract.chain not in names:
                 raise ConfigError(
-                    f"CONTRACTS {self.contracts_file.path}: {contract.label}: field 'chain': "
+                    f"{where}: {contract.label}: field 'chain': "
                     f"no chain named {contract.chain!r} (chains: {', '.join(names)})"
                 )
+            chain = contract.chain or names[0]  # no chain: the primary
+            for address in contract.addresses:
+                other = owners.setdefault((chain, address), contract)
+                if other is not contract:
+                    raise ConfigError(
+                        f"{where}: {contract.label}: field 'address': {address} is "
+                        f"{other.label}'s already on chain {chain} (a log is decoded as one "
+                        "contract's)"
+                    )
 
     @property
     def is_primary(self) -> bool:

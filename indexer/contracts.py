@@ -237,9 +237,7 @@ def _event(entry: str, in_abi: Sequence[EventAbi], has_abi: bool, here: str) -> 
             event = parse_signature(entry)
         except AbiError as exc:
             raise ContractsError(f"{here}: field 'events': {exc}") from None
-        if has_abi and not any(
-            e.signature == event.signature and e.indexed == event.indexed for e in in_abi
-        ):
+        if has_abi and not any(_same_layout(e, event) for e in in_abi):
             raise ContractsError(
                 f"{here}: field 'events': {event.signature} (with its indexed arguments) "
                 "is not in the ABI"
@@ -261,6 +259,13 @@ def _event(entry: str, in_abi: Sequence[EventAbi], has_abi: bool, here: str) -> 
             f"{' and '.join(e.signature for e in named)}: give the signature"
         )
     return named[0]
+
+
+def _same_layout(a: EventAbi, b: EventAbi) -> bool:
+    """One event, whatever its arguments are named: types and indexed flags in order."""
+    return a.signature == b.signature and [p.indexed for p in a.inputs] == [
+        p.indexed for p in b.inputs
+    ]
 
 
 def _factory(value: Any, here: str) -> Factory:

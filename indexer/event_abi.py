@@ -174,8 +174,11 @@ def _flat(params: tuple[Param, ...], data: bytes) -> list[Any]:
         kind = param.type
         if kind in ("bytes", "string"):
             offset = int.from_bytes(word, "big")
-            if offset % 32 or offset < 32 * len(params) or offset + 32 > len(data):
-                raise ValueError(f"offset {offset} past the data ({len(data)} bytes)")
+            if offset < 32 * len(params) or offset + 32 > len(data):
+                raise ValueError(
+                    f"offset {offset} is not in the data's tail (bytes {32 * len(params)} to "
+                    f"{len(data)})"
+                )
             length = int.from_bytes(data[offset : offset + 32], "big")
             end = offset + 32 + length
             padded = offset + 32 + -(-length // 32) * 32
@@ -237,7 +240,8 @@ def _json(param: Param, value: Any) -> Any:
     if kind == "bool":
         return bool(value)
     if kind == "string":
-        return bytes(value).decode("utf-8", errors="replace")
+        # NUL too becomes U+FFFD: PostgreSQL's JSONB and text refuse it
+        return bytes(value).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     return "0x" + bytes(value).hex()  # bytes, bytesN
 
 
@@ -326,9 +330,9 @@ def parse_signature(text: str) -> EventAbi:
     name = match.group(1)
     parser = _Parser(rest, match.end() - 1, text)
     params = parser.params(top=True)
-    tail = rest[parser.at :].strip()
+    tail = rest[parser.at :].strip().rstrip(";").rstrip()
     anonymous = tail == "anonymous"
-    if tail.rstrip(";") not in ("", "anonymous"):
+    if tail not in ("", "anonymous"):
         raise AbiError(f"{text!r}: unexpected {tail!r} after the arguments")
     event = EventAbi(name, params, anonymous)
     _check_indexed(event)

@@ -27,11 +27,17 @@ from indexer.events import BlockIndexed
 
 
 def record_block_events(
-    conn: Connection, decoder: EventDecoder, datas: Sequence[BlockData], chain: int
+    conn: Connection,
+    decoder: EventDecoder,
+    datas: Sequence[BlockData],
+    chain: int,
+    again: bool = False,
 ) -> list[dict[str, Any]]:
     """Store the contract events (and factory children) in `datas` inside the caller's
     transaction; returns every `contract_events` row written, in chain order (those of
-    children found now, from blocks stored before, included)."""
+    children found now, from blocks stored before, included). `again`: the blocks are
+    stored already and may hold some of the rows (re-decoding: a piece run twice, or a
+    child's logs decoded by an earlier piece); those are left as they are."""
     logs = [log for d in datas for log in d.logs]
     made = decoder.children(logs)
     if made:
@@ -39,10 +45,14 @@ def record_block_events(
     children = _children_at(conn, decoder, chain, {log["address"] for log in logs})
     blocks = {d.number: (d.hash, int(d.block["timestamp"])) for d in datas}
     rows = decoder.rows(chain, logs, blocks, children)
-    # these blocks' rows are new (a height stored again lost its rows first): bulk
-    _insert_new(conn, rows)
+    if again:
+        _insert_ignoring(conn, m.contract_events, rows)
+    else:  # these blocks' rows are new (a height stored again lost its rows first): bulk
+        _insert_new(conn, rows)
     if made:
-        late = _stored_logs_of(conn, decoder, chain, made, set(blocks))
+        # re-decoding reads only the logs that were ours before this piece: a child's
+        # logs in it are read here, the blocks of this piece included
+        late = _stored_logs_of(conn, decoder, chain, made, set() if again else set(blocks))
         _insert_ignoring(conn, m.contract_events, late)
         rows = sorted([*rows, *late], key=lambda r: (r["block_number"], r["log_index"]))
     return rows

@@ -154,8 +154,15 @@ def decode_range(store: Store, contracts: Sequence[Contract], first: int, last: 
         query = sa.select(m.logs).where(
             logs.chain_id == store.chain, logs.block_number.between(first, last)
         )
-        if not decoder.has_factories:  # only the listed addresses' logs
-            query = query.where(logs.address.in_(sorted({a for c in current for a in c.addresses})))
+        # only the logs that can be ours: the listed addresses', the factories', and the
+        # stored children's (a child found in this piece is found with its factory's log)
+        listed = sorted({a for c in current for a in c.addresses})
+        factories = sorted({c.factory.address for c in current if c.factory is not None})
+        children = sa.select(m.contract_children.c.address).where(
+            m.contract_children.c.chain_id == store.chain,
+            m.contract_children.c.contract.in_([c.name for c in current]),
+        )
+        query = query.where(logs.address.in_([*listed, *factories]) | logs.address.in_(children))
         ordered = query.order_by(logs.block_number, logs.log_index)
         rows = [dict(r) for r in conn.execute(ordered).mappings()]
         numbers = sorted({r["block_number"] for r in rows})
@@ -176,7 +183,7 @@ def decode_range(store: Store, contracts: Sequence[Contract], first: int, last: 
             for n, logs_of in sorted(by_block.items())
             if n in heads
         ]
-        record_block_events(conn, decoder, datas, store.chain)
+        record_block_events(conn, decoder, datas, store.chain, again=True)
         for contract in current:
             state = SyncState.load(known[contract.name])
             done = tuple(sorted({*state.done, first}))

@@ -23,6 +23,7 @@ from realtime.push.subscriptions import EventRouter, FilterError
 from realtime.reads import Database
 
 MAX_EVENTS = 100
+MAX_HEIGHT = 2**63 - 1
 MAX_CHILDREN = 1000
 CURSOR = re.compile(r"^(\d{1,19}):(\d{1,9})$")
 ADDRESS = re.compile(r"^0x[0-9a-f]{40}$")
@@ -93,6 +94,8 @@ class ContractReads:
             if match is None:
                 return 400, {"error": "cursor must be the `next` of an earlier answer"}
             before = (int(match.group(1)), int(match.group(2)))
+            if before[0] > MAX_HEIGHT:
+                return 400, {"error": "cursor must be the `next` of an earlier answer"}
         first, last = (b if b != -1 else None for b in bounds)
         assert sub.event is not None
         rows = self.db.read(
@@ -132,6 +135,8 @@ class ContractReads:
 
 
 def _whole(raw: str) -> int | None:
+    """A whole number a BIGINT column holds (at most 2^63 - 1), or None."""
     if not raw or len(raw) > 19 or not raw.isascii() or not raw.isdigit():
         return None
-    return int(raw)
+    value = int(raw)
+    return value if value <= MAX_HEIGHT else None

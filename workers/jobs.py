@@ -129,10 +129,12 @@ class DecodeLogs:
         return cls(kwargs["first"], kwargs["last"], tuple(contracts), kwargs.get("chain"))
 
 
-def start_sync(settings: IndexerSettings, store: Store, app: Celery) -> dict[str, SyncState]:
-    """Plan the history of one chain's contracts and send the pieces not decoded yet;
-    each contract's state."""
-    contracts = settings.contracts
+def start_sync(
+    settings: IndexerSettings, store: Store, app: Celery, only: str | None = None
+) -> dict[str, SyncState]:
+    """Plan the history of one chain's contracts (or of the one named `only`) and send
+    the pieces not decoded yet; each contract's state."""
+    contracts = [c for c in settings.contracts if only is None or c.name == only]
     if not contracts:
         return {}
     found = plan(store, contracts)

@@ -344,6 +344,9 @@ class Feed:
             self.router.add(sid, sub)
             self.fanout.join(sid, sub.room)
             return
+        # held already (a resubscribe with lastBlock): out until caught up, no event twice
+        self.router.remove(sid, sub.id)
+        self.fanout.leave(sid, sub.room)
         self._lane_of_room(sub.lane).resume_events(sid, sub, last_block, last_hash)
 
     def unsubscribe_events(self, sid: str, sub: Subscription) -> bool:

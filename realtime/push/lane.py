@@ -71,6 +71,8 @@ class Lane:
         self.resuming: dict[str, object] = {}  # sid -> its catch-up under way
         self.router = router
         self.members: set[str] = set()  # in the room (tracked for another chain's lane)
+        self.reorg_count = 0  # reorgs pushed, and the last one
+        self.last_reorg: BlockReorged | None = None
         self._filling = False  # a read of missing blocks is under way
         self.on_reorg: Callable[[BlockReorged], None] = lambda event: None
 
@@ -154,6 +156,8 @@ class Lane:
                 if action.contractEvents and self.router is not None:
                     self._publish_events(action.contractEvents)
             else:
+                self.reorg_count += 1
+                self.last_reorg = action
                 pkt = self.fanout.encode("reorg", protocol.reorg(action))
                 self._remember("reorg", pkt)
                 self.broadcast(pkt, "reorg")
@@ -309,8 +313,12 @@ class Lane:
     ) -> None:
         """Send `sid` what `sub` missed since `last_block` (a `reorg` first if
         `last_hash` is no longer canonical), then hold `sub` live; runs in its own green
-        thread. The database is read up to the last pushed block, again if more were
-        pushed meanwhile, and `sub` goes live in the step that finds none were."""
+        thread. The database is read up to the last pushed block, again from there if
+        more were pushed meanwhile (and from a reorg's ancestor if one was: what the read
+        found of the blocks it removed is dropped, and a `reorg` retracts what was sent
+        of them), each event sent once; `sub` goes live in the step that finds nothing
+        new was pushed. A client ahead of this server waits for it, so that nothing at
+        or below its `lastBlock` comes again."""
         assert self.router is not None
         key = f"{sid} {sub.id}"
         token = self.resuming[key] = object()
@@ -318,6 +326,12 @@ class Lane:
         def current() -> bool:
             return self.fanout.connected(sid) and self.resuming.get(key) is token
 
+        def go_live() -> None:
+            assert self.router is not None
+            self.router.add(sid, sub)
+            self.fanout.join(sid, sub.room)
+
+        sent: set[tuple[int, int, str]] = set()  # (block, log index, block hash)
         try:
             start = last_block
             if last_hash is not None and self.db is not None:
@@ -325,8 +339,14 @@ class Lane:
                 if reorg is not None and current():
                     self.emit(sid, "reorg", protocol.reorg(reorg))
                     start = reorg.commonAncestor.number
-            for _attempt in range(8):
-                frontier = self.sequencer.last
+            waited = 0.0
+            while (self.sequencer.last or 0) < start and waited < AHEAD_WAIT:
+                if not current() or start - (self.sequencer.last or 0) > self.push_window:
+                    break  # not a height this server will reach soon
+                self.fanout.sleep(0.2)
+                waited += 0.2
+            for _attempt in range(RESUME_PASSES):
+                frontier, reorgs = self.sequencer.last, self.reorg_count
                 if not current():
                     return
                 if frontier is None or frontier <= start:
@@ -342,22 +362,41 @@ class Lane:
                 ) if self.db else []  # fmt: skip
                 if not current():
                     return
+                if self.reorg_count != reorgs and self.last_reorg is not None:
+                    reorg = self.last_reorg  # pushed during the read
+                    removed = {ref.hash for ref in reorg.removed}
+                    if self.room != LIVE and any(h in removed for _, _, h in sent):
+                        self.emit(sid, "reorg", protocol.reorg(reorg))  # retract what was sent
+                    sent = {e for e in sent if e[2] not in removed}
+                    frontier = min(frontier, reorg.commonAncestor.number)
                 for event in events:
-                    if sub.matches(self.router.indexed_values(event)):
-                        self.emit(sid, "contract-event",
-                                  protocol.contract_event(self.chain(), event, sub.id))  # fmt: skip
+                    mark = (event["blockNumber"], event["logIndex"], event["blockHash"])
+                    if (
+                        mark in sent
+                        or self.sequencer.orphaned(event["blockNumber"], event["blockHash"])
+                        or not sub.matches(self.router.indexed_values(event))
+                    ):
+                        continue
+                    sent.add(mark)
+                    self.emit(sid, "contract-event",
+                              protocol.contract_event(self.chain(), event, sub.id))  # fmt: skip
                 start = frontier
-                if self.sequencer.last == frontier:
-                    break
+                if self.sequencer.last == frontier and self.reorg_count == reorgs:
+                    go_live()  # nothing pushed since the read: no step between
+                    return
+            else:
+                # the chain kept moving past every read: say so rather than leave a gap
+                if current():
+                    self.emit(sid, "exception", protocol.exception(
+                        protocol.RESUME_FAILED, sub.channel
+                    ))  # fmt: skip
             if current():
-                self.router.add(sid, sub)
-                self.fanout.join(sid, sub.room)
+                go_live()
         except Exception:
             log.exception("resume failed", extra={"client": sid})
             if current():
                 self.emit(sid, "exception", protocol.exception(protocol.RESUME_FAILED, sub.channel))
-                self.router.add(sid, sub)
-                self.fanout.join(sid, sub.room)
+                go_live()
         finally:
             if self.resuming.get(key) is token:
                 del self.resuming[key]
@@ -395,6 +434,9 @@ class Lane:
             )
         return event
 
+
+RESUME_PASSES = 50  # database reads a catch-up makes while the chain moves on
+AHEAD_WAIT = 10.0  # seconds a client ahead of this server waits for it to catch up
 
 # seconds a gap in the heights waits for the stream before the database is asked (the
 # stream usually fills it within milliseconds: workers commit out of order)

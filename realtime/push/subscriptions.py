@@ -222,6 +222,11 @@ def _filter(
             raise FilterError(
                 f"Invalid filter: {arg!r} is {what} of {event.name} (indexed: {known})"
             )
+        if _position(event, arg) > 3:
+            raise FilterError(
+                f"Invalid filter: {arg!r} is the fourth indexed argument (of an anonymous "
+                "event): only the first three can be filtered"
+            )
         values = value if isinstance(value, list) else [value]
         if not values:
             raise FilterError(f"Invalid filter: {arg!r} lists no value")

@@ -21,6 +21,7 @@ from chainpulse.devnet import Anvil
 from indexer import models as m
 from indexer.contracts import load_contracts
 from indexer.pipeline import Indexer
+from indexer.store import Store
 from tests.harness.indexer import build_indexer, close_indexer
 
 PAIR_CREATED = "PairCreated(address indexed token0, address indexed token1, address pair, uint256)"
@@ -237,3 +238,39 @@ def test_a_filter_on_an_indexed_argument_is_an_index_lookup(indexer: Indexer) ->
         [(number, index, args)] = conn.execute(sa.text(sql)).all()
     assert (number, index) == (1234, 5)
     assert (json.loads(args) if isinstance(args, str) else args)["to"] == f"0x{12345:040x}"
+
+
+def test_a_factory_history_decoded_in_pieces_in_any_order_and_twice(
+    anvil: Anvil, market: Market, migrated_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Re-decoding (indexer.event_sync): the pair is created in the first piece and
+    swapped in the second; the pieces run second first, then again, each row once."""
+    from indexer.event_sync import decode_range, plan
+
+    pair, calls = market.create_and_fund(market.a, market.b)
+    created = market.block(calls)
+    swapped = market.block(market.swap(pair, market.a))
+    plain = build_indexer(anvil.url, migrated_url, redis_url)  # no contracts file: logs only
+    try:
+        plain.index(1, anvil.head(), "backfill")
+    finally:
+        close_indexer(plain)
+    (tmp_path / "contracts.toml").write_text(
+        f'[[contract]]\nname = "Pair"\nevents = ["{SWAP}", "{SYNC}"]\n'
+        f'factory = {{ address = "{market.factory}", event = "{PAIR_CREATED}", '
+        'parameter = "pair" }\n'
+    )
+    contracts = load_contracts(str(tmp_path / "contracts.toml")).contracts
+    store = Store(migrated_url, chain_id=31337)
+    try:
+        plan(store, contracts)
+        for lo, hi in [(created + 1, swapped), (1, created), (1, created), (created + 1, swapped)]:
+            decode_range(store, contracts, lo, hi)
+        e = m.contract_events.c
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(e.event, e.block_number).order_by(e.block_number, e.log_index)
+            ).all()
+    finally:
+        store.dispose()
+    assert [tuple(r) for r in rows] == [("Sync", created), ("Sync", swapped), ("Swap", swapped)]

@@ -280,6 +280,19 @@ def test_text_that_is_not_utf8_is_replaced_not_refused(emitter: tuple[Contracts,
     assert decoded("Dynamic", log)["text"] == "\ufffdext"
 
 
+def test_a_nul_in_text_is_replaced_as_postgresql_cannot_store_it(
+    emitter: tuple[Contracts, str],
+) -> None:
+    [log] = emitted(*emitter, "dynamic", "a", b"b", "x\x00y", b"d")
+    assert decoded("Dynamic", log)["text"] == "x\ufffdy"
+
+
+def test_anonymous_after_the_list_with_or_without_a_semicolon() -> None:
+    for text in ("event A(uint256 indexed a) anonymous;", "A(uint256 indexed a) anonymous"):
+        assert parse_signature(text).anonymous
+    assert not parse_signature("event A(uint256 a);").anonymous
+
+
 def test_a_log_that_does_not_fit_its_event_is_a_mismatch(emitter: tuple[Contracts, str]) -> None:
     [log] = emitted(*emitter, "dynamic", "a", b"b", "c", b"d")
     with pytest.raises(LogMismatch, match="topics"):

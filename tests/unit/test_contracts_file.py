@@ -118,6 +118,23 @@ def test_a_bad_entry_names_the_file_the_entry_and_the_field(
     assert says in message, message
 
 
+def test_a_signature_in_the_abi_matches_whatever_its_arguments_are_named(abis: Path) -> None:
+    path = write(
+        abis,
+        f'[[contract]]\nname = "A"\naddress = "{USDC}"\nabi = "token.json"\n'
+        'events = ["Transfer(address indexed, address indexed, uint256)"]\n',
+    )
+    [contract] = load_contracts(path).contracts
+    assert contract.events[0].signature == "Transfer(address,address,uint256)"
+    path = write(
+        abis,
+        f'[[contract]]\nname = "A"\naddress = "{USDC}"\nabi = "token.json"\n'
+        'events = ["Transfer(address indexed a, address b, uint256 c)"]\n',
+    )
+    with pytest.raises(ContractsError, match="with its indexed arguments"):
+        load_contracts(path)
+
+
 def test_two_contracts_of_one_name_or_one_address_are_refused(abis: Path) -> None:
     entry = '[[contract]]\nname = "{}"\naddress = "{}"\nevents = ["E(uint256)"]\n'
     path = write(abis, entry.format("A", USDC) + entry.format("A", FACTORY))
@@ -145,3 +162,13 @@ def test_a_contract_on_a_chain_the_deployment_lacks_stops_the_start(abis: Path) 
         {"CONTRACTS": path, "CHAINS": str(abis / "chains.toml")}, dotenv=False
     )
     assert [len(view.contracts) for view in settings.chains()] == [0, 1]
+    # one address, one contract per chain: the primary named or left out is one chain
+    (abis / "two.toml").write_text(
+        f'[[contract]]\nname = "A"\naddress = "{USDC}"\nevents = ["E(uint)"]\n\n'
+        f'[[contract]]\nname = "B"\nchain = "one"\naddress = "{USDC}"\nevents = ["E(uint)"]\n'
+    )
+    with pytest.raises(ConfigError, match=r"contract 2 \(B\): field 'address'.* on chain one"):
+        Settings.from_env(
+            {"CONTRACTS": str(abis / "two.toml"), "CHAINS": str(abis / "chains.toml")},
+            dotenv=False,
+        )

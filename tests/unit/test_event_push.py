@@ -190,3 +190,61 @@ def test_a_subscription_resumes_from_the_stored_events_then_live(rt: Realtime) -
     push(rt, 6, transfer(6, 2, ALICE, BOB), transfer(6, 3, BOB, ALICE))
     # blocks 3 and 5 from the database (to bob, after block 1), then 6 live, once each
     assert received(rt, "a") == [(3, 0, [ack["id"]]), (5, 0, [ack["id"]]), (6, 2, [ack["id"]])]
+
+
+def test_resubscribing_with_last_block_while_live_sends_each_event_once(rt: Realtime) -> None:
+    """Block 2 is pushed while the catch-up reads the database: the client, out of the
+    live room until caught up, gets it once (from the next read), not twice."""
+    rt.join("a")
+    ack = subscribe(rt, "a", channel="events:Token.Transfer")
+    insert_blocks(rt.settings.database_url, [1, 2])
+    _store(rt, [transfer(1, 0, ALICE, BOB)])
+    push(rt, 1, transfer(1, 0, ALICE, BOB))
+    read = rt.db.read
+
+    def read_while_block_two_arrives(*args: Any) -> Any:
+        rt.db.read = read  # type: ignore[method-assign]
+        rows = read(*args)
+        _store(rt, [transfer(2, 0, ALICE, BOB)])
+        push(rt, 2, transfer(2, 0, ALICE, BOB))
+        return rows
+
+    rt.db.read = read_while_block_two_arrives  # type: ignore[method-assign]
+    subscribe(rt, "a", channel="events:Token.Transfer", lastBlock=0)
+    rt.fanout.settle()
+    push(rt, 3, transfer(3, 0, ALICE, BOB))
+    sub = [ack["id"]]
+    # block 1 live, then asked again from block 0: 1 (read), 2 (read again), 3 live
+    assert received(rt, "a") == [(1, 0, sub), (1, 0, sub), (2, 0, sub), (3, 0, sub)]
+
+
+def test_the_fourth_indexed_argument_of_an_anonymous_event_is_not_a_filter() -> None:
+    from indexer.contracts import Contract
+    from indexer.event_abi import parse_signature
+
+    event = parse_signature(
+        "E(uint8 indexed a, uint8 indexed b, uint8 indexed c, uint8 indexed d) anonymous"
+    )
+    router = EventRouter({"X": ("~live", Contract("X", 1, (event,), (TOKEN,)))})
+    router.subscription("X.E", {"c": 1})
+    with pytest.raises(ValueError, match="fourth indexed argument"):
+        router.subscription("X.E", {"d": 1})
+
+
+def _store(rt: Realtime, events: list[dict[str, Any]]) -> None:
+    with sa.create_engine(rt.settings.database_url).begin() as conn:
+        conn.execute(
+            m.contract_events.insert(),
+            [
+                {
+                    "chain_id": CHAIN, "block_number": r["blockNumber"], "log_index": r["logIndex"],
+                    "block_hash": r["blockHash"], "block_timestamp": r["blockTimestamp"],
+                    "transaction_hash": r["transactionHash"], "address": TOKEN,
+                    "contract": "Token", "event": "Transfer",
+                    "signature": "Transfer(address,address,uint256)", "args": r["args"],
+                    "indexed_1": r["args"]["from"], "indexed_2": r["args"]["to"],
+                    "indexed_3": None,
+                }
+                for r in events
+            ],
+        )  # fmt: skip
