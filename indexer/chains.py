@@ -13,11 +13,11 @@ checked against `chain_id` where a process first talks to it (`check_node`).
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from indexer.config_files import read_document, top_tables
 from indexer.errors import ConfigError
 from indexer.sources import PriceSources, SourcesError, load_sources
 
@@ -86,17 +86,7 @@ class ChainsFile:
 
 def load_chains(path: str) -> ChainsFile:
     """Read and check the file at `path`; raises ChainsError."""
-    where = f"CHAINS {path}"
-    try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ChainsError(f"{where}: cannot read it: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ChainsError(f"{where}: not UTF-8 text") from None
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ChainsError(f"{where}: not valid TOML: {exc}") from None
+    document = read_document(path, f"CHAINS {path}", ChainsError)
     return parse_chains(document, path, Path(path).expanduser().parent)
 
 
@@ -104,14 +94,7 @@ def parse_chains(document: Any, path: str, directory: Path = Path()) -> ChainsFi
     """Check a parsed file (`{"chain": [...]}`); `path` names it in messages, and a
     chain's `prices` path is read relative to `directory` (the file's own)."""
     where = f"CHAINS {path}"
-    if not isinstance(document, dict):
-        raise ChainsError(f"{where}: expected [[chain]] tables at the top level")
-    unknown = sorted(set(document) - {"chain"})
-    if unknown:
-        raise ChainsError(f"{where}: unknown top-level key {unknown[0]!r} (expected [[chain]])")
-    tables = document.get("chain")
-    if not isinstance(tables, list) or not tables:
-        raise ChainsError(f"{where}: no [[chain]] tables")
+    tables = top_tables(document, where, "chain", ChainsError)
     entries: list[ChainEntry] = []
     for number, table in enumerate(tables, start=1):
         entry = _entry(table, number, where, directory)

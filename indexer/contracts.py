@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from indexer.config_files import read_document, top_tables
 from indexer.errors import ConfigError
 from indexer.event_abi import AbiError, EventAbi, from_json, parse_signature
 
@@ -61,10 +62,15 @@ class Contract:
 
     def event(self, key: str) -> EventAbi | None:
         """The event known by `key` (a name that is not ambiguous, or a signature)."""
-        for event in self.events:
-            if self.key(event) == key or event.signature == key:
-                return event
-        return None
+        return self._by_key.get(key)
+
+    @cached_property
+    def _by_key(self) -> dict[str, EventAbi]:
+        """Each event by its key and by its signature (routing asks for every event)."""
+        return {
+            **{event.signature: event for event in self.events},
+            **{self.key(event): event for event in self.events},
+        }
 
     @property
     def label(self) -> str:
@@ -87,17 +93,7 @@ class ContractsFile:
 
 def load_contracts(path: str) -> ContractsFile:
     """Read and check the file at `path` (and the ABI files it names); ContractsError."""
-    where = f"CONTRACTS {path}"
-    try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ContractsError(f"{where}: cannot read it: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ContractsError(f"{where}: not UTF-8 text") from None
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ContractsError(f"{where}: not valid TOML: {exc}") from None
+    document = read_document(path, f"CONTRACTS {path}", ContractsError)
     return parse_contracts(document, path, Path(path).expanduser().parent)
 
 
@@ -105,16 +101,7 @@ def parse_contracts(document: Any, path: str, directory: Path = Path()) -> Contr
     """Check a parsed file (`{"contract": [...]}`); `path` names it in messages, and
     `abi` paths are read relative to `directory` (the file's own)."""
     where = f"CONTRACTS {path}"
-    if not isinstance(document, dict):
-        raise ContractsError(f"{where}: expected [[contract]] tables at the top level")
-    unknown = sorted(set(document) - {"contract"})
-    if unknown:
-        raise ContractsError(
-            f"{where}: unknown top-level key {unknown[0]!r} (expected [[contract]])"
-        )
-    tables = document.get("contract")
-    if not isinstance(tables, list) or not tables:
-        raise ContractsError(f"{where}: no [[contract]] tables")
+    tables = top_tables(document, where, "contract", ContractsError)
     contracts: list[Contract] = []
     for number, table in enumerate(tables, start=1):
         contract = _contract(table, number, where, directory)

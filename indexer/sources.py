@@ -8,15 +8,13 @@ every process that reads it stops at start with that line.
 
 from __future__ import annotations
 
-import json
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any, Literal, cast
 
+from indexer.config_files import read_document, top_tables
 from indexer.errors import ConfigError
 
 Kind = Literal["uniswap_v2", "uniswap_v3", "chainlink", "derived"]
@@ -141,33 +139,14 @@ class PriceSources:
 
 def load_sources(path: str) -> PriceSources:
     """Read and check the file at `path`; raises SourcesError."""
-    file = Path(path).expanduser()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SourcesError(f"PRICE_SOURCES {path}: cannot read it: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise SourcesError(f"PRICE_SOURCES {path}: not UTF-8 text") from None
-    is_json = file.suffix.lower() == ".json"
-    try:
-        document = json.loads(text) if is_json else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        kind = "JSON" if is_json else "TOML"
-        raise SourcesError(f"PRICE_SOURCES {path}: not valid {kind}: {exc}") from None
+    document = read_document(path, f"PRICE_SOURCES {path}", SourcesError, json_suffix=True)
     return parse_sources(document, path)
 
 
 def parse_sources(document: Any, path: str) -> PriceSources:
     """Check a parsed file (`{"source": [...]}`); `path` names it in messages."""
     where = f"PRICE_SOURCES {path}"
-    if not isinstance(document, dict):
-        raise SourcesError(f"{where}: expected [[source]] tables at the top level")
-    unknown = sorted(set(document) - {"source"})
-    if unknown:
-        raise SourcesError(f"{where}: unknown top-level key {unknown[0]!r} (expected [[source]])")
-    entries = document.get("source")
-    if not isinstance(entries, list) or not entries:
-        raise SourcesError(f"{where}: no [[source]] tables")
+    entries = top_tables(document, where, "source", SourcesError)
     sources: list[Source] = []
     names: dict[str, int] = {}
     tokens: dict[str, int] = {}
