@@ -265,12 +265,7 @@ class Lane:
     ) -> None:
         """`current()`: whether this catch-up still stands (`sid` connected, not
         unsubscribed, not resumed again since); checked after every read, which yields."""
-        start = last_block
-        if last_hash is not None and self.db is not None:
-            reorg = self._reorg_since(last_block, last_hash)
-            if reorg is not None and current():
-                self.emit(sid, "reorg", protocol.reorg(reorg))
-                start = reorg.commonAncestor.number
+        start = self._reorg_first(sid, last_block, last_hash, current)
         for _attempt in range(8):
             if not current():
                 return
@@ -333,12 +328,7 @@ class Lane:
 
         sent: set[tuple[int, int, str]] = set()  # (block, log index, block hash)
         try:
-            start = last_block
-            if last_hash is not None and self.db is not None:
-                reorg = self._reorg_since(last_block, last_hash)
-                if reorg is not None and current():
-                    self.emit(sid, "reorg", protocol.reorg(reorg))
-                    start = reorg.commonAncestor.number
+            start = self._reorg_first(sid, last_block, last_hash, current)
             waited = 0.0
             while (self.sequencer.last or 0) < start and waited < AHEAD_WAIT:
                 if not current() or start - (self.sequencer.last or 0) > self.push_window:
@@ -403,6 +393,19 @@ class Lane:
 
     def cancel_resume(self, sid: str, sub_id: str) -> None:
         self.resuming.pop(f"{sid} {sub_id}", None)
+
+    def _reorg_first(
+        self, sid: str, last_block: int, last_hash: str | None, current: Callable[[], bool]
+    ) -> int:
+        """Where a catch-up from `last_block` starts: there, or (its `reorg` sent first)
+        at the common ancestor when `last_hash` is no longer canonical."""
+        if last_hash is None or self.db is None:
+            return last_block
+        reorg = self._reorg_since(last_block, last_hash)
+        if reorg is None or not current():
+            return last_block
+        self.emit(sid, "reorg", protocol.reorg(reorg))
+        return reorg.commonAncestor.number
 
     def _reorg_since(self, last_block: int, last_hash: str) -> BlockReorged | None:
         """The reorg that took `last_hash` out of the chain at `last_block`, or None

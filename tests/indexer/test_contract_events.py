@@ -79,8 +79,8 @@ class Market:
             c.transaction(pair, "mint", c.sender, gas=500_000),
         ]
 
-    def swap(self, pair: str, x: str) -> list[dict[str, str]]:
-        """A swap paying 10^18 of the pair's token0 (x is token0 or not)."""
+    def swap(self, pair: str) -> list[dict[str, str]]:
+        """A swap paying 10^15 of the pair's token0."""
         t0, t1 = protocols.ordered(*self.tokens_of(pair))
         return protocols.V2Pair(self.c, pair, t0, t1).swap_calls(10**15, True)
 
@@ -129,7 +129,7 @@ def test_a_listed_tokens_transfers_and_every_pair_of_the_factory(
     sender = market.c.sender
     pair, calls = market.create_and_fund(market.a, market.b)
     created = market.block(calls)  # created and used in one block
-    swapped = market.block(market.swap(pair, market.a))
+    swapped = market.block(market.swap(pair))
     indexer.index(1, anvil.head(), "backfill")
 
     transfers = stored(indexer, contract="TokenA")
@@ -171,7 +171,7 @@ def test_a_pair_whose_later_blocks_were_committed_first_gets_their_events(
     indexer.index(1, market.after_setup, "backfill")
     pair, calls = market.create_and_fund(market.b, market.c3)
     created = market.block(calls)
-    swapped = market.block(market.swap(pair, market.b))
+    swapped = market.block(market.swap(pair))
     indexer.index(swapped, swapped, "backfill")  # a worker commits the later block first
     assert stored(indexer, contract="Pair") == []  # not a child yet
     indexer.index(created, created, "backfill")
@@ -249,7 +249,7 @@ def test_a_factory_history_decoded_in_pieces_in_any_order_and_twice(
 
     pair, calls = market.create_and_fund(market.a, market.b)
     created = market.block(calls)
-    swapped = market.block(market.swap(pair, market.a))
+    swapped = market.block(market.swap(pair))
     plain = build_indexer(anvil.url, migrated_url, redis_url)  # no contracts file: logs only
     try:
         plain.index(1, anvil.head(), "backfill")

@@ -167,22 +167,7 @@ def test_a_subscription_resumes_from_the_stored_events_then_live(rt: Realtime) -
     url = rt.settings.database_url
     insert_blocks(url, range(1, 6))
     rows = [transfer(n, 0, ALICE, BOB if n % 2 else ALICE) for n in range(1, 6)]
-    with sa.create_engine(url).begin() as conn:
-        conn.execute(
-            m.contract_events.insert(),
-            [
-                {
-                    "chain_id": CHAIN, "block_number": r["blockNumber"], "log_index": 0,
-                    "block_hash": r["blockHash"], "block_timestamp": r["blockTimestamp"],
-                    "transaction_hash": r["transactionHash"], "address": TOKEN,
-                    "contract": "Token", "event": "Transfer",
-                    "signature": "Transfer(address,address,uint256)", "args": r["args"],
-                    "indexed_1": r["args"]["from"], "indexed_2": r["args"]["to"],
-                    "indexed_3": None,
-                }
-                for r in rows
-            ],
-        )  # fmt: skip
+    _store(rt, rows)
     rt.feed.start_at(5)
     rt.join("a")
     ack = subscribe(rt, "a", channel="events:Token.Transfer", filter={"to": BOB}, lastBlock=1)
