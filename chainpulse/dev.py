@@ -27,6 +27,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -58,6 +59,8 @@ PROCESSES = ("web", "worker", "follower")  # the Procfile's long-running types, 
 HONCHO_GRACE_S = 5  # honcho's own SIGTERM-to-SIGKILL wait
 SECOND_BLOCK_TIME = 2  # seconds between the second chain's blocks (--chains 2)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# the worker's and the follower's usual metrics ports (docs/configuration.md)
+METRICS_PORTS = {"WORKER_METRICS_PORT": 9101, "FOLLOWER_METRICS_PORT": 9102}
 
 
 def run(fresh: bool = False, chains: int = 1) -> int:
@@ -110,6 +113,9 @@ def run(fresh: bool = False, chains: int = 1) -> int:
             env.pop("ETH_RPC_URL", None)
         if nodes and "CONTRACTS" not in os.environ:
             env["CONTRACTS"] = str(_contracts_file(nodes, chains > 1).resolve())
+        for name, usual in METRICS_PORTS.items():
+            if name not in env:  # a second dev stack on this host: another free port
+                env[name] = str(usual if _bindable(usual) else free_port())
         settings = Settings.from_env(env, dotenv=False)  # with the price sources
         chosen = {
             "DATABASE_URL": settings.database_url,
@@ -117,6 +123,7 @@ def run(fresh: bool = False, chains: int = 1) -> int:
             "PORT": str(settings.port),
             "JWT_SECRET": env["JWT_SECRET"],
             "POLL_INTERVAL": env["POLL_INTERVAL"],
+            **{name: env[name] for name in METRICS_PORTS},
         }
         if settings.chains_file is not None:
             chosen["CHAINS"] = str(settings.chains_file)
@@ -247,6 +254,16 @@ def _contracts_file(nodes: list[tuple[Anvil, Market]], named: bool) -> Path:
         + "\n".join(entries)
     )
     return path
+
+
+def _bindable(port: int) -> bool:
+    """Whether a metrics server could listen on `port` (on every interface, as it does)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return True
 
 
 def _redis_answers(url: str) -> bool:

@@ -61,14 +61,18 @@ def free_port() -> int:
 
 
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll `predicate` until it is true; raise TimeoutError naming `what` after `timeout` s."""
+    """Poll `predicate` until it is true; raise TimeoutError naming `what` after `timeout` s,
+    caused by the last exception the predicate raised (an assertion's message shows)."""
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
     while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
+        try:
             if predicate():
                 return
+        except Exception as error:  # noqa: BLE001 - not yet; the last one is reported below
+            last = error
         time.sleep(interval)
-    raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
+    raise TimeoutError(f"{what} did not happen within {timeout:.0f} s") from last
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

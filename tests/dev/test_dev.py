@@ -39,6 +39,8 @@ def dev(
         "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         "ETH_RPC_URL": f"http://127.0.0.1:{free_port()}",
         "PORT": str(free_port()),
+        "WORKER_METRICS_PORT": str(free_port()),
+        "FOLLOWER_METRICS_PORT": str(free_port()),
     }
     marker = request.node.get_closest_marker("dev_args")
     args = list(marker.args) if marker else []

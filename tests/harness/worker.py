@@ -30,14 +30,15 @@ class Worker:
         self.hostname = f"w{next(_names)}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         name = self.hostname.split("@")[0]
         self.log_path = directory / f"{name}.log"
-        self.metrics_port = free_port()
+        given = int(env.get("WORKER_METRICS_PORT", "0"))  # service_env's 0: choose one
+        self.metrics_port = given or free_port()
         self.env = {
             "LOG_LEVEL": loglevel,
-            "WORKER_METRICS_PORT": str(self.metrics_port),
             "WORKER_METRICS_DIR": str(directory / f"{name}.metrics"),
             **env,
+            "WORKER_METRICS_PORT": str(self.metrics_port),
         }
-        self.metrics_url = f"http://127.0.0.1:{self.env['WORKER_METRICS_PORT']}/metrics"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
