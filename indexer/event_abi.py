@@ -18,7 +18,7 @@ signature, and decoded from a log into exact, JSON-ready values.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -115,13 +115,25 @@ class EventAbi:
         return plain, [p.wire for p in plain]
 
     @cached_property
-    def _is_flat(self) -> bool:
-        """Whether its data is elementary types only (`_flat` decodes it)."""
-        return all("[" not in p.type and not p.is_tuple for p in self.inputs if not p.indexed)
+    def _readers(self) -> tuple[Reader, ...] | None:
+        """`_flat`'s readers of its data, when that is elementary types only."""
+        plain = self._plain[0]
+        if any("[" in p.type or p.is_tuple for p in plain):
+            return None
+        return tuple(_reader(p) for p in plain)
 
     @cached_property
-    def _names(self) -> list[str]:
-        return [_arg_name(p, i) for i, p in enumerate(self.inputs)]
+    def _topic_readers(self) -> tuple[Reader | None, ...]:
+        """Per indexed argument, the reader of its topic (None: a hash, kept as it is)."""
+        return tuple(None if p.hashed else _reader(p) for p in self.indexed)
+
+    @cached_property
+    def _names(self) -> tuple[list[str], list[str], list[str]]:
+        """The arguments' names: all, in declaration order; the indexed; the others."""
+        names = [_arg_name(p, i) for i, p in enumerate(self.inputs)]
+        indexed = [n for n, p in zip(names, self.inputs, strict=True) if p.indexed]
+        plain = [n for n, p in zip(names, self.inputs, strict=True) if not p.indexed]
+        return names, indexed, plain
 
     def to_json(self) -> dict[str, Any]:
         """The event as ABI JSON (without solc's `internalType`)."""
@@ -145,72 +157,111 @@ class EventAbi:
         if not self.anonymous and topics[0].lower() != self.topic0:
             raise LogMismatch(f"topic0 {topics[0]} is not {self.signature}'s")
         plain, wire = self._plain
+        readers = self._readers
         try:
             raw = _bytes(data)
-            values = _flat(plain, raw) if self._is_flat else decode(wire, raw)
-            by_topic = [  # a topic not hashed is one word of an elementary type
-                "0x" + _bytes(topic).hex() if p.hashed else _json(p, _flat((p,), _bytes(topic))[0])
-                for p, topic in zip(indexed, topics[first:], strict=True)
-            ]
+            if readers is not None:
+                plain_values = _flat(readers, raw)
+            else:
+                values = decode(wire, raw)
+                plain_values = [_json(p, v) for p, v in zip(plain, values, strict=True)]
+            by_topic = []
+            for read, topic in zip(self._topic_readers, topics[first:], strict=True):
+                word = _bytes(topic)
+                if len(word) != 32:
+                    raise ValueError(f"a topic of {len(word)} bytes")
+                # a topic not hashed is one word of an elementary type
+                by_topic.append("0x" + word.hex() if read is None else read(word, 0, 32))
         except (DecodingError, ValueError, OverflowError) as exc:
             raise LogMismatch(f"does not decode as {self.signature}: {exc}") from None
-        plain_values = iter([_json(p, v) for p, v in zip(plain, values, strict=True)])
-        topic_values = iter(by_topic)
-        return {
-            name: next(topic_values) if p.indexed else next(plain_values)
-            for name, p in zip(self._names, self.inputs, strict=True)
-        }
+        names, indexed_names, plain_names = self._names
+        by_name = dict(zip(plain_names, plain_values, strict=True))
+        if not by_topic:
+            return by_name
+        by_name.update(zip(indexed_names, by_topic, strict=True))
+        return {name: by_name[name] for name in names}  # in declaration order
 
 
-def _flat(params: tuple[Param, ...], data: bytes) -> list[Any]:
-    """The values of elementary `params` in `data`, decoded as eth_abi's strict decoder
-    does (and checked as strictly: bounds, padding, offsets), at a fraction of its cost;
-    ValueError where it refuses. The common events (transfers, swaps, syncs) are such."""
-    if len(data) < 32 * len(params):
-        raise ValueError(f"{len(data)} bytes of data, {32 * len(params)} at least")
-    out: list[Any] = []
-    for i, param in enumerate(params):
-        word = data[32 * i : 32 * i + 32]
-        kind = param.type
-        if kind in ("bytes", "string"):
-            offset = int.from_bytes(word, "big")
-            if offset < 32 * len(params) or offset + 32 > len(data):
+Reader = Callable[[bytes, int, int], Any]  # (data, the word's offset, the head's size)
+
+
+def _flat(readers: Sequence[Reader], data: bytes) -> list[Any]:
+    """The values of elementary arguments (each read by its `_reader`) in `data`, as
+    `_json` gives them: decoded as eth_abi's strict decoder does, and checked as
+    strictly (bounds, padding, offsets), at a fraction of its cost; ValueError where it
+    refuses. The common events (transfers, swaps, syncs) are such."""
+    head = 32 * len(readers)
+    if len(data) < head:
+        raise ValueError(f"{len(data)} bytes of data, {head} at least")
+    return [read(data, 32 * i, head) for i, read in enumerate(readers)]
+
+
+def _reader(param: Param) -> Reader:
+    """How `_flat` reads an elementary `param` (its word, or the tail it points to)."""
+    kind = param.type
+    if kind in ("bytes", "string"):
+        as_text = kind == "string"
+
+        def read_dynamic(data: bytes, at: int, head: int) -> Any:
+            offset = int.from_bytes(data[at : at + 32], "big")
+            if offset < head or offset + 32 > len(data):
                 raise ValueError(
-                    f"offset {offset} is not in the data's tail (bytes {32 * len(params)} to "
-                    f"{len(data)})"
+                    f"offset {offset} is not in the data's tail (bytes {head} to {len(data)})"
                 )
             length = int.from_bytes(data[offset : offset + 32], "big")
             end = offset + 32 + length
             padded = offset + 32 + -(-length // 32) * 32
             if padded > len(data) or any(data[end:padded]):
                 raise ValueError(f"{kind} of {length} bytes does not fit, or is not padded")
-            out.append(data[offset + 32 : end])
-        elif kind.startswith("uint"):
-            value = int.from_bytes(word, "big")
-            if value >> int(kind[4:]):
+            value = data[offset + 32 : end]
+            return _text(value) if as_text else "0x" + value.hex()
+
+        return read_dynamic
+    if kind.startswith("uint"):
+        bits = int(kind[4:])
+
+        def read_uint(data: bytes, at: int, head: int) -> Any:
+            value = int.from_bytes(data[at : at + 32], "big")
+            if value >> bits:
                 raise ValueError(f"{value} is out of {kind}'s range")
-            out.append(value)
-        elif kind.startswith("int"):
-            value = int.from_bytes(word, "big", signed=True)
-            bits = int(kind[3:])
-            if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+            return str(value)
+
+        return read_uint
+    if kind.startswith("int"):
+        half = 1 << (int(kind[3:]) - 1)
+
+        def read_int(data: bytes, at: int, head: int) -> Any:
+            value = int.from_bytes(data[at : at + 32], "big", signed=True)
+            if not -half <= value < half:
                 raise ValueError(f"{value} is out of {kind}'s range")
-            out.append(value)
-        elif kind == "address":
-            if any(word[:12]):
+            return str(value)
+
+        return read_int
+    if kind == "address":
+
+        def read_address(data: bytes, at: int, head: int) -> Any:
+            if any(data[at : at + 12]):
                 raise ValueError("an address with non-zero padding")
-            out.append("0x" + word[12:].hex())
-        elif kind == "bool":
-            value = int.from_bytes(word, "big")
+            return "0x" + data[at + 12 : at + 32].hex()
+
+        return read_address
+    if kind == "bool":
+
+        def read_bool(data: bytes, at: int, head: int) -> Any:
+            value = int.from_bytes(data[at : at + 32], "big")
             if value > 1:
                 raise ValueError(f"{value} is not a bool")
-            out.append(bool(value))
-        else:  # bytesN
-            size = int(kind[5:])
-            if any(word[size:]):
-                raise ValueError(f"{kind} with non-zero padding")
-            out.append(word[:size])
-    return out
+            return bool(value)
+
+        return read_bool
+    size = int(kind[5:])  # bytesN
+
+    def read_fixed(data: bytes, at: int, head: int) -> Any:
+        if any(data[at + size : at + 32]):
+            raise ValueError(f"{kind} with non-zero padding")
+        return "0x" + data[at : at + size].hex()
+
+    return read_fixed
 
 
 def _arg_name(param: Param, position: int) -> str:
@@ -240,9 +291,13 @@ def _json(param: Param, value: Any) -> Any:
     if kind == "bool":
         return bool(value)
     if kind == "string":
-        # NUL too becomes U+FFFD: PostgreSQL's JSONB and text refuse it
-        return bytes(value).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+        return _text(bytes(value))
     return "0x" + bytes(value).hex()  # bytes, bytesN
+
+
+def _text(value: bytes) -> str:
+    # NUL too becomes U+FFFD: PostgreSQL's JSONB and text refuse it
+    return value.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 def topic_value(param: Param, value: object) -> str:

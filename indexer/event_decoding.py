@@ -21,10 +21,11 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from indexer.contracts import Contract
-from indexer.event_abi import EventAbi, LogMismatch, column_value
+from indexer.event_abi import EventAbi, LogMismatch, Param, column_value
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,13 @@ class Watched:
     contract: Contract
     event: EventAbi
     key: str  # the event's key in rooms and rows (`Contract.key`)
+
+    @cached_property
+    def columns(self) -> tuple[tuple[str, Param], ...]:
+        """The first three indexed arguments (name, param): the `indexed_<i>` columns."""
+        return tuple(
+            (p.name or f"arg{i}", p) for i, p in enumerate(self.event.inputs) if p.indexed
+        )[:3]
 
 
 @dataclass(frozen=True)
@@ -158,11 +166,8 @@ class EventDecoder:
                 self._skipped(f"{watched.contract.name}.{watched.key}", row, exc)
                 continue
             block_hash, timestamp = blocks[number]
-            indexed = [
-                column_value(p, args[p.name or f"arg{i}"])
-                for i, p in enumerate(watched.event.inputs)
-                if p.indexed
-            ][:3]
+            indexed: list[str | None] = [column_value(p, args[name]) for name, p in watched.columns]
+            indexed += [None] * (3 - len(indexed))
             out.append(
                 {
                     "chain_id": chain_id,
@@ -176,8 +181,9 @@ class EventDecoder:
                     "event": watched.key,
                     "signature": watched.event.signature,
                     "args": args,
-                    **{f"indexed_{i + 1}": v for i, v in enumerate(indexed)},
-                    **{f"indexed_{i + 1}": None for i in range(len(indexed), 3)},
+                    "indexed_1": indexed[0],
+                    "indexed_2": indexed[1],
+                    "indexed_3": indexed[2],
                 }
             )
         return out

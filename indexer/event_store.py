@@ -11,7 +11,6 @@ child is lost however the blocks arrive.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from indexer import json_text
 from indexer import models as m
 from indexer.blocks import BlockData
 from indexer.bulk import insert_rows
@@ -158,7 +158,7 @@ def _insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Bulk-insert event rows (COPY on PostgreSQL, whose JSONB column takes the JSON
     text)."""
     if conn.dialect.name == "postgresql":
-        rows = [{**row, "args": json.dumps(row["args"], separators=(",", ":"))} for row in rows]
+        rows = [{**row, "args": json_text.dumps(row["args"])} for row in rows]
     insert_rows(conn, m.contract_events, rows)
 
 

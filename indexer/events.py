@@ -10,9 +10,10 @@ Every id is at most MAX_ID_LENGTH characters, whatever the event holds: the outb
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, TypeAlias
+
+from indexer import json_text
 
 BlockSource = Literal["head", "backfill"]
 
@@ -149,7 +150,7 @@ def encode(event: Event) -> Entry:
             del data["contractEvents"]  # optional, and most blocks have none
     else:
         data = asdict(event)
-    return Entry(event.type, event.id, json.dumps(data, separators=(",", ":")))
+    return Entry(event.type, event.id, json_text.dumps(data))
 
 
 def to_fields(event: Event) -> dict[str, str]:
@@ -167,7 +168,7 @@ def from_fields(entry: dict[str, str] | dict[bytes, bytes]) -> Event:
     cls = _TYPES.get(kind or "")
     if cls is None:
         raise ValueError(f"unknown event type {kind!r}")
-    data: dict[str, Any] = json.loads(decoded["data"])
+    data: dict[str, Any] = json_text.loads(decoded["data"])
     if cls is BlockReorged:
         return BlockReorged(
             depth=int(data["depth"]),

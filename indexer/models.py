@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -208,14 +209,19 @@ contract_events = Table(
     Column("indexed_3", Text, nullable=True),
     PrimaryKeyConstraint("chain_id", "block_number", "log_index", name="pk_contract_events"),
     Index("ix_contract_events_event", "chain_id", "contract", "event", "block_number"),
-    Index(
-        "ix_contract_events_indexed_1", "chain_id", "contract", "event", "indexed_1", "block_number"
-    ),
-    Index(
-        "ix_contract_events_indexed_2", "chain_id", "contract", "event", "indexed_2", "block_number"
-    ),
-    Index(
-        "ix_contract_events_indexed_3", "chain_id", "contract", "event", "indexed_3", "block_number"
+    *(
+        Index(
+            f"ix_contract_events_indexed_{i}",
+            "chain_id",
+            "contract",
+            "event",
+            f"indexed_{i}",
+            "block_number",
+            # partial: the many events without that argument cost no index entry
+            postgresql_where=text(f"indexed_{i} IS NOT NULL"),
+            sqlite_where=text(f"indexed_{i} IS NOT NULL"),
+        )  # fmt: skip
+        for i in (1, 2, 3)
     ),
 )
 

@@ -51,6 +51,8 @@ def upgrade() -> None:
             f"ix_contract_events_indexed_{i}",
             "contract_events",
             ["chain_id", "contract", "event", f"indexed_{i}", "block_number"],
+            postgresql_where=sa.text(f"indexed_{i} IS NOT NULL"),
+            sqlite_where=sa.text(f"indexed_{i} IS NOT NULL"),
         )
     op.create_table(
         "contract_children",
