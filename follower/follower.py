@@ -16,7 +16,9 @@ take over when its lock expires. The active one:
   lost Redis between its commit and the append: they reach the stream even when no
   worker runs), compares the stored tip with the node, re-enqueues
   heights still missing below the cursor (lost jobs, failed blocks, a Redis that lost
-  its queue) and reads the node's `finalized` block, below which no repair may reach;
+  its queue) and reads the node's `safe` and `finalized` blocks (`indexer.finality`),
+  announcing each move with `block.finalized`; no repair reaches at or below the
+  finalized one;
 - at its first start (no start recorded in `chainpulse_meta`) starts at `START_BLOCK`,
   or else at the target then, never at genesis by accident; later starts resume from
   the cursor (Redis, else the highest stored block) and catch up;
@@ -43,10 +45,11 @@ from follower.heads import Header, HeadSubscription
 from follower.lease import Lease
 from follower.metrics import ChainMetrics, FollowerMetrics
 from follower.queue import Cursor, FencedQueue, read_cursor
-from indexer import outbox
+from indexer import finality, outbox
 from indexer.bus import BusUnavailable, EventBus
 from indexer.chains import bind
 from indexer.errors import ChainpulseError, ReorgTooDeep, RetryableError, RpcError
+from indexer.finality import Marks, moved, read_marks
 from indexer.proxies import ProxyWatch, SilenceWatch
 from indexer.ranges import chunks
 from indexer.reorg import Halt, read_halt, repair
@@ -98,6 +101,8 @@ class Follower:
         self.start: int | None = None
         self.cursor: Cursor | None = None
         self.finalized: int | None = None
+        self.marks: Marks | None = None  # the finality marks as last announced
+        self._last_head: int | None = None
         self._next_sweep = 0.0
         self._missing_before: set[int] | None = None
         self._heads: HeadSubscription | None = None
@@ -206,6 +211,7 @@ class Follower:
     def _follow(self, token: int) -> None:
         head = self._head()
         number = int(head["number"], 16)
+        self._last_head = number
         record_head(self.client, number, self.settings.chain_key(HEAD_KEY))
         self.metrics.saw_head(number, int(head["timestamp"], 16))
         target = number - self.settings.confirmations
@@ -324,6 +330,8 @@ class Follower:
             cursor = Cursor(self.start - 1, "")
         self.cursor = cursor
         self.halted = read_halt(self.store)
+        recorded = self.store.get_meta(finality.KEY)
+        self.marks = Marks.from_json(recorded) if recorded is not None else None
         log.info("following from %d; cursor at %d", self.start, cursor.number)
 
     def _sweep(self, token: int) -> None:
@@ -333,11 +341,7 @@ class Follower:
         if self.halted is not None:
             log.critical("indexing is halted: %s", self.halted.reason)
             return
-        try:
-            final = self.node.block_header("finalized")
-            self.finalized = int(final["number"], 16) if final else None
-        except RpcError:
-            self.finalized = None  # the node has no finality notion
+        self._finality(token)
         top = self.store.top()
         if top is not None and self.node.block_hashes([top[0]])[top[0]] != top[1]:
             log.warning(
@@ -364,6 +368,23 @@ class Follower:
                 for a, b in chunks(sorted(due), self.settings.backfill_batch)
             ]
             self._enqueue(jobs, None)
+
+    def _finality(self, token: int) -> None:
+        """Read the chain's safe and finalized marks; record and announce a move
+        (`block.finalized`, fenced like every other write of the follower)."""
+        head = self._last_head if self._last_head is not None else self.node.head()
+        marks = read_marks(self.node, head, self.settings.finality_depth)
+        new = moved(self.marks, marks) if marks is not None else None
+        if new is not None:
+            with self.store.writing() as conn:
+                claim_fence(self.store, conn, token)
+                self.store.set_meta(conn, finality.KEY, new.to_json())
+                self.store.add_to_outbox(conn, new.event(self.store.chain))
+            self.marks = new
+            self.metrics.finalized(new.safe.number, new.finalized.number)
+            self._relay()
+        # no repair reaches at or below it: a stored block there that changed is a halt
+        self.finalized = self.marks.finalized.number if self.marks is not None else None
 
     def _watch_feeds(self, token: int, target: int) -> None:
         """Follow each Chainlink proxy to its aggregator, and warn about silent feeds."""

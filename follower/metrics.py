@@ -60,6 +60,12 @@ class FollowerMetrics:
             by_chain,
             registry=r,
         )
+        self.marks = Gauge(
+            "chainpulse_finality_block",
+            "The chain's safe and finalized blocks as the follower last announced them",
+            ["chain", "mark"],
+            registry=r,
+        )
         self.enqueued = Counter(
             "chainpulse_heights_enqueued",
             "Heights the follower put on the blocks queue, by source (head, backfill)",
@@ -118,6 +124,10 @@ class ChainMetrics:
         self._metrics.head.labels(self.name).set(number)
         self._metrics.head_time.labels(self.name).set(timestamp)
         self.last_head = (number, timestamp)
+
+    def finalized(self, safe: int, finalized: int) -> None:
+        self._metrics.marks.labels(self.name, "safe").set(safe)
+        self._metrics.marks.labels(self.name, "finalized").set(finalized)
 
     def lost_head(self) -> None:
         self.last_head = None

@@ -37,6 +37,7 @@ FIELDS = {
     "start_block",
     "confirmations",
     "max_reorg_depth",
+    "finality_depth",
     "poll_interval",
     "rate_limit",
     "rate_budget",
@@ -65,6 +66,7 @@ class ChainEntry:
     start_block: int | None = None
     confirmations: int | None = None
     max_reorg_depth: int | None = None
+    finality_depth: int | None = None
     poll_interval: float | None = None
     rate_limit: float | None = None
     rate_budget: str | None = None  # a provider budget several chains draw on
@@ -138,6 +140,7 @@ def _entry(table: Any, number: int, where: str, directory: Path) -> ChainEntry:
         start_block=_optional_whole(table, "start_block", here, lowest=0),
         confirmations=_optional_whole(table, "confirmations", here, lowest=0),
         max_reorg_depth=_optional_whole(table, "max_reorg_depth", here, lowest=1),
+        finality_depth=_optional_whole(table, "finality_depth", here, lowest=1),
         poll_interval=_optional_positive(table, "poll_interval", here),
         rate_limit=_optional_positive(table, "rate_limit", here),
         rate_budget=_budget(table.get("rate_budget"), here),

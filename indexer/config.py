@@ -119,6 +119,13 @@ class IndexerSettings:
         "deepest reorg repaired automatically; deeper stops indexing",
         minimum=1,
     )
+    finality_depth: int = setting(
+        "FINALITY_DEPTH",
+        64,
+        "on a node without the `safe` and `finalized` block tags: how far below the head "
+        "a block counts as safe and final",
+        minimum=1,
+    )
     # 25 blocks are 50 calls in one JSON-RPC batch, below the 100 that hosted nodes
     # commonly allow.
     backfill_batch: int = setting(
@@ -237,6 +244,7 @@ class IndexerSettings:
             start_block=given(entry.start_block, self.start_block),
             confirmations=given(entry.confirmations, self.confirmations),
             max_reorg_depth=given(entry.max_reorg_depth, self.max_reorg_depth),
+            finality_depth=given(entry.finality_depth, self.finality_depth),
             poll_interval=given(entry.poll_interval, self.poll_interval),
             rpc_rate_limit=given(entry.rate_limit, self.rpc_rate_limit),
             rate_budget=entry.rate_budget,

@@ -75,6 +75,26 @@ class BlockReorged:
 
 
 @dataclass(frozen=True)
+class BlockFinalized:
+    """A chain's finality marks moved (`indexer.finality`): `number`/`hash` is its
+    finalized block, `safe` its safe block."""
+
+    number: int
+    hash: str
+    safe: BlockRef
+    chainId: int | None = None
+
+    type = "block.finalized"
+
+    @property
+    def id(self) -> str:
+        return (
+            f"{self.type}:{chain_part(self.chainId)}:{self.number}:{self.hash}:"
+            f"{self.safe.number}:{self.safe.hash}"
+        )
+
+
+@dataclass(frozen=True)
 class PriceUpdated:
     token: str
     price: str | None  # exact decimal string; null only when a reorg left no price
@@ -109,11 +129,12 @@ class PriceUpdated:
         return f"{self.type}:{chain_part(self.chainId)}:{self.token}:{where}:{key}"
 
 
-Event: TypeAlias = BlockIndexed | BlockReorged | PriceUpdated
+Event: TypeAlias = BlockIndexed | BlockReorged | BlockFinalized | PriceUpdated
 
 _TYPES: dict[str, type[Event]] = {
     BlockIndexed.type: BlockIndexed,
     BlockReorged.type: BlockReorged,
+    BlockFinalized.type: BlockFinalized,
     PriceUpdated.type: PriceUpdated,
 }
 
@@ -175,6 +196,13 @@ def from_fields(entry: dict[str, str] | dict[bytes, bytes]) -> Event:
             commonAncestor=BlockRef(**data["commonAncestor"]),
             removed=[BlockRef(**ref) for ref in data.get("removed", [])],
             added=[BlockRef(**ref) for ref in data.get("added", [])],
+            chainId=data.get("chainId"),
+        )
+    if cls is BlockFinalized:
+        return BlockFinalized(
+            number=int(data["number"]),
+            hash=str(data["hash"]),
+            safe=BlockRef(**data["safe"]),
             chainId=data.get("chainId"),
         )
     # Fields this version does not know are ignored: a newer producer may add some

@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from indexer.event_store import stream_event
+from indexer.finality import KEY as FINALITY_KEY
+from indexer.finality import Marks
 from indexer.models import blocks, contract_events, meta, outbox, prices, reorgs
 from indexer.models import contract_children as contract_children_table
 
@@ -98,6 +100,14 @@ def primary_chain(conn: Connection) -> int | None:
         .first()
     )
     return None if value is None else int(value)
+
+
+def finality_marks(conn: Connection, chain: int) -> Marks | None:
+    """`chain`'s safe and finalized blocks as the follower last announced them."""
+    value = conn.execute(
+        sa.select(meta.c.value).where(meta.c.chain_id == chain, meta.c.key == FINALITY_KEY)
+    ).scalar_one_or_none()
+    return None if value is None else Marks.from_json(value)
 
 
 def latest_block_number(conn: Connection, chain: int) -> int | None:

@@ -3,7 +3,7 @@
 It connects to `/realtime` with a token, reconnects by itself, resumes from the last
 block it saw (`auth.lastBlock` and `lastBlockHash` on every reconnect), subscribes to
 price channels again after a reconnect, and calls back on `new-block`,
-`price-update`, `reorg`, `private-message` and `exception`.
+`price-update`, `reorg`, `finalized`, `private-message` and `exception`.
 
 Callbacks run one at a time, in the order the server sent the events
 (python-engineio's client would otherwise run each message in its own thread, and
@@ -56,6 +56,7 @@ class RealtimeClient:
         on_new_block: Callback | None = None,
         on_price_update: Callback | None = None,
         on_reorg: Callback | None = None,
+        on_finalized: Callback | None = None,
         on_private_message: Callback | None = None,
         on_exception: Callback | None = None,
         reconnection: bool = True,
@@ -75,6 +76,7 @@ class RealtimeClient:
             "new-block": on_new_block,
             "price-update": on_price_update,
             "reorg": on_reorg,
+            "finalized": on_finalized,
             "private-message": on_private_message,
             "exception": on_exception,
         }
@@ -87,7 +89,7 @@ class RealtimeClient:
         self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
         self.sio.on("new-block", self._on_new_block, namespace=NAMESPACE)
         self.sio.on("reorg", self._on_reorg, namespace=NAMESPACE)
-        for event in ("price-update", "private-message", "exception"):
+        for event in ("price-update", "finalized", "private-message", "exception"):
             self.sio.on(event, self._forward(event), namespace=NAMESPACE)
 
     # connection ---------------------------------------------------------------------

@@ -22,6 +22,7 @@ import redis
 from sqlalchemy.engine import Connection
 
 from indexer import queries
+from indexer.events import BlockRef
 from indexer.exact import plain
 from indexer.reorg import Halt, halt_in
 from indexer.seen_head import HEAD_KEY, read_head
@@ -213,6 +214,7 @@ class HttpApp:
         """A chain as `/api/chains` lists it."""
         chain = self._id(view)
         progress = self._progress(view, self.db.read(queries.latest_block_number, chain))
+        marks = self.db.read(queries.finality_marks, chain)
         return {
             "chainId": chain or None,
             "name": view.chain_name,
@@ -221,6 +223,8 @@ class HttpApp:
             "indexedBlock": progress.indexed,
             "lag": progress.lag,
             "indexing": progress.describe(),
+            "safe": _mark(marks.safe) if marks else None,
+            "finalized": _mark(marks.finalized) if marks else None,
         }
 
     def _prices(
@@ -376,3 +380,7 @@ def _price(row: queries.PriceRow) -> dict[str, Any]:
     """The `price-update` payload of a stored price; `timestamp` is when it was stored."""
     update = protocol.price_update(protocol.price_event_from_row(row))
     return {**update, "timestamp": row.updated_at_ms}
+
+
+def _mark(ref: BlockRef) -> dict[str, Any]:
+    return {"number": ref.number, "hash": ref.hash}

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Literal, NotRequired, TypedDict
 
-from indexer.events import BlockIndexed, BlockRef, BlockReorged, PriceUpdated
+from indexer.events import BlockFinalized, BlockIndexed, BlockRef, BlockReorged, PriceUpdated
 from indexer.price_store import event_from_row
 from indexer.queries import BlockRow, PriceRow
 
@@ -100,6 +100,13 @@ class Reorg(TypedDict):
     commonAncestor: Ref
     removed: list[Ref]
     added: list[Ref]
+
+
+class Finalized(TypedDict):
+    chainId: int
+    number: int  # the chain's finalized block
+    hash: str
+    safe: Ref  # its safe block
 
 
 class ContractEvent(TypedDict):
@@ -216,6 +223,15 @@ def reorg(event: BlockReorged) -> Reorg:
         "commonAncestor": _ref(event.commonAncestor),
         "removed": [_ref(r) for r in event.removed],
         "added": [_ref(r) for r in event.added],
+    }
+
+
+def finalized(event: BlockFinalized) -> Finalized:
+    return {
+        "chainId": _chain(event.chainId),
+        "number": event.number,
+        "hash": event.hash,
+        "safe": _ref(event.safe),
     }
 
 

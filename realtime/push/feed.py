@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from indexer import queries
-from indexer.events import BlockIndexed, BlockReorged, Event, PriceUpdated
+from indexer.events import BlockFinalized, BlockIndexed, BlockReorged, Event, PriceUpdated
 from realtime import protocol
 from realtime.config import RealtimeSettings
 from realtime.metrics import Metrics
@@ -149,7 +149,11 @@ class Feed:
             lane.start_at(number)
 
     def handle(self, event: Event) -> None:
-        if isinstance(event, BlockIndexed | BlockReorged):
+        if isinstance(event, BlockFinalized):
+            lane = self.lane_of(event.chainId)
+            if lane is not None:
+                lane.finalized(event)
+        elif isinstance(event, BlockIndexed | BlockReorged):
             if event.chainId is None:
                 event = self._on_primary(event)
             lane = self.lane_of(event.chainId)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from indexer import queries
-from indexer.events import BlockIndexed, BlockRef, BlockReorged
+from indexer.events import BlockFinalized, BlockIndexed, BlockRef, BlockReorged
 from realtime import protocol
 from realtime.config import RealtimeSettings
 from realtime.metrics import Metrics
@@ -73,6 +73,7 @@ class Lane:
         self.members: set[str] = set()  # in the room (tracked for another chain's lane)
         self.reorg_count = 0  # reorgs pushed, and the last one
         self.last_reorg: BlockReorged | None = None
+        self.marks: BlockFinalized | None = None  # the finality marks last pushed
         self._filling = False  # a read of missing blocks is under way
         self.on_reorg: Callable[[BlockReorged], None] = lambda event: None
 
@@ -89,6 +90,17 @@ class Lane:
 
     def reorg(self, event: BlockReorged) -> None:
         self._push(self.sequencer.reorg(event, self.clock()))
+
+    def finalized(self, event: BlockFinalized) -> None:
+        """The chain's finality marks moved: `finalized` to the room (and, as a reorg
+        does, to this chain's event subscribers outside it)."""
+        self.marks = event
+        pkt = self.fanout.encode("finalized", protocol.finalized(event))
+        self._remember("finalized", pkt)
+        self.broadcast(pkt, "finalized")
+        if self.router is not None and self.room != LIVE:
+            for sid in self.router.holders(self.room) - self.members:
+                self.send(sid, pkt, "finalized")
 
     def tick(self) -> None:
         now = self.clock()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
 from chainpulse.devnet import Activity, free_port, wait_until
+from indexer.events import BlockRef
+from indexer.finality import Marks
 from tests.harness.stack import Stack
 
 # Tests of the follower's own behaviour; the database adds nothing to them.
@@ -187,3 +190,28 @@ def test_events_left_in_the_outbox_reach_the_stream_with_no_worker_running(
     assert stack.store.pending_outbox() == []
     seen = read_head(stack.client)
     assert seen is not None and seen.number == stack.anvil.head()
+
+
+@SQLITE_ONLY
+def test_the_finality_marks_are_recorded_and_announced_as_they_move(stack: Stack) -> None:
+    stack.anvil.mine(70)  # anvil: safe = head - 32, finalized = head - 64
+    stack.follower(start_block=1)
+
+    def announced() -> list[dict[str, Any]]:
+        return [data for kind, data in stack.events() if kind == "block.finalized"]
+
+    wait_until(announced, 30, "block.finalized on the stream")
+    hashes = stack.node_hashes(1, 80)
+    assert announced()[0] == {
+        "chainId": 31337,
+        "number": 6,
+        "hash": hashes[6],
+        "safe": {"number": 38, "hash": hashes[38]},
+    }
+    stack.anvil.mine(4)
+    wait_until(lambda: len(announced()) == 2, 30, "the next marks announced")
+    assert [(d["number"], d["safe"]["number"]) for d in announced()] == [(6, 38), (10, 42)]
+    recorded = stack.store.get_meta("finality")
+    assert recorded is not None and Marks.from_json(recorded).finalized == BlockRef(10, hashes[10])
+    time.sleep(2.5)  # two sweeps more, the marks unmoved: nothing announced again
+    assert len(announced()) == 2

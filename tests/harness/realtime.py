@@ -99,6 +99,8 @@ class Client:
         "new-block",
         "price-update",
         "reorg",
+        "finalized",
+        "contract-event",
         "pong",
         "exception",
         "private-message",

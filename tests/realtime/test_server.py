@@ -13,6 +13,8 @@ import socketio
 import sqlalchemy as sa
 
 from chainpulse.devnet import wait_until
+from indexer.events import BlockFinalized, BlockRef
+from indexer.finality import Marks
 from indexer.models import meta
 from indexer.seen_head import record_head
 from tests.harness.events import Stream, block_event, block_hash, price_event, reorg_event
@@ -110,6 +112,23 @@ def test_backfill_is_not_pushed_and_a_gap_that_never_fills_is_given_up(
     client.wait_for("new-block", 6)
     assert numbers(client) == [100, 101, 102, 104, 105, 106]
     assert "chainpulse_realtime_blocks_skipped_total 1.0" in server.get("/metrics").text
+
+
+def test_finality_marks_on_the_stream_reach_every_client(
+    start_server: StartServer, clients: Connect, stream: Stream, db_url: str
+) -> None:
+    insert_blocks(db_url, range(1, 4))
+    server = start_server()
+    first, second = clients(server), clients(server)
+    stream.append(BlockFinalized(1, block_hash(1), BlockRef(2, block_hash(2)), CHAIN))
+    expected = {
+        "chainId": CHAIN,
+        "number": 1,
+        "hash": block_hash(1),
+        "safe": {"number": 2, "hash": block_hash(2)},
+    }
+    assert first.wait_for("finalized")[0] == expected
+    assert second.wait_for("finalized")[0] == expected
 
 
 def test_price_snapshot_on_subscribe_then_live_updates_to_the_room_only(
@@ -232,7 +251,17 @@ def test_http_endpoints_and_origin_policy(
         "indexedBlock": 5,
         "lag": None,
         "indexing": "ok",
+        "safe": None,  # no follower announced the marks yet
+        "finalized": None,
     }
+    marks = Marks(safe=BlockRef(4, block_hash(4)), finalized=BlockRef(2, block_hash(2)))
+    with sa.create_engine(db_url).begin() as conn:
+        conn.execute(meta.insert().values(chain_id=CHAIN, key="finality", value=marks.to_json()))
+    [chain] = server.get("/api/chains").json()
+    assert (chain["safe"], chain["finalized"]) == (
+        {"number": 4, "hash": block_hash(4)},
+        {"number": 2, "hash": block_hash(2)},
+    )
     assert [b["chainId"] for b in server.get(f"/api/blocks?chain={CHAIN}").json()] == [CHAIN] * 5
     for path in ("/api/blocks", "/api/blocks/3", "/api/status"):
         unknown = server.get(f"{path}?chain=8453")

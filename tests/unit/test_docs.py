@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from chainpulse.devnet import ROOT
 from indexer import models as m
-from indexer.events import BlockIndexed, BlockReorged, PriceUpdated
+from indexer.events import BlockFinalized, BlockIndexed, BlockReorged, PriceUpdated
 from realtime.metrics import Metrics
 from workers.metrics import WorkerMetrics
 
@@ -33,7 +33,7 @@ def ticked(text: str) -> set[str]:
     return set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", text))
 
 
-@pytest.mark.parametrize("event", [BlockIndexed, BlockReorged, PriceUpdated])
+@pytest.mark.parametrize("event", [BlockIndexed, BlockReorged, BlockFinalized, PriceUpdated])
 def test_the_event_stream_page_names_every_field(event: type) -> None:
     data = row("events.md", f"`{event.type}`")[2]  # type: ignore[attr-defined]
     names = {f.name for f in fields(event)}

@@ -19,6 +19,7 @@ import pytest
 from chainpulse.settings import Settings
 from indexer import queries
 from indexer.chains import load_chains
+from indexer.events import BlockFinalized, BlockRef
 from realtime.gateway import Gateway
 from realtime.metrics import Metrics
 from realtime.push.feed import LIVE, Feed
@@ -310,3 +311,38 @@ def test_the_push_rules_import_nothing_of_the_transport_libraries() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == ""
+
+
+def test_finality_marks_reach_every_client_for_the_primary_and_a_chains_room_for_another(
+    tmp_path: Path,
+) -> None:
+    other = CHAIN + 1
+    chains = tmp_path / "chains.toml"
+    chains.write_text(
+        f'[[chain]]\nname = "one"\nchain_id = {CHAIN}\nrpc = "http://127.0.0.1:1"\n\n'
+        f'[[chain]]\nname = "two"\nchain_id = {other}\nrpc = "http://127.0.0.1:2"\n'
+    )
+    rt = Realtime(make_database(tmp_path / "db.sqlite"), chains_file=load_chains(str(chains)))
+    try:
+        rt.join("everyone")
+        rt.join("second")
+        assert rt.gateway.event("second", "subscribe", [{"channel": f"blocks:{other}"}]) == {
+            "success": True,
+            "channel": f"blocks:{other}",
+        }
+        rt.fanout.settle()
+        primary = BlockFinalized(5, block_hash(5), BlockRef(9, block_hash(9)), CHAIN)
+        rt.feed.handle(primary)
+        rt.feed.handle(BlockFinalized(7, block_hash(7, 1), BlockRef(8, block_hash(8, 1)), other))
+        expected = {
+            "chainId": CHAIN,
+            "number": 5,
+            "hash": block_hash(5),
+            "safe": {"number": 9, "hash": block_hash(9)},
+        }
+        assert rt.fanout.events("everyone", "finalized") == [expected]
+        assert [e["chainId"] for e in rt.fanout.events("second", "finalized")] == [CHAIN, other]  # type: ignore[index]
+        rt.feed.handle(BlockFinalized(7, block_hash(7), BlockRef(9, block_hash(9)), CHAIN + 7))
+        assert len(rt.fanout.events("everyone", "finalized")) == 1  # a chain it does not know
+    finally:
+        rt.db.dispose()
