@@ -72,11 +72,12 @@ typecheck: $(VENV)/.installed
 # Everything the tests and the processes they start write to a temporary directory
 # (Celery's pool, redis-server, pytest's own) goes under .test-tmp, removed afterwards.
 TEST_TMP := $(CURDIR)/.test-tmp
-# Three pytest processes (pytest-xdist), a test file each at a time: most tests wait on
-# the processes they start (nodes, workers, servers, browsers), so three keep this
-# 2-core machine busy (869 tests: 460 s with three, 573 s with two, on 2026-12-07).
+# Four pytest processes (pytest-xdist), a test file each at a time: most tests wait on
+# the processes they start (nodes, workers, servers, browsers), so four keep this
+# 2-core machine busy (884 tests: 587 s with four, 620-680 s with three on 2026-12-08;
+# 869 tests: 460 s with three, 573 s with two on a faster day, 2026-12-07).
 # PYTEST_WORKERS=0 runs the suite in one process.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 4
 
 # Autobahn|Testsuite is Python 2 code: it gets a Python 2.7 virtualenv of its own, built
 # from pinned, hashed requirements (tests/conformance/autobahn/). Where no Python 2.7

@@ -114,8 +114,8 @@ def run(fresh: bool = False, chains: int = 1) -> int:
         if nodes and "CONTRACTS" not in os.environ:
             env["CONTRACTS"] = str(_contracts_file(nodes, chains > 1).resolve())
         for name, usual in METRICS_PORTS.items():
-            if name not in env:  # a second dev stack on this host: another free port
-                env[name] = str(usual if _bindable(usual) else free_port())
+            if name not in env:
+                env[name] = str(metrics_port(usual))
         settings = Settings.from_env(env, dotenv=False)  # with the price sources
         chosen = {
             "DATABASE_URL": settings.database_url,
@@ -256,14 +256,15 @@ def _contracts_file(nodes: list[tuple[Anvil, Market]], named: bool) -> Path:
     return path
 
 
-def _bindable(port: int) -> bool:
-    """Whether a metrics server could listen on `port` (on every interface, as it does)."""
+def metrics_port(usual: int) -> int:
+    """`usual` when a metrics server could listen on it (on every interface, as it
+    does), else a free port: a second dev stack on this host, or another process on it."""
     with socket.socket() as sock:
         try:
-            sock.bind(("", port))
+            sock.bind(("", usual))
         except OSError:
-            return False
-    return True
+            return free_port()
+    return usual
 
 
 def _redis_answers(url: str) -> bool:

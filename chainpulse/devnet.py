@@ -69,6 +69,7 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05
         try:
             if predicate():
                 return
+            last = None  # a plain "not yet": an earlier error is no longer the reason
         except Exception as error:  # noqa: BLE001 - not yet; the last one is reported below
             last = error
         time.sleep(interval)

@@ -330,8 +330,7 @@ class Follower:
             cursor = Cursor(self.start - 1, "")
         self.cursor = cursor
         self.halted = read_halt(self.store)
-        recorded = self.store.get_meta(finality.KEY)
-        self.marks = Marks.from_json(recorded) if recorded is not None else None
+        self._recorded_marks()
         log.info("following from %d; cursor at %d", self.start, cursor.number)
 
     def _sweep(self, token: int) -> None:
@@ -374,17 +373,26 @@ class Follower:
         (`block.finalized`, fenced like every other write of the follower)."""
         head = self._last_head if self._last_head is not None else self.node.head()
         marks = read_marks(self.node, head, self.settings.finality_depth)
+        self._recorded_marks()  # as stored: `--clear-halt` in another process forgets them
         new = moved(self.marks, marks) if marks is not None else None
         if new is not None:
             with self.store.writing() as conn:
                 claim_fence(self.store, conn, token)
                 self.store.set_meta(conn, finality.KEY, new.to_json())
                 self.store.add_to_outbox(conn, new.event(self.store.chain))
-            self.marks = new
-            self.metrics.finalized(new.safe.number, new.finalized.number)
+            self._use_marks(new)
             self._relay()
+
+    def _recorded_marks(self) -> None:
+        recorded = self.store.get_meta(finality.KEY)
+        self._use_marks(Marks.from_json(recorded) if recorded is not None else None)
+
+    def _use_marks(self, marks: Marks | None) -> None:
+        self.marks = marks
         # no repair reaches at or below it: a stored block there that changed is a halt
-        self.finalized = self.marks.finalized.number if self.marks is not None else None
+        self.finalized = marks.finalized.number if marks is not None else None
+        if marks is not None:
+            self.metrics.marks(marks.safe.number, marks.finalized.number)
 
     def _watch_feeds(self, token: int, target: int) -> None:
         """Follow each Chainlink proxy to its aggregator, and warn about silent feeds."""

@@ -125,7 +125,7 @@ class ChainMetrics:
         self._metrics.head_time.labels(self.name).set(timestamp)
         self.last_head = (number, timestamp)
 
-    def finalized(self, safe: int, finalized: int) -> None:
+    def marks(self, safe: int, finalized: int) -> None:
         self._metrics.marks.labels(self.name, "safe").set(safe)
         self._metrics.marks.labels(self.name, "finalized").set(finalized)
 

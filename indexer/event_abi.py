@@ -135,6 +135,11 @@ class EventAbi:
         plain = [n for n, p in zip(names, self.inputs, strict=True) if not p.indexed]
         return names, indexed, plain
 
+    @property
+    def indexed_names(self) -> list[str]:
+        """The indexed arguments' names, as `decode` keys them (`arg<i>` if unnamed)."""
+        return self._names[1]
+
     def to_json(self) -> dict[str, Any]:
         """The event as ABI JSON (without solc's `internalType`)."""
         return {
@@ -349,7 +354,7 @@ def from_json(item: Mapping[str, Any]) -> EventAbi:
         raise AbiError(f"event {name}: inputs must be a list")
     params = tuple(_param_from_json(p, name, top=True) for p in inputs)
     event = EventAbi(name, params, bool(item.get("anonymous", False)))
-    _check_indexed(event)
+    _check(event)
     return event
 
 
@@ -390,7 +395,7 @@ def parse_signature(text: str) -> EventAbi:
     if tail not in ("", "anonymous"):
         raise AbiError(f"{text!r}: unexpected {tail!r} after the arguments")
     event = EventAbi(name, params, anonymous)
-    _check_indexed(event)
+    _check(event)
     return event
 
 
@@ -501,9 +506,14 @@ def _check_suffix(suffix: str, where: str) -> None:
             raise AbiError(f"{where}: an array of size 0")
 
 
-def _check_indexed(event: EventAbi) -> None:
+def _check(event: EventAbi) -> None:
+    """What an event must be to decode into one value per argument name."""
     most = 4 if event.anonymous else 3
     if len(event.indexed) > most:
         raise AbiError(
             f"event {event.name}: {len(event.indexed)} indexed arguments, at most {most}"
         )
+    names = event._names[0]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise AbiError(f"event {event.name}: two arguments named {twice[0]!r}")

@@ -42,9 +42,7 @@ class Watched:
     @cached_property
     def columns(self) -> tuple[tuple[str, Param], ...]:
         """The first three indexed arguments (name, param): the `indexed_<i>` columns."""
-        return tuple(
-            (p.name or f"arg{i}", p) for i, p in enumerate(self.event.inputs) if p.indexed
-        )[:3]
+        return tuple(zip(self.event.indexed_names, self.event.indexed, strict=True))[:3]
 
 
 @dataclass(frozen=True)

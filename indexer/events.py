@@ -35,6 +35,9 @@ class BlockRef:
     number: int
     hash: str
 
+    def to_json(self) -> dict[str, Any]:
+        return {"number": self.number, "hash": self.hash}
+
 
 @dataclass(frozen=True)
 class BlockIndexed:

@@ -2,11 +2,12 @@
 (contract: docs/chains.md, Finality).
 
 The follower reads them every sweep with the `safe` and `finalized` block tags; on a
-node without those tags, both are the block `FINALITY_DEPTH` below the head. It records
-them in `chainpulse_meta` (`finality`) and announces each move with `block.finalized`
-through the outbox. The finalized mark never goes back: a node that answers an older
-`finalized` block (anvil after `evm_revert`; a node replaced by a lagging one) leaves
-the recorded mark as it was, with a warning.
+node that does not know those tags, both are the block `FINALITY_DEPTH` below the head.
+It records them in `chainpulse_meta` (`finality`) and announces each move with
+`block.finalized` through the outbox. Neither mark goes back: a node that answers an
+older block (anvil after `evm_revert`; a replica that lags another) leaves the recorded
+mark as it was. `chainpulse follow --clear-halt` forgets them (a chain restarted from
+genesis, an endpoint that served another chain).
 """
 
 from __future__ import annotations
@@ -33,12 +34,7 @@ class Marks:
     finalized: BlockRef
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "safe": {"number": self.safe.number, "hash": self.safe.hash},
-                "finalized": {"number": self.finalized.number, "hash": self.finalized.hash},
-            }
-        )
+        return json.dumps({"safe": self.safe.to_json(), "finalized": self.finalized.to_json()})
 
     @classmethod
     def from_json(cls, text: str) -> Marks:
@@ -49,35 +45,53 @@ class Marks:
         return BlockFinalized(self.finalized.number, self.finalized.hash, self.safe, chain_id)
 
 
+# JSON-RPC codes of a node that does not know a block tag (invalid params, and the
+# "method not found" some proxies answer): the chain has no finality notion
+NO_TAGS = (-32602, -32601)
+
+
 def read_marks(node: Node, head: int, depth: int) -> Marks | None:
-    """The node's safe and finalized blocks (None while it has none); on a node without
-    those tags, both the block `depth` below `head` (None while the chain is shorter)."""
+    """The node's safe and finalized blocks; None while it has none (a post-merge node
+    before the first finalization answers null) or when it refused to say this time
+    (any other JSON-RPC error: the next sweep asks again). On a node that does not know
+    the tags (`NO_TAGS`), both the block `depth` below `head` (None while the chain is
+    shorter)."""
     try:
         safe = node.block_header("safe")
         final = node.block_header("finalized")
-    except RpcError:  # a node that knows no such tags
+    except RpcError as exc:
+        if exc.code not in NO_TAGS:
+            log.warning("the node did not give its finality marks this sweep: %s", exc)
+            return None
         deep = node.block_header(head - depth) if head >= depth else None
         return Marks(_ref(deep), _ref(deep)) if deep is not None else None
-    if safe is None or final is None:  # the tags, but nothing final yet
+    if safe is None or final is None:
         return None
     return Marks(_ref(safe), _ref(final))
 
 
 def moved(recorded: Marks | None, marks: Marks) -> Marks | None:
     """What to record and announce of `marks`, given those `recorded`: None when
-    nothing moved. A finalized mark older than the one recorded is refused (warned),
-    and the safe mark never goes below the finalized one."""
-    if recorded is not None and marks.finalized.number < recorded.finalized.number:
+    nothing moved forward. Neither mark goes back: a node that answers an older block
+    (anvil after `evm_revert`, a replica that lags another) leaves the recorded mark,
+    with a warning for the finalized one."""
+    if recorded is None:
+        return marks
+    if marks.finalized.number < recorded.finalized.number:
         log.warning(
             "the node's finalized block %d is below the recorded %d: keeping %d",
             marks.finalized.number,
             recorded.finalized.number,
             recorded.finalized.number,
         )
-        finalized = recorded.finalized
-        safe = marks.safe if marks.safe.number >= finalized.number else finalized
-        marks = Marks(safe, finalized)
-    return None if marks == recorded else marks
+    finalized = max(recorded.finalized, marks.finalized, key=_number)
+    safe = max(recorded.safe, marks.safe, finalized, key=_number)
+    new = Marks(safe, finalized)
+    return None if new == recorded else new
+
+
+def _number(ref: BlockRef) -> int:
+    return ref.number
 
 
 def _ref(header: dict[str, object]) -> BlockRef:

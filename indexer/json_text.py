@@ -5,13 +5,17 @@ stream's events (a block's decoded contract events among them), the event rows' 
 for PostgreSQL's COPY, and every Socket.IO packet. Its output is the same JSON, but for
 non-ASCII text (written as UTF-8, not as `\\u` escapes) and some float spellings (`1e16`,
 not `1e+16`). What it refuses falls back to the standard library, so nothing is
-accepted or refused differently: integers beyond 64 bits, non-string keys, and, when
-decoding, `NaN`, `Infinity` and lone surrogates.
+accepted or refused differently: integers beyond 64 bits and non-string keys when
+encoding; when decoding, `NaN`, `Infinity` and lone surrogates, and text holding a
+number of 20 digits or more (which orjson would read as a float, losing digits; such a
+number inside a string sends the text to the standard library too, which is only
+slower).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -25,8 +29,15 @@ def dumps(obj: Any) -> str:
         return json.dumps(obj, separators=(",", ":"))
 
 
+# a number of 20 digits or more, which orjson would read as a float (losing its digits)
+_LONG_NUMBER = re.compile(r"[\[:,\s]-?\d{20}")
+
+
 def loads(text: str | bytes) -> Any:
+    raw = text.decode() if isinstance(text, bytes) else text
+    if _LONG_NUMBER.search(raw):
+        return json.loads(raw)  # exact integers of any size
     try:
-        return orjson.loads(text)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(text)
+        return json.loads(raw)

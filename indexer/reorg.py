@@ -48,6 +48,7 @@ from indexer import price_store
 from indexer.blocks import fetch
 from indexer.errors import BlockNotFound, ReorgTooDeep
 from indexer.events import BlockRef, BlockReorged, BlockSource
+from indexer.finality import KEY as FINALITY_KEY
 from indexer.rpc import Node
 from indexer.store import Store
 
@@ -296,6 +297,9 @@ def halt_in(conn: Connection, chain: int) -> Halt | None:
 
 
 def clear_halt(store: Store) -> None:
-    """Let indexing resume after an operator has dealt with a too-deep reorg."""
+    """Let indexing resume after an operator has dealt with a too-deep reorg; the
+    recorded finality marks go too (they may be another chain's, or a restarted
+    chain's), and the follower reads them again."""
     with store.writing() as conn:
         store.set_meta(conn, HALT_KEY, None)
+        store.set_meta(conn, FINALITY_KEY, None)

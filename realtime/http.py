@@ -22,7 +22,6 @@ import redis
 from sqlalchemy.engine import Connection
 
 from indexer import queries
-from indexer.events import BlockRef
 from indexer.exact import plain
 from indexer.reorg import Halt, halt_in
 from indexer.seen_head import HEAD_KEY, read_head
@@ -223,8 +222,8 @@ class HttpApp:
             "indexedBlock": progress.indexed,
             "lag": progress.lag,
             "indexing": progress.describe(),
-            "safe": _mark(marks.safe) if marks else None,
-            "finalized": _mark(marks.finalized) if marks else None,
+            "safe": marks.safe.to_json() if marks else None,
+            "finalized": marks.finalized.to_json() if marks else None,
         }
 
     def _prices(
@@ -380,7 +379,3 @@ def _price(row: queries.PriceRow) -> dict[str, Any]:
     """The `price-update` payload of a stored price; `timestamp` is when it was stored."""
     update = protocol.price_update(protocol.price_event_from_row(row))
     return {**update, "timestamp": row.updated_at_ms}
-
-
-def _mark(ref: BlockRef) -> dict[str, Any]:
-    return {"number": ref.number, "hash": ref.hash}

@@ -242,7 +242,7 @@ def _chain(chain_id: int | None) -> int:
 
 
 def _ref(ref: BlockRef) -> Ref:
-    return {"number": ref.number, "hash": ref.hash}
+    return Ref(number=ref.number, hash=ref.hash)
 
 
 def price_update(event: PriceUpdated, snapshot: bool = False) -> PriceUpdate:

@@ -73,7 +73,6 @@ class Lane:
         self.members: set[str] = set()  # in the room (tracked for another chain's lane)
         self.reorg_count = 0  # reorgs pushed, and the last one
         self.last_reorg: BlockReorged | None = None
-        self.marks: BlockFinalized | None = None  # the finality marks last pushed
         self._filling = False  # a read of missing blocks is under way
         self.on_reorg: Callable[[BlockReorged], None] = lambda event: None
 
@@ -94,7 +93,6 @@ class Lane:
     def finalized(self, event: BlockFinalized) -> None:
         """The chain's finality marks moved: `finalized` to the room (and, as a reorg
         does, to this chain's event subscribers outside it)."""
-        self.marks = event
         pkt = self.fanout.encode("finalized", protocol.finalized(event))
         self._remember("finalized", pkt)
         self.broadcast(pkt, "finalized")

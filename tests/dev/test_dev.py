@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -270,3 +271,15 @@ def test_dev_with_two_chains_indexes_and_prices_both(
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: both anvils go with the rest
     assert process.wait(60) == 0, (folder / "dev.log").read_text()[-3000:]
     wait_until(lambda: not any(alive(pid) for pid in tree), 20, "every dev process gone")
+
+
+def test_dev_moves_a_metrics_port_that_is_taken() -> None:
+    from chainpulse.dev import metrics_port
+
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        other = metrics_port(port)
+        assert other != port
+    assert metrics_port(other) == other  # free: kept

@@ -140,14 +140,21 @@ def test_honours_confirmations(stack: Stack) -> None:
 
 @SQLITE_ONLY
 def test_no_repair_reaches_below_the_finalized_block(stack: Stack) -> None:
+    from indexer.reorg import clear_halt
+
     stack.anvil.mine(80)  # anvil finalizes head - 64
-    stack.follower(start_block=1, max_reorg_depth=200)
+    follower = stack.follower(start_block=1, max_reorg_depth=200)
     stack.wait_consistent()
     finalized = int(stack.anvil.block("finalized")["number"], 16)
     assert finalized > 0
     stack.anvil.call("anvil_reorg", stack.anvil.head() - finalized + 2, [])
     wait_until(lambda: stack.store.get_meta("halted") is not None, 30, "the halt recorded")
     assert stack.reorgs() == []
+    # the operator's way out forgets the marks with the halt (the follower reads them again)
+    follower.stop()
+    assert stack.store.get_meta("finality") is not None
+    clear_halt(stack.store)
+    assert stack.store.get_meta("halted") is None and stack.store.get_meta("finality") is None
 
 
 def test_nothing_is_lost_when_redis_loses_its_data(stack: Stack) -> None:

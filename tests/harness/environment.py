@@ -17,8 +17,9 @@ SETTINGS_VARIABLES = frozenset(item.env for item in Settings.declared())
 def service_env(**values: str) -> dict[str, str]:
     """This process's environment without any chainpulse setting, plus `values`.
 
-    The metrics ports are off unless `values` gives them: tests run side by side on one
-    host, and a worker or follower on the usual fixed port would stop another's."""
+    The metrics ports are 0 unless `values` gives them: tests run side by side on one
+    host, and a worker or follower on the usual fixed port would stop another's (a
+    `tests.harness.worker.Worker` given 0 serves its metrics on a free port instead)."""
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES}
     env["PYTHONPATH"] = str(ROOT)  # this checkout's code, however the venv was installed
     env["WORKER_METRICS_PORT"] = env["FOLLOWER_METRICS_PORT"] = "0"

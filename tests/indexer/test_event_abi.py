@@ -123,6 +123,8 @@ def test_topic0_is_the_keccak_of_the_canonical_signature() -> None:
             "E(uint8 indexed a, uint8 indexed b, uint8 indexed c, uint8 indexed d)",
             "4 indexed arguments, at most 3",
         ),
+        ("E(uint8 a, address a)", "two arguments named 'a'"),
+        ("E(uint8 indexed arg1, uint8)", "two arguments named 'arg1'"),  # the unnamed's name
     ],
 )
 def test_a_signature_that_does_not_parse_says_where(text: str, says: str) -> None:
