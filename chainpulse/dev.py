@@ -59,6 +59,9 @@ PROCESSES = ("web", "worker", "follower")  # the Procfile's long-running types, 
 HONCHO_GRACE_S = 5  # honcho's own SIGTERM-to-SIGKILL wait
 SECOND_BLOCK_TIME = 2  # seconds between the second chain's blocks (--chains 2)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# anvil's epoch: its safe block is 4 below the head and its finalized 8 (32 and 64 by
+# default), so that the page's finality marks move within seconds
+SLOTS = ("--slots-in-an-epoch", "4")
 # the worker's and the follower's usual metrics ports (docs/configuration.md)
 METRICS_PORTS = {"WORKER_METRICS_PORT": 9101, "FOLLOWER_METRICS_PORT": 9102}
 
@@ -191,7 +194,9 @@ def _node(url: str, stack: contextlib.ExitStack) -> tuple[Anvil, bool]:
         raise ConfigError(f"no node answers at {mask_url(url)}")
     print(f"dev: starting anvil on port {port} (state in {DEV_DIR}/anvil-state.json)")
     anvil = Anvil(
-        port=port, block_time=1, extra_args=["--state", str(DEV_DIR / "anvil-state.json")]
+        port=port,
+        block_time=1,
+        extra_args=["--state", str(DEV_DIR / "anvil-state.json"), *SLOTS],
     )
     stack.enter_context(anvil)
     return anvil, True
@@ -219,7 +224,9 @@ def _second_anvil(first: Anvil, stack: contextlib.ExitStack) -> Anvil:
         f"dev: starting anvil on port {port}, chain 31338 (state in {DEV_DIR}/anvil-state-2.json)"
     )
     second = Anvil(
-        port=port, chain_id=31338, extra_args=["--state", str(DEV_DIR / "anvil-state-2.json")]
+        port=port,
+        chain_id=31338,
+        extra_args=["--state", str(DEV_DIR / "anvil-state-2.json"), *SLOTS],
     )
     stack.enter_context(second)
     return second

@@ -3,13 +3,14 @@
 orjson encodes and decodes in a fraction of the standard library's time: it encodes the
 stream's events (a block's decoded contract events among them), the event rows' args
 for PostgreSQL's COPY, and every Socket.IO packet. Its output is the same JSON, but for
-non-ASCII text (written as UTF-8, not as `\\u` escapes) and some float spellings (`1e16`,
-not `1e+16`). What it refuses falls back to the standard library, so nothing is
-accepted or refused differently: integers beyond 64 bits and non-string keys when
-encoding; when decoding, `NaN`, `Infinity` and lone surrogates, and text holding a
-number of 20 digits or more (which orjson would read as a float, losing digits; such a
-number inside a string sends the text to the standard library too, which is only
-slower).
+non-ASCII text (written as UTF-8, not as `\\u` escapes), some float spellings (`1e16`,
+not `1e+16`), and floats that are not finite (written as `null`; the standard library
+writes `Infinity` and `NaN`, which browsers' JSON parsers refuse). What it refuses
+falls back to the standard library, so nothing else is accepted or refused
+differently: integers beyond 64 bits and non-string keys when encoding; when decoding,
+`NaN`, `Infinity` and lone surrogates, and text holding a number of 20 digits or more
+(which orjson would read as a float, losing digits; such a number inside a string
+sends the text to the standard library too, which is only slower).
 """
 
 from __future__ import annotations

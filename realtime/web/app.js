@@ -19,6 +19,7 @@ const state = {
   contracts: [],         // /api/contracts: {name, chainId, events: [{key, …}]}
   events: [],            // contract-event payloads, newest first
   eventsLast: new Map(), // contract -> {block, hash}: where its subscription resumes
+  marks: new Map(),      // chainId -> {finalized, safe}: block numbers, as last announced
 };
 const EVENT_ROWS = 15;
 const $ = (id) => document.getElementById(id);
@@ -270,6 +271,8 @@ function renderLanes() {
     const row = el("div", { class: "lane", "data-chain": String(chain.chainId) });
     const label = el("div", { class: "lane-name" });
     label.append(el("strong", {}, chain.name), el("small", {}, ` ${chain.chainId}${chain.primary ? " · primary" : ""}`));
+    const marks = state.marks.get(chain.chainId);
+    if (marks) label.append(el("small", { class: "final" }, ` · final #${marks.finalized}`));
     const chips = el("div", { class: "chips" });
     for (const block of entry.blocks) {
       const chip = el("span", { class: block.fresh ? "chip fresh" : "chip", "data-number": String(block.number), title: `${block.hash}: ${block.transactions} transactions` }, `#${block.number}`);
@@ -287,6 +290,11 @@ async function loadChains() {
   } catch (err) {
     console.warn("chains", err);
     state.chains = [];
+  }
+  for (const chain of state.chains) {
+    if (chain.finalized && chain.safe) {
+      onFinalized({ chainId: chain.chainId, number: chain.finalized.number, safe: chain.safe });
+    }
   }
   if (state.chains.length < 2) return;
   $("lanes-section").hidden = false;
@@ -418,6 +426,20 @@ function onReorg(reorg) {
   renderChart();
 }
 
+// finality: the chain's finalized and safe blocks, as the follower announces them
+function onFinalized(marks) {
+  const known = state.marks.get(marks.chainId);
+  if (known && known.finalized > marks.number) return;
+  state.marks.set(marks.chainId, { finalized: marks.number, safe: marks.safe.number });
+  const primary = state.chains.find((c) => c.primary);
+  if (!primary || primary.chainId === marks.chainId) {
+    const pill = $("finality");
+    pill.textContent = `final #${marks.number} · safe #${marks.safe.number}`;
+    pill.hidden = false;
+  }
+  renderLanes();
+}
+
 function setConnection(kind, text) {
   const pill = $("connection");
   pill.className = `pill ${kind}`;
@@ -477,6 +499,7 @@ function connect() {
   });
   socket.on("price-update", onPrice);
   socket.on("reorg", onReorg);
+  socket.on("finalized", onFinalized);
   socket.on("exception", (error) => console.warn("server:", error.message));
   window.addEventListener("offline", () => setConnection("offline"));
 }

@@ -1,7 +1,7 @@
 """The demo page with two chains, in headless Chromium: a lane per chain, each showing
-its own chain's new blocks, the blocks table the primary's only, and the contract
-events of both chains with their arguments (from the read API, then live). A
-screenshot is kept in `.test-output/` (or CHAINPULSE_TEST_OUTPUT)."""
+its own chain's new blocks and finalized block, the blocks table the primary's only,
+and the contract events of both chains with their arguments (from the read API, then
+live). A screenshot is kept in `.test-output/` (or CHAINPULSE_TEST_OUTPUT)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,13 @@ def test_the_page_shows_a_lane_per_chain(chains: Chains) -> None:
             lane = tab.locator(f'.lane[data-chain="{chain}"]')
             expect(lane.locator(f'.chip[data-number="{head}"]')).to_be_visible(timeout=WAIT_MS)
         expect(tab.locator(f'.lane[data-chain="{PRIMARY}"] .lane-name')).to_contain_text("one")
+        # each chain's finalized block as its node says it; the primary's in the header too
+        for chain in (PRIMARY, OTHER):
+            final = int(chains.anvils[chain].block("finalized")["number"], 16)
+            expect(tab.locator(f'.lane[data-chain="{chain}"] .final')).to_contain_text(
+                f"final #{final}", timeout=WAIT_MS
+            )
+        expect(tab.locator("#finality")).to_contain_text("final #", timeout=WAIT_MS)
 
         # live: the other chain's new block reaches its lane, not the primary's table
         chains.mine(OTHER)
