@@ -183,6 +183,7 @@ class Follower:
         self.cursor = None
         self.start = None
         self.halted = None
+        self._last_head = None
         self._missing_before = None
         self._next_sweep = 0.0
         return True
@@ -339,6 +340,7 @@ class Follower:
         self.halted = read_halt(self.store)
         if self.halted is not None:
             log.critical("indexing is halted: %s", self.halted.reason)
+            self._last_head = None  # not read while halted: no finality from an old head
             return
         self._finality(token)
         top = self.store.top()
@@ -391,7 +393,9 @@ class Follower:
         self.marks = marks
         # no repair reaches at or below it: a stored block there that changed is a halt
         self.finalized = marks.finalized.number if marks is not None else None
-        if marks is not None:
+        if marks is None:
+            self.metrics.marks(None, None)
+        else:
             self.metrics.marks(marks.safe.number, marks.finalized.number)
 
     def _watch_feeds(self, token: int, target: int) -> None:

@@ -10,6 +10,7 @@ but no head and so no lag: the active follower's is the deployment's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -125,9 +126,14 @@ class ChainMetrics:
         self._metrics.head_time.labels(self.name).set(timestamp)
         self.last_head = (number, timestamp)
 
-    def marks(self, safe: int, finalized: int) -> None:
-        self._metrics.marks.labels(self.name, "safe").set(safe)
-        self._metrics.marks.labels(self.name, "finalized").set(finalized)
+    def marks(self, safe: int | None, finalized: int | None) -> None:
+        """The finality marks as announced; None: none recorded (the series go)."""
+        for mark, number in (("safe", safe), ("finalized", finalized)):
+            if number is not None:
+                self._metrics.marks.labels(self.name, mark).set(number)
+            else:
+                with contextlib.suppress(KeyError):
+                    self._metrics.marks.remove(self.name, mark)
 
     def lost_head(self) -> None:
         self.last_head = None

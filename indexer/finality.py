@@ -75,8 +75,8 @@ def moved(recorded: Marks | None, marks: Marks) -> Marks | None:
     nothing moved forward. Neither mark goes back: a node that answers an older block
     (anvil after `evm_revert`, a replica that lags another) leaves the recorded mark,
     with a warning for the finalized one."""
-    if recorded is None:
-        return marks
+    if recorded is None:  # the two tags may come from two replicas: safe never below
+        return Marks(max(marks.safe, marks.finalized, key=_number), marks.finalized)
     if marks.finalized.number < recorded.finalized.number:
         log.warning(
             "the node's finalized block %d is below the recorded %d: keeping %d",

@@ -9,8 +9,9 @@ writes `Infinity` and `NaN`, which browsers' JSON parsers refuse). What it refus
 falls back to the standard library, so nothing else is accepted or refused
 differently: integers beyond 64 bits and non-string keys when encoding; when decoding,
 `NaN`, `Infinity` and lone surrogates, and text holding a number of 20 digits or more
-(which orjson would read as a float, losing digits; such a number inside a string
-sends the text to the standard library too, which is only slower).
+(19 after a minus sign), which orjson would read as a float, losing digits (such a
+number inside a string sends the text to the standard library too, which is only
+slower).
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ def dumps(obj: Any) -> str:
         return json.dumps(obj, separators=(",", ":"))
 
 
-# a number of 20 digits or more, which orjson would read as a float (losing its digits)
-_LONG_NUMBER = re.compile(r"[\[:,\s]-?\d{20}")
+# a number beyond 64 bits (20 digits, or 19 after a minus sign), which orjson would read
+# as a float (losing its digits)
+_LONG = r"(?:^|[\[:,\s])(?:-\d{19}|\d{20})"
+_LONG_NUMBER = re.compile(_LONG)
+_LONG_NUMBER_BYTES = re.compile(_LONG.encode())
 
 
 def loads(text: str | bytes) -> Any:
-    raw = text.decode() if isinstance(text, bytes) else text
-    if _LONG_NUMBER.search(raw):
-        return json.loads(raw)  # exact integers of any size
+    long = _LONG_NUMBER_BYTES if isinstance(text, bytes) else _LONG_NUMBER
+    if long.search(text):  # type: ignore[arg-type]
+        return json.loads(text)  # exact integers of any size
     try:
-        return orjson.loads(raw)
+        return orjson.loads(text)
     except orjson.JSONDecodeError:
-        return json.loads(raw)
+        return json.loads(text)

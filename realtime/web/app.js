@@ -428,11 +428,9 @@ function onReorg(reorg) {
 
 // finality: the chain's finalized and safe blocks, as the follower announces them
 function onFinalized(marks) {
-  const known = state.marks.get(marks.chainId);
-  if (known && known.finalized > marks.number) return;
   state.marks.set(marks.chainId, { finalized: marks.number, safe: marks.safe.number });
   const primary = state.chains.find((c) => c.primary);
-  if (!primary || primary.chainId === marks.chainId) {
+  if (!primary || (primary.chainId ?? marks.chainId) === marks.chainId) {
     const pill = $("finality");
     pill.textContent = `final #${marks.number} · safe #${marks.safe.number}`;
     pill.hidden = false;

@@ -89,6 +89,7 @@ def test_a_move_is_announced_once_and_neither_mark_goes_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     assert moved(None, Marks(B, A)) == Marks(B, A)
+    assert moved(None, Marks(A, B)) == Marks(B, B)  # two replicas: safe never below final
     assert moved(Marks(B, A), Marks(B, A)) is None
     assert moved(Marks(B, A), Marks(C, A)) == Marks(C, A)  # only the safe one moved
     assert moved(Marks(B, A), Marks(D, C)) == Marks(D, C)

@@ -35,6 +35,11 @@ def test_integers_of_any_size_are_read_exactly() -> None:
         "s": "12",
     }
     assert json_text.loads(text.encode())["value"] == 2**64
+    assert json_text.loads(str(-(2**70))) == -(2**70)  # a document of one number
+    assert json_text.loads("[-9999999999999999999]") == [-9999999999999999999]  # < -2^63
+    assert json_text.loads(b'\xef\xbb\xbf{"v": 12345678901234567890123}') == {
+        "v": 12345678901234567890123
+    }  # bytes with a byte-order mark, as the standard library reads them
 
 
 def test_a_float_that_is_not_finite_is_written_as_null() -> None:
