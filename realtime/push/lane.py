@@ -93,12 +93,7 @@ class Lane:
     def finalized(self, event: BlockFinalized) -> None:
         """The chain's finality marks moved: `finalized` to the room (and, as a reorg
         does, to this chain's event subscribers outside it)."""
-        pkt = self.fanout.encode("finalized", protocol.finalized(event))
-        self._remember("finalized", pkt)
-        self.broadcast(pkt, "finalized")
-        if self.router is not None and self.room != LIVE:
-            for sid in self.router.holders(self.room) - self.members:
-                self.send(sid, pkt, "finalized")
+        self._announce("finalized", protocol.finalized(event))
 
     def tick(self) -> None:
         now = self.clock()
@@ -168,13 +163,7 @@ class Lane:
             else:
                 self.reorg_count += 1
                 self.last_reorg = action
-                pkt = self.fanout.encode("reorg", protocol.reorg(action))
-                self._remember("reorg", pkt)
-                self.broadcast(pkt, "reorg")
-                if self.router is not None and self.room != LIVE:
-                    # event subscribers of this chain outside its blocks room
-                    for sid in self.router.holders(self.room) - self.members:
-                        self.send(sid, pkt, "reorg")
+                pkt = self._announce("reorg", protocol.reorg(action))
                 self.on_reorg(action)
                 for height in [h for h in self.waiting if h > action.commonAncestor.number]:
                     for sid in self.waiting.pop(height):
@@ -196,6 +185,17 @@ class Lane:
                 sent = self.fanout.broadcast(sub.room, pkt)
                 if sent:
                     self.metrics.push("contract-event", sent)
+
+    def _announce(self, event: str, data: Payload) -> Encoded:
+        """A chain-wide message (`reorg`, `finalized`): to the room, remembered for
+        catch-ups, and to this chain's event subscribers outside its blocks room."""
+        pkt = self.fanout.encode(event, data)
+        self._remember(event, pkt)
+        self.broadcast(pkt, event)
+        if self.router is not None and self.room != LIVE:
+            for sid in self.router.holders(self.room) - self.members:
+                self.send(sid, pkt, event)
+        return pkt
 
     def _remember(self, event: str, pkt: Encoded) -> None:
         self.ring_seq += 1

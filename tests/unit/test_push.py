@@ -128,17 +128,22 @@ def test_a_resume_from_a_block_no_longer_canonical_starts_with_a_reorg(rt: Realt
     assert numbers(rt, "a") == [4, 5]
 
 
+def two_chains(tmp_path: Path) -> Realtime:
+    """A feed of two chains, CHAIN (the primary) and CHAIN + 1."""
+    chains = tmp_path / "chains.toml"
+    chains.write_text(
+        f'[[chain]]\nname = "one"\nchain_id = {CHAIN}\nrpc = "http://127.0.0.1:1"\n\n'
+        f'[[chain]]\nname = "two"\nchain_id = {CHAIN + 1}\nrpc = "http://127.0.0.1:2"\n'
+    )
+    return Realtime(make_database(tmp_path / "db.sqlite"), chains_file=load_chains(str(chains)))
+
+
 def test_an_unsubscribe_while_the_resume_reads_stops_it(tmp_path: Path) -> None:
     """The catch-up of `blocks:<id>` reads the database (the green thread yields); an
     unsubscribe arriving meanwhile leaves the room for good: no block from the read,
     no join when it ends, nothing live after."""
     other = CHAIN + 1
-    chains = tmp_path / "chains.toml"
-    chains.write_text(
-        f'[[chain]]\nname = "one"\nchain_id = {CHAIN}\nrpc = "http://127.0.0.1:1"\n\n'
-        f'[[chain]]\nname = "two"\nchain_id = {other}\nrpc = "http://127.0.0.1:2"\n'
-    )
-    rt = Realtime(make_database(tmp_path / "db.sqlite"), chains_file=load_chains(str(chains)))
+    rt = two_chains(tmp_path)
     try:
         insert_blocks(rt.settings.database_url, range(1, 8), chain=other)
         rt.feed.start_at(7, other)
@@ -317,12 +322,7 @@ def test_finality_marks_reach_every_client_for_the_primary_and_a_chains_room_for
     tmp_path: Path,
 ) -> None:
     other = CHAIN + 1
-    chains = tmp_path / "chains.toml"
-    chains.write_text(
-        f'[[chain]]\nname = "one"\nchain_id = {CHAIN}\nrpc = "http://127.0.0.1:1"\n\n'
-        f'[[chain]]\nname = "two"\nchain_id = {other}\nrpc = "http://127.0.0.1:2"\n'
-    )
-    rt = Realtime(make_database(tmp_path / "db.sqlite"), chains_file=load_chains(str(chains)))
+    rt = two_chains(tmp_path)
     try:
         rt.join("everyone")
         rt.join("second")
